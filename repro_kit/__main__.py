@@ -1,0 +1,3 @@
+from repro_kit.cli import main
+
+raise SystemExit(main())

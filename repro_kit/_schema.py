@@ -1,0 +1,137 @@
+"""The app configuration from the report, and the one schema edit both backends deploy.
+
+The emulator and the live backend call the same `add_optional_field`, so what the
+emulator deploys is byte for byte what a live deploy PUTs to the Admin API.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any
+
+__all__ = [
+    "NODE_SCHEMA",
+    "NODE_RELATIONSHIPS",
+    "NODE_RULES",
+    "SYNC_CONFIG",
+    "DATABASE",
+    "COLLECTION",
+    "BSON_TYPES",
+    "parse_bson_type",
+    "validate_field_name",
+    "add_optional_field",
+]
+
+DATABASE = "testing-db"  # the report's "Set up Atlas deployment", step 3
+COLLECTION = "Node"
+
+#: The report's JSON schema, pasted in the Schema tab's JSON view.
+NODE_SCHEMA: dict[str, Any] = {
+    "title": "Node",
+    "properties": {
+        "_id": {"bsonType": "uuid"},
+        "text": {"bsonType": "string"},
+        "children": {"bsonType": "array", "items": {"bsonType": "uuid"}},
+        "isRoot": {"bsonType": "bool"},
+        "owner_id": {"bsonType": "string"},
+    },
+    "required": ["_id", "text", "isRoot", "owner_id"],
+}
+
+#: The report's "Expand relationships" document.
+NODE_RELATIONSHIPS: dict[str, Any] = {
+    "children": {
+        "ref": f"#/relationship/mongodb-atlas/{DATABASE}/{COLLECTION}",
+        "foreignKey": "_id",
+        "isList": True,
+    }
+}
+
+#: "Users can read and write their own data, admins can read and write all data".
+NODE_RULES: dict[str, Any] = {
+    "roles": [
+        {
+            "name": "readOwnWriteOwn",
+            "apply_when": {},
+            "document_filters": {
+                "read": {"owner_id": "%%user.id"},
+                "write": {"owner_id": "%%user.id"},
+            },
+            "read": True,
+            "write": True,
+            "insert": True,
+            "delete": True,
+        }
+    ]
+}
+
+#: Flexible sync with `owner_id` queryable, development mode off (the report's step 5).
+SYNC_CONFIG: dict[str, Any] = {
+    "flexible_sync": {
+        "state": "enabled",
+        "database_name": DATABASE,
+        "queryable_fields_names": ["owner_id"],
+        "is_recovery_mode_disabled": False,
+    },
+    "development_mode_enabled": False,
+}
+
+#: BSON type names accepted by App Services schemas (lower-cased for lookup).
+BSON_TYPES = {
+    name.lower(): name
+    for name in (
+        "string", "int", "long", "double", "decimal", "bool", "date", "objectId",
+        "uuid", "binData", "object", "mixed",
+    )
+}
+
+_FIELD_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_ARRAY_RE = re.compile(r"^array\s*<\s*([A-Za-z]+)\s*>$", re.IGNORECASE)
+
+
+def validate_field_name(field: Any) -> str:
+    """Return `field` if it can be a new top-level property name, else raise ValueError."""
+    if not isinstance(field, str) or not _FIELD_RE.match(field):
+        raise ValueError(
+            f"field: {field!r} is not a valid field name "
+            "(letters, digits and _, not starting with a digit, at most 64 characters)"
+        )
+    if field.startswith("_"):
+        raise ValueError(f"field: {field!r} is reserved (names starting with '_' belong to the server)")
+    return field
+
+
+def parse_bson_type(bson_type: Any) -> dict[str, Any]:
+    """Turn a BSON type name, or `array<NAME>` (the UI's "Array<String>"), into a schema property."""
+    if not isinstance(bson_type, str) or not bson_type.strip():
+        raise ValueError(f"bson_type: {bson_type!r} is not a BSON type name")
+    text = bson_type.strip()
+    match = _ARRAY_RE.match(text)
+    if match:
+        return {"bsonType": "array", "items": {"bsonType": _bson_name(match.group(1), bson_type)}}
+    if text.lower() == "array":
+        raise ValueError("bson_type: 'array' needs an item type, e.g. 'array<string>'")
+    return {"bsonType": _bson_name(text, bson_type)}
+
+
+def _bson_name(name: str, original: str) -> str:
+    try:
+        return BSON_TYPES[name.lower()]
+    except KeyError:
+        known = ", ".join(sorted(BSON_TYPES.values()))
+        raise ValueError(f"bson_type: {original!r} is not a BSON type (known: {known}, or array<NAME>)") from None
+
+
+def add_optional_field(schema: dict[str, Any], field: str, bson_type: str) -> dict[str, Any]:
+    """Return a copy of `schema` with an optional property added; `required` is never touched."""
+    validate_field_name(field)
+    prop = parse_bson_type(bson_type)
+    properties = schema.get("properties")
+    if not isinstance(properties, dict):
+        raise ValueError("schema: has no 'properties' object")
+    if field in properties:
+        raise ValueError(f"field: {field!r} already exists in the schema")
+    new = copy.deepcopy(schema)
+    new["properties"][field] = prop
+    return new
