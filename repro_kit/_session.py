@@ -128,6 +128,13 @@ class Session(abc.ABC):
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Device-side change notifications (the original tool's collection and root listeners)."""
 
+    def subscribe_acks(self, listener: Callable[[str, float], None]) -> Callable[[], None] | None:
+        """Call `listener(node_id, time)` when the server acknowledges a node's creation.
+
+        Returns an unsubscribe function, or None where the backend cannot see acks
+        (then callers fall back to `is_acknowledged`)."""
+        return None
+
     def is_acknowledged(self, node_id: str) -> bool:
         """Has the server integrated the write that created `node_id`? Backends that cannot tell return True."""
         return True
