@@ -1,0 +1,155 @@
+"""The Atlas `Node` collection: an in-memory document store with a change feed.
+
+Only the MongoDB semantics the translator, the watcher and the audit need: equality
+and `$in` filters, `$set`/`$push`/`$addToSet`/`$pull` updates, and change events
+shaped like a change stream's (`operationType`, `documentKey`, `fullDocument`).
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from typing import Any, Callable, Iterator
+
+__all__ = ["AtlasCollection"]
+
+ChangeListener = Callable[[dict[str, Any]], None]
+
+
+def _matches(doc: dict[str, Any], flt: dict[str, Any]) -> bool:
+    for key, cond in flt.items():
+        value = doc.get(key)
+        if isinstance(cond, dict):
+            for op, arg in cond.items():
+                if op == "$in":
+                    if value not in arg:
+                        return False
+                elif op == "$ne":
+                    if value == arg:
+                        return False
+                elif op == "$exists":
+                    if (key in doc) != bool(arg):
+                        return False
+                else:
+                    raise ValueError(f"filter: operator {op!r} is not supported by the emulated collection")
+        elif value != cond:
+            return False
+    return True
+
+
+class AtlasCollection:
+    """Documents keyed by `_id` (strings here; UUIDs in a real Atlas), in insertion order."""
+
+    def __init__(self, name: str = "Node") -> None:
+        self.name = name
+        self._docs: dict[Any, dict[str, Any]] = {}
+        self._listeners: list[ChangeListener] = []
+        self._clock: Callable[[], float] = lambda: 0.0
+        self._seq = itertools.count()
+
+    # -- change feed -----------------------------------------------------------------
+    def watch(self, listener: ChangeListener) -> Callable[[], None]:
+        """Call `listener(change)` after every write; returns an unsubscribe function."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    def _emit(self, op: str, _id: Any, source: str | None) -> None:
+        if not self._listeners:
+            return
+        doc = self._docs.get(_id)
+        change = {
+            "_seq": next(self._seq),
+            "operationType": op,
+            "documentKey": {"_id": _id},
+            "fullDocument": copy.deepcopy(doc) if doc is not None else None,
+            "source": source,
+            "time": self._clock(),
+        }
+        for listener in list(self._listeners):
+            listener(change)
+
+    # -- reads ---------------------------------------------------------------------------
+    def find(self, filter: dict[str, Any] | None = None, projection: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+        flt = filter or {}
+        for doc in list(self._docs.values()):
+            if _matches(doc, flt):
+                out = copy.deepcopy(doc)
+                if projection:
+                    keep = {k for k, v in projection.items() if v}
+                    out = {k: v for k, v in out.items() if k in keep or k == "_id"}
+                yield out
+
+    def find_one(self, filter: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        return next(self.find(filter), None)
+
+    def count_documents(self, filter: dict[str, Any]) -> int:
+        return sum(1 for d in self._docs.values() if _matches(d, filter))
+
+    def get(self, _id: Any) -> dict[str, Any] | None:
+        """The stored document itself (no copy): for the emulator's own fast paths."""
+        return self._docs.get(_id)
+
+    def __len__(self) -> int:
+        return len(self._docs)
+
+    # -- writes --------------------------------------------------------------------------
+    def insert_one(self, doc: dict[str, Any], *, source: str | None = None) -> Any:
+        _id = doc["_id"]
+        if _id in self._docs:
+            raise ValueError(f"insert_one: duplicate key {_id!r}")
+        self._docs[_id] = copy.deepcopy(doc)
+        self._emit("insert", _id, source)
+        return _id
+
+    def replace_one(self, filter: dict[str, Any], doc: dict[str, Any], upsert: bool = False, *, source: str | None = None) -> int:
+        target = self.find_one(filter)
+        if target is None:
+            if not upsert:
+                return 0
+            return 1 if self.insert_one(doc, source=source) is not None else 0
+        _id = target["_id"]
+        new = copy.deepcopy(doc)
+        new["_id"] = _id
+        self._docs[_id] = new
+        self._emit("replace", _id, source)
+        return 1
+
+    def update_one(self, filter: dict[str, Any], update: dict[str, Any], *, source: str | None = None) -> int:
+        target = next((d for d in self._docs.values() if _matches(d, filter)), None)
+        if target is None:
+            return 0
+        for op, fields in update.items():
+            for key, arg in fields.items():
+                if op == "$set":
+                    target[key] = copy.deepcopy(arg)
+                elif op in ("$push", "$addToSet"):
+                    items = arg["$each"] if isinstance(arg, dict) and "$each" in arg else [arg]
+                    lst = target.setdefault(key, [])
+                    for item in items:
+                        if op == "$push" or item not in lst:
+                            lst.append(copy.deepcopy(item))
+                elif op == "$pull":
+                    target[key] = [x for x in target.get(key, []) if x != arg]
+                else:
+                    raise ValueError(f"update: operator {op!r} is not supported by the emulated collection")
+        self._emit("update", target["_id"], source)
+        return 1
+
+    def delete_one(self, filter: dict[str, Any], *, source: str | None = None) -> int:
+        target = self.find_one(filter)
+        if target is None:
+            return 0
+        del self._docs[target["_id"]]
+        self._emit("delete", target["_id"], source)
+        return 1
+
+    def delete_many(self, filter: dict[str, Any], *, source: str | None = None) -> int:
+        ids = [d["_id"] for d in self._docs.values() if _matches(d, filter)]
+        for _id in ids:
+            del self._docs[_id]
+            self._emit("delete", _id, source)
+        return len(ids)
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """Every document, deep-copied, in natural (insertion) order."""
+        return copy.deepcopy(list(self._docs.values()))

@@ -1,0 +1,198 @@
+"""The app on a device: a local Realm of `Node` objects that syncs through the server.
+
+Local writes apply at once and queue as changesets (one in flight at a time, the rest
+rebased on each download, as in a client/server OT protocol). Downloads from other
+peers are transformed against the unacknowledged local changesets with the same merge
+rules as the server, applied, and reported to listeners: the original tool's
+collection and root-object listeners.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from typing import Any, Callable
+
+import simpy
+
+from repro_kit._session import Notification
+from repro_kit.emulator import ot
+from repro_kit.emulator.server import SERVER_PEER, SyncServer
+
+__all__ = ["Device"]
+
+AckListener = Callable[[str, float], None]
+
+
+class Device:
+    def __init__(
+        self,
+        env: simpy.Environment,
+        server: SyncServer,
+        peer: int,
+        owner_id: str,
+        rng: random.Random,
+        upload_latency_s: float = 0.05,
+        clock_skew_ms: int = 0,
+    ) -> None:
+        self.env = env
+        self.server = server
+        self.peer = peer
+        self.owner_id = owner_id
+        self.rng = rng
+        self.upload_latency_s = upload_latency_s
+        self.clock_skew_ms = clock_skew_ms
+        self.state: dict[str, Any] = {"Node": {}}
+        self.server_version = 0
+        self.inflight: dict[str, Any] | None = None
+        self.pending: list[dict[str, Any]] = []
+        self.listeners: list[Callable[[Notification], None]] = []
+        self.ack_listeners: list[AckListener] = []
+        self.acked: set[str] = set()
+        self._created_by: dict[int, list[str]] = {}
+        self._last_ts = 0
+        server.connect(peer, owner_id, self._on_download)
+
+    # -- clock and ids -----------------------------------------------------------------
+    def clock_ms(self) -> int:
+        """Device time in ms, strictly increasing so every local changeset has its own stamp."""
+        ts = max(int(self.env.now * 1000) + self.clock_skew_ms, self._last_ts + 1)
+        self._last_ts = ts
+        return ts
+
+    def new_id(self) -> str:
+        return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+
+    # -- reads -------------------------------------------------------------------------
+    @property
+    def table(self) -> dict[str, dict[str, Any]]:
+        return self.state["Node"]
+
+    def root_id(self) -> str | None:
+        for pk, obj in self.table.items():
+            if obj.get("isRoot") and obj.get("owner_id") == self.owner_id:
+                return pk
+        return None
+
+    def visible_children(self, pk: str | None) -> list[str]:
+        if pk is None or pk not in self.table:
+            return []
+        table = self.table
+        return [c for c in table[pk].get("children", ()) if c in table]
+
+    def owned_ids(self) -> list[str]:
+        return [pk for pk, obj in self.table.items() if obj.get("owner_id") == self.owner_id]
+
+    # -- writes ------------------------------------------------------------------------
+    def write(self, instructions: list[dict[str, Any]]) -> dict[str, Any]:
+        """One local write transaction: apply, notify, queue for upload."""
+        changeset = {"origin": self.peer, "timestamp": self.clock_ms(), "instructions": instructions}
+        before = self._observe() if self.listeners else None
+        ot.apply(self.state, changeset)
+        created = [i["object"] for i in instructions if i["op"] == "CreateObject"]
+        if created:
+            self._created_by[id(changeset)] = created
+        self.pending.append(changeset)
+        if before is not None:
+            self._notify(before, batch=None)
+        self._send_next()
+        return changeset
+
+    def create_root(self, text: str = "root") -> str:
+        pk = self.new_id()
+        self.write(_create_node(pk, text, self.owner_id, is_root=True))
+        return pk
+
+    def add_to_root(self, text: str) -> str:
+        root = self.root_id()
+        if root is None:
+            raise RuntimeError("the user has no root node yet")
+        pk = self.new_id()
+        size = len(self.table[root]["children"])
+        ins = _create_node(pk, text, self.owner_id, is_root=False)
+        ins.append({"op": "ArrayInsert", "table": "Node", "object": root, "field": "children",
+                    "index": size, "value": pk, "prior_size": size})
+        self.write(ins)
+        return pk
+
+    def erase_owned(self) -> int:
+        """Delete every node of this owner (the original tool's Reset)."""
+        ids = self.owned_ids()
+        if ids:
+            self.write([{"op": "EraseObject", "table": "Node", "object": pk} for pk in ids])
+        return len(ids)
+
+    # -- sync --------------------------------------------------------------------------
+    def _send_next(self) -> None:
+        if self.inflight is not None or not self.pending:
+            return
+        self.inflight = self.pending.pop(0)
+        changeset, base = self.inflight, self.server_version
+        delay = self.server.latency(self.upload_latency_s)
+        self.env.timeout(delay).callbacks.append(lambda _e: self.server.integrate(self.peer, changeset, base))
+
+    def _on_download(self, version: int, origin: int, changeset: dict[str, Any]) -> None:
+        self.server_version = version
+        if origin == self.peer:
+            acked = self.inflight
+            self.inflight = None
+            created = self._created_by.pop(id(acked), []) if acked is not None else []
+            for pk in created:
+                self.acked.add(pk)
+                for listener in list(self.ack_listeners):
+                    listener(pk, self.env.now)
+            self._send_next()
+            return
+        incoming = changeset
+        if self.inflight is not None:
+            incoming, rebased = ot.transform(incoming, self.inflight)
+            self._rebase(self.inflight, rebased)
+            self.inflight = rebased
+        for i, local in enumerate(self.pending):
+            incoming, rebased = ot.transform(incoming, local)
+            self._rebase(local, rebased)
+            self.pending[i] = rebased
+        if not incoming["instructions"]:
+            return
+        before = self._observe() if self.listeners else None
+        ot.apply(self.state, incoming)
+        if before is not None:
+            batch = len({i["object"] for i in incoming["instructions"]}) if origin == SERVER_PEER else None
+            self._notify(before, batch=batch)
+
+    def _rebase(self, old: dict[str, Any], new: dict[str, Any]) -> None:
+        created = self._created_by.pop(id(old), None)
+        if created is not None:
+            self._created_by[id(new)] = created
+
+    # -- listeners ---------------------------------------------------------------------
+    def _observe(self) -> tuple[list[str], set[str]]:
+        return self.visible_children(self.root_id()), set(self.owned_ids())
+
+    def _notify(self, before: tuple[list[str], set[str]], batch: int | None) -> None:
+        old_children, old_docs = before
+        new_children, new_docs = self._observe()
+        old_set, new_set = set(old_children), set(new_children)
+        note = Notification(
+            time=self.env.now,
+            observer="device",
+            root_children=len(new_children),
+            nodes_total=len(new_docs),
+            entered=tuple(c for c in new_children if c not in old_set),
+            left=tuple(c for c in old_children if c not in new_set),
+            inserted=tuple(sorted(new_docs - old_docs)),
+            deleted=tuple(sorted(old_docs - new_docs)),
+            batch=batch,
+        )
+        for listener in list(self.listeners):
+            listener(note)
+
+
+def _create_node(pk: str, text: str, owner_id: str, is_root: bool) -> list[dict[str, Any]]:
+    base = {"table": "Node", "object": pk}
+    return [
+        {"op": "CreateObject", **base},
+        {"op": "Update", **base, "field": "text", "value": text, "is_default": False},
+        {"op": "Update", **base, "field": "isRoot", "value": is_root, "is_default": False},
+        {"op": "Update", **base, "field": "owner_id", "value": owner_id, "is_default": False},
+    ]

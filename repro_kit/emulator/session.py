@@ -1,0 +1,257 @@
+"""The emulated backend wired together: device, sync server, translator, Atlas, control plane.
+
+Virtual time (SimPy's Environment) runs a 5-minute scenario in a fraction of a second;
+real time (SimPy's RealtimeEnvironment) runs it at wall-clock pace for live demos.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import threading
+import time
+import uuid
+from typing import Any, Callable
+
+import simpy
+import simpy.rt
+
+from repro_kit import _schema
+from repro_kit._session import AtlasView, DeployResult, Info, Listener, Notification, Session
+from repro_kit.emulator.appservices import ControlPlane
+from repro_kit.emulator.atlas import AtlasCollection
+from repro_kit.emulator.device import Device
+from repro_kit.emulator.params import ENCODINGS, MODES, EmulatorParams
+from repro_kit.emulator.server import SyncServer
+from repro_kit.emulator.translator import Translator
+
+__all__ = ["EmulatedSession", "EmulatedAtlasView"]
+
+#: Virtual seconds the start-up waits so the root reaches Atlas before anything else.
+STARTUP_SETTLE_S = 1.0
+
+
+class EmulatedAtlasView(AtlasView):
+    """The owner's documents in the emulated Atlas collection."""
+
+    def __init__(self, collection: AtlasCollection, owner_id: str, env: simpy.Environment, lock: threading.RLock) -> None:
+        self.collection = collection
+        self.owner_id = owner_id
+        self._env = env
+        self._lock = lock
+
+    def nodes(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self.collection.find({"owner_id": self.owner_id}))
+
+    def root(self) -> dict[str, Any] | None:
+        with self._lock:
+            return self.collection.find_one({"owner_id": self.owner_id, "isRoot": True})
+
+    def info(self) -> Info:
+        with self._lock:
+            root = self.root()
+            return Info(
+                user_id=self.owner_id,
+                root_id=root["_id"] if root else None,
+                nodes_total=self.collection.count_documents({"owner_id": self.owner_id}),
+                root_children=len(root.get("children", [])) if root else 0,
+            )
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        root = self.root()
+        children = list(root.get("children", [])) if root else []
+        docs = {d["_id"] for d in self.collection.find({"owner_id": self.owner_id})}
+        seen = {"children": children, "docs": docs}
+
+        def on_change(change: dict[str, Any]) -> None:
+            _id = change["documentKey"]["_id"]
+            doc = change["fullDocument"]
+            mine = (doc is not None and doc.get("owner_id") == self.owner_id) or _id in seen["docs"]
+            if not mine:
+                return
+            old_children: list[str] = seen["children"]
+            new_children = old_children
+            inserted: tuple[str, ...] = ()
+            deleted: tuple[str, ...] = ()
+            if doc is None:
+                seen["docs"].discard(_id)
+                deleted = (_id,)
+            elif _id not in seen["docs"]:
+                seen["docs"].add(_id)
+                inserted = (_id,)
+            if doc is not None and doc.get("isRoot"):
+                new_children = list(doc.get("children", []))
+            elif doc is None and _id == getattr(self, "_root_id", None):
+                new_children = []
+            if doc is not None and doc.get("isRoot"):
+                self._root_id = _id
+            seen["children"] = new_children
+            old_set, new_set = set(old_children), set(new_children)
+            listener(Notification(
+                time=self._env.now,
+                observer="atlas",
+                root_children=len(new_children),
+                nodes_total=len(seen["docs"]),
+                entered=tuple(c for c in new_children if c not in old_set),
+                left=tuple(c for c in old_children if c not in new_set),
+                inserted=inserted,
+                deleted=deleted,
+            ))
+
+        self._root_id = root["_id"] if root else None
+        return self.collection.watch(on_change)
+
+
+class EmulatedSession(Session):
+    """One user of the emulated app, connected through one device (more can be added)."""
+
+    backend = "emulator"
+
+    def __init__(
+        self,
+        mode: str = "production",
+        encoding: str = "replace",
+        seed: int = 0,
+        realtime: bool = False,
+        user_id: str | None = None,
+        **params: Any,
+    ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode: must be one of {', '.join(MODES)}, got {mode!r}")
+        if encoding not in ENCODINGS:
+            raise ValueError(f"encoding: must be one of {', '.join(ENCODINGS)}, got {encoding!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ValueError(f"seed: must be an integer, got {seed!r}")
+        if not isinstance(realtime, bool):
+            raise ValueError(f"realtime: must be True or False, got {realtime!r}")
+        self.params = EmulatorParams.from_kwargs(**params)
+        self.mode = mode
+        self.encoding = encoding
+        self.seed = seed
+        self.realtime = realtime
+        self.rng = random.Random(seed)
+        self.user_id = user_id or uuid.UUID(int=self.rng.getrandbits(128)).hex[:24]
+        self.env: simpy.Environment = (
+            simpy.rt.RealtimeEnvironment(factor=1.0, strict=False) if realtime else simpy.Environment()
+        )
+        self._wall_start = time.monotonic()
+        self._lock = threading.RLock()
+        p = self.params
+        self.collection = AtlasCollection(_schema.COLLECTION)
+        self.collection._clock = lambda: self.env.now
+        self.server = SyncServer(self.env, self.rng, p.download_latency_s, p.latency_jitter)
+        self.translator = Translator(self.env, self.server, self.collection, encoding, p.translator_lag_s)
+        self.control = ControlPlane(self.env, self.translator, mode, p)
+        self._next_peer = 2
+        self.devices: list[Device] = []
+        self.device = self.add_device()
+        self.atlas = EmulatedAtlasView(self.collection, self.user_id, self.env, self._lock)
+        # Start-up, as the original tool: make sure the user has a root (then any prefill).
+        self.device.create_root()
+        for i in range(int(p.prefill)):
+            self.device.add_to_root(f"prefill {i + 1}")
+        self.wait_until(STARTUP_SETTLE_S)
+
+    # -- devices and time ---------------------------------------------------------------
+    def add_device(self, owner_id: str | None = None) -> Device:
+        """Another device (peer) of this user, or of `owner_id`: for multi-device scenarios."""
+        with self._lock:
+            p = self.params
+            device = Device(self.env, self.server, self._next_peer, owner_id or self.user_id, self.rng,
+                            p.upload_latency_s, int(p.clock_skew_ms))
+            self._next_peer += 1
+            self.devices.append(device)
+            return device
+
+    def now(self) -> float:
+        return float(self.env.now)
+
+    def wait_until(self, t: float) -> None:
+        with self._lock:
+            if t > self.env.now:
+                self.env.run(until=t)
+
+    def _catch_up(self) -> None:
+        """In real time, let the model run up to the wall clock before an interactive op."""
+        if self.realtime:
+            self.wait_until(time.monotonic() - self._wall_start)
+
+    # -- the original tool's operations --------------------------------------------------
+    def root(self) -> dict[str, Any]:
+        with self._lock:
+            self._catch_up()
+            root_id = self.device.root_id()
+            if root_id is None:
+                root_id = self.device.create_root()
+            return self._node(root_id)
+
+    def add_to_root(self, text: str) -> str:
+        if not isinstance(text, str):
+            raise ValueError(f"text: must be a string, got {text!r}")
+        with self._lock:
+            self._catch_up()
+            if self.device.root_id() is None:
+                self.device.create_root()
+            return self.device.add_to_root(text)
+
+    def nodes(self) -> list[dict[str, Any]]:
+        with self._lock:
+            self._catch_up()
+            root_id = self.device.root_id()
+            if root_id is None:
+                return []
+            return [self._node(root_id)] + [self._node(c) for c in self.device.visible_children(root_id)]
+
+    def all_nodes(self) -> list[dict[str, Any]]:
+        """Every node document of the user on the device, reachable or not."""
+        with self._lock:
+            return [self._node(pk) for pk in self.device.owned_ids()]
+
+    def _node(self, pk: str) -> dict[str, Any]:
+        obj = copy.deepcopy(self.device.table[pk])
+        obj["children"] = self.device.visible_children(pk)
+        return obj
+
+    def info(self) -> Info:
+        with self._lock:
+            self._catch_up()
+            root_id = self.device.root_id()
+            return Info(
+                user_id=self.user_id,
+                root_id=root_id,
+                nodes_total=len(self.device.owned_ids()),
+                root_children=len(self.device.visible_children(root_id)),
+            )
+
+    def reset(self) -> int:
+        with self._lock:
+            self._catch_up()
+            return self.device.erase_owned()
+
+    def deploy_schema_change(self, field: str, bson_type: str) -> DeployResult:
+        with self._lock:
+            self._catch_up()
+            return self.control.deploy_schema_change(field, bson_type)
+
+    # -- observation -----------------------------------------------------------------------
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        with self._lock:
+            self.device.listeners.append(listener)
+        return lambda: self.device.listeners.remove(listener) if listener in self.device.listeners else None
+
+    def subscribe_acks(self, listener: Callable[[str, float], None]) -> Callable[[], None]:
+        with self._lock:
+            self.device.ack_listeners.append(listener)
+        return lambda: self.device.ack_listeners.remove(listener) if listener in self.device.ack_listeners else None
+
+    def is_acknowledged(self, node_id: str) -> bool:
+        return node_id in self.device.acked
+
+    def nemesis_log(self) -> list[dict[str, Any]]:
+        return list(self.translator.log)
+
+    def describe(self) -> dict[str, Any]:
+        """Parameters for a run's metadata (no secrets here: the emulator has none)."""
+        return {"backend": self.backend, "mode": self.mode, "encoding": self.encoding, "seed": self.seed,
+                "realtime": self.realtime, "user_id": self.user_id, "params": self.params.as_dict()}

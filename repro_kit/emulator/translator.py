@@ -1,0 +1,186 @@
+"""The translator between the sync history and the Atlas collection.
+
+Sync -> Atlas: integrated changesets are applied to a mirror of the server state and the
+touched documents written to Atlas after `lag_s`. Atlas -> sync: a document changed in
+Atlas becomes a server-origin changeset. How a whole document is encoded is the model
+parameter the bug hinges on:
+
+- "replace": the list is written wholesale, `Clear` + one `ArrayInsert` per element
+  (what realm-core's object store emits when a list is assigned);
+- "diff": per-element `ArrayInsert`/`ArrayErase` against the base version.
+
+A production-mode deploy calls `resync`: halt both directions, snapshot Atlas, and after
+`delay_s` re-insert the snapshot's documents in batches, each based on the server
+version at the snapshot; then lift the halt and flush what queued.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from typing import Any
+
+import simpy
+
+from repro_kit.emulator import ot
+from repro_kit.emulator.atlas import AtlasCollection
+from repro_kit.emulator.server import SERVER_PEER, SyncServer
+
+__all__ = ["Translator"]
+
+SOURCE = "translator"
+_SCALARS_SKIP = ("_id", "children")
+
+
+class Translator:
+    def __init__(
+        self,
+        env: simpy.Environment,
+        server: SyncServer,
+        atlas: AtlasCollection,
+        encoding: str = "replace",
+        lag_s: float = 0.1,
+    ) -> None:
+        if encoding not in ("replace", "diff"):
+            raise ValueError(f"encoding: must be 'replace' or 'diff', got {encoding!r}")
+        self.env = env
+        self.server = server
+        self.atlas = atlas
+        self.encoding = encoding
+        self.lag_s = lag_s
+        self.mirror: dict[str, Any] = {"Node": {}}
+        self.applied_version = 0
+        self.halted = False
+        self._flush_scheduled = False
+        self._queued_atlas_changes: list[dict[str, Any]] = []
+        self._last_ts = 0
+        self.log: list[dict[str, Any]] = []  # control-plane happenings: halt/resume
+        server.on_integrated(self._on_integrated)
+        atlas.watch(self._on_atlas_change)
+
+    # -- sync -> Atlas -----------------------------------------------------------------
+    def _on_integrated(self, version: int, origin: int, changeset: dict[str, Any]) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.env.timeout(self.lag_s).callbacks.append(lambda _e: self._flush())
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self.halted:
+            return
+        touched: dict[str, None] = {}
+        for _origin, entry in self.server.history[self.applied_version :]:
+            ot.apply(self.mirror, entry)
+            for ins in entry["instructions"]:
+                touched[ins["object"]] = None
+        self.applied_version = self.server.version
+        table = self.mirror["Node"]
+        for pk in touched:
+            obj = table.get(pk)
+            if obj is None:
+                self.atlas.delete_one({"_id": pk}, source=SOURCE)
+            else:
+                self.atlas.replace_one({"_id": pk}, self._document(obj), upsert=True, source=SOURCE)
+
+    def _document(self, obj: dict[str, Any]) -> dict[str, Any]:
+        table = self.mirror["Node"]
+        doc = {k: copy.deepcopy(v) for k, v in obj.items() if k != "children"}
+        doc["children"] = [c for c in obj.get("children", ()) if c in table]
+        return doc
+
+    # -- Atlas -> sync -----------------------------------------------------------------
+    def _on_atlas_change(self, change: dict[str, Any]) -> None:
+        if change.get("source") == SOURCE:
+            return
+        if self.halted:
+            self._queued_atlas_changes.append(change)
+            return
+        self.env.timeout(self.lag_s).callbacks.append(lambda _e: self._import_change(change))
+
+    def _import_change(self, change: dict[str, Any]) -> None:
+        if self.halted:
+            self._queued_atlas_changes.append(change)
+            return
+        self._flush()  # base the import on what Atlas reflects now
+        pk = change["documentKey"]["_id"]
+        if change["operationType"] == "delete":
+            instructions = [{"op": "EraseObject", "table": "Node", "object": pk}]
+        else:
+            instructions = self.encode(change["fullDocument"], self.mirror)
+        if instructions:
+            self.server.integrate(SERVER_PEER, self._changeset(instructions), self.applied_version)
+
+    def _changeset(self, instructions: list[dict[str, Any]]) -> dict[str, Any]:
+        ts = max(int(self.env.now * 1000), self._last_ts + 1)
+        self._last_ts = ts
+        return {"origin": SERVER_PEER, "timestamp": ts, "instructions": instructions}
+
+    def encode(self, doc: dict[str, Any], base: dict[str, Any]) -> list[dict[str, Any]]:
+        """Instructions that make `base`'s object equal `doc`, per `self.encoding`."""
+        pk = doc["_id"]
+        current = base["Node"].get(pk)
+        head = {"table": "Node", "object": pk}
+        out: list[dict[str, Any]] = [{"op": "CreateObject", **head}]
+        for field, value in doc.items():
+            if field in _SCALARS_SKIP:
+                continue
+            out.append({"op": "Update", **head, "field": field, "value": copy.deepcopy(value), "is_default": False})
+        new = list(doc.get("children", []))
+        old = list(current.get("children", [])) if current is not None else []
+        if self.encoding == "replace":
+            out.append({"op": "Clear", **head, "field": "children"})
+            out.extend(
+                {"op": "ArrayInsert", **head, "field": "children", "index": i, "value": v, "prior_size": i}
+                for i, v in enumerate(new)
+            )
+        else:
+            out.extend(_list_diff(head, old, new))
+        return out
+
+    # -- production-mode resync -------------------------------------------------------
+    def resync(self, delay_s: float, batch_size: int, batch_interval_s: float) -> simpy.Process:
+        """Halt, snapshot Atlas, re-insert the snapshot in batches after `delay_s`, resume."""
+        return self.env.process(self._resync(delay_s, batch_size, batch_interval_s))
+
+    def _resync(self, delay_s: float, batch_size: int, batch_interval_s: float):  # type: ignore[no-untyped-def]
+        self.halted = True
+        snapshot = self.atlas.snapshot()
+        base_version = self.applied_version
+        base_state = copy.deepcopy(self.mirror)
+        self.log.append({"time": self.env.now, "f": "halt",
+                         "value": {"snapshot_docs": len(snapshot), "snapshot_version": base_version}})
+        yield self.env.timeout(delay_s)
+        for start in range(0, len(snapshot), batch_size):
+            if start:
+                yield self.env.timeout(batch_interval_s)
+            instructions: list[dict[str, Any]] = []
+            for doc in snapshot[start : start + batch_size]:
+                instructions.extend(self.encode(doc, base_state))
+            self.server.integrate(SERVER_PEER, self._changeset(instructions), base_version)
+        self.halted = False
+        self.log.append({"time": self.env.now, "f": "resume", "value": {"batches": -(-len(snapshot) // batch_size)}})
+        self._flush()
+        queued, self._queued_atlas_changes = self._queued_atlas_changes, []
+        for change in queued:
+            self._import_change(change)
+
+
+def _list_diff(head: dict[str, Any], old: list[Any], new: list[Any]) -> list[dict[str, Any]]:
+    """Per-element erases and inserts turning `old` into `new`, indices valid in sequence."""
+    out: list[dict[str, Any]] = []
+    size = len(old)
+    offset = 0
+    matcher = difflib.SequenceMatcher(a=old, b=new, autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal":
+            continue
+        at = i1 + offset
+        for _ in range(i2 - i1):  # erase the old run
+            out.append({"op": "ArrayErase", **head, "field": "children", "index": at, "prior_size": size})
+            size -= 1
+        for k, value in enumerate(new[j1:j2]):
+            out.append({"op": "ArrayInsert", **head, "field": "children", "index": at + k, "value": value, "prior_size": size})
+            size += 1
+        offset += (j2 - j1) - (i2 - i1)
+    return out
+
