@@ -114,6 +114,10 @@ class Session(abc.ABC):
     def nodes(self) -> list[dict[str, Any]]:
         """The root first, then the root's visible children in order (the original "Print nodes")."""
 
+    def all_nodes(self) -> list[dict[str, Any]]:
+        """Every node document of the user, reachable from the root or not."""
+        return self.nodes()
+
     @abc.abstractmethod
     def info(self) -> Info: ...
 
