@@ -1,0 +1,454 @@
+"""Operational-transform merge: the subset of Realm Sync's rules this app exercises.
+
+A pure-Python model of realm-core's instruction merge, `src/realm/sync/transform.cpp`
+(the `DEFINE_MERGE` / `DEFINE_NESTED_MERGE` rules, e.g. the nested "Clear" rule that
+discards any element operation inside a cleared list). DESIGN.md, "Merge rules",
+is the authoritative table for this kit; where it and realm-core differ, the
+difference is noted beside the rule below.
+
+Why it exists: the data loss under investigation is a merge outcome. A resync
+re-insert written as `Clear` + `ArrayInsert`s is concurrent with the device's
+appends, and `Clear` beats every concurrent `ArrayInsert` into that list whatever
+the timestamps, so the list converges to the stale snapshot while the
+`CreateObject`s survive. The emulator's server and devices both merge through
+`transform`, exactly as realm-core's server and clients share one transformer.
+
+Formats (DESIGN.md "Contracts"): instructions are dicts with realm-core names, a
+changeset is `{"origin": int, "timestamp": int, "instructions": [...]}`, a state
+is `{"Node": {pk: {field: value, ...}}}` whose list fields (`LIST_FIELDS`) hold
+lists of pks of the same table. Lists keep links to erased objects ("dangling
+links", as realm-core does since it has unresolved links); `visible` hides them.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+__all__ = ["LIST_FIELDS", "order_key", "apply", "transform", "visible", "converge"]
+
+LIST_FIELDS = frozenset({"children"})
+
+_PK_FIELD = "_id"
+
+_REQUIRED_KEYS: dict[str, tuple[str, ...]] = {
+    "CreateObject": ("table", "object"),
+    "EraseObject": ("table", "object"),
+    "Update": ("table", "object", "field", "value"),
+    "ArrayInsert": ("table", "object", "field", "index", "value", "prior_size"),
+    "ArrayErase": ("table", "object", "field", "index", "prior_size"),
+    "Clear": ("table", "object", "field"),
+}
+
+Instruction = dict[str, Any]
+Changeset = dict[str, Any]
+State = dict[str, dict[str, dict[str, Any]]]
+Key = tuple[int, int]
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _validate_instruction(instr: Any, where: str) -> None:
+    """Raise ValueError naming `where` if `instr` is not a well-formed instruction."""
+    if not isinstance(instr, dict):
+        raise ValueError(f"{where} must be a dict, got {type(instr).__name__}")
+    op = instr.get("op")
+    if op not in _REQUIRED_KEYS:
+        raise ValueError(f"{where}.op: unknown op {op!r} (expected one of {sorted(_REQUIRED_KEYS)})")
+    missing = [k for k in _REQUIRED_KEYS[op] if k not in instr]
+    if missing:
+        raise ValueError(f"{where}: {op} is missing key(s) {missing}")
+    for key in ("table", "object"):
+        if not isinstance(instr[key], str):
+            raise ValueError(f"{where}.{key} must be a string, got {instr[key]!r}")
+    if "field" in _REQUIRED_KEYS[op] and not isinstance(instr["field"], str):
+        raise ValueError(f"{where}.field must be a string, got {instr['field']!r}")
+    if op in ("ArrayInsert", "ArrayErase", "Clear") and instr["field"] not in LIST_FIELDS:
+        raise ValueError(f"{where}.field: {op} needs a list field {sorted(LIST_FIELDS)}, got {instr['field']!r}")
+    if op == "Update":
+        _validate_update(instr, where)
+    if op in ("ArrayInsert", "ArrayErase"):
+        for key in ("index", "prior_size"):
+            if not _is_int(instr[key]) or instr[key] < 0:
+                raise ValueError(f"{where}.{key} must be an int >= 0, got {instr[key]!r}")
+        limit = instr["prior_size"] if op == "ArrayInsert" else instr["prior_size"] - 1
+        if instr["index"] > limit:
+            raise ValueError(f"{where}.index {instr['index']} is out of range for prior_size {instr['prior_size']}")
+    if op == "ArrayInsert" and not isinstance(instr["value"], str):
+        raise ValueError(f"{where}.value must be a pk string (a link), got {instr['value']!r}")
+
+
+def _validate_update(instr: Instruction, where: str) -> None:
+    field = instr["field"]
+    if not isinstance(instr.get("is_default", False), bool):
+        raise ValueError(f"{where}.is_default must be a bool, got {instr['is_default']!r}")
+    if "index" in instr:
+        if field not in LIST_FIELDS:
+            raise ValueError(f"{where}.index: a list-element Update needs a list field, got {field!r}")
+        if not _is_int(instr["index"]) or instr["index"] < 0:
+            raise ValueError(f"{where}.index must be an int >= 0, got {instr['index']!r}")
+        if not isinstance(instr["value"], str):
+            raise ValueError(f"{where}.value must be a pk string (a link), got {instr['value']!r}")
+        if "prior_size" in instr:
+            size = instr["prior_size"]
+            if not _is_int(size) or not 0 <= instr["index"] < size:
+                raise ValueError(f"{where}.prior_size {size!r} does not fit index {instr['index']}")
+    else:
+        if field in LIST_FIELDS:
+            raise ValueError(
+                f"{where}.field: Update of the whole list {field!r} is not modelled; use Clear + ArrayInsert"
+            )
+        if field == _PK_FIELD and instr["value"] != instr["object"]:
+            raise ValueError(f"{where}.value: Update cannot change the primary key {_PK_FIELD!r}")
+
+
+def _validate_changeset(changeset: Any, name: str) -> None:
+    if not isinstance(changeset, dict):
+        raise ValueError(f"{name} must be a dict, got {type(changeset).__name__}")
+    for key in ("origin", "timestamp"):
+        if key not in changeset:
+            raise ValueError(f"{name} is missing key {key!r}")
+        if not _is_int(changeset[key]):
+            raise ValueError(f"{name}.{key} must be an int, got {changeset[key]!r}")
+    instructions = changeset.get("instructions")
+    if not isinstance(instructions, list):
+        raise ValueError(f"{name}.instructions must be a list, got {instructions!r}")
+    for n, instr in enumerate(instructions):
+        _validate_instruction(instr, f"{name}.instructions[{n}]")
+
+
+def _validate_state(state: Any, name: str = "state") -> None:
+    if not isinstance(state, dict):
+        raise ValueError(f"{name} must be a dict of tables, got {type(state).__name__}")
+    for table, objects in state.items():
+        if not isinstance(objects, dict):
+            raise ValueError(f"{name}[{table!r}] must be a dict of objects by pk")
+
+
+# --------------------------------------------------------------------------- apply
+
+
+def order_key(changeset: Changeset) -> Key:
+    """(timestamp, origin): the higher key is the "last writer" (realm-core's Discriminant)."""
+    _validate_changeset(changeset, "changeset")
+    return (changeset["timestamp"], changeset["origin"])
+
+
+class _Staged:
+    """Copy-on-write view of a state, so a changeset that fails half-way changes nothing."""
+
+    def __init__(self, state: State) -> None:
+        self.state = state
+        self.changed: dict[tuple[str, str], dict[str, Any] | None] = {}
+
+    def get(self, table: str, pk: str) -> dict[str, Any] | None:
+        if (table, pk) in self.changed:
+            return self.changed[(table, pk)]
+        return self.state.get(table, {}).get(pk)
+
+    def writable(self, table: str, pk: str) -> dict[str, Any] | None:
+        if (table, pk) in self.changed:
+            return self.changed[(table, pk)]
+        original = self.state.get(table, {}).get(pk)
+        if original is None:
+            return None
+        own = {k: (list(v) if k in LIST_FIELDS and isinstance(v, list) else v) for k, v in original.items()}
+        self.changed[(table, pk)] = own
+        return own
+
+    def put(self, table: str, pk: str, obj: dict[str, Any] | None) -> None:
+        self.changed[(table, pk)] = obj
+
+    def commit(self) -> None:
+        for (table, pk), obj in self.changed.items():
+            if obj is None:
+                self.state.get(table, {}).pop(pk, None)
+            else:
+                self.state.setdefault(table, {})[pk] = obj
+
+
+def _list_of(obj: dict[str, Any], field: str, where: str) -> list[str]:
+    lst = obj.setdefault(field, [])
+    if not isinstance(lst, list):
+        raise ValueError(f"{where}: state field {field!r} of object {obj.get(_PK_FIELD)!r} is not a list")
+    return lst
+
+
+def _check_size(instr: Instruction, lst: list[str], where: str) -> None:
+    if "prior_size" in instr and instr["prior_size"] != len(lst):
+        raise ValueError(f"{where}.prior_size {instr['prior_size']} != list length {len(lst)} (bad changeset)")
+
+
+def _apply_one(staged: _Staged, instr: Instruction, where: str) -> None:
+    op, table, pk = instr["op"], instr["table"], instr["object"]
+    if op == "CreateObject":
+        if staged.get(table, pk) is None:
+            staged.put(table, pk, {_PK_FIELD: pk, **{f: [] for f in sorted(LIST_FIELDS)}})
+        return
+    if op == "EraseObject":
+        if staged.get(table, pk) is not None:
+            staged.put(table, pk, None)
+        return
+    obj = staged.writable(table, pk)
+    if obj is None:
+        return  # an op on a missing object is ignored (it was erased concurrently)
+    field = instr["field"]
+    if op == "Update" and "index" not in instr:
+        obj[field] = copy.deepcopy(instr["value"])
+        return
+    lst = _list_of(obj, field, where)
+    _check_size(instr, lst, where)
+    index = instr.get("index")
+    if op == "Clear":
+        lst.clear()
+    elif op == "ArrayInsert":
+        if index > len(lst):
+            raise ValueError(f"{where}.index {index} is out of range for a list of {len(lst)}")
+        lst.insert(index, instr["value"])
+    else:  # ArrayErase, or Update of one element
+        if index >= len(lst):
+            raise ValueError(f"{where}.index {index} is out of range for a list of {len(lst)}")
+        if op == "ArrayErase":
+            del lst[index]
+        else:
+            lst[index] = instr["value"]
+
+
+def apply(state: State, changeset: Changeset) -> State:
+    """Apply `changeset` to `state` in place and return `state`.
+
+    All or nothing: a bad changeset (out-of-range index, prior_size that does not
+    match the list) raises ValueError and leaves `state` unchanged. Objects the
+    changeset touches are replaced by new dicts. Ops on missing objects are ignored.
+    """
+    _validate_state(state)
+    _validate_changeset(changeset, "changeset")
+    staged = _Staged(state)
+    for n, instr in enumerate(changeset["instructions"]):
+        _apply_one(staged, instr, f"changeset.instructions[{n}]")
+    staged.commit()
+    return state
+
+
+def visible(state: State) -> State:
+    """A deep copy of `state` whose lists hide dangling links (pks of missing objects)."""
+    _validate_state(state)
+    out: State = {}
+    for table, objects in state.items():
+        out[table] = {
+            pk: {
+                k: ([v for v in val if v in objects] if k in LIST_FIELDS and isinstance(val, list) else copy.deepcopy(val))
+                for k, val in obj.items()
+            }
+            for pk, obj in objects.items()
+        }
+    return out
+
+
+# --------------------------------------------------------------------------- transform
+
+
+def _later(kx: Key, ky: Key) -> bool:
+    """True when x's changeset is the later one; equal keys cannot be ordered fairly."""
+    if kx == ky:
+        raise ValueError(
+            f"a, b: both changesets have order key (timestamp, origin) = {kx}; "
+            "concurrent changesets need distinct keys"
+        )
+    return kx > ky
+
+
+def _last_writer(x: Instruction, kx: Key, y: Instruction, ky: Key) -> tuple[Instruction | None, Instruction | None]:
+    """Update vs Update of the same value: a non-default write beats an is_default one, else the later wins.
+
+    realm-core ignores is_default for list-element updates; DESIGN/this model apply it to both.
+    """
+    dx, dy = bool(x.get("is_default", False)), bool(y.get("is_default", False))
+    if dx != dy:
+        return (None, y) if dx else (x, None)
+    return (x, None) if _later(kx, ky) else (None, y)
+
+
+def _check_same_size(x: Instruction, y: Instruction) -> None:
+    if "prior_size" in x and "prior_size" in y and x["prior_size"] != y["prior_size"]:
+        raise ValueError(
+            f"a, b: they disagree on the size of {x['table']}.{x['object']}.{x['field']} "
+            f"({x['prior_size']} vs {y['prior_size']}): not based on the same state"
+        )
+
+
+def _shift_size(instr: Instruction, delta: int) -> None:
+    if "prior_size" in instr:
+        instr["prior_size"] += delta
+
+
+def _insert_vs_insert(x: Instruction, kx: Key, y: Instruction, ky: Key):
+    _shift_size(x, +1)
+    _shift_size(y, +1)
+    if x["index"] > y["index"] or (x["index"] == y["index"] and _later(kx, ky)):
+        x["index"] += 1  # same index: the earlier key keeps the slot, the later goes after it
+    else:
+        y["index"] += 1
+    return x, y
+
+
+def _erase_vs_insert(e: Instruction, ke: Key, i: Instruction, ki: Key):
+    _shift_size(e, +1)
+    _shift_size(i, -1)
+    if i["index"] <= e["index"]:
+        e["index"] += 1
+    else:
+        i["index"] -= 1
+    return e, i
+
+
+def _erase_vs_erase(x: Instruction, kx: Key, y: Instruction, ky: Key):
+    if x["index"] == y["index"]:
+        return None, None  # both sides already removed that element
+    _shift_size(x, -1)
+    _shift_size(y, -1)
+    if x["index"] > y["index"]:
+        x["index"] -= 1
+    else:
+        y["index"] -= 1
+    return x, y
+
+
+def _insert_vs_update(i: Instruction, ki: Key, u: Instruction, ku: Key):
+    _shift_size(u, +1)
+    if i["index"] <= u["index"]:
+        u["index"] += 1
+    return i, u
+
+
+def _erase_vs_update(e: Instruction, ke: Key, u: Instruction, ku: Key):
+    if e["index"] == u["index"]:
+        return e, None  # update of a removed element
+    _shift_size(u, -1)
+    if u["index"] > e["index"]:
+        u["index"] -= 1
+    return e, u
+
+
+def _update_vs_update(x: Instruction, kx: Key, y: Instruction, ky: Key):
+    if x["index"] == y["index"]:
+        return _last_writer(x, kx, y, ky)
+    return x, y
+
+
+def _element_kind(instr: Instruction) -> str:
+    return "Update" if instr["op"] == "Update" else instr["op"]
+
+
+_ELEMENT_RULES = {
+    ("ArrayInsert", "ArrayInsert"): _insert_vs_insert,
+    ("ArrayErase", "ArrayInsert"): _erase_vs_insert,
+    ("ArrayErase", "ArrayErase"): _erase_vs_erase,
+    ("ArrayInsert", "Update"): _insert_vs_update,
+    ("ArrayErase", "Update"): _erase_vs_update,
+    ("Update", "Update"): _update_vs_update,
+}
+
+
+def _merge_elements(x: Instruction, kx: Key, y: Instruction, ky: Key):
+    """Two element ops (ArrayInsert, ArrayErase, Update with index) on the same list."""
+    _check_same_size(x, y)
+    pair = (_element_kind(x), _element_kind(y))
+    if pair in _ELEMENT_RULES:
+        return _ELEMENT_RULES[pair](x, kx, y, ky)
+    ny, nx = _ELEMENT_RULES[pair[::-1]](y, ky, x, kx)
+    return nx, ny
+
+
+def _merge(x: Instruction, kx: Key, y: Instruction, ky: Key) -> tuple[Instruction | None, Instruction | None]:
+    """Rebase x past y and y past x (both mutated); None marks a discarded instruction.
+
+    Symmetric by construction: _merge(y, x) is _merge(x, y) swapped, which is what
+    lets a peer's transform(entry, pending) agree with the server's transform(pending, entry).
+    """
+    if (x["table"], x["object"]) != (y["table"], y["object"]):
+        # Different objects are independent, including ArrayInsert of a link to X vs
+        # EraseObject(X): the link survives and dangles (realm-core has no rule either).
+        return x, y
+    ox, oy = x["op"], y["op"]
+    if ox == "EraseObject" and oy == "EraseObject":
+        # realm-core (and DESIGN's "one erase survives") keep the later erase; this model
+        # drops both, as each side already erased the object. The states are the same:
+        # erasing a missing object is a no-op.
+        return None, None
+    if ox == "EraseObject":
+        return x, None  # erase wins over anything on that object, CreateObject included
+    if oy == "EraseObject":
+        return None, y
+    if ox == "CreateObject" or oy == "CreateObject":
+        return x, y  # CreateObject is idempotent and cannot disturb field ops
+    if x["field"] != y["field"]:
+        return x, y
+    if ox == "Update" and "index" not in x:
+        return _last_writer(x, kx, y, ky)  # validation: same non-list field => both plain Updates
+    if ox == "Clear" and oy == "Clear":
+        return (x, None) if _later(kx, ky) else (None, y)
+    if ox == "Clear":
+        return x, None  # nested Clear rule: element ops inside a cleared list are discarded
+    if oy == "Clear":
+        return None, y
+    return _merge_elements(x, kx, y, ky)
+
+
+def _rebuilt(changeset: Changeset, instructions: list[Instruction | None]) -> Changeset:
+    out = {k: copy.deepcopy(v) for k, v in changeset.items() if k != "instructions"}
+    out["instructions"] = [instr for instr in instructions if instr is not None]
+    return out
+
+
+def transform(a: Changeset, b: Changeset) -> tuple[Changeset, Changeset]:
+    """Rebase two concurrent changesets past each other: returns (a after b, b after a).
+
+    apply(apply(S, b), a2) == apply(apply(S, a), b2) (TP1). Instruction lists meet in
+    the usual OT grid: each instruction of a passes every surviving instruction of b,
+    both updated as they go; a discarded instruction stops taking part and is dropped.
+    Inputs are not mutated.
+    """
+    _validate_changeset(a, "a")
+    _validate_changeset(b, "b")
+    ka, kb = (a["timestamp"], a["origin"]), (b["timestamp"], b["origin"])
+    xs: list[Instruction | None] = copy.deepcopy(a["instructions"])
+    ys: list[Instruction | None] = copy.deepcopy(b["instructions"])
+    for i in range(len(xs)):
+        for j in range(len(ys)):
+            x, y = xs[i], ys[j]
+            if x is None:
+                break
+            if y is None:
+                continue
+            xs[i], ys[j] = _merge(x, ka, y, kb)
+    return _rebuilt(a, xs), _rebuilt(b, ys)
+
+
+def converge(state: State, changesets: list[Changeset]) -> State:
+    """The visible state every peer reaches once the server has integrated `changesets`.
+
+    Each changeset is based on `state` and concurrent with the others; the server
+    integrates them in the given order, each transformed against the history entries
+    integrated before it. `state` and `changesets` are not mutated.
+    """
+    _validate_state(state)
+    if not isinstance(changesets, list):
+        raise ValueError(f"changesets must be a list, got {type(changesets).__name__}")
+    for n, changeset in enumerate(changesets):
+        _validate_changeset(changeset, f"changesets[{n}]")
+    history: list[Changeset] = []
+    for changeset in changesets:
+        incoming = changeset
+        for entry in history:
+            incoming, _ = transform(incoming, entry)
+        history.append(incoming)
+    final = copy.deepcopy(state)
+    for entry in history:
+        apply(final, entry)
+    return visible(final)

@@ -1,0 +1,473 @@
+"""Merge rules of the OT model: one test per row of DESIGN.md's "Merge rules" table,
+the mechanism of the bug, apply/visible/transform behaviour, and bad input."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+
+import pytest
+
+from repro_kit.emulator.ot import LIST_FIELDS, apply, converge, order_key, transform, visible
+
+# --------------------------------------------------------------------------- helpers
+
+
+def node(pk: str, children: list[str] | None = None, **fields) -> dict:
+    return {"_id": pk, "children": list(children or []), **fields}
+
+
+def make_state(root_children: list[str], others: tuple[str, ...] = ("a", "b", "c", "x", "y")) -> dict:
+    state = {"Node": {pk: node(pk, text=pk) for pk in others}}
+    state["Node"]["r"] = node("r", root_children, isRoot=True)
+    return state
+
+
+def cs(origin: int, timestamp: int, *instructions: dict) -> dict:
+    return {"origin": origin, "timestamp": timestamp, "instructions": list(instructions)}
+
+
+def create(pk: str) -> dict:
+    return {"op": "CreateObject", "table": "Node", "object": pk}
+
+
+def erase_object(pk: str) -> dict:
+    return {"op": "EraseObject", "table": "Node", "object": pk}
+
+
+def update(pk: str, field: str, value, is_default: bool = False) -> dict:
+    return {"op": "Update", "table": "Node", "object": pk, "field": field, "value": value, "is_default": is_default}
+
+
+def set_element(pk: str, index: int, value: str) -> dict:
+    return {"op": "Update", "table": "Node", "object": pk, "field": "children", "index": index, "value": value}
+
+
+def insert(pk: str, index: int, value: str, prior_size: int) -> dict:
+    return {
+        "op": "ArrayInsert", "table": "Node", "object": pk, "field": "children",
+        "index": index, "value": value, "prior_size": prior_size,
+    }
+
+
+def array_erase(pk: str, index: int, prior_size: int) -> dict:
+    return {"op": "ArrayErase", "table": "Node", "object": pk, "field": "children", "index": index, "prior_size": prior_size}
+
+
+def clear(pk: str) -> dict:
+    return {"op": "Clear", "table": "Node", "object": pk, "field": "children"}
+
+
+def simulate(base: dict, changesets: list[dict], order: list[int]) -> tuple[dict, list[dict]]:
+    """Server and every peer, explicitly: returns (server raw state, [peer raw state per changeset]).
+
+    The server integrates changesets[order[0]], changesets[order[1]], ..., each transformed
+    against the history entries before it. Peer i starts at apply(base, C_i) and receives
+    every other entry in server order: before its own is integrated it rebases each entry
+    past its pending changeset with transform(entry, pending); afterwards it applies entries.
+    """
+    history: list[dict] = []
+    author: list[int] = []
+    for i in order:
+        incoming = changesets[i]
+        for entry in history:
+            incoming, _ = transform(incoming, entry)
+        history.append(incoming)
+        author.append(i)
+    server = copy.deepcopy(base)
+    for entry in history:
+        apply(server, entry)
+    peers = []
+    for i, own in enumerate(changesets):
+        state = apply(copy.deepcopy(base), own)
+        pending: dict | None = own
+        for entry, origin in zip(history, author):
+            if origin == i:
+                pending = None  # acknowledged: the server's entry is what we already applied
+                continue
+            if pending is not None:
+                entry, pending = transform(entry, pending)
+            apply(state, entry)
+        peers.append(state)
+    return server, peers
+
+
+def converged_both_orders(base: dict, first: dict, second: dict) -> dict:
+    """converge on both server orders, asserting they agree and that every peer agrees."""
+    forward = converge(base, [first, second])
+    backward = converge(base, [second, first])
+    assert forward == backward
+    for order in ([0, 1], [1, 0]):
+        server, peers = simulate(base, [first, second], order)
+        assert all(visible(peer) == visible(server) == forward for peer in peers)
+    return forward
+
+
+def children(state: dict, pk: str = "r") -> list[str]:
+    return state["Node"][pk]["children"]
+
+
+# --------------------------------------------------------------------------- one test per DESIGN row
+
+
+def test_row_array_insert_vs_array_insert_same_list_higher_index_shifts():
+    base = make_state(["a", "b"])
+    early = cs(1, 100, insert("r", 2, "x", 2))
+    late = cs(2, 200, insert("r", 0, "y", 2))
+    assert children(converged_both_orders(base, early, late)) == ["y", "a", "b", "x"]
+
+
+def test_row_array_insert_vs_array_insert_same_index_earlier_timestamp_first():
+    base = make_state(["a", "b"])
+    early = cs(2, 100, insert("r", 1, "x", 2))
+    late = cs(1, 200, insert("r", 1, "y", 2))  # lower peer id, but later: still goes second
+    assert children(converged_both_orders(base, early, late)) == ["a", "x", "y", "b"]
+
+
+def test_row_array_insert_vs_array_insert_same_timestamp_peer_id_breaks_tie():
+    base = make_state([])
+    low, high = cs(1, 100, insert("r", 0, "x", 0)), cs(2, 100, insert("r", 0, "y", 0))
+    assert children(converged_both_orders(base, low, high)) == ["x", "y"]
+
+
+def test_row_array_insert_vs_array_insert_no_deduplication():
+    base = make_state(["a"])
+    one, two = cs(1, 100, insert("r", 1, "x", 1)), cs(2, 200, insert("r", 1, "x", 1))
+    assert children(converged_both_orders(base, one, two)) == ["a", "x", "x"]
+
+
+@pytest.mark.parametrize(
+    "element_op",
+    [insert("r", 1, "x", 2), array_erase("r", 0, 2), set_element("r", 1, "y")],
+    ids=["ArrayInsert", "ArrayErase", "Update(index)"],
+)
+@pytest.mark.parametrize("clear_is_later", [False, True], ids=["clear-earlier", "clear-later"])
+def test_row_clear_vs_element_op_discards_element_op_regardless_of_timestamp(element_op, clear_is_later):
+    base = make_state(["a", "b"])
+    clearing = cs(1, 300 if clear_is_later else 100, clear("r"), insert("r", 0, "c", 0))
+    editing = cs(2, 200, element_op)
+    assert children(converged_both_orders(base, clearing, editing)) == ["c"]
+
+
+def test_row_clear_vs_clear_lower_order_key_clear_is_discarded():
+    base = make_state(["a", "b"])
+    early = cs(2, 100, clear("r"), insert("r", 0, "x", 0))
+    late = cs(1, 200, clear("r"), insert("r", 0, "y", 0))
+    # The later Clear wins and also discards the earlier side's insert into the list it clears.
+    assert children(converged_both_orders(base, early, late)) == ["y"]
+    early2, late2 = transform(early, late)
+    assert early2["instructions"] == [] and late2["instructions"] == late["instructions"]
+
+
+def test_row_update_vs_update_same_field_last_writer_wins():
+    base = make_state([])
+    early = cs(2, 100, update("a", "text", "early"))
+    late = cs(1, 200, update("a", "text", "late"))
+    assert converged_both_orders(base, early, late)["Node"]["a"]["text"] == "late"
+
+
+def test_row_update_vs_update_is_default_loses_regardless_of_time():
+    base = make_state([])
+    real = cs(1, 100, update("a", "text", "user"))
+    default = cs(2, 200, update("a", "text", "", is_default=True))
+    assert converged_both_orders(base, real, default)["Node"]["a"]["text"] == "user"
+
+
+def test_row_update_vs_update_different_fields_both_apply():
+    base = make_state([])
+    one, two = cs(1, 100, update("a", "text", "t")), cs(2, 200, update("a", "tags", ["k"]))
+    result = converged_both_orders(base, one, two)["Node"]["a"]
+    assert (result["text"], result["tags"]) == ("t", ["k"])
+
+
+def test_row_update_index_vs_update_index_last_writer_wins():
+    base = make_state(["a", "b"])
+    early, late = cs(1, 100, set_element("r", 1, "x")), cs(2, 200, set_element("r", 1, "y"))
+    assert children(converged_both_orders(base, early, late)) == ["a", "y"]
+
+
+def test_row_update_index_vs_array_insert_at_or_before_shifts_update():
+    base = make_state(["a", "b"])
+    setting, inserting = cs(1, 100, set_element("r", 1, "x")), cs(2, 200, insert("r", 1, "c", 2))
+    assert children(converged_both_orders(base, setting, inserting)) == ["a", "c", "x"]
+
+
+def test_row_update_index_vs_array_erase():
+    base = make_state(["a", "b", "c"])
+    same = converged_both_orders(base, cs(1, 300, set_element("r", 1, "x")), cs(2, 200, array_erase("r", 1, 3)))
+    assert children(same) == ["a", "c"]  # update of a removed element is discarded, even when later
+    lower = converged_both_orders(base, cs(1, 100, set_element("r", 2, "x")), cs(2, 200, array_erase("r", 0, 3)))
+    assert children(lower) == ["b", "x"]
+
+
+@pytest.mark.parametrize(
+    ("insert_index", "expected"),
+    [(0, ["x", "a", "c"]), (1, ["a", "x", "c"]), (2, ["a", "x", "c"]), (3, ["a", "c", "x"])],
+)
+def test_row_array_erase_vs_array_insert_neither_discarded_indices_shift(insert_index, expected):
+    base = make_state(["a", "b", "c"])
+    erasing = cs(1, 100, array_erase("r", 1, 3))  # removes "b"
+    inserting = cs(2, 200, insert("r", insert_index, "x", 3))
+    assert children(converged_both_orders(base, erasing, inserting)) == expected
+
+
+def test_row_array_erase_vs_array_erase_same_index_both_discarded():
+    base = make_state(["a", "b", "c"])
+    one, two = cs(1, 100, array_erase("r", 1, 3)), cs(2, 200, array_erase("r", 1, 3))
+    assert children(converged_both_orders(base, one, two)) == ["a", "c"]
+    one2, two2 = transform(one, two)
+    assert one2["instructions"] == [] and two2["instructions"] == []
+
+
+def test_row_array_erase_vs_array_erase_different_index_higher_shifts():
+    base = make_state(["a", "b", "c"])
+    one, two = cs(1, 100, array_erase("r", 2, 3)), cs(2, 200, array_erase("r", 0, 3))
+    assert children(converged_both_orders(base, one, two)) == ["b"]
+
+
+@pytest.mark.parametrize(
+    "other_op",
+    [
+        create("a"),
+        update("a", "text", "later edit"),
+        insert("a", 0, "b", 0),
+        clear("a"),
+    ],
+    ids=["CreateObject", "Update", "ArrayInsert", "Clear"],
+)
+def test_row_erase_object_vs_any_op_on_that_object_erase_wins(other_op):
+    base = make_state([])
+    erasing = cs(1, 100, erase_object("a"))
+    later_edit = cs(2, 200, other_op)
+    result = converged_both_orders(base, erasing, later_edit)
+    assert "a" not in result["Node"]
+    _, edit2 = transform(erasing, later_edit)
+    assert edit2["instructions"] == []
+
+
+def test_row_erase_object_vs_erase_object_object_gone_once():
+    base = make_state(["a"])
+    one, two = cs(1, 100, erase_object("a")), cs(2, 200, erase_object("a"))
+    result = converged_both_orders(base, one, two)
+    assert "a" not in result["Node"] and children(result) == []
+    # Model choice (see ot.py): both erases are dropped from the rebased outputs.
+    one2, two2 = transform(one, two)
+    assert one2["instructions"] == [] and two2["instructions"] == []
+
+
+def test_row_erase_object_vs_erase_object_recreate_on_one_side_survives():
+    base = make_state(["a"])
+    plain = cs(1, 100, erase_object("a"))
+    recreate = cs(2, 200, erase_object("a"), create("a"), update("a", "text", "again"))
+    assert converged_both_orders(base, plain, recreate)["Node"]["a"] == node("a", text="again")
+
+
+def test_row_create_object_vs_create_object_idempotent_by_primary_key():
+    base = make_state(["a"])
+    one = cs(1, 100, create("n"), update("n", "text", "one"), insert("r", 1, "n", 1))
+    two = cs(2, 200, create("n"), update("n", "text", "two"))
+    result = converged_both_orders(base, one, two)
+    assert result["Node"]["n"] == node("n", text="two")
+    assert children(result) == ["a", "n"]
+
+
+def test_row_array_insert_of_link_vs_erase_object_of_target_dangles_and_is_hidden():
+    base = make_state(["a"])
+    linking = cs(1, 200, insert("r", 1, "x", 1))
+    erasing = cs(2, 100, erase_object("x"))
+    assert children(converged_both_orders(base, linking, erasing)) == ["a"]
+    server, _ = simulate(base, [linking, erasing], [0, 1])
+    assert children(server) == ["a", "x"]  # the link is kept in the raw list
+
+
+# --------------------------------------------------------------------------- the mechanism (DESIGN)
+
+
+@pytest.mark.parametrize("order", [[0, 1], [1, 0]])
+def test_resync_clear_plus_inserts_orphans_concurrent_appends_but_keeps_documents(order):
+    """The bug: a re-insert written as Clear + ArrayInserts is concurrent with an append."""
+    base = make_state(["a", "b"])
+    resync = cs(0, 100, clear("r"), insert("r", 0, "a", 0), insert("r", 1, "b", 1))
+    device = cs(7, 200, create("n"), insert("r", 2, "n", 2))
+    result = converge(base, [[resync, device][i] for i in order])
+    assert children(result) == ["a", "b"]
+    assert "n" in result["Node"]  # the node document survives: count right, link lost
+
+
+def test_resync_with_diff_encoding_loses_nothing():
+    base = make_state(["a", "b"])
+    resync = cs(0, 100, update("a", "text", "a"))  # per-field diff: no Clear
+    device = cs(7, 200, create("n"), insert("r", 2, "n", 2))
+    assert children(converged_both_orders(base, resync, device)) == ["a", "b", "n"]
+
+
+# --------------------------------------------------------------------------- three changesets
+
+
+def test_three_changesets_server_order_changes_list_order_but_every_peer_agrees():
+    """DESIGN keeps this realm-core behaviour: concurrent inserts around an erase (no TP2)."""
+    base = make_state(["a", "b"])
+    changesets = [
+        cs(1, 100, insert("r", 1, "x", 2)),  # x between a and b
+        cs(2, 200, insert("r", 0, "y", 2)),  # y before a
+        cs(3, 300, array_erase("r", 0, 2)),  # remove a
+    ]
+    outcomes = set()
+    for order in itertools.permutations(range(3)):
+        server, peers = simulate(base, changesets, list(order))
+        assert all(peer == server for peer in peers)
+        result = converge(base, [changesets[i] for i in order])
+        assert result == visible(server)
+        outcomes.add(tuple(children(result)))
+    assert outcomes == {("y", "x", "b"), ("x", "y", "b")}
+
+
+# --------------------------------------------------------------------------- apply / visible / transform
+
+
+def test_apply_create_object_is_idempotent_and_returns_state():
+    state = make_state(["a"])
+    state["Node"]["a"]["text"] = "kept"
+    assert apply(state, cs(1, 1, create("a"), create("n"))) is state
+    assert state["Node"]["a"]["text"] == "kept"
+    assert state["Node"]["n"] == {"_id": "n", "children": []}
+
+
+def test_apply_erase_object_leaves_dangling_links_that_visible_hides():
+    state = make_state(["a", "b"])
+    apply(state, cs(1, 1, erase_object("a")))
+    assert children(state) == ["a", "b"]
+    assert children(visible(state)) == ["b"]
+    assert children(state) == ["a", "b"]  # visible copies
+
+
+def test_apply_ignores_ops_on_missing_objects():
+    state = make_state([])
+    before = copy.deepcopy(state)
+    apply(state, cs(1, 1, update("ghost", "text", "t"), insert("ghost", 5, "a", 9), clear("ghost"), erase_object("ghost")))
+    assert state == before
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [insert("r", 2, "x", 2), array_erase("r", 0, 1), set_element("r", 0, "x")],
+    ids=["insert-past-end", "erase-empty", "set-empty"],
+)
+def test_apply_out_of_range_raises_and_changes_nothing(bad):
+    state = make_state(["a"])
+    if bad["op"] != "ArrayInsert":
+        state["Node"]["r"]["children"] = []
+    before = copy.deepcopy(state)
+    with pytest.raises(ValueError, match="index|prior_size"):
+        apply(state, cs(1, 1, create("n"), bad))
+    assert state == before
+
+
+def test_apply_prior_size_mismatch_raises():
+    with pytest.raises(ValueError, match="prior_size"):
+        apply(make_state(["a"]), cs(1, 1, insert("r", 0, "x", 3)))
+
+
+def test_transform_does_not_mutate_inputs_and_keeps_origin_and_timestamp():
+    a = cs(1, 100, insert("r", 0, "x", 1), update("a", "text", "t"))
+    b = cs(2, 200, insert("r", 0, "y", 1), update("a", "text", "u"))
+    a_copy, b_copy = copy.deepcopy(a), copy.deepcopy(b)
+    a2, b2 = transform(a, b)
+    assert (a, b) == (a_copy, b_copy)
+    assert (a2["origin"], a2["timestamp"], b2["origin"], b2["timestamp"]) == (1, 100, 2, 200)
+    assert a2["instructions"] == [insert("r", 0, "x", 2)]  # its Update lost to b's later one
+    assert b2["instructions"] == [insert("r", 1, "y", 2), update("a", "text", "u")]
+
+
+def test_transform_is_symmetric():
+    a = cs(1, 100, insert("r", 0, "x", 1), array_erase("r", 1, 2))
+    b = cs(2, 50, array_erase("r", 0, 1), insert("r", 0, "y", 0))
+    a2, b2 = transform(a, b)
+    assert transform(b, a) == (b2, a2)
+
+
+def test_order_key_is_timestamp_then_origin():
+    assert order_key(cs(9, 100)) == (100, 9)
+    assert order_key(cs(1, 101)) > order_key(cs(9, 100))
+
+
+def test_converge_does_not_mutate_inputs():
+    base = make_state(["a"])
+    changesets = [cs(1, 1, erase_object("a")), cs(2, 2, insert("r", 0, "x", 1))]
+    base_copy, changesets_copy = copy.deepcopy(base), copy.deepcopy(changesets)
+    converge(base, changesets)
+    assert (base, changesets) == (base_copy, changesets_copy)
+
+
+def test_list_fields_is_children():
+    assert LIST_FIELDS == frozenset({"children"})
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    ("instruction", "message"),
+    [
+        ({"op": "Frobnicate", "table": "Node", "object": "a"}, "unknown op"),
+        ({"op": "CreateObject", "table": "Node"}, "missing key"),
+        ({"op": "ArrayInsert", "table": "Node", "object": "r", "field": "children", "index": 0, "value": "a"}, "prior_size"),
+        ({**insert("r", 0, "a", 0), "field": "text"}, "list field"),
+        ({**array_erase("r", 0, 1), "field": "text"}, "list field"),
+        ({**clear("r"), "field": "text"}, "list field"),
+        ({**insert("r", 0, "a", 0), "index": -1}, "index"),
+        ({**insert("r", 0, "a", 0), "index": 2}, "out of range"),
+        ({**array_erase("r", 0, 1), "index": 1}, "out of range"),
+        ({**insert("r", 0, "a", 0), "value": 5}, "value"),
+        (update("r", "children", []), "whole list"),
+        ({**update("r", "text", "t"), "index": 0}, "list field"),
+        (update("r", "_id", "other"), "primary key"),
+        ({**update("r", "text", "t"), "is_default": "yes"}, "is_default"),
+        ({"op": "EraseObject", "table": "Node", "object": 3}, "object"),
+        ("CreateObject", "must be a dict"),
+    ],
+)
+def test_bad_instruction_raises_value_error_naming_the_problem(instruction, message):
+    state = make_state([])
+    with pytest.raises(ValueError, match=message):
+        apply(state, cs(1, 1, instruction))
+    with pytest.raises(ValueError, match=message):
+        transform(cs(1, 1, instruction), cs(2, 2))
+    with pytest.raises(ValueError, match=message):
+        converge(state, [cs(1, 1, instruction)])
+
+
+@pytest.mark.parametrize(
+    ("changeset", "message"),
+    [
+        ({"timestamp": 1, "instructions": []}, "origin"),
+        ({"origin": 1, "timestamp": "soon", "instructions": []}, "timestamp"),
+        ({"origin": True, "timestamp": 1, "instructions": []}, "origin"),
+        ({"origin": 1, "timestamp": 1}, "instructions"),
+        ([], "must be a dict"),
+    ],
+)
+def test_bad_changeset_raises_value_error(changeset, message):
+    with pytest.raises(ValueError, match=message):
+        apply(make_state([]), changeset)
+    with pytest.raises(ValueError, match=message):
+        order_key(changeset)
+
+
+def test_bad_state_and_changesets_raise_value_error():
+    with pytest.raises(ValueError, match="state"):
+        apply([], cs(1, 1))
+    with pytest.raises(ValueError, match="state"):
+        visible({"Node": []})
+    with pytest.raises(ValueError, match="changesets"):
+        converge(make_state([]), cs(1, 1))
+
+
+def test_transform_rejects_changesets_not_based_on_the_same_state():
+    with pytest.raises(ValueError, match="same state"):
+        transform(cs(1, 1, insert("r", 0, "x", 1)), cs(2, 2, insert("r", 0, "y", 2)))
+
+
+def test_transform_rejects_equal_order_keys_when_they_must_decide():
+    with pytest.raises(ValueError, match="order key"):
+        transform(cs(1, 5, update("a", "text", "p")), cs(1, 5, update("a", "text", "q")))
