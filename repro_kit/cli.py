@@ -1,0 +1,258 @@
+"""`repro-kit`: the original tool's menu, plus `run`, `deploy` and `audit`.
+
+Bad input exits 2 with one line naming the problem; never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, Callable, TextIO
+
+__all__ = ["main", "Menu"]
+
+PROG = "repro-kit"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and exit 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise _UsageError(message)
+
+
+class _UsageError(Exception):
+    pass
+
+
+def _nonneg(name: str) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name}: not a number: {text!r}") from None
+        if value < 0 or value != value:
+            raise argparse.ArgumentTypeError(f"{name}: must be >= 0, got {text}")
+        return value
+
+    return parse
+
+
+def _build_parser() -> _Parser:
+    parser = _Parser(prog=PROG, description="Reproduce, explain and audit the Realm Sync schema-deploy data loss.")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+
+    def scenario_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--backend", default="emulator", help="emulator (default) or live")
+        p.add_argument("--mode", default="production", help="production (default) or development")
+        p.add_argument("--writes", type=int, default=20, help="nodes appended to the root (default 20)")
+        p.add_argument("--interval", type=_nonneg("--interval"), default=1.0, help="seconds between writes (default 1)")
+        p.add_argument("--deploy-at", type=_nonneg("--deploy-at"), default=5.5,
+                       help="seconds into the run to deploy the schema change (default 5.5)")
+        p.add_argument("--settle", type=_nonneg("--settle"), default=300.0,
+                       help="seconds to keep watching after the last write (default 300)")
+        p.add_argument("--encoding", default="replace", help="replace (default) or diff: how a re-imported list is encoded")
+        p.add_argument("--seed", type=int, default=0, help="seed of the emulator (default 0)")
+        p.add_argument("--realtime", action="store_true", help="run at wall-clock pace instead of virtual time")
+        p.add_argument("--field", default="tags", help="the optional field the deploy adds (default tags)")
+        p.add_argument("--bson-type", default="array<string>", help="its BSON type (default array<string>)")
+
+    run = sub.add_parser("run", help="one timed write-plus-deploy scenario, with report and timeline")
+    scenario_options(run)
+    run.add_argument("--out", type=Path, default=None, help="run directory (default runs/<timestamp>)")
+    run.add_argument("--fail-on-loss", action="store_true", help="exit 1 when acknowledged nodes were lost")
+    run.set_defaults(func=_cmd_run)
+
+    menu = sub.add_parser("menu", help="the interactive menu (also what no arguments start)")
+    scenario_options(menu)
+    menu.set_defaults(func=_cmd_menu)
+
+    try:
+        from repro_kit.live import commands as live_commands
+    except ImportError:  # pragma: no cover - the live package is part of the kit
+        live_commands = None
+    if live_commands is not None and hasattr(live_commands, "register"):
+        live_commands.register(sub)
+    return parser
+
+
+def _connect(args: argparse.Namespace) -> Any:
+    from repro_kit.client import connect
+
+    if args.backend != "emulator":
+        if args.backend == "live":
+            raise ValueError("--backend live: timed runs need the app's own device writes; "
+                             "use `repro-kit deploy` to time the deploy and `repro-kit audit` to find orphans")
+        raise ValueError(f"--backend: must be emulator or live, got {args.backend!r}")
+    return connect("emulator", mode=args.mode, encoding=args.encoding, seed=args.seed, realtime=args.realtime)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from repro_kit import report, timeline, writer
+
+    writer.validate_schedule(args.writes, args.interval, args.deploy_at, args.settle)
+    session = _connect(args)
+    out = args.out if args.out is not None else writer.default_run_dir()
+    run = writer.run_test(session, writes=args.writes, interval_s=args.interval, deploy_at_s=args.deploy_at,
+                          settle_s=args.settle, field=args.field, bson_type=args.bson_type, out=out)
+    verdict = timeline.check(run)
+    paths = report.write_report(run, out)
+    data = report.build_report(run, verdict)
+    print(_summary(data))
+    for name in ("report.md", "report.json", "timeline.png", "timeline.svg"):
+        print(f"  {Path(out) / name}")
+    return 1 if args.fail_on_loss and not data["valid"] else 0
+
+
+def _summary(data: dict[str, Any]) -> str:
+    head = (f"{data['backend']} {data['mode']} encoding={data['encoding']}: {data['writes']} writes, "
+            f"deploy at {data['deploy_at_s']} s")
+    if data["valid"]:
+        return f"{head}. No acknowledged node was lost (root children {data['root_children']}, nodes {data['nodes_total']})."
+    return (f"{head}. LOST {data['lost_count']} of {data['nodes_created']} acknowledged nodes: orphaned "
+            f"(documents kept, {data['nodes_total']} nodes in total, only {data['root_children']} in the root's "
+            f"children), first visible at {data['first_loss_at_s']} s; re-import batches {data['resync_batches']}.")
+
+
+def _cmd_menu(args: argparse.Namespace) -> int:
+    return Menu(_connect(args), args).loop()
+
+
+class Menu:
+    """The original tool's menu, driven by any input stream (a test feeds it lines)."""
+
+    OPTIONS = ("Add to root", "Run test", "Print nodes", "Print info", "Reset", "Deploy schema change",
+               "Wait (advance the emulator's clock)", "Exit")
+
+    def __init__(self, session: Any, args: argparse.Namespace, stdin: TextIO | None = None, stdout: TextIO | None = None) -> None:
+        self.session = session
+        self.args = args
+        self.stdin = stdin or sys.stdin
+        self.stdout = stdout or sys.stdout
+        self._notes: list[str] = []
+        session.subscribe(self._on_change)
+
+    def _on_change(self, note: Any) -> None:
+        extra = f", batch of {note.batch} documents from the server" if note.batch else ""
+        self._notes.append(f"[t={note.time:.1f}s] Node collection changed: {note.nodes_total} nodes, "
+                           f"root has {note.root_children} children{extra}")
+
+    def say(self, text: str = "") -> None:
+        print(text, file=self.stdout)
+
+    def ask(self, prompt: str) -> str | None:
+        self.stdout.write(prompt)
+        self.stdout.flush()
+        line = self.stdin.readline()
+        return None if line == "" else line.strip()
+
+    def loop(self) -> int:
+        info = self.session.info()
+        self.say(f"Connected ({self.session.backend}, {self.session.mode}). User {info.user_id}, root {info.root_id}.")
+        while True:
+            self._flush_notes()
+            self.say()
+            for i, label in enumerate(self.OPTIONS, 1):
+                self.say(f"  {i}. {label}")
+            choice = self.ask("Choose: ")
+            if choice is None:
+                return 0
+            try:
+                if not self.handle(choice):
+                    return 0
+            except ValueError as exc:
+                self.say(f"error: {exc}")
+
+    def handle(self, choice: str) -> bool:
+        """Run one menu choice; False means exit."""
+        options = {str(i): label for i, label in enumerate(self.OPTIONS, 1)}
+        label = options.get(choice) or next((o for o in self.OPTIONS if o.lower().startswith(choice.lower()) and choice), None)
+        s = self.session
+        if label is None:
+            self.say(f"Unknown choice {choice!r}: pick 1-{len(self.OPTIONS)}.")
+        elif label == "Add to root":
+            node_id = s.add_to_root(f"node {s.info().root_children + 1}")
+            self.say(f"Added {node_id} to the root.")
+        elif label == "Run test":
+            from repro_kit import timeline, writer
+
+            a = self.args
+            run = writer.run_test(s, writes=a.writes, interval_s=a.interval, deploy_at_s=a.deploy_at,
+                                  settle_s=a.settle, field=a.field, bson_type=a.bson_type)
+            self._flush_notes()
+            verdict = timeline.check(run)
+            self.say(f"Run saved to {run.path}: {'no loss' if verdict.valid else f'{len(verdict.lost)} nodes lost'}.")
+        elif label == "Print nodes":
+            for node in s.nodes():
+                tag = "root" if node.get("isRoot") else "node"
+                self.say(f"{tag} {node['_id']} text={node.get('text')!r} children={len(node.get('children', []))}")
+        elif label == "Print info":
+            info, atlas = s.info(), s.atlas.info()
+            self.say(f"user {info.user_id}: device {info.nodes_total} nodes, root has {info.root_children} children; "
+                     f"Atlas {atlas.nodes_total} nodes, root has {atlas.root_children} children")
+        elif label == "Reset":
+            count = s.info().nodes_total
+            answer = self.ask(f"Delete all {count} nodes of user {s.info().user_id}? Type 'yes' to confirm: ")
+            if answer == "yes":
+                self.say(f"Deleted {s.reset()} nodes.")
+            else:
+                self.say("Reset cancelled; nothing deleted.")
+        elif label == "Deploy schema change":
+            field = self.ask(f"Field name [{self.args.field}]: ") or self.args.field
+            bson_type = self.ask(f"BSON type [{self.args.bson_type}]: ") or self.args.bson_type
+            result = s.deploy_schema_change(field, bson_type)
+            self.say(f"Deployed {field} ({bson_type}): {result.status}.")
+        elif label.startswith("Wait"):
+            text = self.ask("Seconds to wait: ") or "0"
+            try:
+                seconds = float(text)
+            except ValueError:
+                raise ValueError(f"seconds: not a number: {text!r}") from None
+            s.wait(seconds)
+            self.say(f"Clock at {s.now():.1f} s.")
+        elif label == "Exit":
+            return False
+        return True
+
+    def _flush_notes(self) -> None:
+        notes, self._notes = self._notes, []
+        for line in notes[-20:]:
+            self.say(line)
+        if len(notes) > 20:
+            self.say(f"... and {len(notes) - 20} earlier notifications")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:
+        argv = ["menu"]
+    try:
+        parser = _build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            raise _UsageError("choose a command: run, menu, deploy or audit")
+        return int(args.func(args) or 0)
+    except _UsageError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"{PROG}: error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # one line, never a traceback
+        try:
+            from repro_kit.live.appservices_api import LiveError
+        except ImportError:  # pragma: no cover
+            LiveError = ()  # type: ignore[assignment,misc]
+        if LiveError and isinstance(exc, LiveError):
+            print(f"{PROG}: error: {exc}", file=sys.stderr)
+            return 1
+        print(f"{PROG}: error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
