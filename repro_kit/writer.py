@@ -83,12 +83,18 @@ def run_test(
     out: str | Path | None = None,
     poll_s: float = 5.0,
     progress: bool | None = None,
+    recorder: Any = None,
+    pause_during_resync: bool = False,
 ) -> "recording.Run":
     """Run the report's experiment on `session` and return the recorded run.
 
     Writes happen at 0, interval_s, ... (seconds since run start); the deploy, when
     `deploy_at_s` is not None, at `deploy_at_s` (after a write due at the same instant).
     A progress bar shows in real time (`progress=None`), never in virtual time.
+    `recorder` is a factory `(path, meta) -> recorder` (default `recording.RunRecorder`);
+    one with a `load()` method returns the run itself (sweeps keep runs in memory).
+    `pause_during_resync` is an app-level mitigation: writes due while the control plane
+    has halted translation are held by the app and made once it resumes.
     """
     validate_schedule(writes, interval_s, deploy_at_s, settle_s, poll_s)
     if deploy_at_s is not None:
@@ -135,7 +141,8 @@ def run_test(
 
         bar = tqdm(total=round(end, 1), unit="s", desc="run test", leave=False)
 
-    with recording.RunRecorder(path, meta) as rec:
+    factory = recorder if recorder is not None else recording.RunRecorder
+    with factory(path, meta) as rec:
         def rel(t: float) -> float:
             return round(t - t0, 6)
 
@@ -148,13 +155,24 @@ def run_test(
                 rec.op(process=0, type="ok", f="add", value=node_id, time=rel(t))
 
         nemesis_seen = len(session.nemesis_log())
+        halted = False
+        held: list[int] = []
 
         def drain_nemesis() -> None:
-            nonlocal nemesis_seen
+            nonlocal nemesis_seen, halted
             log = session.nemesis_log()
             for entry in log[nemesis_seen:]:
                 rec.op(process="nemesis", type="info", f=entry["f"], value=entry.get("value"), time=rel(entry["time"]))
+                halted = {"halt": True, "resume": False}.get(entry["f"], halted)
             nemesis_seen = len(log)
+
+        def write(i: int) -> None:
+            now = rel(session.now())
+            node_id = session.add_to_root(f"node {i + 1}")
+            pending[node_id] = None
+            rec.op(process=0, type="invoke", f="add", value=node_id, time=now)
+            if session.is_acknowledged(node_id):
+                on_ack(node_id, session.now())
 
         watcher = Watcher(session, lambda e: (drain_nemesis(), rec.event(e)), t0)
         watcher.start()
@@ -171,13 +189,15 @@ def run_test(
                 if unsubscribe_acks is None:  # backends that cannot push acks
                     for node_id in [n for n in pending if session.is_acknowledged(n)]:
                         on_ack(node_id, session.now())
+                if held and not halted:
+                    for j in held:
+                        write(j)
+                    held.clear()
                 if kind == _WRITE:
-                    now = rel(session.now())
-                    node_id = session.add_to_root(f"node {i + 1}")
-                    pending[node_id] = None
-                    rec.op(process=0, type="invoke", f="add", value=node_id, time=now)
-                    if session.is_acknowledged(node_id):
-                        on_ack(node_id, session.now())
+                    if pause_during_resync and halted:
+                        held.append(i)
+                    else:
+                        write(i)
                 elif kind == _DEPLOY:
                     value = {"field": field, "bson_type": bson_type}
                     rec.op(process="nemesis", type="invoke", f="deploy", value=value, time=rel(session.now()))
@@ -210,4 +230,6 @@ def run_test(
                 "max": round(1000 * ordered[-1], 3),
             }
         rec.finish(extra)
+    if hasattr(rec, "load"):
+        return rec.load()
     return recording.load_run(path)

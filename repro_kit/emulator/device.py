@@ -23,6 +23,10 @@ __all__ = ["Device"]
 
 AckListener = Callable[[str, float], None]
 
+#: How the app links a note to its parent: the report's `children` list on the parent,
+#: or (a mitigation) a scalar `parent` field on each child.
+TREES = ("children", "parent")
+
 
 class Device:
     def __init__(
@@ -34,7 +38,11 @@ class Device:
         rng: random.Random,
         upload_latency_s: float = 0.05,
         clock_skew_ms: int = 0,
+        tree: str = "children",
     ) -> None:
+        if tree not in TREES:
+            raise ValueError(f"tree: must be one of {', '.join(TREES)}, got {tree!r}")
+        self.tree = tree
         self.env = env
         self.server = server
         self.peer = peer
@@ -78,6 +86,8 @@ class Device:
         if pk is None or pk not in self.table:
             return []
         table = self.table
+        if self.tree == "parent":
+            return [c for c, obj in table.items() if obj.get("parent") == pk]
         return [c for c in table[pk].get("children", ()) if c in table]
 
     def owned_ids(self) -> list[str]:
@@ -108,8 +118,13 @@ class Device:
         if root is None:
             raise RuntimeError("the user has no root node yet")
         pk = self.new_id()
-        size = len(self.table[root]["children"])
         ins = _create_node(pk, text, self.owner_id, is_root=False)
+        if self.tree == "parent":
+            ins.append({"op": "Update", "table": "Node", "object": pk, "field": "parent", "value": root,
+                        "is_default": False})
+            self.write(ins)
+            return pk
+        size = len(self.table[root]["children"])
         ins.append({"op": "ArrayInsert", "table": "Node", "object": root, "field": "children",
                     "index": size, "value": pk, "prior_size": size})
         self.write(ins)

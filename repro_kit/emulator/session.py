@@ -20,7 +20,7 @@ from repro_kit import _schema
 from repro_kit._session import AtlasView, DeployResult, Info, Listener, Notification, Session
 from repro_kit.emulator.appservices import ControlPlane
 from repro_kit.emulator.atlas import AtlasCollection
-from repro_kit.emulator.device import Device
+from repro_kit.emulator.device import TREES, Device
 from repro_kit.emulator.params import ENCODINGS, MODES, EmulatorParams
 from repro_kit.emulator.server import SyncServer
 from repro_kit.emulator.translator import Translator
@@ -34,7 +34,10 @@ STARTUP_SETTLE_S = 1.0
 class EmulatedAtlasView(AtlasView):
     """The owner's documents in the emulated Atlas collection."""
 
-    def __init__(self, collection: AtlasCollection, owner_id: str, env: simpy.Environment, lock: threading.RLock) -> None:
+    def __init__(self, collection: AtlasCollection, owner_id: str, env: simpy.Environment, lock: threading.RLock,
+                 tree: str = "children") -> None:
+        self.tree = tree
+        self._root_id: str | None = None
         self.collection = collection
         self.owner_id = owner_id
         self._env = env
@@ -48,6 +51,14 @@ class EmulatedAtlasView(AtlasView):
         with self._lock:
             return self.collection.find_one({"owner_id": self.owner_id, "isRoot": True})
 
+    def children(self, root: dict[str, Any] | None) -> list[str]:
+        """The root's children as Atlas holds them (the array, or the `parent` pointers)."""
+        if root is None:
+            return []
+        if self.tree == "parent":
+            return [d["_id"] for d in self.collection.find({"owner_id": self.owner_id, "parent": root["_id"]})]
+        return list(root.get("children", []))
+
     def info(self) -> Info:
         with self._lock:
             root = self.root()
@@ -55,14 +66,14 @@ class EmulatedAtlasView(AtlasView):
                 user_id=self.owner_id,
                 root_id=root["_id"] if root else None,
                 nodes_total=self.collection.count_documents({"owner_id": self.owner_id}),
-                root_children=len(root.get("children", [])) if root else 0,
+                root_children=len(self.children(root)),
             )
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         root = self.root()
-        children = list(root.get("children", [])) if root else []
         docs = {d["_id"] for d in self.collection.find({"owner_id": self.owner_id})}
-        seen = {"children": children, "docs": docs}
+        seen: dict[str, Any] = {"children": self.children(root), "docs": docs}
+        self._root_id = root["_id"] if root else None
 
         def on_change(change: dict[str, Any]) -> None:
             _id = change["documentKey"]["_id"]
@@ -80,9 +91,11 @@ class EmulatedAtlasView(AtlasView):
             elif _id not in seen["docs"]:
                 seen["docs"].add(_id)
                 inserted = (_id,)
-            if doc is not None and doc.get("isRoot"):
+            if self.tree == "parent":
+                new_children = self.children(self.collection.find_one({"owner_id": self.owner_id, "isRoot": True}))
+            elif doc is not None and doc.get("isRoot"):
                 new_children = list(doc.get("children", []))
-            elif doc is None and _id == getattr(self, "_root_id", None):
+            elif doc is None and _id == self._root_id:
                 new_children = []
             if doc is not None and doc.get("isRoot"):
                 self._root_id = _id
@@ -99,7 +112,6 @@ class EmulatedAtlasView(AtlasView):
                 deleted=deleted,
             ))
 
-        self._root_id = root["_id"] if root else None
         return self.collection.watch(on_change)
 
 
@@ -115,6 +127,7 @@ class EmulatedSession(Session):
         seed: int = 0,
         realtime: bool = False,
         user_id: str | None = None,
+        tree: str = "children",
         **params: Any,
     ) -> None:
         if mode not in MODES:
@@ -125,7 +138,10 @@ class EmulatedSession(Session):
             raise ValueError(f"seed: must be an integer, got {seed!r}")
         if not isinstance(realtime, bool):
             raise ValueError(f"realtime: must be True or False, got {realtime!r}")
+        if tree not in TREES:
+            raise ValueError(f"tree: must be one of {', '.join(TREES)}, got {tree!r}")
         self.params = EmulatorParams.from_kwargs(**params)
+        self.tree = tree
         self.mode = mode
         self.encoding = encoding
         self.seed = seed
@@ -146,7 +162,7 @@ class EmulatedSession(Session):
         self._next_peer = 2
         self.devices: list[Device] = []
         self.device = self.add_device()
-        self.atlas = EmulatedAtlasView(self.collection, self.user_id, self.env, self._lock)
+        self.atlas = EmulatedAtlasView(self.collection, self.user_id, self.env, self._lock, tree)
         # Start-up, as the original tool: make sure the user has a root (then any prefill).
         self.device.create_root()
         for i in range(int(p.prefill)):
@@ -159,7 +175,7 @@ class EmulatedSession(Session):
         with self._lock:
             p = self.params
             device = Device(self.env, self.server, self._next_peer, owner_id or self.user_id, self.rng,
-                            p.upload_latency_s, int(p.clock_skew_ms))
+                            p.upload_latency_s, int(p.clock_skew_ms), self.tree)
             self._next_peer += 1
             self.devices.append(device)
             return device
@@ -253,5 +269,5 @@ class EmulatedSession(Session):
 
     def describe(self) -> dict[str, Any]:
         """Parameters for a run's metadata (no secrets here: the emulator has none)."""
-        return {"backend": self.backend, "mode": self.mode, "encoding": self.encoding, "seed": self.seed,
+        return {"backend": self.backend, "mode": self.mode, "encoding": self.encoding, "tree": self.tree, "seed": self.seed,
                 "realtime": self.realtime, "user_id": self.user_id, "params": self.params.as_dict()}
