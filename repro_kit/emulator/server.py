@@ -49,10 +49,13 @@ class SyncServer:
         return len(self.history)
 
     def connect(self, peer: int, owner_id: str, deliver: Download) -> None:
-        """Subscribe a device: it receives every later changeset touching `owner_id`'s objects."""
+        """Subscribe a device: it downloads the history so far, then every later changeset,
+        each filtered to `owner_id`'s objects (its flexible-sync subscription)."""
         if peer == SERVER_PEER or peer in self._links:
             raise ValueError(f"peer: {peer} is already connected or reserved")
-        self._links[peer] = _Link(owner_id, deliver)
+        link = self._links[peer] = _Link(owner_id, deliver)
+        for version, (origin, entry) in enumerate(self.history, 1):  # bootstrap: the history so far
+            self._send(link, version, origin, self._filter(entry, owner_id, ack=False))
 
     def disconnect(self, peer: int) -> None:
         self._links.pop(peer, None)
