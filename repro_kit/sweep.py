@@ -1,0 +1,284 @@
+"""Sweeps: many write-plus-deploy scenarios on the emulator, one DataFrame row each.
+
+An investigation asks "for which deploy times, write rates, resync delays, batch sizes
+and encodings are nodes lost?". `sweep` answers with every scenario run in virtual time,
+in memory (no run directory), across every core, deterministically: the same scenarios
+give the same frame, row for row, whatever the number of processes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import os
+import sys
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from repro_kit.emulator.device import TREES
+from repro_kit.emulator.params import ENCODINGS, MODES, EmulatorParams
+
+__all__ = ["sweep", "run_scenario", "SCENARIO_DEFAULTS", "RESULT_COLUMNS", "MemoryRecorder"]
+
+#: Keys a scenario may set, with the value used when it does not (connect's and run_test's defaults).
+SCENARIO_DEFAULTS: dict[str, Any] = {
+    "mode": "production",
+    "encoding": "replace",
+    "tree": "children",
+    "seed": 0,
+    "writes": 20,
+    "interval_s": 1.0,
+    "deploy_at_s": 5.5,
+    "settle_s": 300.0,
+    "pause_during_resync": False,
+    **{f.name: f.default for f in dataclasses.fields(EmulatorParams)},
+}
+_SESSION_KEYS = ("mode", "encoding", "tree", "seed")
+_RUN_KEYS = ("writes", "interval_s", "deploy_at_s", "settle_s", "pause_during_resync")
+_PARAM_KEYS = tuple(f.name for f in dataclasses.fields(EmulatorParams))
+
+#: Columns `sweep` adds after the scenario's inputs.
+RESULT_COLUMNS = ("nodes_created", "lost_count", "root_children", "nodes_total", "first_loss_at_s",
+                  "resync_batches", "valid")
+
+#: Above this many scenarios, a progress bar shows by default (when stderr is a terminal).
+PROGRESS_THRESHOLD = 50
+
+
+class MemoryRecorder:
+    """A run recorder that keeps ops and events in lists: sweeps need no run directory.
+
+    Same interface as `recording.RunRecorder` as `run_test` uses it; `load()` returns
+    the recorder itself, so `run_test` hands back the in-memory record.
+    """
+
+    def __init__(self, path: Any = None, meta: Mapping[str, Any] | None = None) -> None:
+        self.path = path
+        self.meta: dict[str, Any] = dict(meta or {})
+        self.ops: list[dict[str, Any]] = []
+        self.events: list[dict[str, Any]] = []
+
+    def __enter__(self) -> "MemoryRecorder":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def op(self, process: int | str, type: str, f: str, value: Any = None, time: float = 0.0) -> dict[str, Any]:
+        line = {"index": len(self.ops), "time": time, "process": process, "type": type, "f": f, "value": value}
+        self.ops.append(line)
+        return line
+
+    def event(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        line = dict(event)
+        self.events.append(line)
+        return line
+
+    def finish(self, extra_meta: Mapping[str, Any] | None = None) -> None:
+        self.meta.update(extra_meta or {})
+        self.meta["finished"] = True
+
+    def load(self) -> "MemoryRecorder":
+        return self
+
+
+# -- validation ----------------------------------------------------------------------------
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars (from DataFrames and np.arange grids) as the Python values the kit validates."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _normalise(raw: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """A scenario with plain values, checked key by key; raises ValueError naming the key."""
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"scenarios: {where} must be a dict, got {type(raw).__name__}")
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in SCENARIO_DEFAULTS:
+            raise ValueError(f"{key}: not a scenario key ({where}; known: {', '.join(sorted(SCENARIO_DEFAULTS))})")
+        value = _plain(value)
+        if _is_missing(value):
+            if key == "deploy_at_s":  # None: no deploy (NaN is how a DataFrame holds it)
+                out[key] = None
+            continue  # a DataFrame's hole: the default
+        out[key] = value
+    _validate(out, where)
+    return out
+
+
+def _validate(scenario: Mapping[str, Any], where: str) -> None:
+    from repro_kit.writer import validate_schedule
+
+    s = {**SCENARIO_DEFAULTS, **scenario}
+    try:
+        for key, allowed in (("mode", MODES), ("encoding", ENCODINGS), ("tree", TREES)):
+            if s[key] not in allowed:
+                raise ValueError(f"{key}: must be one of {', '.join(allowed)}, got {s[key]!r}")
+        if isinstance(s["seed"], bool) or not isinstance(s["seed"], int):
+            raise ValueError(f"seed: must be an integer, got {s['seed']!r}")
+        if not isinstance(s["pause_during_resync"], bool):
+            raise ValueError(f"pause_during_resync: must be True or False, got {s['pause_during_resync']!r}")
+        validate_schedule(s["writes"], s["interval_s"], s["deploy_at_s"], s["settle_s"])
+        EmulatorParams(**{k: s[k] for k in _PARAM_KEYS})
+    except ValueError as err:
+        raise ValueError(f"{err} ({where})") from None
+
+
+def _as_values(key: str, values: Any) -> list[Any]:
+    if isinstance(values, (str, bytes, Mapping)) or not isinstance(values, Iterable):
+        return [values]  # a scalar: the same value in every scenario
+    out = list(values)
+    if not out:
+        raise ValueError(f"{key}: needs at least one value, got an empty list")
+    return out
+
+
+def _expand(scenarios: Any, grid: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Scenarios (list of dicts or DataFrame) times the cartesian product of `grid` (which wins a shared key)."""
+    if scenarios is None:
+        base: list[Mapping[str, Any]] = [{}]
+    elif isinstance(scenarios, pd.DataFrame):
+        base = scenarios.to_dict("records")
+    elif isinstance(scenarios, Mapping) or isinstance(scenarios, (str, bytes)):
+        raise ValueError(f"scenarios: must be a list of dicts or a DataFrame, got {type(scenarios).__name__}")
+    else:
+        try:
+            base = list(scenarios)
+        except TypeError:
+            raise ValueError(f"scenarios: must be a list of dicts or a DataFrame, got {type(scenarios).__name__}") from None
+    for key in grid:
+        if key not in SCENARIO_DEFAULTS:
+            raise ValueError(f"{key}: not a scenario key (known: {', '.join(sorted(SCENARIO_DEFAULTS))})")
+    axes = [(key, _as_values(key, values)) for key, values in grid.items()]
+    out: list[dict[str, Any]] = []
+    for i, scenario in enumerate(base):
+        if not isinstance(scenario, Mapping):
+            raise ValueError(f"scenarios: scenarios[{i}] must be a dict, got {type(scenario).__name__}")
+        for combo in itertools.product(*(values for _, values in axes)):
+            out.append({**scenario, **dict(zip((k for k, _ in axes), combo))})
+    return out
+
+
+# -- one scenario --------------------------------------------------------------------------
+
+
+def run_scenario(scenario: Mapping[str, Any]) -> dict[str, Any]:
+    """Run one (validated) scenario on the emulator in virtual time; returns its result columns."""
+    from repro_kit.emulator.session import EmulatedSession
+    from repro_kit.writer import run_test
+
+    s = {**SCENARIO_DEFAULTS, **scenario}
+    session = EmulatedSession(realtime=False, **{k: s[k] for k in _SESSION_KEYS},
+                              **{k: s[k] for k in _PARAM_KEYS})
+    record = run_test(session, s["writes"], s["interval_s"], s["deploy_at_s"], s["settle_s"],
+                      recorder=MemoryRecorder, progress=False, pause_during_resync=s["pause_during_resync"])
+    return summarise(session, record)
+
+
+def summarise(session: Any, record: MemoryRecorder) -> dict[str, Any]:
+    """The loss figures of a finished in-memory run, from the device's final state and its events.
+
+    Lost: acknowledged by the server, yet not among the root's visible children on the
+    device at the end. First loss: the earliest final `leave` of a lost node (device side).
+    """
+    device = session.device
+    root_id = device.root_id()
+    children = set(device.visible_children(root_id))
+    created = [op["value"] for op in record.ops if op["f"] == "add" and op["type"] == "invoke"]
+    acked = {op["value"] for op in record.ops if op["f"] == "add" and op["type"] == "ok"}
+    lost = {node for node in acked if node not in children}
+    last_leave: dict[str, float] = {}
+    batches = 0
+    for event in record.events:
+        if event.get("observer") != "device":
+            continue
+        kind = event.get("kind")
+        if kind == "leave" and event.get("node_id") in lost:
+            last_leave[event["node_id"]] = event["time"]
+        elif kind == "batch":
+            batches += 1
+    return {
+        "nodes_created": len(created),
+        "lost_count": len(lost),
+        "root_children": len(children),
+        "nodes_total": len(device.owned_ids()),
+        "first_loss_at_s": min(last_leave.values()) if last_leave else None,
+        "resync_batches": batches,
+        "valid": not lost,
+    }
+
+
+# -- the sweep -----------------------------------------------------------------------------
+
+
+def sweep(scenarios: Any = None, *, processes: int | None = None, progress: bool | None = None,
+          **grid: Any) -> pd.DataFrame:
+    """Run every scenario on the emulator; one row per scenario, in input order.
+
+    `scenarios`: a list of dicts or a DataFrame whose keys are among `SCENARIO_DEFAULTS`
+    (mode, encoding, tree, writes, interval_s, deploy_at_s, settle_s, seed,
+    pause_during_resync and the `EmulatorParams` fields); `**grid`: lists of values whose
+    cartesian product is run (for each scenario, when both are given; a grid key
+    overrides the same key in a scenario, so `scenarios` can hold a base). A missing key
+    takes its default; `deploy_at_s=None` means no deploy.
+    `processes`: worker processes (None: every core; 1: in this process).
+    `progress`: a progress bar (None: when over 50 scenarios and stderr is a terminal).
+    Returns the inputs (defaults filled in) plus `RESULT_COLUMNS`.
+    Raises ValueError naming the first bad key or value, before running anything.
+    """
+    if processes is not None and (isinstance(processes, bool) or not isinstance(processes, int) or processes < 1):
+        raise ValueError(f"processes: must be a positive integer or None, got {processes!r}")
+    if progress is not None and not isinstance(progress, bool):
+        raise ValueError(f"progress: must be True, False or None, got {progress!r}")
+    expanded = _expand(scenarios, grid)
+    todo = [_normalise(s, f"scenario {i}") for i, s in enumerate(expanded)]
+    columns: dict[str, None] = {}
+    for s in todo:
+        columns.update(dict.fromkeys(s))
+    if progress is None:
+        progress = len(todo) > PROGRESS_THRESHOLD and sys.stderr.isatty()
+    workers = min(processes or os.cpu_count() or 1, max(1, len(todo)))
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(todo), unit="scenario", desc="sweep")
+    results: list[dict[str, Any]] = []
+    try:
+        if workers == 1:
+            for s in todo:
+                results.append(run_scenario(s))
+                if bar is not None:
+                    bar.update(1)
+        else:
+            chunksize = max(1, len(todo) // (workers * 8))
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                for result in pool.map(run_scenario, todo, chunksize=chunksize):
+                    results.append(result)
+                    if bar is not None:
+                        bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+
+    rows = [{**{k: s.get(k, SCENARIO_DEFAULTS[k]) for k in columns}, **r} for s, r in zip(todo, results)]
+    frame = pd.DataFrame(rows, columns=[*columns, *RESULT_COLUMNS])
+    frame["first_loss_at_s"] = frame["first_loss_at_s"].astype("float64")
+    if "deploy_at_s" in frame.columns:
+        frame["deploy_at_s"] = frame["deploy_at_s"].astype("float64")
+    for col in ("nodes_created", "lost_count", "root_children", "nodes_total", "resync_batches"):
+        frame[col] = frame[col].astype("int64")
+    frame["valid"] = frame["valid"].astype(bool)
+    return frame
