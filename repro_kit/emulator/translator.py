@@ -140,15 +140,16 @@ class Translator:
     # -- production-mode resync -------------------------------------------------------
     def resync(self, delay_s: float, batch_size: int, batch_interval_s: float) -> simpy.Process:
         """Halt, snapshot Atlas, re-insert the snapshot in batches after `delay_s`, resume."""
-        return self.env.process(self._resync(delay_s, batch_size, batch_interval_s))
-
-    def _resync(self, delay_s: float, batch_size: int, batch_interval_s: float):  # type: ignore[no-untyped-def]
-        self.halted = True
+        self.halted = True  # at once: nothing the deploy races with reaches Atlas
         snapshot = self.atlas.snapshot()
         base_version = self.applied_version
         base_state = copy.deepcopy(self.mirror)
         self.log.append({"time": self.env.now, "f": "halt",
                          "value": {"snapshot_docs": len(snapshot), "snapshot_version": base_version}})
+        return self.env.process(self._reimport(snapshot, base_version, base_state, delay_s, batch_size, batch_interval_s))
+
+    def _reimport(self, snapshot: list[dict[str, Any]], base_version: int, base_state: dict[str, Any],
+                  delay_s: float, batch_size: int, batch_interval_s: float):  # type: ignore[no-untyped-def]
         yield self.env.timeout(delay_s)
         for start in range(0, len(snapshot), batch_size):
             if start:
