@@ -1,0 +1,484 @@
+"""The run directory: append-only JSONL evidence that survives a killed process.
+
+A run is the unit of evidence (DESIGN.md, "Recording"): `meta.json` (parameters and
+versions), `history.jsonl` (Jepsen-style ops) and `events.jsonl` (observations).
+Every line is written and flushed as it happens, so a SIGKILL leaves at worst one
+truncated last line, which `load_run` drops.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import itertools
+import json
+import math
+import os
+import platform
+import re
+import tempfile
+import threading
+import time as _time
+from collections.abc import Iterable, Mapping
+from importlib import metadata as _metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "RunRecorder",
+    "Run",
+    "load_run",
+    "latest_run",
+    "default_versions",
+    "HISTORY_FILE",
+    "EVENTS_FILE",
+    "META_FILE",
+]
+
+META_FILE = "meta.json"
+HISTORY_FILE = "history.jsonl"
+EVENTS_FILE = "events.jsonl"
+
+OP_TYPES = ("invoke", "ok", "fail", "info")
+OBSERVERS = ("device", "atlas")
+EVENT_KINDS = ("enter", "leave", "doc_insert", "doc_delete", "counts", "batch", "poll")
+_INT_EVENT_COLUMNS = ("root_children", "nodes_total", "batch")
+_CHUNK_BYTES = 8 << 20
+
+# Keys whose values are credentials wherever they appear (meta, params): never written.
+_SECRET_KEY = re.compile(r"(pass(word)?|secret|token|api_?key|private|credential|auth)", re.I)
+_URI_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]*@", re.I)
+
+
+def default_versions() -> dict[str, str]:
+    """Versions worth quoting in a bug report (missing packages are left out)."""
+    versions = {"python": platform.python_version()}
+    for dist in ("repro_kit", "pandas", "numpy", "matplotlib", "simpy", "pymongo", "requests"):
+        try:
+            versions[dist] = _metadata.version(dist)
+        except _metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def _redact(value: Any, key: str = "") -> Any:
+    """Drop credentials from meta before it touches disk (keys like *token*, URI user:pass@)."""
+    if key and _SECRET_KEY.search(key):
+        return "***"
+    if isinstance(value, Mapping):
+        return {str(k): _redact(v, str(k)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_redact(v) for v in value]
+    if isinstance(value, str):
+        return _URI_USERINFO.sub(r"\g<scheme>***@", value)
+    return value
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj, key=str)
+    if isinstance(obj, (_dt.datetime, _dt.date)):
+        return obj.isoformat()
+    return str(obj)  # uuid.UUID, bson ObjectId, Path: their string form is what reports show
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, default=_json_default, separators=(",", ":"), ensure_ascii=False)
+
+
+def _write_json_atomic(path: Path, obj: Any) -> None:
+    """Write-then-rename, so a reader sees the old or the new file, never half of one."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(obj, fh, default=_json_default, indent=2, sort_keys=False, ensure_ascii=False)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class RunRecorder:
+    """Append ops and observations to a run directory, one flushed line each.
+
+    `time` arguments are seconds since run start; when omitted, the recorder's own
+    monotonic clock (started at construction) is used, which suits real-time runs.
+    Thread-safe: the watcher may record from callbacks while the writer records ops.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], meta: Mapping[str, Any] | None = None) -> None:
+        if meta is not None and not isinstance(meta, Mapping):
+            raise ValueError(f"meta must be a mapping, got {type(meta).__name__}")
+        self.path = Path(path)
+        if self.path.exists() and not self.path.is_dir():
+            raise ValueError(f"path is not a directory: {self.path}")
+        self.path.mkdir(parents=True, exist_ok=True)
+        base: dict[str, Any] = {
+            "started_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds"),
+            "versions": default_versions(),
+        }
+        base.update(_redact(dict(meta or {})))
+        base["finished"] = False
+        self.meta: dict[str, Any] = base
+        self._lock = threading.Lock()
+        self._t0 = _time.monotonic()
+        self._index = 0
+        self._last_time = 0.0
+        self._closed = False
+        _write_json_atomic(self.path / META_FILE, self.meta)
+        self._history = open(self.path / HISTORY_FILE, "a", encoding="utf-8")
+        self._events = open(self.path / EVENTS_FILE, "a", encoding="utf-8")
+
+    # -- clock -------------------------------------------------------------------------
+    def now(self) -> float:
+        """Seconds since this recorder started (for real-time runs)."""
+        return _time.monotonic() - self._t0
+
+    def _time(self, time: float | None) -> float:
+        t = self.now() if time is None else float(time)
+        if not math.isfinite(t):
+            raise ValueError(f"time must be a finite number of seconds, got {time!r}")
+        return t
+
+    # -- history -----------------------------------------------------------------------
+    def op(self, process: int | str, type: str, f: str, value: Any = None, time: float | None = None) -> dict[str, Any]:
+        """Append one Jepsen-style op; assigns `index` in file order and returns the line's dict."""
+        if type not in OP_TYPES:
+            raise ValueError(f"type must be one of {OP_TYPES}, got {type!r}")
+        if not isinstance(f, str) or not f:
+            raise ValueError(f"f must be a non-empty string, got {f!r}")
+        if isinstance(process, bool) or not isinstance(process, (int, np.integer, str)):
+            raise ValueError(f"process must be an int or 'nemesis', got {process!r}")
+        t = self._time(time)
+        with self._lock:
+            self._check_open()
+            line = {
+                "index": self._index,
+                "time": t,
+                "process": process if isinstance(process, str) else int(process),
+                "type": type,
+                "f": f,
+                "value": value,
+            }
+            self._history.write(_dumps(line) + "\n")
+            self._history.flush()
+            self._index += 1
+            self._last_time = max(self._last_time, t)
+        return line
+
+    def invoke(self, process: int | str, f: str, value: Any = None, time: float | None = None) -> dict[str, Any]:
+        return self.op(process, "invoke", f, value, time)
+
+    def ok(self, process: int | str, f: str, value: Any = None, time: float | None = None) -> dict[str, Any]:
+        return self.op(process, "ok", f, value, time)
+
+    def fail(self, process: int | str, f: str, value: Any = None, time: float | None = None) -> dict[str, Any]:
+        return self.op(process, "fail", f, value, time)
+
+    def info(self, process: int | str, f: str, value: Any = None, time: float | None = None) -> dict[str, Any]:
+        return self.op(process, "info", f, value, time)
+
+    # -- events ------------------------------------------------------------------------
+    def event(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        """Append one observation ({"time", "observer", "kind", ...}); `time` defaults to now."""
+        if not isinstance(event, Mapping):
+            raise ValueError(f"event must be a mapping, got {type(event).__name__}")
+        if not event.get("observer") or not event.get("kind"):
+            raise ValueError(f"event needs 'observer' and 'kind', got keys {sorted(event)}")
+        line = {"time": self._time(event.get("time")), "observer": event["observer"], "kind": event["kind"]}
+        line.update((k, v) for k, v in event.items() if k not in line)
+        if "node_id" in line and line["node_id"] is not None:
+            line["node_id"] = str(line["node_id"])
+        with self._lock:
+            self._check_open()
+            self._events.write(_dumps(line) + "\n")
+            self._events.flush()
+            self._last_time = max(self._last_time, line["time"])
+        return line
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def finish(self, extra_meta: Mapping[str, Any] | None = None) -> Path:
+        """Close the logs and rewrite meta.json atomically with finished=True (and duration_s)."""
+        with self._lock:
+            if not self._closed:
+                self._history.close()
+                self._events.close()
+                self._closed = True
+            self.meta.setdefault("duration_s", self._last_time)
+            self.meta.update(_redact(dict(extra_meta or {})))
+            self.meta["finished"] = True
+            _write_json_atomic(self.path / META_FILE, self.meta)
+        return self.path
+
+    def close(self) -> None:
+        """Close the logs without marking the run finished (what a crash leaves, minus the crash)."""
+        with self._lock:
+            if not self._closed:
+                self._history.close()
+                self._events.close()
+                self._closed = True
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ValueError(f"recorder for {self.path} is already finished")
+
+    def __enter__(self) -> RunRecorder:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        # An exception leaves finished=False in meta.json: the run is partial, and says so.
+        if exc_type is None:
+            if not self._closed:
+                self.finish()
+        else:
+            self.close()
+
+
+# ---------------------------------------------------------------------------------------
+# Loading
+
+
+@dataclasses.dataclass
+class Run:
+    """A loaded run directory: meta plus typed history and events DataFrames."""
+
+    path: Path
+    meta: dict[str, Any]
+    history: pd.DataFrame
+    events: pd.DataFrame
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def finished(self) -> bool:
+        return bool(self.meta.get("finished", False))
+
+    @property
+    def end_s(self) -> float:
+        """Run end in seconds: the last recorded time, or meta duration_s if later."""
+        times = [0.0]
+        if len(self.history):
+            times.append(float(self.history["time"].max()))
+        if len(self.events):
+            times.append(float(self.events["time"].max()))
+        duration = self.meta.get("duration_s")
+        if isinstance(duration, (int, float)) and not isinstance(duration, bool) and math.isfinite(duration):
+            times.append(float(duration))
+        return max(times)
+
+
+def _first_bad_line(path: Path, lines: list[str], first_lineno: int) -> tuple[int, str] | None:
+    """Slow path, only after a block failed to parse: which line is bad, and why."""
+    for offset, text in enumerate(lines):
+        if not text.strip():
+            continue
+        try:
+            rec = json.loads(text)
+        except ValueError as err:
+            return first_lineno + offset, str(err).splitlines()[0]
+        if not isinstance(rec, dict):
+            return first_lineno + offset, f"expected an object, got {type(rec).__name__}"
+    return None
+
+
+def _read_jsonl(path: Path) -> tuple[Iterable[list[dict[str, Any]]], list[str]]:
+    """Yield parsed records in blocks; tolerate a garbled last line, reject one in the middle.
+
+    Blocks are parsed with one json.loads call each (the per-line loop only runs to
+    locate a bad line), which is what keeps a million events loadable in seconds.
+    """
+    warnings: list[str] = []
+
+    def parse(lines: list[str], first_lineno: int, at_eof: bool) -> list[dict[str, Any]]:
+        body = [text for text in lines if text.strip()]
+        try:
+            records = json.loads("[" + ",".join(body) + "]")
+            if set(map(type, records)) <= {dict}:
+                return records
+        except ValueError:
+            pass
+        bad = _first_bad_line(path, lines, first_lineno)
+        if bad is None:  # pragma: no cover - the fast path only fails on a bad line
+            raise ValueError(f"{path.name}: could not parse lines {first_lineno}..{first_lineno + len(lines) - 1}")
+        last_lineno = max((first_lineno + i for i, t in enumerate(lines) if t.strip()), default=-1)
+        if not (at_eof and bad[0] == last_lineno):
+            raise ValueError(f"{path.name}: line {bad[0]} is not valid JSON ({bad[1]})")
+        warnings.append(f"{path.name}: dropped an incomplete last line ({bad[0]})")
+        keep = [t for i, t in enumerate(lines) if t.strip() and first_lineno + i != bad[0]]
+        return json.loads("[" + ",".join(keep) + "]")
+
+    def chunks() -> Iterable[list[dict[str, Any]]]:
+        if not path.exists():
+            return
+        with open(path, "r", encoding="utf-8", errors="replace") as fh:
+            lineno = 1
+            held: list[str] = []  # the newest line waits for EOF: only the true last line may be partial
+            while True:
+                lines = fh.readlines(_CHUNK_BYTES)
+                at_eof = not lines
+                block = held + lines
+                if not at_eof:
+                    held = [block.pop()]
+                    while block and not block[-1].strip():  # blank lines stay with the held line
+                        held.insert(0, block.pop())
+                if block:
+                    records = parse(block, lineno, at_eof)
+                    lineno += len(block)
+                    if records:
+                        yield records
+                if at_eof:
+                    break
+
+    return chunks(), warnings
+
+
+def _as_category(values: pd.Series, known: tuple[str, ...]) -> pd.Series:
+    extra = sorted(set(values.dropna().astype(str).unique()) - set(known))
+    return values.astype(pd.CategoricalDtype(list(known) + extra))
+
+
+def _load_history(path: Path) -> tuple[pd.DataFrame, list[str]]:
+    chunks, warnings = _read_jsonl(path)
+    records = [rec for chunk in chunks for rec in chunk]  # history is small: one op per write
+    df = pd.DataFrame.from_records(records, columns=["index", "time", "process", "type", "f", "value"])
+    for col in ("process", "value"):
+        df[col] = df[col].astype(object)
+    df["index"] = pd.to_numeric(df["index"], errors="coerce").astype("Int64")
+    df["time"] = pd.to_numeric(df["time"], errors="coerce").astype("float64")
+    df["type"] = _as_category(df["type"], OP_TYPES)
+    df["f"] = df["f"].astype("category")
+    is_add = (df["f"] == "add").to_numpy(dtype=bool, na_value=False)
+    node_id = pd.Series(pd.NA, index=df.index, dtype="str")
+    if is_add.any():
+        node_id[is_add] = [None if v is None else str(v) for v in df["value"][is_add]]
+    df["node_id"] = node_id
+    return df, warnings
+
+
+def _floats(values: list[Any]) -> np.ndarray:
+    try:
+        return np.array(values, dtype=np.float64)  # None -> nan
+    except (TypeError, ValueError):
+        return pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(dtype=np.float64)
+
+
+class _Factorizer:
+    """Global codes for a string column built chunk by chunk (keeps 1M events compact)."""
+
+    def __init__(self) -> None:
+        self.codes: dict[str, int] = {}
+        self.parts: list[np.ndarray] = []
+
+    def add(self, values: list[Any]) -> None:
+        arr = np.empty(len(values), dtype=object)
+        arr[:] = values
+        local, uniques = pd.factorize(arr, use_na_sentinel=True)
+        lookup = np.empty(len(uniques) + 1, dtype=np.int32)
+        lookup[-1] = -1  # NA sentinel -1 indexes the last slot
+        for i, u in enumerate(uniques):
+            lookup[i] = self.codes.setdefault(str(u), len(self.codes))
+        self.parts.append(lookup[local])
+
+    def categorical(self, known: tuple[str, ...] = ()) -> pd.Categorical:
+        codes = np.concatenate(self.parts) if self.parts else np.empty(0, dtype=np.int32)
+        names = list(self.codes)
+        order = list(known) + sorted(set(names) - set(known))
+        position = {n: i for i, n in enumerate(order)}
+        remap = np.array([position[n] for n in names] + [-1], dtype=np.int32)
+        return pd.Categorical.from_codes(remap[codes], categories=pd.Index(order, dtype=object))
+
+
+def _load_events(path: Path) -> tuple[pd.DataFrame, list[str]]:
+    chunks, warnings = _read_jsonl(path)
+    cats = {col: _Factorizer() for col in ("observer", "kind", "node_id")}
+    frames: list[pd.DataFrame] = []
+    for records in chunks:
+        keys = set().union(*map(dict.keys, records))
+        columns = {k: list(map(dict.get, records, itertools.repeat(k))) for k in keys}
+        for col, fac in cats.items():
+            fac.add(columns.pop(col, [None] * len(records)))
+        df = pd.DataFrame({"time": _floats(columns.pop("time", [None] * len(records)))})
+        for col in _INT_EVENT_COLUMNS:
+            if col in columns:
+                df[col] = pd.to_numeric(pd.Series(columns.pop(col), dtype=object), errors="coerce").astype("Int64")
+        for col, values in columns.items():
+            df[col] = pd.Series(values, dtype=object)
+        frames.append(df)
+    rest = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"time": pd.Series(dtype="float64")})
+    events = pd.DataFrame({
+        "time": rest.pop("time").astype("float64"),
+        "observer": cats["observer"].categorical(OBSERVERS),
+        "kind": cats["kind"].categorical(EVENT_KINDS),
+        # node_id as the plain string dtype (what users filter on); built from categories, so shared strings
+        "node_id": pd.Series(cats["node_id"].categorical(), index=rest.index).astype("str"),
+    })
+    for col in _INT_EVENT_COLUMNS:
+        events[col] = (
+            rest.pop(col).astype("Int64") if col in rest.columns else pd.Series(pd.NA, index=events.index, dtype="Int64")
+        )
+    for col in rest.columns:  # extra keys a watcher added, kept as they are
+        events[col] = rest[col]
+    return events, warnings
+
+
+def load_run(path: str | os.PathLike[str]) -> Run:
+    """Load a run directory; a truncated last line (a killed writer) is dropped with a warning.
+
+    Raises ValueError (one line) when the directory is missing or not a run, or a line
+    other than the last is not valid JSON.
+    """
+    p = Path(path)
+    if not p.is_dir():
+        raise ValueError(f"run directory not found: {p}")
+    files = [p / META_FILE, p / HISTORY_FILE, p / EVENTS_FILE]
+    if not any(f.exists() for f in files):
+        raise ValueError(f"not a run directory (no {META_FILE}, {HISTORY_FILE} or {EVENTS_FILE}): {p}")
+    warnings: list[str] = []
+    meta: dict[str, Any] = {}
+    if files[0].exists():
+        try:
+            meta = json.loads(files[0].read_text(encoding="utf-8"))
+        except ValueError as err:
+            raise ValueError(f"{META_FILE} in {p} is not valid JSON ({str(err).splitlines()[0]})") from None
+        if not isinstance(meta, dict):
+            raise ValueError(f"{META_FILE} in {p} is not a JSON object")
+    else:
+        warnings.append(f"{META_FILE} missing")
+    history, w1 = _load_history(files[1])
+    events, w2 = _load_events(files[2])
+    warnings += w1 + w2
+    return Run(path=p, meta=meta, history=history, events=events, warnings=tuple(warnings))
+
+
+def _started_at(run_dir: Path) -> float:
+    try:
+        meta = json.loads((run_dir / META_FILE).read_text(encoding="utf-8"))
+        stamp = _dt.datetime.fromisoformat(str(meta["started_at"]).replace("Z", "+00:00"))
+        if stamp.tzinfo is None:
+            stamp = stamp.replace(tzinfo=_dt.timezone.utc)
+        return stamp.timestamp()
+    except (OSError, ValueError, KeyError, TypeError):
+        return run_dir.stat().st_mtime
+
+
+def latest_run(root_dir: str | os.PathLike[str]) -> Path:
+    """The newest run directory under `root_dir` (by meta started_at, else mtime)."""
+    root = Path(root_dir)
+    if not root.is_dir():
+        raise ValueError(f"root_dir not found: {root}")
+    candidates = [
+        d for d in root.iterdir()
+        if d.is_dir() and any((d / name).exists() for name in (META_FILE, HISTORY_FILE, EVENTS_FILE))
+    ]
+    if (root / META_FILE).exists() or (root / EVENTS_FILE).exists():
+        candidates.append(root)
+    if not candidates:
+        raise ValueError(f"root_dir holds no run directories: {root}")
+    return max(candidates, key=lambda d: (_started_at(d), d.name))
