@@ -1,3 +1,76 @@
-"""repro_kit: reproduce, explain and audit the Realm Sync schema-deploy data loss."""
+"""repro_kit: reproduce, explain and audit the Realm Sync schema-deploy data loss.
+
+The public surface is small and re-exported here; modules behind it are private to
+the kit unless named below. Heavy pieces (pandas, matplotlib, ipywidgets) load on
+first use, so `import repro_kit` stays cheap.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+from repro_kit._session import DeployResult, Info, Notification, Session
+from repro_kit.client import connect
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "connect",
+    "Session",
+    "Info",
+    "DeployResult",
+    "Notification",
+    "EmulatorParams",
+    "add_to_root",
+    "run_test",
+    "Run",
+    "load_run",
+    "latest_run",
+    "check",
+    "Verdict",
+    "intervals",
+    "lifecycle",
+    "timeline_figure",
+    "export",
+    "build_report",
+    "write_report",
+    "sweep",
+    "ControlPanel",
+    "find_orphans",
+    "repair",
+]
+
+_LAZY = {
+    "EmulatorParams": "repro_kit.emulator.params",
+    "add_to_root": "repro_kit.writer",
+    "run_test": "repro_kit.writer",
+    "Run": "repro_kit.recording",
+    "load_run": "repro_kit.recording",
+    "latest_run": "repro_kit.recording",
+    "check": "repro_kit.timeline",
+    "Verdict": "repro_kit.timeline",
+    "intervals": "repro_kit.timeline",
+    "lifecycle": "repro_kit.timeline",
+    "timeline_figure": "repro_kit.plots",
+    "export": "repro_kit.plots",
+    "build_report": "repro_kit.report",
+    "write_report": "repro_kit.report",
+    "sweep": "repro_kit.sweep",
+    "ControlPanel": "repro_kit.widgets",
+    "find_orphans": "repro_kit.live.audit",
+    "repair": "repro_kit.live.audit",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'repro_kit' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
