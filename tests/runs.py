@@ -22,12 +22,23 @@ def node_id(i: int) -> str:
 
 
 class _Views:
-    """Tracks each observer's children/docs so every notification carries true counts."""
+    """Tracks each observer's children/docs so every notification carries true counts.
+
+    Changes are queued in any order and replayed in time order by `play`."""
 
     def __init__(self) -> None:
         self.children: dict[str, set[str]] = {"device": set(), "atlas": set()}
         self.docs: dict[str, set[str]] = {"device": set(), "atlas": set()}
         self.events: list[dict[str, Any]] = []
+        self.queue: list[tuple[float, int, str, tuple, dict]] = []
+
+    def later(self, t: float, method: str, *args: Any, **kwargs: Any) -> None:
+        self.queue.append((t, len(self.queue), method, (t, *args), kwargs))
+
+    def play(self) -> list[dict[str, Any]]:
+        for _, _, method, args, kwargs in sorted(self.queue, key=lambda q: (q[0], q[1])):
+            getattr(self, method)(*args, **kwargs)
+        return self.events
 
     def emit(self, t: float, observer: str, kind: str, node: str | None = None, **extra: Any) -> None:
         ev: dict[str, Any] = {"time": t, "observer": observer, "kind": kind}
@@ -89,8 +100,9 @@ def record_scenario(
     v = _Views()
     ops: list[tuple[float, int | str, str, str, Any]] = []
     for obs in ("device", "atlas"):
-        v.change(0.0, obs, insert=[ROOT_ID])
-        v.counts(0.0, obs, "poll") if obs == "atlas" else None
+        v.later(0.0, "change", obs, insert=[ROOT_ID])
+        if obs == "atlas":
+            v.later(0.0, "counts", obs, "poll")
 
     halted = loss and deploy_at_s is not None
     ids = [node_id(i) for i in range(writes)]
@@ -100,12 +112,12 @@ def record_scenario(
     for i, n in enumerate(ids):
         t = first_write_s + i * interval_s
         ops.append((t, 0, "invoke", "add", n))
-        v.change(t, "device", insert=[n], enter=[n])
+        v.later(t, "change", "device", insert=[n], enter=[n])
         ops.append((t + 0.05, 0, "ok", "add", n))
         if halted and n in post_deploy:
             continue  # Atlas gets it only when the halt lifts
         t_atlas = t + 0.05 + (atlas_late or {}).get(i, atlas_delay_s)
-        v.change(t_atlas, "atlas", insert=[n], enter=[n])
+        v.later(t_atlas, "change", "atlas", insert=[n], enter=[n])
 
     if deploy_at_s is not None:
         deploy = {"field": "tags", "bson_type": "array<string>"}
@@ -113,27 +125,26 @@ def record_scenario(
         ops.append((deploy_at_s + 1.0, "nemesis", "ok", "deploy", deploy))
         if halted:
             ops.append((deploy_at_s + 0.01, "nemesis", "info", "halt", {"snapshot_docs": len(pre_deploy) + 1}))
-            v.emit(loss_at_s, "device", "batch", batch=len(pre_deploy) + 1)
-            v.change(loss_at_s, "device", leave=post_deploy)
+            v.later(loss_at_s, "emit", "device", "batch", batch=len(pre_deploy) + 1)
+            v.later(loss_at_s, "change", "device", leave=post_deploy)
             ops.append((resume_at_s, "nemesis", "info", "resume", {"snapshot_docs": len(pre_deploy) + 1}))
-            v.change(resume_at_s + 0.1, "atlas", insert=post_deploy)
+            v.later(resume_at_s + 0.1, "change", "atlas", insert=post_deploy)
 
     if vanish is not None:
         i, leave_s, back_s = vanish
-        v.change(leave_s, "device", leave=[ids[i]])
-        v.change(back_s, "device", enter=[ids[i]])
+        v.later(leave_s, "change", "device", leave=[ids[i]])
+        v.later(back_s, "change", "device", enter=[ids[i]])
 
     t = 10.0
     while t <= end_s:  # a person refreshing the Atlas page every 10 s
-        v.counts(t, "atlas", "poll")
+        v.later(t, "counts", "atlas", "poll")
         t += 10.0
 
     ops.sort(key=lambda op: op[0])
-    v.events.sort(key=lambda ev: ev["time"])  # stable: same-time events keep their order
     rec = RunRecorder(path, base_meta)
     for t, process, typ, f, value in ops:
         rec.op(process, typ, f, value, time=t)
-    for ev in v.events:
+    for ev in v.play():
         rec.event(ev)
     if finish:
         rec.finish({"duration_s": end_s})

@@ -1,0 +1,94 @@
+"""Figures show one lane per node, the verdict in the title, and export reproducibly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from matplotlib.collections import PolyCollection
+from matplotlib.figure import Figure
+
+from repro_kit import plots
+from repro_kit.recording import RunRecorder, load_run
+
+from runs import record_scenario
+
+
+@pytest.fixture
+def run(tmp_path: Path):
+    return load_run(record_scenario(tmp_path / "run", vanish=(2, 100.0, 101.0)))
+
+
+def test_timeline_figure_has_one_row_per_node_and_the_verdict(run) -> None:
+    fig = plots.timeline_figure(run)
+    assert isinstance(fig, Figure)
+    device, atlas, counts = fig.axes
+    for lane in (device, atlas):
+        assert len(lane.get_yticks()) == 20
+        assert len(lane.get_yticklabels()) == 20
+    assert "15 of 20 nodes orphaned" in fig._suptitle.get_text()
+    assert counts.get_xlabel() == "seconds since run start"
+    assert device.get_shared_x_axes().joined(device, counts)
+    assert device.get_legend() is not None and counts.get_legend() is not None
+
+
+def test_swimlane_colours_lost_lanes_absent_at_the_end(run) -> None:
+    (ax,) = plots.swimlane(run, observer="device")
+    bars = [c for c in ax.collections if isinstance(c, PolyCollection)]
+    assert len(bars) == 1
+    # device: 20 not-yet-known slivers + 20 first intervals + 15 losses + vanish-and-return (2 more)
+    assert len(bars[0].get_paths()) == 20 + 20 + 15 + 2
+    red = [l.get_text() for l in ax.get_yticklabels() if l.get_color() == plots.STATE_COLORS["absent"]]
+    assert len(red) == 15
+
+
+def test_swimlane_validates_arguments(run) -> None:
+    with pytest.raises(ValueError, match="observer"):
+        plots.swimlane(run, observer="phone")
+    ax = Figure().subplots()
+    with pytest.raises(ValueError, match="ax must hold 2"):
+        plots.swimlane(run, ax=ax)
+
+
+def test_counts_plots_both_views(run) -> None:
+    ax = plots.counts(run)
+    labels = [line.get_label() for line in ax.get_lines()]
+    for lbl in ("device: root's children", "device: total nodes", "atlas: root's children", "atlas: total nodes"):
+        assert lbl in labels
+    root = next(line for line in ax.get_lines() if line.get_label() == "device: root's children")
+    assert root.get_ydata()[-1] == 5  # 20 appended, 15 orphaned
+
+
+def test_deploy_window_spans_deploy_to_resume(run, tmp_path: Path) -> None:
+    assert plots.deploy_window(run) == (5.5, 185.5)
+    with RunRecorder(tmp_path / "no-resume") as rec:
+        rec.invoke("nemesis", "deploy", {"field": "x"}, time=2.0)
+        rec.event({"time": 50.0, "observer": "device", "kind": "batch", "batch": 20})
+        rec.event({"time": 51.0, "observer": "device", "kind": "batch", "batch": 3})
+    assert plots.deploy_window(load_run(tmp_path / "no-resume")) == (2.0, 51.0)
+    assert plots.deploy_window(load_run(record_scenario(tmp_path / "none", deploy_at_s=None))) is None
+
+
+def test_export_writes_reproducible_files(run, tmp_path: Path) -> None:
+    first = plots.export(plots.timeline_figure(run), tmp_path / "a" / "timeline")
+    second = plots.export(plots.timeline_figure(run), tmp_path / "b" / "timeline.png")
+    assert [p.name for p in first] == ["timeline.png", "timeline.svg", "timeline.pdf"]
+    assert [p.name for p in second] == [p.name for p in first]
+    for a, b in zip(first, second):
+        assert a.stat().st_size > 1000
+        if a.suffix in (".png", ".svg"):
+            assert a.read_bytes() == b.read_bytes(), a.name
+    assert first[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert b"<svg" in first[1].read_bytes()[:1000]
+    assert first[2].read_bytes()[:5] == b"%PDF-"
+
+
+def test_export_rejects_unknown_formats(run, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="formats"):
+        plots.export(Figure(), tmp_path / "x", formats=("png", "gif"))
+
+
+def test_plots_of_an_empty_run(tmp_path: Path) -> None:
+    RunRecorder(tmp_path).finish()
+    fig = plots.timeline_figure(load_run(tmp_path))
+    assert "No loss" in fig._suptitle.get_text()
