@@ -1,0 +1,175 @@
+"""`repro-kit deploy` and `repro-kit audit`: the live backend's command-line subcommands.
+
+`register(subparsers)` adds both; each sets `func(args) -> exit code`. The functions
+print their own one-line errors (`repro-kit: error: ...`) and return 2 on bad input,
+1 on a live failure, so they behave the same when called directly. Secrets (API keys,
+tokens, the URI's password) never reach the output: the URI is shown masked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, TextIO
+
+from repro_kit._schema import COLLECTION, DATABASE, parse_bson_type, validate_field_name
+from repro_kit.live.appservices_api import DEFAULT_BASE_URL, ENV_PRIVATE_KEY, ENV_PUBLIC_KEY, AdminClient, LiveError, redact
+from repro_kit.live.atlas import mask_uri, open_collection, uri_secrets
+from repro_kit.live.audit import find_orphans, repair
+
+__all__ = ["register", "run_deploy", "run_audit"]
+
+PROG = "repro-kit"
+
+
+def register(subparsers: Any) -> None:
+    """Add `deploy` and `audit` to the CLI's subparsers (argparse `add_subparsers()` result)."""
+    deploy = subparsers.add_parser(
+        "deploy",
+        help="add an optional field to the app's schema through the Admin API (the report's deploy)",
+        description=f"Deploy an additive schema change to a live App Services app. API key from "
+                    f"{ENV_PUBLIC_KEY} / {ENV_PRIVATE_KEY}.",
+    )
+    deploy.add_argument("--backend", default="live", choices=("live",), help="only 'live' deploys to a real app")
+    deploy.add_argument("--app-id", required=True, help="the client App ID (e.g. myapp-abcde)")
+    deploy.add_argument("--base-url", default=DEFAULT_BASE_URL,
+                        help=f"server root (default {DEFAULT_BASE_URL}; https://realm.mongodb.com also works)")
+    deploy.add_argument("--field", required=True, help="name of the new optional field")
+    deploy.add_argument("--bson-type", required=True, help="BSON type, or array<NAME> (e.g. array<string>)")
+    deploy.add_argument("--database", default=DATABASE, help=f"linked database (default {DATABASE})")
+    deploy.add_argument("--collection", default=COLLECTION, help=f"collection whose schema to edit (default {COLLECTION})")
+    deploy.add_argument("--deploy-timeout", type=float, default=600.0, help="seconds to wait for a final status")
+    deploy.add_argument("--poll-interval", type=float, default=2.0, help="seconds between deployment status polls")
+    deploy.add_argument("--existing-draft", choices=("discard", "reuse"), default="discard",
+                        help="what to do with a draft this API key left behind (default discard)")
+    deploy.set_defaults(func=run_deploy)
+
+    audit = subparsers.add_parser(
+        "audit",
+        help="list nodes no path from their owner's root reaches; --repair re-attaches them",
+        description="Audit a Node collection for orphans (dry run unless --repair; a repair backs the root up first).",
+    )
+    audit.add_argument("--mongodb-uri", default=None, help="MongoDB connection string (default: $MONGODB_URI)")
+    audit.add_argument("--database", default=DATABASE, help=f"database (default {DATABASE})")
+    audit.add_argument("--collection", default=COLLECTION, help=f"collection (default {COLLECTION})")
+    audit.add_argument("--owner-id", default=None, help="audit one owner (default: every owner)")
+    audit.add_argument("--repair", action="store_true", help="re-attach orphans to their root (after a backup)")
+    audit.add_argument("--backup-dir", type=Path, default=None,
+                       help="where root backups go (default backups/audit-<UTC time>)")
+    audit.add_argument("--method", choices=("auto", "aggregate", "traversal"), default="auto",
+                       help="server-side $graphLookup, client-side traversal, or auto (default)")
+    audit.add_argument("--timeout", type=float, default=10.0, help="seconds to find the server (default 10)")
+    audit.add_argument("--json", action="store_true", help="print the result as JSON")
+    audit.set_defaults(func=run_audit)
+
+
+def _error(message: str, code: int, err: TextIO) -> int:
+    line = " ".join(str(message).split()) or "error"
+    print(f"{PROG}: error: {line}", file=err)
+    return code
+
+
+def run_deploy(args: argparse.Namespace, *, out: TextIO | None = None, err: TextIO | None = None,
+               env: dict[str, str] | None = None) -> int:
+    """`repro-kit deploy`: 0 when the deployment succeeded, 1 when it failed or errored, 2 on bad input."""
+    out, err = out or sys.stdout, err or sys.stderr
+    try:
+        if getattr(args, "backend", "live") != "live":
+            raise ValueError(f"--backend: deploy needs 'live', got {args.backend!r}")
+        validate_field_name(args.field)
+        parse_bson_type(args.bson_type)
+        client = AdminClient.from_env(os.environ if env is None else env, base_url=args.base_url,
+                                      deploy_timeout=getattr(args, "deploy_timeout", 600.0),
+                                      poll_interval=getattr(args, "poll_interval", 2.0),
+                                      existing_draft=getattr(args, "existing_draft", "discard"))
+    except ValueError as exc:
+        return _error(str(exc), 2, err)
+    except LiveError as exc:
+        return _error(str(exc), 1, err)
+    started = time.monotonic()
+    try:
+        result = client.deploy_optional_field(args.app_id, args.field, args.bson_type,
+                                              getattr(args, "collection", COLLECTION), getattr(args, "database", DATABASE))
+    except ValueError as exc:
+        return _error(str(exc), 2, err)
+    except LiveError as exc:
+        return _error(str(exc), 1, err)
+    finally:
+        client.close()
+    elapsed = time.monotonic() - started
+    print(f"deployment {result.deployment_id} of optional field {result.field!r} ({result.bson_type}) "
+          f"to {args.app_id}: {result.status} after {elapsed:.1f} s", file=out)
+    if result.status != "successful":
+        reason = (client.last_deployment or {}).get("status_error_message") or "no reason given"
+        return _error(f"deployment {result.deployment_id} {result.status}: {reason}", 1, err)
+    return 0
+
+
+#: Opens (client, collection) for `run_audit`; tests swap it for a stand-in.
+_open_collection: Callable[..., tuple[Any, Any]] = open_collection
+
+
+def run_audit(args: argparse.Namespace, *, out: TextIO | None = None, err: TextIO | None = None,
+              env: dict[str, str] | None = None) -> int:
+    """`repro-kit audit`: 0 when the audit (and any repair) completed, 1 on a live failure, 2 on bad input."""
+    import pymongo.errors
+
+    out, err = out or sys.stdout, err or sys.stderr
+    uri = args.mongodb_uri or (os.environ if env is None else env).get("MONGODB_URI")
+    if not uri:
+        return _error("--mongodb-uri: required (or set MONGODB_URI)", 2, err)
+    secrets = uri_secrets(uri)
+    try:
+        client, collection = _open_collection(uri, args.database, args.collection,
+                                              server_selection_timeout_ms=int(getattr(args, "timeout", 10.0) * 1000))
+    except ValueError as exc:
+        return _error(redact(str(exc), secrets), 2, err)
+    except LiveError as exc:
+        return _error(str(exc), 1, err)
+    try:
+        result = find_orphans(collection, args.owner_id, method=args.method)
+        repairs = []
+        if args.repair:
+            backup_dir = args.backup_dir or Path("backups") / (
+                "audit-" + _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ"))
+            for owner in result.owners:
+                if owner.orphans:
+                    repairs.append(repair(collection, owner.owner_id, backup_dir, apply=True, method=args.method))
+    except ValueError as exc:
+        return _error(redact(str(exc), secrets), 2, err)
+    except LiveError as exc:
+        return _error(redact(str(exc), secrets), 1, err)
+    except pymongo.errors.PyMongoError as exc:
+        first = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
+        return _error(redact(f"MongoDB at {mask_uri(uri)}: {type(exc).__name__}: {first}", secrets), 1, err)
+    finally:
+        if client is not None:
+            client.close()
+    if args.json:
+        payload = {"database": args.database, "collection": args.collection, **result.to_dict(),
+                   "repairs": [r.to_dict() for r in repairs]}
+        print(redact(json.dumps(payload, indent=2), secrets) if secrets else json.dumps(payload, indent=2), file=out)
+        return 0
+    lines = [f"audit of {args.database}.{args.collection} at {mask_uri(uri)} (method {result.method})"]
+    for owner in result.owners:
+        lines.append(f"owner {owner.owner_id}: root {owner.root_id}, {len(owner.reachable)} reachable, "
+                     f"{len(owner.orphans)} orphaned")
+        lines += [f"  orphan {node_id}" for node_id in owner.orphans]
+        lines += [f"  cycle {' -> '.join([*cycle, cycle[0]])}" for cycle in owner.cycles]
+        if owner.dangling:
+            lines.append(f"  {len(owner.dangling)} links to documents this owner does not have")
+        if owner.other_roots:
+            lines.append(f"  {len(owner.other_roots)} more documents marked isRoot: {', '.join(owner.other_roots)}")
+    for fix in repairs:
+        lines.append(f"repaired owner {fix.owner_id}: attached {len(fix.attached)} subtrees "
+                     f"({len(fix.orphans)} orphans) to root {fix.root_id}; root backup {fix.backup_path}")
+    if not args.repair:
+        lines.append(f"{result.orphan_count} orphaned in {len(result.owners)} owners"
+                     + (" (dry run: --repair re-attaches them)" if result.orphan_count else ""))
+    print("\n".join(lines), file=out)
+    return 0
