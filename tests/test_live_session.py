@@ -89,7 +89,7 @@ def test_deploy_is_live_and_logged_for_the_recording():
     with FakeAppServices() as server:
         env = {ENV_PUBLIC_KEY: server.public_key, ENV_PRIVATE_KEY: server.private_key}
         session = connect_live(app_id=CLIENT_APP_ID, owner_id=OWNER, base_url=server.url, mongo_collection=FakeCollection(),
-                               env=env, poll_interval=0.05, retry=RetryPolicy(attempts=2, backoff=0.0))
+                               env=env, admin_kwargs={"poll_interval": 0.01}, retry=RetryPolicy(attempts=2, backoff=0.0))
         with session:
             result = session.deploy_schema_change("tags", "array<string>")
         assert result.status == "successful"
