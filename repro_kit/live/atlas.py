@@ -79,7 +79,9 @@ def open_collection(
             uri, uuidRepresentation="standard", serverSelectionTimeoutMS=server_selection_timeout_ms,
             appname="repro-kit", **client_kwargs,
         )
-    except (pymongo.errors.ConfigurationError, pymongo.errors.InvalidURI, ValueError) as exc:
+    except (pymongo.errors.InvalidURI, ValueError) as exc:
+        raise ValueError(redact(f"mongodb_uri: {mask_uri(uri)} is not valid: {exc}", uri_secrets(uri))) from None
+    except pymongo.errors.ConfigurationError as exc:  # e.g. an SRV record that does not resolve
         raise LiveError(redact(f"MongoDB URI {mask_uri(uri)}: {exc}", uri_secrets(uri))) from None
     return client, client[database][collection]
 

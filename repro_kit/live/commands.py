@@ -145,7 +145,8 @@ def run_audit(args: argparse.Namespace, *, out: TextIO | None = None, err: TextI
     except LiveError as exc:
         return _error(redact(str(exc), secrets), 1, err)
     except pymongo.errors.PyMongoError as exc:
-        first = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        first = first.split(" (configured timeouts")[0].split(", Topology Description")[0][:300]
         return _error(redact(f"MongoDB at {mask_uri(uri)}: {type(exc).__name__}: {first}", secrets), 1, err)
     finally:
         if client is not None:
