@@ -1,0 +1,256 @@
+"""Reading sweep results: scenario grids, heatmaps of nodes lost, a plain-language conclusion.
+
+Notebook 04 only calls these; the conclusion is computed from the numbers, so it
+changes when the model or the grid does, and never claims more than the rows show.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from repro_kit.sweep import RESULT_COLUMNS, SCENARIO_DEFAULTS
+
+__all__ = ["rate_grid", "combine", "heatmap", "effect", "window_writes", "conclusion", "CATEGORICAL", "NUMERIC"]
+
+CATEGORICAL = ("mode", "encoding", "tree", "pause_during_resync")
+NUMERIC = ("deploy_at_s", "interval_s", "writes", "resync_delay_s", "resync_batch_size", "settle_s")
+
+_NAMES = {
+    "deploy_at_s": "the deploy time",
+    "interval_s": "the interval between writes",
+    "writes": "the number of writes",
+    "resync_delay_s": "the resync delay",
+    "resync_batch_size": "the re-import batch size",
+    "settle_s": "the settle time",
+    "mode": "the App Services mode",
+    "encoding": "the translator's list encoding",
+    "tree": "the tree shape",
+    "pause_during_resync": "pausing writes during the resync",
+}
+
+
+def rate_grid(deploy_at_s: Iterable[float], interval_s: Iterable[float], duration_s: float = 20.0,
+              **common: Any) -> list[dict[str, Any]]:
+    """Scenarios crossing deploy time with write rate over the same `duration_s` of writing.
+
+    A faster rate means more writes (writes = duration / interval), so every deploy time
+    falls inside every run; combinations where it would not are left out.
+    """
+    if isinstance(duration_s, bool) or not isinstance(duration_s, (int, float)) or not duration_s > 0:
+        raise ValueError(f"duration_s: must be a positive number, got {duration_s!r}")
+    out = []
+    for interval in interval_s:
+        if not interval > 0:
+            raise ValueError(f"interval_s: every value must be > 0, got {interval!r}")
+        writes = max(1, int(round(duration_s / interval)))
+        for at in deploy_at_s:
+            if 0 <= at <= (writes - 1) * interval:
+                out.append({**common, "interval_s": float(interval), "writes": writes, "deploy_at_s": float(at)})
+    return out
+
+
+def _complete(df: pd.DataFrame) -> pd.DataFrame:
+    """Add every scenario key a frame lacks, at its default (what the sweep ran with)."""
+    missing = {k: v for k, v in SCENARIO_DEFAULTS.items() if k not in df.columns}
+    return df.assign(**{k: [v] * len(df) for k, v in missing.items()}) if missing else df
+
+
+def combine(**studies: pd.DataFrame) -> pd.DataFrame:
+    """One frame of several sweeps, each labelled in a `study` column, with defaults filled in."""
+    if not studies:
+        raise ValueError("studies: give at least one named sweep result")
+    frames = []
+    for name, df in studies.items():
+        if not isinstance(df, pd.DataFrame) or "lost_count" not in df.columns:
+            raise ValueError(f"{name}: must be a sweep() result (a DataFrame with lost_count)")
+        frames.append(_complete(df).assign(study=name))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _inputs(df: pd.DataFrame) -> list[str]:
+    """Scenario keys that vary across the frame's rows."""
+    return [c for c in SCENARIO_DEFAULTS if c in df.columns and df[c].nunique(dropna=False) > 1]
+
+
+def _label(df: pd.DataFrame, keys: str | Sequence[str]) -> pd.Series:
+    keys = [keys] if isinstance(keys, str) else list(keys)
+    if not keys:
+        raise ValueError("keys: name at least one column")
+    for k in keys:
+        if k not in df.columns:
+            raise ValueError(f"keys: {k!r} is not a column (columns: {', '.join(map(str, df.columns))})")
+    if len(keys) == 1:
+        return df[keys[0]].map(_fmt)
+    return df[keys].apply(lambda row: " · ".join(f"{k}={_fmt(row[k])}" for k in keys), axis=1)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, (float, np.floating)):
+        if math.isnan(value):
+            return "none"
+        return f"{value:g}"
+    return str(value)
+
+
+def heatmap(df: pd.DataFrame, x: str | Sequence[str], y: str | Sequence[str], value: str = "lost_count", *,
+            ax: Any = None, title: str | None = None, cmap: str = "Reds") -> Any:
+    """A heatmap of `value` (mean over repeats) with x and y as columns, or lists of columns
+    combined into one axis (a scenario per row); every cell is annotated. Returns the Figure."""
+    import matplotlib.pyplot as plt
+
+    if value not in df.columns:
+        raise ValueError(f"value: {value!r} is not a column")
+    if df.empty:
+        raise ValueError("df: no rows to plot")
+    frame = pd.DataFrame({"x": _label(df, x), "y": _label(df, y), "v": pd.to_numeric(df[value], errors="coerce")})
+    x_order = list(dict.fromkeys(frame.sort_values("x", key=_sort_key(df, x)).x)) if isinstance(x, str) \
+        else list(dict.fromkeys(frame.x))
+    y_order = list(dict.fromkeys(frame.sort_values("y", key=_sort_key(df, y)).y)) if isinstance(y, str) \
+        else list(dict.fromkeys(frame.y))
+    grid = frame.pivot_table(index="y", columns="x", values="v", aggfunc="mean").reindex(index=y_order,
+                                                                                       columns=x_order)
+    if ax is None:
+        label_in = 0.075 * max(len(str(v)) for v in y_order)  # room for the y labels, in inches
+        fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(x_order) + 2.5 + label_in),
+                                        max(2.5, 0.5 * len(y_order) + 1.5)))
+    else:
+        fig = ax.figure
+    data = grid.to_numpy(dtype=float)
+    vmax = np.nanmax(data) if np.isfinite(data).any() else 1.0
+    image = ax.imshow(data, cmap=cmap, aspect="auto", vmin=0, vmax=max(vmax, 1.0))
+    ax.set_xticks(range(len(x_order)), x_order, rotation=30 if len(x_order) > 4 else 0, ha="right"
+                  if len(x_order) > 4 else "center")
+    ax.set_yticks(range(len(y_order)), y_order)
+    ax.set_xlabel(x if isinstance(x, str) else " · ".join(x))
+    ax.set_ylabel(y if isinstance(y, str) else " · ".join(y))
+    for (i, j), v in np.ndenumerate(data):
+        if np.isfinite(v):
+            ax.text(j, i, f"{v:.0f}" if float(v).is_integer() else f"{v:.1f}", ha="center", va="center",
+                    color="white" if v > 0.6 * max(vmax, 1.0) else "black", fontsize=9)
+    fig.colorbar(image, ax=ax, label=value.replace("_", " "))
+    ax.set_title(title or f"{value.replace('_', ' ')} per scenario")
+    fig.tight_layout()
+    return fig
+
+
+def _sort_key(df: pd.DataFrame, key: str):  # type: ignore[no-untyped-def]
+    numeric = pd.api.types.is_numeric_dtype(df[key]) and not pd.api.types.is_bool_dtype(df[key])
+
+    def sort(labels: pd.Series) -> pd.Series:
+        return df.loc[labels.index, key].astype(float) if numeric else labels
+
+    return sort
+
+
+def _determined(df: pd.DataFrame, a: str, b: str) -> bool:
+    """Does one column fix the other (e.g. writes follows interval in a rate grid)?"""
+    return bool(df.groupby(a, dropna=False)[b].nunique(dropna=False).max() <= 1
+                or df.groupby(b, dropna=False)[a].nunique(dropna=False).max() <= 1)
+
+
+def _spearman(a: pd.Series, b: pd.Series) -> float:
+    """Rank correlation without scipy: Pearson's r of the ranks."""
+    return float(a.astype(float).rank().corr(b.astype(float).rank()))
+
+
+def effect(df: pd.DataFrame, factor: str, value: str = "lost_count") -> str | None:
+    """One sentence on how `factor` changes `value`, other varying inputs held fixed; None if it does not vary."""
+    if factor not in df.columns:
+        raise ValueError(f"factor: {factor!r} is not a column")
+    if df[factor].nunique(dropna=False) < 2:
+        return None
+    name = _NAMES.get(factor, factor)
+    others = [c for c in _inputs(df) if c != factor and not _determined(df, factor, c)]
+    if factor in NUMERIC:
+        trends, changed, used = [], False, []
+        for _, group in (df.groupby(others, dropna=False) if others else [(None, df)]):
+            if group[value].max() <= 0 or group[factor].nunique() < 2:
+                continue
+            used.append(group)
+            if group[value].nunique() > 1:
+                changed = True
+                trends.append(_spearman(group[factor], group[value]))
+        if not used:
+            return None
+        means = pd.concat(used).groupby(factor)[value].mean()
+        if not changed:
+            return f"{name.capitalize()} ({factor}) does not change how many nodes are lost."
+        r = float(np.nanmean(trends)) if trends else 0.0
+        lo, hi = means.index.min(), means.index.max()
+        span = f"on average {means[lo]:.3g} at {factor}={_fmt(lo)} against {means[hi]:.3g} at {factor}={_fmt(hi)}"
+        if r <= -0.5:
+            return f"The smaller {name} ({factor}), the more nodes are lost: {span}."
+        if r >= 0.5:
+            return f"The larger {name} ({factor}), the more nodes are lost: {span}."
+        return f"{name.capitalize()} ({factor}) changes the loss without a clear trend: {span}."
+    by = df.groupby(factor, dropna=False)[value].agg(["mean", "count", lambda s: int((s > 0).sum())])
+    by.columns = ["mean", "count", "lossy"]
+    parts = [f"{factor}={_fmt(k)}: {int(r.lossy)} of {int(r['count'])} scenarios lost nodes (mean {r['mean']:.3g})"
+             for k, r in by.iterrows()]
+    return f"{name.capitalize()}: " + "; ".join(parts) + "."
+
+
+def window_writes(row: Mapping[str, Any]) -> int:
+    """Writes made between the deploy and the re-import (deploy_at_s + resync_delay_s): the deploy window."""
+    s = {**SCENARIO_DEFAULTS, **{k: v for k, v in row.items() if k in SCENARIO_DEFAULTS}}
+    at = s["deploy_at_s"]
+    if at is None or (isinstance(at, float) and math.isnan(at)):
+        return 0
+    end = at + s["resync_delay_s"]
+    return sum(1 for i in range(int(s["writes"])) if at <= i * s["interval_s"] < end)
+
+
+def conclusion(df: pd.DataFrame) -> str:
+    """What the sweep shows, in plain language, computed from its rows."""
+    if not isinstance(df, pd.DataFrame) or "lost_count" not in df.columns:
+        raise ValueError("df: must be a sweep() result (a DataFrame with lost_count)")
+    if df.empty:
+        raise ValueError("df: no scenarios to conclude from")
+    df = _complete(df)
+    lossy = df[df["lost_count"] > 0]
+    lines: list[str] = []
+    if lossy.empty:
+        lines.append(f"No scenario lost a node ({len(df)} scenarios).")
+    else:
+        lines.append(f"{len(lossy)} of {len(df)} scenarios lost nodes: {int(lossy['lost_count'].sum())} in all, "
+                     f"at most {int(lossy['lost_count'].max())} in one scenario.")
+        kept = (lossy["nodes_total"] == lossy["nodes_created"] + 1).all()
+        short = (lossy["root_children"] + lossy["lost_count"] == lossy["nodes_created"]).all()
+        if kept and short:
+            lines.append("Every lost node was orphaned, not deleted: the node count stayed right while the root's "
+                         "children list came up short by exactly the lost nodes.")
+        needed, safe = [], []
+        for key in CATEGORICAL:
+            if df[key].nunique(dropna=False) < 2:
+                continue
+            shared = lossy[key].unique()
+            if len(shared) == 1:
+                needed.append(f"{key}={_fmt(shared[0])}")
+            for v, group in df.groupby(key, dropna=False):
+                if (group["lost_count"] == 0).all():
+                    safe.append(f"{key}={_fmt(v)} ({len(group)} scenarios)")
+        if needed:
+            lines.append("Every loss happened with " + ", ".join(needed) + ".")
+        if safe:
+            lines.append("Nothing was lost with " + "; nor with ".join(safe) + ".")
+        match = sum(int(row["lost_count"]) == window_writes(row) for _, row in lossy.iterrows())
+        if match == len(lossy):
+            lines.append("In every lossy scenario the number of lost nodes equals the number of writes made between "
+                         "the deploy and the re-import (deploy_at_s to deploy_at_s + resync_delay_s): the deploy window.")
+        elif match:
+            lines.append(f"In {match} of {len(lossy)} lossy scenarios the lost count equals the writes made in the "
+                         "deploy window (between the deploy and the re-import).")
+        reported: list[str] = []
+        for key in NUMERIC:
+            if df[key].nunique(dropna=False) < 2 or any(_determined(df, key, k) for k in reported):
+                continue  # e.g. writes, when a rate grid derives it from the interval
+            sentence = effect(df, key)
+            if sentence:
+                lines.append(sentence)
+                reported.append(key)
+    return "\n".join(f"- {line}" for line in lines)

@@ -1,0 +1,108 @@
+"""Sweep-reading helpers: grids, heatmaps, and a conclusion that follows the numbers."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pandas as pd
+import pytest
+
+from repro_kit import analysis
+
+
+def frame(rows):
+    """A sweep-shaped frame: given inputs plus result columns consistent with them."""
+    out = []
+    for r in rows:
+        created = r.get("writes", 20)
+        lost = r["lost_count"]
+        out.append({**r, "nodes_created": created, "root_children": created - lost, "nodes_total": created + 1,
+                    "first_loss_at_s": 185.0 if lost else None, "resync_batches": 1, "valid": lost == 0})
+    return pd.DataFrame(out)
+
+
+def test_rate_grid_keeps_every_deploy_inside_the_run():
+    grid = analysis.rate_grid([0.5, 12.0], [0.5, 2.0], duration_s=10.0)
+    assert {"interval_s": 0.5, "writes": 20, "deploy_at_s": 12.0} not in grid  # last write at 9.5 s
+    assert {"interval_s": 2.0, "writes": 5, "deploy_at_s": 0.5} in grid
+    assert all(g["deploy_at_s"] <= (g["writes"] - 1) * g["interval_s"] for g in grid)
+    with pytest.raises(ValueError, match="duration_s"):
+        analysis.rate_grid([1.0], [1.0], duration_s=0)
+
+
+def test_conclusion_names_the_conditions_every_loss_needed_and_the_safe_settings():
+    df = frame([
+        {"mode": "production", "encoding": "replace", "lost_count": 14},
+        {"mode": "production", "encoding": "diff", "lost_count": 0},
+        {"mode": "development", "encoding": "replace", "lost_count": 0},
+        {"mode": "development", "encoding": "diff", "lost_count": 0},
+    ])
+    text = analysis.conclusion(df)
+    assert "1 of 4 scenarios lost nodes" in text
+    assert "Every loss happened with mode=production, encoding=replace." in text
+    assert "Nothing was lost with mode=development (2 scenarios); nor with encoding=diff (2 scenarios)." in text
+    assert "orphaned, not deleted" in text
+
+
+def test_conclusion_when_nothing_is_lost():
+    df = frame([{"encoding": "diff", "lost_count": 0}, {"encoding": "replace", "lost_count": 0}])
+    assert analysis.conclusion(df) == "- No scenario lost a node (2 scenarios)."
+
+
+def test_numeric_trends_and_non_effects_follow_the_numbers():
+    rising = frame([{"resync_delay_s": d, "resync_batch_size": b, "lost_count": n}
+                    for d, n in ((5.0, 5), (30.0, 14)) for b in (1, 20)])
+    assert analysis.effect(rising, "resync_delay_s") == (
+        "The larger the resync delay (resync_delay_s), the more nodes are lost: "
+        "on average 5 at resync_delay_s=5 against 14 at resync_delay_s=30.")
+    assert "does not change how many nodes are lost" in analysis.effect(rising, "resync_batch_size")
+    falling = frame([{"deploy_at_s": d, "lost_count": n} for d, n in ((0.5, 19), (5.5, 14), (10.5, 9))])
+    assert analysis.effect(falling, "deploy_at_s").startswith("The smaller the deploy time (deploy_at_s)")
+
+
+def test_writes_derived_from_the_interval_is_not_reported_twice():
+    df = frame([{**g, "lost_count": n} for g, n in zip(analysis.rate_grid([0.5], [0.5, 1.0, 2.0]), (39, 19, 9))])
+    text = analysis.conclusion(df)
+    assert "interval_s" in text and "(writes)" not in text
+
+
+def test_window_writes_counts_writes_between_deploy_and_reimport():
+    assert analysis.window_writes({"writes": 20, "interval_s": 1.0, "deploy_at_s": 5.5, "resync_delay_s": 180.0}) == 14
+    assert analysis.window_writes({"writes": 20, "interval_s": 1.0, "deploy_at_s": 5.5, "resync_delay_s": 3.0}) == 3
+    assert analysis.window_writes({"deploy_at_s": None}) == 0
+
+
+def test_the_emulators_losses_are_the_deploy_window(tmp_path):
+    from repro_kit.sweep import sweep
+
+    df = sweep(deploy_at_s=[2.5, 8.5], resync_delay_s=[4.0, 30.0], settle_s=40.0, processes=1)
+    assert "equals the number of writes made between the deploy and the re-import" in analysis.conclusion(df)
+
+
+def test_heatmap_annotates_every_cell_and_combines_columns():
+    df = frame([{"mode": m, "encoding": e, "tree": "children", "lost_count": n}
+                for (m, e), n in zip([("production", "replace"), ("production", "diff"),
+                                      ("development", "replace"), ("development", "diff")], (14, 0, 0, 0))])
+    fig = analysis.heatmap(df, "encoding", "mode")
+    ax = fig.axes[0]
+    assert sorted(t.get_text() for t in ax.texts) == ["0", "0", "0", "14"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["development", "production"]
+    fig2 = analysis.heatmap(df, ["mode", "encoding"], "tree", title="per scenario")
+    assert fig2.axes[0].get_title() == "per scenario"
+    assert "mode=production · encoding=replace" in [t.get_text() for t in fig2.axes[0].get_xticklabels()]
+    with pytest.raises(ValueError, match="keys"):
+        analysis.heatmap(df, "nope", "mode")
+
+
+def test_combine_labels_studies_and_fills_defaults():
+    a = frame([{"encoding": "diff", "lost_count": 0}])
+    b = frame([{"resync_delay_s": 5.0, "lost_count": 5}])
+    both = analysis.combine(enc=a, resync=b)
+    assert list(both["study"]) == ["enc", "resync"]
+    assert list(both["resync_delay_s"]) == [180.0, 5.0] and list(both["encoding"]) == ["diff", "replace"]
+    with pytest.raises(ValueError, match="lost_count"):
+        analysis.combine(bad=pd.DataFrame({"x": [1]}))
+    with pytest.raises(ValueError, match="df"):
+        analysis.conclusion(pd.DataFrame({"x": [1]}))

@@ -1,0 +1,149 @@
+"""Every notebook, executed top to bottom headless (papermill) on the emulator, in a temp directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+papermill = pytest.importorskip("papermill")
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+NAMES = ["01_setup", "02_write_and_deploy", "03_timeline", "04_sweeps"]
+LIVE_VARS = ("MONGODB_URI", "REPRO_KIT_APP_ID", "REALM_APP_ID", "MONGODB_ATLAS_PUBLIC_API_KEY",
+             "MONGODB_ATLAS_PRIVATE_API_KEY")
+
+
+@pytest.fixture(autouse=True)
+def headless_emulator(monkeypatch):
+    """The kernel inherits this environment: no live variables, so the emulator is used."""
+    for name in LIVE_VARS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+
+
+def execute(name: str, cwd: Path, **parameters) -> nbformat.NotebookNode:
+    out = cwd / f"{name}.out.ipynb"
+    papermill.execute_notebook(str(NOTEBOOKS / f"{name}.ipynb"), str(out), parameters=parameters,
+                               cwd=str(cwd), kernel_name="python3", progress_bar=False, log_output=False)
+    return nbformat.read(out, as_version=4)
+
+
+def outputs(nb: nbformat.NotebookNode) -> list[dict]:
+    return [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
+
+
+def text(nb: nbformat.NotebookNode) -> str:
+    return "".join(o.get("text", "") for o in outputs(nb) if o.get("output_type") == "stream")
+
+
+def images(nb: nbformat.NotebookNode) -> int:
+    return sum(1 for o in outputs(nb) if "image/png" in o.get("data", {}))
+
+
+def assert_no_errors(nb: nbformat.NotebookNode) -> None:
+    errors = [o for o in outputs(nb) if o.get("output_type") == "error"]
+    assert not errors, f"{errors[0]['ename']}: {errors[0]['evalue']}"
+
+
+def lost_count(nb: nbformat.NotebookNode) -> int:
+    match = re.search(r"Lost (\d+) of (\d+) acknowledged nodes", text(nb))
+    assert match, text(nb)
+    return int(match.group(1))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_notebooks_are_committed_without_outputs(name):
+    nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    nbformat.validate(nb)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(not c.outputs and c.execution_count is None for c in code)
+    assert any("parameters" in c.metadata.get("tags", []) for c in code), "papermill needs a parameters cell"
+
+
+def test_01_setup_uses_the_emulator_without_live_variables_and_finds_the_root(tmp_path):
+    nb = execute("01_setup", tmp_path)
+    assert_no_errors(nb)
+    out = text(nb)
+    assert "backend: emulator  (live variables not set)" in out
+    assert re.search(r"root node: [0-9a-f-]{36} \(isRoot=True", out)
+    assert "device: 1 nodes, root has 0 children" in out
+    assert "Atlas:  1 nodes, root has 0 children" in out
+    assert '"queryable_fields_names"' in out and "anonymous login enabled" in out
+    assert "DIFF" not in out and out.count("ok  ") >= 6
+
+
+def test_02_runs_the_panel_and_the_experiment_and_saves_the_run(tmp_path):
+    nb = execute("02_write_and_deploy", tmp_path)
+    assert_no_errors(nb)
+    out = text(nb)
+    assert "Atlas 1 nodes, root has 0 children" in out  # before Wait: Atlas has not seen the new node
+    assert "Atlas 2 nodes, root has 1 children" in out  # after Wait it has
+    assert lost_count(nb) == 14  # the report's scenario: writes at 6..19 s fall in the deploy window
+    assert "device: 21 nodes, root has 6 children" in out  # documents kept, children lost
+    runs = [p for p in (tmp_path / "runs").iterdir() if p.is_dir()]
+    assert len(runs) == 1 and (runs[0] / "history.jsonl").exists() and (runs[0] / "events.jsonl").exists()
+    assert images(nb) >= 1
+    assert not (NOTEBOOKS / "runs").exists()
+
+
+def test_02_with_another_deploy_time_loses_a_different_count_matching_the_cli(tmp_path):
+    from repro_kit import cli
+
+    params = {"writes": 20, "interval_s": 1.0, "deploy_at_s": 12.5, "settle_s": 200.0, "seed": 3}
+    nb = execute("02_write_and_deploy", tmp_path, out_dir="runs/late", **params)
+    assert_no_errors(nb)
+    lost = lost_count(nb)
+    assert lost != 14 and lost > 0
+    assert (tmp_path / "runs" / "late" / "meta.json").exists()
+
+    cli_out = tmp_path / "cli"
+    code = cli.main(["run", "--writes", "20", "--interval", "1", "--deploy-at", "12.5", "--settle", "200",
+                     "--seed", "3", "--out", str(cli_out)])
+    assert code == 0
+    report = json.loads((cli_out / "report.json").read_text(encoding="utf-8"))
+    assert report["lost_count"] == lost
+
+
+def test_03_makes_a_run_when_there_is_none_and_exports_the_report(tmp_path):
+    nb = execute("03_timeline", tmp_path)
+    assert_no_errors(nb)
+    out = text(nb)
+    assert "no run under runs/: recording one" in out
+    assert "14 of 20 nodes orphaned" in out
+    assert "lost ids (14):" in out
+    run_dir = next(p for p in (tmp_path / "runs").iterdir() if p.is_dir())
+    for name in ("report.md", "timeline_full.png", "timeline_full.svg", "timeline_full.pdf"):
+        assert (run_dir / name).exists(), name
+    assert images(nb) >= 2  # swimlanes and counts
+
+
+def test_03_loads_the_newest_run_by_default(tmp_path):
+    from repro_kit.client import connect
+    from repro_kit.writer import run_test
+
+    run_test(connect(), writes=5, deploy_at_s=None, settle_s=5.0, out=tmp_path / "runs" / "a-old")
+    newest = run_test(connect(), writes=10, deploy_at_s=2.5, settle_s=200.0, out=tmp_path / "runs" / "b-new")
+    nb = execute("03_timeline", tmp_path)
+    assert_no_errors(nb)
+    out = text(nb)
+    assert f"Run: {Path('runs') / 'b-new'}" in out or f"Run: {newest.path}" in out
+    assert "no run under" not in out
+    assert "7 of 10 nodes orphaned" in out  # writes at 3..9 s
+    assert (newest.path / "report.md").exists()
+
+
+def test_04_sweeps_render_heatmaps_and_conclude_from_the_results(tmp_path):
+    nb = execute("04_sweeps", tmp_path)
+    assert_no_errors(nb)
+    out = text(nb)
+    assert "quick=True" in out
+    assert images(nb) >= 3
+    assert "Every loss happened with mode=production, encoding=replace, tree=children, pause_during_resync=False." in out
+    assert "Nothing was lost with mode=development" in out
+    assert "The re-import batch size (resync_batch_size) does not change how many nodes are lost." in out
+    assert os.listdir(tmp_path) == ["04_sweeps.out.ipynb"]  # sweeps keep runs in memory
