@@ -245,6 +245,8 @@ def _title(run: Run, verdict: Verdict) -> str:
         parts.append(f"{m['writes']} writes")
     if m.get("deploy_at_s") is not None:
         parts.append(f"deploy at {m['deploy_at_s']} s")
+    if not run.finished:
+        parts.append("partial run (not finished)")
     return verdict.summary() + ("\n" + " · ".join(parts) if parts else "")
 
 

@@ -92,3 +92,8 @@ def test_plots_of_an_empty_run(tmp_path: Path) -> None:
     RunRecorder(tmp_path).finish()
     fig = plots.timeline_figure(load_run(tmp_path))
     assert "No loss" in fig._suptitle.get_text()
+
+
+def test_partial_run_says_so_in_the_title(tmp_path: Path) -> None:
+    fig = plots.timeline_figure(load_run(record_scenario(tmp_path / "run", finish=False)))
+    assert "partial run" in fig._suptitle.get_text()
