@@ -1,5 +1,6 @@
 """Merge rules of the OT model: one test per row of DESIGN.md's "Merge rules" table,
-the mechanism of the bug, apply/visible/transform behaviour, and bad input."""
+the mechanism of the bug, apply/visible/transform behaviour, bad input, and Hypothesis
+properties (TP1; every peer converges to the server for any server order)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import copy
 import itertools
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from repro_kit.emulator.ot import LIST_FIELDS, apply, converge, order_key, transform, visible
 
@@ -471,3 +474,126 @@ def test_transform_rejects_changesets_not_based_on_the_same_state():
 def test_transform_rejects_equal_order_keys_when_they_must_decide():
     with pytest.raises(ValueError, match="order key"):
         transform(cs(1, 5, update("a", "text", "p")), cs(1, 5, update("a", "text", "q")))
+
+
+# --------------------------------------------------------------------------- Hypothesis: TP1 and convergence
+
+OTHER_PKS = ("a", "b", "c", "d")
+FRESH_PKS = ("n1", "n2")  # shared by all changesets, so concurrent CreateObjects can collide
+
+
+@st.composite
+def base_states(draw) -> dict:
+    """A root with 0-4 children plus 1-4 other objects (some of them with children too)."""
+    others = draw(st.lists(st.sampled_from(OTHER_PKS), min_size=1, max_size=4, unique=True))
+    state = {"Node": {pk: node(pk, text=pk) for pk in others}}
+    state["Node"]["r"] = node("r", draw(st.lists(st.sampled_from(others), max_size=4)), isRoot=True)
+    state["Node"][others[0]]["children"] = draw(st.lists(st.sampled_from(others + ["r"]), max_size=2))
+    return state
+
+
+@st.composite
+def instructions_on(draw, state: dict) -> dict:
+    """One instruction valid on `state`: existing objects, in-range indices, or a fresh CreateObject."""
+    objects = state["Node"]
+    existing = sorted(objects)
+    kinds = ["create"]
+    if existing:
+        kinds += ["erase_object", "update", "insert", "insert", "insert", "clear"]
+        if any(objects[pk]["children"] for pk in existing):
+            kinds += ["array_erase", "array_erase", "set_element"]
+    kind = draw(st.sampled_from(kinds))
+    if kind == "create":
+        return create(draw(st.sampled_from(FRESH_PKS + tuple(existing[:1]))))
+    if kind in ("array_erase", "set_element"):
+        target = draw(st.sampled_from([pk for pk in existing if objects[pk]["children"]]))
+    else:
+        target = draw(st.sampled_from(existing + ["r"] * 3 if "r" in objects else existing))
+    size = len(objects[target]["children"])
+    if kind == "erase_object":
+        return erase_object(target)
+    if kind == "update":
+        return update(target, "text", draw(st.sampled_from(["p", "q"])), is_default=draw(st.booleans()))
+    if kind == "clear":
+        return clear(target)
+    if kind == "insert":
+        return insert(target, draw(st.integers(0, size)), draw(st.sampled_from(existing)), size)
+    index = draw(st.integers(0, size - 1))
+    if kind == "array_erase":
+        return array_erase(target, index, size)
+    instr = set_element(target, index, draw(st.sampled_from(existing)))
+    if draw(st.booleans()):
+        instr["prior_size"] = size
+    return instr
+
+
+@st.composite
+def changesets_on(draw, base: dict, origin: int, max_instructions: int = 4) -> dict:
+    """A changeset of 1..max_instructions instructions, each valid after the ones before it."""
+    state = copy.deepcopy(base)
+    instructions = []
+    for _ in range(draw(st.integers(1, max_instructions))):
+        instr = draw(instructions_on(state))
+        apply(state, cs(origin, 0, instr))
+        instructions.append(instr)
+    return cs(origin, draw(st.integers(0, 3)), *instructions)
+
+
+@settings(max_examples=200, derandomize=True, deadline=None)
+@given(st.data())
+def test_tp1_for_every_pair_of_single_instruction_changesets(data):
+    base = data.draw(base_states())
+    a = data.draw(changesets_on(base, origin=1, max_instructions=1))
+    b = data.draw(changesets_on(base, origin=2, max_instructions=1))
+    a2, b2 = transform(a, b)
+    after_b = apply(apply(copy.deepcopy(base), b), a2)
+    after_a = apply(apply(copy.deepcopy(base), a), b2)
+    assert after_b == after_a
+    assert transform(b, a) == (b2, a2)
+
+
+@settings(max_examples=150, derandomize=True, deadline=None)
+@given(st.data())
+def test_every_peer_converges_to_the_server_for_any_server_order(data):
+    base = data.draw(base_states())
+    count = data.draw(st.integers(2, 4))
+    changesets = [data.draw(changesets_on(base, origin=i + 1)) for i in range(count)]
+    order = data.draw(st.permutations(range(count)))
+    server, peers = simulate(base, changesets, list(order))
+    for peer in peers:
+        assert visible(peer) == visible(server)
+        assert peer == server  # TP1 keeps even the raw lists (dangling links included) equal
+    assert converge(base, [changesets[i] for i in order]) == visible(server)
+
+
+@settings(max_examples=100, derandomize=True, deadline=None)
+@given(st.data())
+def test_with_two_changesets_converge_does_not_depend_on_server_order(data):
+    base = data.draw(base_states())
+    a = data.draw(changesets_on(base, origin=1))
+    b = data.draw(changesets_on(base, origin=2))
+    assert converge(base, [a, b]) == converge(base, [b, a])
+
+
+def _all_single_instructions(state: dict) -> list[dict]:
+    """Every instruction the generators above can produce on `state` (values from a small pool)."""
+    objects = state["Node"]
+    out = [create(pk) for pk in FRESH_PKS[:1] + ("r",)]
+    for pk in sorted(objects):
+        size = len(objects[pk]["children"])
+        out += [erase_object(pk), clear(pk), update(pk, "text", "p"), update(pk, "text", "q", is_default=True)]
+        out += [insert(pk, i, "a", size) for i in range(size + 1)]
+        out += [array_erase(pk, i, size) for i in range(size)]
+        out += [set_element(pk, i, "b") for i in range(size)]
+    return out
+
+
+def test_tp1_exhaustively_on_a_small_state():
+    """Complements the Hypothesis draw: every ordered pair of single instructions, both time orders."""
+    base = {"Node": {"r": node("r", ["a", "b"]), "a": node("a", ["b"]), "b": node("b")}}
+    instructions = _all_single_instructions(base)
+    for x, y in itertools.product(instructions, repeat=2):
+        for tx, ty in ((1, 2), (2, 1)):
+            a, b = cs(1, tx, x), cs(2, ty, y)
+            a2, b2 = transform(a, b)
+            assert apply(apply(copy.deepcopy(base), b), a2) == apply(apply(copy.deepcopy(base), a), b2), (a, b)
