@@ -240,14 +240,15 @@ def visible(state: State) -> State:
     _validate_state(state)
     out: State = {}
     for table, objects in state.items():
-        out[table] = {
-            pk: {
-                k: ([v for v in val if v in objects] if k in LIST_FIELDS and isinstance(val, list) else copy.deepcopy(val))
-                for k, val in obj.items()
-            }
-            for pk, obj in objects.items()
-        }
+        out[table] = {pk: _visible_object(obj, objects) for pk, obj in objects.items()}
     return out
+
+
+def _visible_object(obj: dict[str, Any], objects: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: [v for v in val if v in objects] if k in LIST_FIELDS and isinstance(val, list) else copy.deepcopy(val)
+        for k, val in obj.items()
+    }
 
 
 # --------------------------------------------------------------------------- transform
@@ -370,6 +371,8 @@ def _merge(x: Instruction, kx: Key, y: Instruction, ky: Key) -> tuple[Instructio
 
     Symmetric by construction: _merge(y, x) is _merge(x, y) swapped, which is what
     lets a peer's transform(entry, pending) agree with the server's transform(pending, entry).
+    Contract that server.fast_transform relies on: only instructions on the same object
+    interact, and a merge changes nothing but `index` / `prior_size` (ints) in place.
     """
     if (x["table"], x["object"]) != (y["table"], y["object"]):
         # Different objects are independent, including ArrayInsert of a link to X vs
