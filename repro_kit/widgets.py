@@ -360,7 +360,7 @@ class ControlPanel:
         if self.report:
             from repro_kit import report
 
-            report.write_report(run, run.path)
+            report.write_report(run, run.path, self.last_verdict)
             self.say(f"Report: {Path(run.path) / 'report.md'}")
 
     def close(self) -> None:

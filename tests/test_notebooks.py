@@ -117,7 +117,7 @@ def test_03_makes_a_run_when_there_is_none_and_exports_the_report(tmp_path):
     assert "14 of 20 nodes orphaned" in out
     assert "lost ids (14):" in out
     run_dir = next(p for p in (tmp_path / "runs").iterdir() if p.is_dir())
-    for name in ("report.md", "timeline_full.png", "timeline_full.svg", "timeline_full.pdf"):
+    for name in ("report.md", "report.json", "timeline.png", "swimlane.png", "swimlane.svg", "counts.png", "counts.svg"):
         assert (run_dir / name).exists(), name
     assert images(nb) >= 2  # swimlanes and counts
 

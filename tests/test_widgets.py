@@ -149,3 +149,16 @@ def test_resync_batches_reach_the_panel_as_they_happen(panel, session):
 def test_the_panel_displays_as_a_widget(panel):
     bundle = panel._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle
+
+
+def test_run_test_writes_the_bug_report_bundle_by_default(session, tmp_path):
+    panel = ControlPanel(session, runs_dir=tmp_path / "runs")
+    try:
+        panel.writes.value, panel.deploy_at.value, panel.settle.value = 4, 1.5, 12.0
+        click(panel, panel.run_button)
+        assert not panel.errors, panel.errors
+        run_dir = Path(panel.last_run.path)
+        assert (run_dir / "report.md").exists() and (run_dir / "report.json").exists()
+        assert f"Report: {run_dir / 'report.md'}" in panel.text
+    finally:
+        panel.close()
