@@ -223,7 +223,13 @@ class ControlPanel:
         self._last_redraw = time.monotonic()
 
     def _on_notification(self, note: Notification) -> None:
-        # Called inside the model's event loop: use the notification's counts, never call the session back.
+        # Called inside the model's event loop: never call the session back, never raise into it.
+        try:
+            self._show_notification(note)
+        except Exception as exc:
+            self._error("Status update", exc)
+
+    def _show_notification(self, note: Notification) -> None:
         self.status[note.observer] = (note.root_children, note.nodes_total)
         if note.batch and note.observer == "device":
             self.say(f"[t={note.time:.1f}s] device received a batch of {note.batch} documents from the server: "
@@ -325,7 +331,13 @@ class ControlPanel:
             deploy_text = "no deploy" if deploy_at_s is None else f"deploy at {deploy_at_s:g} s"
             self.say(f"Run test: {writes} writes every {interval_s:g} s, {deploy_text}, settle {settle_s:g} s -> {out}")
             self._run_t0 = self.session.now()
-            ticker = _Ticker(lambda: self._set_progress(self.session.now() - (self._run_t0 or 0.0)))
+            wall0 = time.monotonic()
+
+            def tick() -> None:  # real time: the model's clock only moves on events, the wall clock always
+                elapsed = self.session.now() - (self._run_t0 or 0.0)
+                self._set_progress(max(elapsed, time.monotonic() - wall0) if self.session.realtime else elapsed)
+
+            ticker = _Ticker(tick)
             ticker.start()
             try:
                 run = writer.run_test(self.session, writes=writes, interval_s=interval_s, deploy_at_s=deploy_at_s,
