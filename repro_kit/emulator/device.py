@@ -17,7 +17,7 @@ import simpy
 
 from repro_kit._session import Notification
 from repro_kit.emulator import ot
-from repro_kit.emulator.server import SERVER_PEER, SyncServer
+from repro_kit.emulator.server import SERVER_PEER, SyncServer, fast_transform
 
 __all__ = ["Device"]
 
@@ -59,6 +59,7 @@ class Device:
         self.acked: set[str] = set()
         self._created_by: dict[int, list[str]] = {}
         self._last_ts = 0
+        self._root_cache: tuple[dict[str, Any], str | None] | None = None  # (table, root pk)
         server.connect(peer, owner_id, self._on_download)
 
     # -- clock and ids -----------------------------------------------------------------
@@ -77,10 +78,40 @@ class Device:
         return self.state["Node"]
 
     def root_id(self) -> str | None:
-        for pk, obj in self.table.items():
+        """The first object (in table order) that is this owner's root."""
+        table = self.table
+        cache = self._root_cache
+        if cache is not None and cache[0] is table:
+            return cache[1]
+        found = None
+        for pk, obj in table.items():
             if obj.get("isRoot") and obj.get("owner_id") == self.owner_id:
-                return pk
-        return None
+                found = pk
+                break
+        self._root_cache = (table, found)
+        return found
+
+    def _apply(self, changeset: dict[str, Any]) -> None:
+        """ot.apply, keeping the root cache exact: it is dropped whenever the changeset could
+        change which object is the first root (an erase reorders or removes; an Update of
+        isRoot/owner_id may make or unmake a root). Why: add_to_root looked the root up by
+        scanning every node, which made thousands of nodes quadratic."""
+        ot.apply(self.state, changeset)
+        cache = self._root_cache
+        if cache is None:
+            return
+        table = self.table
+        for ins in changeset["instructions"]:
+            op = ins["op"]
+            if op == "EraseObject":
+                self._root_cache = None
+                return
+            if op == "Update" and ins["field"] in ("isRoot", "owner_id"):
+                pk = ins["object"]
+                obj = table.get(pk)
+                if pk == cache[1] or (obj is not None and obj.get("isRoot") and obj.get("owner_id") == self.owner_id):
+                    self._root_cache = None
+                    return
 
     def visible_children(self, pk: str | None) -> list[str]:
         if pk is None or pk not in self.table:
@@ -98,7 +129,7 @@ class Device:
         """One local write transaction: apply, notify, queue for upload."""
         changeset = {"origin": self.peer, "timestamp": self.clock_ms(), "instructions": instructions}
         before = self._observe() if self.listeners else None
-        ot.apply(self.state, changeset)
+        self._apply(changeset)
         created = [i["object"] for i in instructions if i["op"] == "CreateObject"]
         if created:
             self._created_by[id(changeset)] = created
@@ -160,17 +191,17 @@ class Device:
             return
         incoming = changeset
         if self.inflight is not None:
-            incoming, rebased = ot.transform(incoming, self.inflight)
+            incoming, rebased = fast_transform(incoming, self.inflight)
             self._rebase(self.inflight, rebased)
             self.inflight = rebased
         for i, local in enumerate(self.pending):
-            incoming, rebased = ot.transform(incoming, local)
+            incoming, rebased = fast_transform(incoming, local)
             self._rebase(local, rebased)
             self.pending[i] = rebased
         if not incoming["instructions"]:
             return
         before = self._observe() if self.listeners else None
-        ot.apply(self.state, incoming)
+        self._apply(incoming)
         if before is not None:
             batch = len({i["object"] for i in incoming["instructions"]}) if origin == SERVER_PEER else None
             self._notify(before, batch=batch)
