@@ -1,0 +1,150 @@
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from argparse import Namespace
+from pathlib import Path
+
+import pytest
+
+from repro_kit import recording, timeline
+from repro_kit.cli import Menu, main
+from repro_kit.client import connect
+
+REPORT_KEYS = {"backend", "mode", "encoding", "writes", "deploy_at_s", "nodes_created", "nodes_total",
+               "root_children", "atlas_nodes_total", "atlas_root_children", "orphaned", "lost_count",
+               "first_loss_at_s", "resync_batches", "valid"}
+
+
+def run_cli(tmp_path, *args):
+    out = tmp_path / "out"
+    code = main(["run", "--out", str(out), *args])
+    return code, out
+
+
+def test_run_defaults_report_the_orphans(tmp_path, capsys):
+    code, out = run_cli(tmp_path)
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    assert set(report) == REPORT_KEYS
+    history = recording.load_run(out).history
+    invokes = history[(history.f == "add") & (history.type == "invoke")]
+    after_deploy = [str(v) for v in invokes[invokes.time > 5.5].value]
+    assert report["orphaned"] == after_deploy and report["lost_count"] == 14
+    assert report["valid"] is False and report["nodes_total"] == 21 and report["root_children"] == 6
+    assert report["atlas_nodes_total"] == 21 and report["atlas_root_children"] == 6
+    assert report["resync_batches"] == [7]
+    assert 185 < report["first_loss_at_s"] < 190
+    for name in ("report.md", "timeline.png", "timeline.svg", "history.jsonl", "events.jsonl"):
+        assert (out / name).stat().st_size > 0
+    printed = capsys.readouterr().out
+    assert "LOST 14 of 20" in printed and str(out / "report.md") in printed
+
+
+@pytest.mark.parametrize("args", [["--mode", "development"], ["--encoding", "diff"]])
+def test_run_without_loss(tmp_path, args):
+    code, out = run_cli(tmp_path, *args, "--fail-on-loss")
+    report = json.loads((out / "report.json").read_text())
+    assert code == 0 and report["valid"] is True and report["lost_count"] == 0 and report["orphaned"] == []
+    assert report["first_loss_at_s"] is None
+
+
+def test_fail_on_loss_exits_1(tmp_path):
+    code, _ = run_cli(tmp_path, "--fail-on-loss", "--settle", "200")
+    assert code == 1
+
+
+@pytest.mark.parametrize("args, words", [
+    (["run", "--interval", "-1"], "--interval"),
+    (["run", "--deploy-at", "30"], "deploy_at_s"),
+    (["run", "--writes", "0"], "writes"),
+    (["run", "--writes", "many"], "--writes"),
+    (["run", "--mode", "staging"], "mode"),
+    (["run", "--encoding", "zip"], "encoding"),
+    (["run", "--bson-type", "array<>"], "bson_type"),
+    (["run", "--field", "has space"], "field"),
+    (["run", "--backend", "cloud"], "--backend"),
+    (["run", "--bogus"], "--bogus"),
+    (["frobnicate"], "frobnicate"),
+])
+def test_bad_arguments_exit_2_with_one_line(tmp_path, capsys, args, words):
+    code = main(args + ["--out", str(tmp_path / "o")] if args[0] == "run" else args)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and words in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_module_entry_point_bad_input_in_a_subprocess():
+    proc = subprocess.run([sys.executable, "-m", "repro_kit", "run", "--interval", "-2"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+def test_killed_run_loads_and_checks_what_was_recorded(tmp_path):
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "repro_kit", "run", "--realtime", "--writes", "40",
+                             "--interval", "0.1", "--deploy-at", "0.55", "--settle", "30", "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    history = out / "history.jsonl"
+    while time.monotonic() < deadline:  # wait for the run to be halfway through its writes
+        if history.exists() and history.read_text().count('"invoke"') >= 20:
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    run = recording.load_run(out)
+    assert run.meta["finished"] is False
+    adds = run.history[(run.history.f == "add") & (run.history.type == "invoke")]
+    assert 15 <= len(adds) < 40
+    oks = run.history[(run.history.f == "add") & (run.history.type == "ok")]
+    verdict = timeline.check(run)
+    assert set(verdict.acknowledged) == set(oks.value.astype(str)) <= set(adds.value.astype(str))
+    assert verdict.lost == []  # killed before the re-import: nothing lost yet, and the check says so
+
+
+def menu_for(session, lines, **overrides):
+    args = Namespace(writes=5, interval=1.0, deploy_at=1.5, settle=30.0, field="tags", bson_type="array<string>")
+    for k, v in overrides.items():
+        setattr(args, k, v)
+    out = io.StringIO()
+    return Menu(session, args, stdin=io.StringIO("".join(f"{l}\n" for l in lines)), stdout=out), out
+
+
+def test_menu_driven_through_its_input_stream(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    s = connect(seed=2, resync_delay_s=10)
+    menu, out = menu_for(s, ["1", "1", "4", "7", "1", "3", "4", "6", "tags", "", "7", "30", "4", "8"])
+    assert menu.loop() == 0
+    text = out.getvalue()
+    assert text.count("Added ") == 2
+    assert "device 3 nodes, root has 2 children; Atlas 1 nodes, root has 0 children" in text  # not synced yet
+    assert "device 3 nodes, root has 2 children; Atlas 3 nodes, root has 2 children" in text
+    assert text.count("node ") >= 2  # Print nodes lists the root's children
+    assert "Deployed tags (array<string>): successful." in text
+    assert "batch of 3 documents from the server" in text
+
+
+def test_menu_reset_needs_confirmation():
+    s = connect(seed=2)
+    s.add_to_root("keep me")
+    menu, out = menu_for(s, ["5", "no", "5", "yes", "8"])
+    menu.loop()
+    text = out.getvalue()
+    assert "Reset cancelled; nothing deleted." in text and "Deleted 2 nodes." in text
+
+
+def test_menu_run_test_and_bad_input(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    s = connect(seed=2, resync_delay_s=10)
+    menu, out = menu_for(s, ["2", "9", "6", "bad name", "string", "7", "soon"])  # EOF ends the menu
+    assert menu.loop() == 0
+    text = out.getvalue()
+    assert "nodes lost" in text and "Run saved to runs" in text
+    assert "Unknown choice '9'" in text
+    assert "error: field:" in text and "error: seconds:" in text
+    assert list(Path("runs").iterdir())
