@@ -135,3 +135,9 @@ def test_unreachable_server_exits_1_with_a_masked_uri():
     assert code == 1 and out == ""
     assert err.startswith("repro-kit: error: MongoDB at mongodb://alice:****@127.0.0.1:9/") and err.count("\n") == 1
     assert "hunter2" not in err
+
+
+def test_malformed_uri_is_bad_input_exit_2_masked():
+    code, out, err = run(parse("audit", "--mongodb-uri", "mongodb://alice:hunter2-pw@/db"))
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert "not valid" in err and "hunter2" not in err

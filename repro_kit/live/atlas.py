@@ -81,7 +81,10 @@ def open_collection(
         )
     except (pymongo.errors.InvalidURI, ValueError) as exc:
         raise ValueError(redact(f"mongodb_uri: {mask_uri(uri)} is not valid: {exc}", uri_secrets(uri))) from None
-    except pymongo.errors.ConfigurationError as exc:  # e.g. an SRV record that does not resolve
+    except pymongo.errors.ConfigurationError as exc:
+        if not uri.startswith("mongodb+srv://"):  # nothing was looked up: the URI itself is bad
+            raise ValueError(redact(f"mongodb_uri: {mask_uri(uri)} is not valid: {exc}", uri_secrets(uri))) from None
+        # an SRV record that does not resolve: the network's answer, not the user's typing
         raise LiveError(redact(f"MongoDB URI {mask_uri(uri)}: {exc}", uri_secrets(uri))) from None
     return client, client[database][collection]
 
