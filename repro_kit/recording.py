@@ -16,7 +16,6 @@ import math
 import os
 import platform
 import re
-import tempfile
 import threading
 import time as _time
 from collections.abc import Iterable, Mapping
@@ -26,6 +25,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from repro_kit._atomic import write_text_atomic
 
 __all__ = [
     "RunRecorder",
@@ -93,17 +94,7 @@ def _dumps(obj: Any) -> str:
 
 def _write_json_atomic(path: Path, obj: Any) -> None:
     """Write-then-rename, so a reader sees the old or the new file, never half of one."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(obj, fh, default=_json_default, indent=2, sort_keys=False, ensure_ascii=False)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, json.dumps(obj, default=_json_default, indent=2, ensure_ascii=False) + "\n")
 
 
 class RunRecorder:

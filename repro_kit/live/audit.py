@@ -18,10 +18,10 @@ import dataclasses
 import datetime as _dt
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
+from repro_kit._atomic import write_text_atomic
 from repro_kit.live.appservices_api import LiveError
 from repro_kit.live.atlas import id_str
 
@@ -281,19 +281,7 @@ def write_backup(backup_dir: str | os.PathLike[str], doc: dict[str, Any], name: 
     options = json_util.CANONICAL_JSON_OPTIONS.with_options(uuid_representation=UuidRepresentation.STANDARD)
     directory = Path(backup_dir)
     directory.mkdir(parents=True, exist_ok=True)
-    target = directory / name
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".backup-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(json_util.dumps(doc, json_options=options, indent=2))
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    return write_text_atomic(directory / name, json_util.dumps(doc, json_options=options, indent=2) + "\n")
 
 
 def repair(
