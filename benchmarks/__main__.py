@@ -1,0 +1,37 @@
+"""`python -m benchmarks [--only NAME ...] [--smoke] [--out PATH]`: run the figures, print the table."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+from pathlib import Path
+
+from benchmarks import MODULES, format_table, row, write_results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--only", action="append", choices=MODULES, help="run only this module (repeatable)")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes (what the smoke test runs)")
+    parser.add_argument("--out", default=str(Path(__file__).with_name("results.json")), help="results JSON path")
+    args = parser.parse_args(argv)
+    rows = []
+    for name in args.only or MODULES:
+        module = importlib.import_module(f"benchmarks.{name}")
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        started = time.perf_counter()
+        try:
+            rows += module.run(**(module.SMOKE if args.smoke else {}))
+        except Exception as exc:  # one broken figure must not hide the others
+            rows.append(row(name, None, "", "", False, error=f"{type(exc).__name__}: {exc}"))
+        print(f"  {name}: {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
+    print(format_table(rows))
+    path = write_results(rows, args.out)
+    print(f"\nwritten {path}")
+    return 1 if any("error" in r["details"] for r in rows) else 0  # a missed target is a finding, not a failure
+
+
+if __name__ == "__main__":
+    sys.exit(main())

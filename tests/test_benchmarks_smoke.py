@@ -1,0 +1,60 @@
+"""A tiny run of every benchmark, so `make bench` cannot rot. Never asserts wall-clock times."""
+
+from __future__ import annotations
+
+import importlib
+import json
+
+import pytest
+
+from benchmarks import MODULES, ROW_KEYS, format_table, row, write_results
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_each_benchmark_produces_rows_with_the_expected_keys(name):
+    module = importlib.import_module(f"benchmarks.{name}")
+    rows = module.run(**module.SMOKE)
+    assert rows
+    for r in rows:
+        assert tuple(r) == ROW_KEYS
+        assert "error" not in r["details"], r["details"]
+        assert r["met"] in (True, False, None)
+        assert r["value"] is None or r["value"] >= 0
+    assert any(r["target"] for r in rows), "every benchmark states at least one target"
+
+
+def test_scale_smoke_converges_with_and_without_loss():
+    from benchmarks.scale import scenario
+
+    lossy = scenario(3, 8, "replace")
+    safe = scenario(3, 8, "diff")
+    assert lossy["converged"] and lossy["lost"] > 0
+    assert safe["converged"] and safe["lost"] == 0
+
+
+def test_analysis_synthesis_is_checked_against_what_it_made_lost(tmp_path):
+    from benchmarks.analysis import synthesise
+    from repro_kit import timeline
+    from repro_kit.recording import load_run
+
+    shape = synthesise(tmp_path / "run", events=800)
+    verdict = timeline.check(load_run(tmp_path / "run"))
+    assert len(verdict.acknowledged) == shape["nodes"]
+    assert len(verdict.lost) == shape["lost_nodes"]
+
+
+def test_table_and_results_file(tmp_path):
+    rows = [row("a figure", 1234.5, "x real time", ">= 1,000x", True), row("growth", None, "s", "over budget", False)]
+    table = format_table(rows)
+    assert "a figure" in table and "1,234 x real time" in table and "yes" in table and "NO" in table
+    data = json.loads(write_results(rows, tmp_path / "results.json").read_text())
+    assert [r["figure"] for r in data["rows"]] == ["a figure", "growth"]
+    assert data["machine"]["cpus"] >= 1
+
+
+def test_main_runs_only_the_chosen_module_and_writes_results(tmp_path, capsys):
+    from benchmarks.__main__ import main
+
+    assert main(["--smoke", "--only", "virtual_time", "--out", str(tmp_path / "r.json")]) == 0
+    assert "virtual time" in capsys.readouterr().out
+    assert json.loads((tmp_path / "r.json").read_text())["rows"][0]["figure"].startswith("virtual time")
