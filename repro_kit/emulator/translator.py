@@ -78,7 +78,10 @@ class Translator:
         for pk in touched:
             obj = table.get(pk)
             if obj is None:
-                self.atlas.delete_one({"_id": pk}, source=SOURCE)
+                if self.atlas.get(pk) is not None:  # (delete_one of a missing _id does nothing)
+                    self.atlas.delete_one({"_id": pk}, source=SOURCE)
+            elif self.atlas.get(pk) is None:  # what an upsert does, without scanning the collection
+                self.atlas.insert_one(self._document(obj), source=SOURCE)
             else:
                 self.atlas.replace_one({"_id": pk}, self._document(obj), upsert=True, source=SOURCE)
 
