@@ -91,12 +91,23 @@ class Device:
         self._root_cache = (table, found)
         return found
 
-    def _apply(self, changeset: dict[str, Any]) -> None:
+    def _apply(self, changeset: dict[str, Any], validated: bool = False) -> None:
         """ot.apply, keeping the root cache exact: it is dropped whenever the changeset could
         change which object is the first root (an erase reorders or removes; an Update of
         isRoot/owner_id may make or unmake a root). Why: add_to_root looked the root up by
-        scanning every node, which made thousands of nodes quadratic."""
-        ot.apply(self.state, changeset)
+        scanning every node, which made thousands of nodes quadratic.
+
+        `validated`: a download, made of instructions the server already validated and
+        applied (then rebased here by the merge rules); applied all-or-nothing as ot.apply
+        does, without re-validating its structure on every device.
+        """
+        if validated:
+            staged = ot._Staged(self.state)
+            for instr in changeset["instructions"]:
+                ot._apply_one(staged, instr, "download")
+            staged.commit()
+        else:
+            ot.apply(self.state, changeset)
         cache = self._root_cache
         if cache is None:
             return
@@ -201,7 +212,7 @@ class Device:
         if not incoming["instructions"]:
             return
         before = self._observe() if self.listeners else None
-        self._apply(incoming)
+        self._apply(incoming, validated=True)
         if before is not None:
             batch = len({i["object"] for i in incoming["instructions"]}) if origin == SERVER_PEER else None
             self._notify(before, batch=batch)
