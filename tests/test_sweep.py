@@ -89,3 +89,18 @@ def test_production_replace_loses_and_each_mitigation_does_not():
         assert row["lost_count"] == 0 and row["valid"], row
         assert pd.isna(row["first_loss_at_s"])
         assert row["root_children"] == row["nodes_created"] == FAST["writes"]
+
+
+def test_a_row_agrees_with_check_on_the_recorded_run(tmp_path):
+    from repro_kit.client import connect
+    from repro_kit.timeline import check
+    from repro_kit.writer import run_test
+
+    row = sweep([FAST], processes=1).iloc[0]
+    session = connect(resync_delay_s=FAST["resync_delay_s"])
+    verdict = check(run_test(session, FAST["writes"], FAST["interval_s"], FAST["deploy_at_s"], FAST["settle_s"],
+                             out=tmp_path / "run", progress=False))
+    assert row["lost_count"] == len(verdict.lost) > 0
+    assert row["first_loss_at_s"] == pytest.approx(verdict.first_loss_at_s)
+    assert row["resync_batches"] == len(verdict.resync_batches)
+    assert bool(row["valid"]) == verdict.valid
