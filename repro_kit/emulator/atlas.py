@@ -43,18 +43,21 @@ class AtlasCollection:
     def __init__(self, name: str = "Node") -> None:
         self.name = name
         self._docs: dict[Any, dict[str, Any]] = {}
-        self._listeners: list[ChangeListener] = []
+        self._listeners: list[tuple[ChangeListener, str | None]] = []
         self._clock: Callable[[], float] = lambda: 0.0
         self._seq = itertools.count()
 
     # -- change feed -----------------------------------------------------------------
-    def watch(self, listener: ChangeListener) -> Callable[[], None]:
-        """Call `listener(change)` after every write; returns an unsubscribe function."""
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+    def watch(self, listener: ChangeListener, ignore_source: str | None = None) -> Callable[[], None]:
+        """Call `listener(change)` after every write (except those tagged `ignore_source`,
+        e.g. a writer's own); returns an unsubscribe function."""
+        entry = (listener, ignore_source)
+        self._listeners.append(entry)
+        return lambda: self._listeners.remove(entry) if entry in self._listeners else None
 
     def _emit(self, op: str, _id: Any, source: str | None) -> None:
-        if not self._listeners:
+        targets = [listener for listener, ignored in self._listeners if source is None or source != ignored]
+        if not targets:
             return
         doc = self._docs.get(_id)
         change = {
@@ -65,25 +68,32 @@ class AtlasCollection:
             "source": source,
             "time": self._clock(),
         }
-        for listener in list(self._listeners):
+        for listener in targets:
             listener(change)
 
     # -- reads ---------------------------------------------------------------------------
+    def _matching(self, flt: dict[str, Any]) -> list[dict[str, Any]]:
+        """The stored documents (not copies) matching `flt`, in natural order."""
+        _id = flt.get("_id")
+        if _id is not None and not isinstance(_id, dict):  # a primary-key lookup: no scan
+            doc = self._docs.get(_id)
+            return [doc] if doc is not None and _matches(doc, flt) else []
+        return [doc for doc in self._docs.values() if _matches(doc, flt)]
+
     def find(self, filter: dict[str, Any] | None = None, projection: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
         flt = filter or {}
-        for doc in list(self._docs.values()):
-            if _matches(doc, flt):
-                out = copy.deepcopy(doc)
-                if projection:
-                    keep = {k for k, v in projection.items() if v}
-                    out = {k: v for k, v in out.items() if k in keep or k == "_id"}
-                yield out
+        for doc in self._matching(flt):
+            out = copy.deepcopy(doc)
+            if projection:
+                keep = {k for k, v in projection.items() if v}
+                out = {k: v for k, v in out.items() if k in keep or k == "_id"}
+            yield out
 
     def find_one(self, filter: dict[str, Any] | None = None) -> dict[str, Any] | None:
         return next(self.find(filter), None)
 
     def count_documents(self, filter: dict[str, Any]) -> int:
-        return sum(1 for d in self._docs.values() if _matches(d, filter))
+        return len(self._matching(filter))
 
     def get(self, _id: Any) -> dict[str, Any] | None:
         """The stored document itself (no copy): for the emulator's own fast paths."""
@@ -102,7 +112,7 @@ class AtlasCollection:
         return _id
 
     def replace_one(self, filter: dict[str, Any], doc: dict[str, Any], upsert: bool = False, *, source: str | None = None) -> int:
-        target = self.find_one(filter)
+        target = next(iter(self._matching(filter)), None)
         if target is None:
             if not upsert:
                 return 0
@@ -115,7 +125,7 @@ class AtlasCollection:
         return 1
 
     def update_one(self, filter: dict[str, Any], update: dict[str, Any], *, source: str | None = None) -> int:
-        target = next((d for d in self._docs.values() if _matches(d, filter)), None)
+        target = next(iter(self._matching(filter)), None)
         if target is None:
             return 0
         for op, fields in update.items():
@@ -136,7 +146,7 @@ class AtlasCollection:
         return 1
 
     def delete_one(self, filter: dict[str, Any], *, source: str | None = None) -> int:
-        target = self.find_one(filter)
+        target = next(iter(self._matching(filter)), None)
         if target is None:
             return 0
         del self._docs[target["_id"]]

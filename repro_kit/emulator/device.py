@@ -17,7 +17,7 @@ import simpy
 
 from repro_kit._session import Notification
 from repro_kit.emulator import ot
-from repro_kit.emulator.server import SERVER_PEER, SyncServer, fast_transform
+from repro_kit.emulator.server import SERVER_PEER, SyncServer
 
 __all__ = ["Device"]
 
@@ -98,16 +98,10 @@ class Device:
         scanning every node, which made thousands of nodes quadratic.
 
         `validated`: a download, made of instructions the server already validated and
-        applied (then rebased here by the merge rules); applied all-or-nothing as ot.apply
-        does, without re-validating its structure on every device.
+        applied (then rebased here by the merge rules): its format is not checked again
+        on every device.
         """
-        if validated:
-            staged = ot._Staged(self.state)
-            for instr in changeset["instructions"]:
-                ot._apply_one(staged, instr, "download")
-            staged.commit()
-        else:
-            ot.apply(self.state, changeset)
+        ot.apply(self.state, changeset, validate=not validated)
         cache = self._root_cache
         if cache is None:
             return
@@ -202,11 +196,11 @@ class Device:
             return
         incoming = changeset
         if self.inflight is not None:
-            incoming, rebased = fast_transform(incoming, self.inflight)
+            incoming, rebased = ot.transform(incoming, self.inflight, validate=False)
             self._rebase(self.inflight, rebased)
             self.inflight = rebased
         for i, local in enumerate(self.pending):
-            incoming, rebased = fast_transform(incoming, local)
+            incoming, rebased = ot.transform(incoming, local, validate=False)
             self._rebase(local, rebased)
             self.pending[i] = rebased
         if not incoming["instructions"]:

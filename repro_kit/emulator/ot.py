@@ -25,9 +25,10 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-__all__ = ["LIST_FIELDS", "order_key", "apply", "transform", "visible", "converge"]
+__all__ = ["LIST_FIELDS", "validate", "order_key", "apply", "transform", "rebase", "visible", "converge"]
 
 LIST_FIELDS = frozenset({"children"})
+_SORTED_LIST_FIELDS = tuple(sorted(LIST_FIELDS))
 
 _PK_FIELD = "_id"
 
@@ -122,6 +123,11 @@ def _validate_changeset(changeset: Any, name: str) -> None:
         _validate_instruction(instr, f"{name}.instructions[{n}]")
 
 
+def validate(changeset: Any, name: str = "changeset") -> None:
+    """Raise ValueError naming the problem if `changeset` is not well formed."""
+    _validate_changeset(changeset, name)
+
+
 def _validate_state(state: Any, name: str = "state") -> None:
     if not isinstance(state, dict):
         raise ValueError(f"{name} must be a dict of tables, got {type(state).__name__}")
@@ -139,99 +145,107 @@ def order_key(changeset: Changeset) -> Key:
     return (changeset["timestamp"], changeset["origin"])
 
 
-class _Staged:
-    """Copy-on-write view of a state, so a changeset that fails half-way changes nothing."""
-
-    def __init__(self, state: State) -> None:
-        self.state = state
-        self.changed: dict[tuple[str, str], dict[str, Any] | None] = {}
-
-    def get(self, table: str, pk: str) -> dict[str, Any] | None:
-        if (table, pk) in self.changed:
-            return self.changed[(table, pk)]
-        return self.state.get(table, {}).get(pk)
-
-    def writable(self, table: str, pk: str) -> dict[str, Any] | None:
-        if (table, pk) in self.changed:
-            return self.changed[(table, pk)]
-        original = self.state.get(table, {}).get(pk)
-        if original is None:
-            return None
-        own = {k: (list(v) if k in LIST_FIELDS and isinstance(v, list) else v) for k, v in original.items()}
-        self.changed[(table, pk)] = own
-        return own
-
-    def put(self, table: str, pk: str, obj: dict[str, Any] | None) -> None:
-        self.changed[(table, pk)] = obj
-
-    def commit(self) -> None:
-        for (table, pk), obj in self.changed.items():
-            if obj is None:
-                self.state.get(table, {}).pop(pk, None)
-            else:
-                self.state.setdefault(table, {})[pk] = obj
-
-
-def _list_of(obj: dict[str, Any], field: str, where: str) -> list[str]:
-    lst = obj.setdefault(field, [])
+def _list_size(obj: dict[str, Any], field: str, where: str) -> int:
+    lst = obj.get(field, [])
     if not isinstance(lst, list):
         raise ValueError(f"{where}: state field {field!r} of object {obj.get(_PK_FIELD)!r} is not a list")
-    return lst
+    return len(lst)
 
 
-def _check_size(instr: Instruction, lst: list[str], where: str) -> None:
-    if "prior_size" in instr and instr["prior_size"] != len(lst):
-        raise ValueError(f"{where}.prior_size {instr['prior_size']} != list length {len(lst)} (bad changeset)")
+def _dry_run(state: State, instructions: list[Instruction]) -> None:
+    """Raise ValueError if any instruction would fail, before anything changes.
+
+    Follows only what can fail (which objects exist, each touched list's length), so a
+    changeset is checked in time linear in its size, without copying the lists.
+    """
+    exists: dict[tuple[str, str], bool] = {}
+    sizes: dict[tuple[str, str, str], int] = {}
+    for n, instr in enumerate(instructions):
+        op, table, pk = instr["op"], instr["table"], instr["object"]
+        key = (table, pk)
+        if op == "CreateObject":
+            if not exists.get(key, pk in state.get(table, {})):
+                exists[key] = True
+                for field in LIST_FIELDS:
+                    sizes[(table, pk, field)] = 0
+            continue
+        if op == "EraseObject":
+            exists[key] = False
+            continue
+        if not exists.get(key, pk in state.get(table, {})):
+            continue  # an op on a missing object is ignored
+        if op == "Update" and "index" not in instr:
+            continue
+        where = f"changeset.instructions[{n}]"
+        field = instr["field"]
+        skey = (table, pk, field)
+        size = sizes[skey] if skey in sizes else _list_size(state[table][pk], field, where)
+        if "prior_size" in instr and instr["prior_size"] != size:
+            raise ValueError(f"{where}.prior_size {instr['prior_size']} != list length {size} (bad changeset)")
+        index = instr.get("index")
+        if op == "Clear":
+            size = 0
+        elif op == "ArrayInsert":
+            if index > size:
+                raise ValueError(f"{where}.index {index} is out of range for a list of {size}")
+            size += 1
+        else:  # ArrayErase, or Update of one element
+            if index >= size:
+                raise ValueError(f"{where}.index {index} is out of range for a list of {size}")
+            if op == "ArrayErase":
+                size -= 1
+        sizes[skey] = size
 
 
-def _apply_one(staged: _Staged, instr: Instruction, where: str) -> None:
-    op, table, pk = instr["op"], instr["table"], instr["object"]
-    if op == "CreateObject":
-        if staged.get(table, pk) is None:
-            staged.put(table, pk, {_PK_FIELD: pk, **{f: [] for f in sorted(LIST_FIELDS)}})
-        return
-    if op == "EraseObject":
-        if staged.get(table, pk) is not None:
-            staged.put(table, pk, None)
-        return
-    obj = staged.writable(table, pk)
-    if obj is None:
-        return  # an op on a missing object is ignored (it was erased concurrently)
-    field = instr["field"]
-    if op == "Update" and "index" not in instr:
-        obj[field] = copy.deepcopy(instr["value"])
-        return
-    lst = _list_of(obj, field, where)
-    _check_size(instr, lst, where)
-    index = instr.get("index")
-    if op == "Clear":
-        lst.clear()
-    elif op == "ArrayInsert":
-        if index > len(lst):
-            raise ValueError(f"{where}.index {index} is out of range for a list of {len(lst)}")
-        lst.insert(index, instr["value"])
-    else:  # ArrayErase, or Update of one element
-        if index >= len(lst):
-            raise ValueError(f"{where}.index {index} is out of range for a list of {len(lst)}")
-        if op == "ArrayErase":
-            del lst[index]
+def _apply_one(state: State, instr: Instruction) -> None:
+    """Apply one instruction in place; `_dry_run` has already checked it cannot fail."""
+    op, pk = instr["op"], instr["object"]
+    objects = state.get(instr["table"])
+    if objects is None:
+        objects = state[instr["table"]] = {}
+    if op == "Update":
+        obj = objects.get(pk)
+        if obj is None:
+            return  # an op on a missing object is ignored (it was erased concurrently)
+        value = instr["value"]
+        if "index" in instr:
+            obj[instr["field"]][instr["index"]] = value
         else:
-            lst[index] = instr["value"]
+            obj[instr["field"]] = copy.deepcopy(value) if isinstance(value, (list, dict)) else value
+    elif op == "ArrayInsert":
+        obj = objects.get(pk)
+        if obj is not None:
+            obj.setdefault(instr["field"], []).insert(instr["index"], instr["value"])
+    elif op == "CreateObject":
+        if pk not in objects:
+            objects[pk] = {_PK_FIELD: pk, **{f: [] for f in _SORTED_LIST_FIELDS}}
+    elif op == "EraseObject":
+        objects.pop(pk, None)
+    else:
+        obj = objects.get(pk)
+        if obj is None:
+            return
+        if op == "ArrayErase":
+            del obj[instr["field"]][instr["index"]]
+        else:  # Clear
+            obj[instr["field"]] = []
 
 
-def apply(state: State, changeset: Changeset) -> State:
+def apply(state: State, changeset: Changeset, *, validate: bool = True) -> State:
     """Apply `changeset` to `state` in place and return `state`.
 
     All or nothing: a bad changeset (out-of-range index, prior_size that does not
-    match the list) raises ValueError and leaves `state` unchanged. Objects the
-    changeset touches are replaced by new dicts. Ops on missing objects are ignored.
+    match the list) raises ValueError and leaves `state` unchanged. Ops on missing
+    objects are ignored. `validate=False` trusts the changeset: for what the emulator's
+    own peers built and the server already applied, where a failure would be a bug in
+    the model rather than bad input (it then raises, possibly half-applied).
     """
-    _validate_state(state)
-    _validate_changeset(changeset, "changeset")
-    staged = _Staged(state)
-    for n, instr in enumerate(changeset["instructions"]):
-        _apply_one(staged, instr, f"changeset.instructions[{n}]")
-    staged.commit()
+    if validate:
+        _validate_state(state)
+        _validate_changeset(changeset, "changeset")
+        _dry_run(state, changeset["instructions"])
+    for instr in changeset["instructions"]:
+        _apply_one(state, instr)
     return state
 
 
@@ -371,8 +385,8 @@ def _merge(x: Instruction, kx: Key, y: Instruction, ky: Key) -> tuple[Instructio
 
     Symmetric by construction: _merge(y, x) is _merge(x, y) swapped, which is what
     lets a peer's transform(entry, pending) agree with the server's transform(pending, entry).
-    Contract that server.fast_transform relies on: only instructions on the same object
-    interact, and a merge changes nothing but `index` / `prior_size` (ints) in place.
+    Contract `transform` relies on: only instructions on the same object interact, and
+    a merge changes nothing but `index` / `prior_size` (ints) in place.
     """
     if (x["table"], x["object"]) != (y["table"], y["object"]):
         # Different objects are independent, including ArrayInsert of a link to X vs
@@ -404,33 +418,74 @@ def _merge(x: Instruction, kx: Key, y: Instruction, ky: Key) -> tuple[Instructio
 
 
 def _rebuilt(changeset: Changeset, instructions: list[Instruction | None]) -> Changeset:
-    out = {k: copy.deepcopy(v) for k, v in changeset.items() if k != "instructions"}
+    out = {k: v for k, v in changeset.items() if k != "instructions"}
     out["instructions"] = [instr for instr in instructions if instr is not None]
     return out
 
 
-def transform(a: Changeset, b: Changeset) -> tuple[Changeset, Changeset]:
+def transform(a: Changeset, b: Changeset, *, validate: bool = True) -> tuple[Changeset, Changeset]:
     """Rebase two concurrent changesets past each other: returns (a after b, b after a).
 
     apply(apply(S, b), a2) == apply(apply(S, a), b2) (TP1). Instruction lists meet in
     the usual OT grid: each instruction of a passes every surviving instruction of b,
     both updated as they go; a discarded instruction stops taking part and is dropped.
-    Inputs are not mutated.
+    Only instructions on the same object can interact (`_merge`), so each instruction
+    meets just those, and is copied only when it does: a resync batch of thousands of
+    instructions passes an unrelated upload without being copied. Inputs are not
+    mutated. `validate=False` skips the format checks, for the emulator's own changesets.
     """
-    _validate_changeset(a, "a")
-    _validate_changeset(b, "b")
+    if validate:
+        _validate_changeset(a, "a")
+        _validate_changeset(b, "b")
+    return _transform(a, b, _objects(a))
+
+
+def _objects(changeset: Changeset) -> set[tuple[str, str]]:
+    return {(x["table"], x["object"]) for x in changeset["instructions"]}
+
+
+def _transform(a: Changeset, b: Changeset, objects_of_a: set[tuple[str, str]]) -> tuple[Changeset, Changeset]:
+    """`transform` without checks; `objects_of_a` may be a superset of a's objects."""
+    by_object: dict[tuple[str, str], list[int]] = {}
+    for j, y in enumerate(b["instructions"]):
+        key = (y["table"], y["object"])
+        if key in objects_of_a:
+            by_object.setdefault(key, []).append(j)
+    if not by_object:
+        return a, b  # nothing interacts: both unchanged (and never mutated by callers)
+    xs: list[Instruction | None] = list(a["instructions"])
+    ys: list[Instruction | None] = list(b["instructions"])
     ka, kb = (a["timestamp"], a["origin"]), (b["timestamp"], b["origin"])
-    xs: list[Instruction | None] = copy.deepcopy(a["instructions"])
-    ys: list[Instruction | None] = copy.deepcopy(b["instructions"])
-    for i in range(len(xs)):
-        for j in range(len(ys)):
-            x, y = xs[i], ys[j]
-            if x is None:
-                break
+    x_own = [False] * len(xs)
+    y_own = [False] * len(ys)
+    for i, x in enumerate(xs):
+        for j in by_object.get((x["table"], x["object"]), ()):  # type: ignore[index]
+            y = ys[j]
             if y is None:
                 continue
-            xs[i], ys[j] = _merge(x, ka, y, kb)
+            if not x_own[i]:
+                x = dict(x)  # type: ignore[arg-type]
+                x_own[i] = True
+            if not y_own[j]:
+                y = ys[j] = dict(y)
+                y_own[j] = True
+            x, ys[j] = _merge(x, ka, y, kb)  # type: ignore[arg-type]
+            if x is None:
+                break
+        xs[i] = x
     return _rebuilt(a, xs), _rebuilt(b, ys)
+
+
+def rebase(changeset: Changeset, entries: list[Changeset], *, validate: bool = True) -> Changeset:
+    """`changeset` transformed past each of `entries` in turn (a server integrating an upload)."""
+    if validate:
+        _validate_changeset(changeset, "changeset")
+        for n, entry in enumerate(entries):
+            _validate_changeset(entry, f"entries[{n}]")
+    objects = _objects(changeset)  # a discarded instruction only shrinks it: a superset is fine
+    for entry in entries:
+        changeset, _ = _transform(changeset, entry, objects)
+    return changeset
 
 
 def converge(state: State, changesets: list[Changeset]) -> State:

@@ -14,118 +14,12 @@ import simpy
 
 from repro_kit.emulator import ot
 
-__all__ = ["SyncServer", "SERVER_PEER", "fast_transform"]
+__all__ = ["SyncServer", "SERVER_PEER"]
 
 #: Peer id of changesets the server itself creates (the translator's imports from Atlas).
 SERVER_PEER = 1
 
 Download = Callable[[int, int, dict[str, Any]], None]  # (version, origin peer, changeset)
-
-
-def fast_transform(a: dict[str, Any], b: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """`ot.transform` for changesets the emulator made itself: the same results, far less work.
-
-    Same grid as `ot.transform`, but an instruction only meets the other side's instructions
-    on the same object (`ot`'s merge leaves every other pair unchanged), and an instruction
-    is copied only when a merge may rebase it (merges change only `index`/`prior_size`, so a
-    shallow copy is enough). Skips validation: both sides were validated when first applied.
-    Why: a resync batch of thousands of `ArrayInsert`s meets every concurrent upload, and
-    deep-copying it for each made large scenarios quadratic.
-    """
-    ys: list[dict[str, Any] | None] = list(b["instructions"])
-    by_object: dict[tuple[str, str], list[int]] = {}
-    for j, y in enumerate(ys):
-        by_object.setdefault((y["table"], y["object"]), []).append(j)  # type: ignore[index]
-    xs: list[dict[str, Any] | None] = list(a["instructions"])
-    touched = False
-    if by_object:
-        ka, kb = (a["timestamp"], a["origin"]), (b["timestamp"], b["origin"])
-        merge = ot._merge
-        x_own = [False] * len(xs)
-        y_own = [False] * len(ys)
-        for i, x in enumerate(xs):
-            js = by_object.get((x["table"], x["object"]))  # type: ignore[index]
-            if not js:
-                continue
-            for j in js:
-                x = xs[i]
-                if x is None:
-                    break
-                y = ys[j]
-                if y is None:
-                    continue
-                if not x_own[i]:
-                    x = xs[i] = dict(x)
-                    x_own[i] = True
-                if not y_own[j]:
-                    y = ys[j] = dict(y)
-                    y_own[j] = True
-                xs[i], ys[j] = merge(x, ka, y, kb)
-                touched = True
-    if not touched:
-        return ({**a, "instructions": list(a["instructions"])}, {**b, "instructions": list(b["instructions"])})
-    return ({**a, "instructions": [x for x in xs if x is not None]},
-            {**b, "instructions": [y for y in ys if y is not None]})
-
-
-def _rebase(changeset: dict[str, Any], entries: list[dict[str, Any]]) -> dict[str, Any]:
-    """`changeset` transformed past each of `entries` in turn (the server keeps only that side).
-
-    The same result as chaining `fast_transform(merged, entry)`, computed object by object:
-    an instruction only ever meets the entries' instructions on its own object, so each
-    object's instructions are rebased alone and stay in their places; a group stops as soon
-    as the entry's instructions on that object are all discarded. Why: a resync batch holds
-    the root's `Clear` and thousands of `ArrayInsert`s and meets every upload made since the
-    snapshot; scanning all of it for each upload made large scenarios quadratic.
-    """
-    if not entries:
-        return changeset
-    xs: list[dict[str, Any] | None] = list(changeset["instructions"])
-    groups: dict[tuple[str, str], list[int]] = {}
-    for pos, x in enumerate(xs):
-        groups.setdefault((x["table"], x["object"]), []).append(pos)  # type: ignore[index]
-    x_own = [False] * len(xs)
-    ka = (changeset["timestamp"], changeset["origin"])
-    merge = ot._merge
-    touched = False
-    for entry in entries:
-        ys_by_object: dict[tuple[str, str], list[dict[str, Any] | None]] = {}
-        for y in entry["instructions"]:
-            key = (y["table"], y["object"])
-            if key in groups:
-                ys_by_object.setdefault(key, []).append(y)
-        if not ys_by_object:
-            continue
-        kb = (entry["timestamp"], entry["origin"])
-        for key, ys in ys_by_object.items():
-            y_own = [False] * len(ys)
-            live = len(ys)
-            for pos in groups[key]:
-                x = xs[pos]
-                if x is None:
-                    continue
-                for j in range(len(ys)):
-                    y = ys[j]
-                    if y is None:
-                        continue
-                    if not x_own[pos]:
-                        x = dict(x)
-                        x_own[pos] = True
-                    if not y_own[j]:
-                        y = dict(y)
-                        y_own[j] = True
-                    x, ys[j] = merge(x, ka, y, kb)
-                    touched = True
-                    if ys[j] is None:
-                        live -= 1
-                    if x is None:
-                        break
-                xs[pos] = x
-                if not live:
-                    break
-    if not touched:
-        return {**changeset, "instructions": list(changeset["instructions"])}
-    return {**changeset, "instructions": [x for x in xs if x is not None]}
 
 
 class _Link:
@@ -179,8 +73,10 @@ class SyncServer:
         """Merge an upload into the history; returns its server version."""
         if not 0 <= base_version <= self.version:
             raise ValueError(f"base_version: {base_version} is outside 0..{self.version}")
-        merged = _rebase(changeset, [entry for origin, entry in self.history[base_version:] if origin != peer])
-        ot.apply(self.state, merged)
+        ot.validate(changeset, "upload")  # once; the history it meets was validated on its way in
+        merged = ot.rebase(changeset, [entry for origin, entry in self.history[base_version:] if origin != peer],
+                           validate=False)
+        ot.apply(self.state, merged, validate=False)
         self._note_owners(merged)
         self.history.append((peer, merged))
         version = self.version

@@ -56,7 +56,7 @@ class Translator:
         self._last_ts = 0
         self.log: list[dict[str, Any]] = []  # control-plane happenings: halt/resume
         server.on_integrated(self._on_integrated)
-        atlas.watch(self._on_atlas_change)
+        atlas.watch(self._on_atlas_change, ignore_source=SOURCE)
 
     # -- sync -> Atlas -----------------------------------------------------------------
     def _on_integrated(self, version: int, origin: int, changeset: dict[str, Any]) -> None:
@@ -70,7 +70,7 @@ class Translator:
             return
         touched: dict[str, None] = {}
         for _origin, entry in self.server.history[self.applied_version :]:
-            ot.apply(self.mirror, entry)
+            ot.apply(self.mirror, entry, validate=False)
             for ins in entry["instructions"]:
                 touched[ins["object"]] = None
         self.applied_version = self.server.version
@@ -93,8 +93,6 @@ class Translator:
 
     # -- Atlas -> sync -----------------------------------------------------------------
     def _on_atlas_change(self, change: dict[str, Any]) -> None:
-        if change.get("source") == SOURCE:
-            return
         if self.halted:
             self._queued_atlas_changes.append(change)
             return
