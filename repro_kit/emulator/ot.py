@@ -197,38 +197,43 @@ def _dry_run(state: State, instructions: list[Instruction]) -> None:
         sizes[skey] = size
 
 
-def _apply_one(state: State, instr: Instruction) -> None:
-    """Apply one instruction in place; `_dry_run` has already checked it cannot fail."""
-    op, pk = instr["op"], instr["object"]
-    objects = state.get(instr["table"])
-    if objects is None:
-        objects = state[instr["table"]] = {}
-    if op == "Update":
-        obj = objects.get(pk)
-        if obj is None:
-            return  # an op on a missing object is ignored (it was erased concurrently)
-        value = instr["value"]
-        if "index" in instr:
-            obj[instr["field"]][instr["index"]] = value
+def _apply_all(state: State, instructions: list[Instruction]) -> None:
+    """Apply instructions in place, in order; `_dry_run` has checked they cannot fail.
+
+    One loop, no call per instruction: every device applies every download, so this is
+    the emulator's innermost loop."""
+    deepcopy = copy.deepcopy
+    for instr in instructions:
+        op, pk = instr["op"], instr["object"]
+        objects = state.get(instr["table"])
+        if objects is None:
+            objects = state[instr["table"]] = {}
+        if op == "Update":
+            obj = objects.get(pk)
+            if obj is None:
+                continue  # an op on a missing object is ignored (it was erased concurrently)
+            value = instr["value"]
+            if "index" in instr:
+                obj[instr["field"]][instr["index"]] = value
+            else:
+                obj[instr["field"]] = deepcopy(value) if isinstance(value, (list, dict)) else value
+        elif op == "ArrayInsert":
+            obj = objects.get(pk)
+            if obj is not None:
+                obj.setdefault(instr["field"], []).insert(instr["index"], instr["value"])
+        elif op == "CreateObject":
+            if pk not in objects:
+                objects[pk] = {_PK_FIELD: pk, **{f: [] for f in _SORTED_LIST_FIELDS}}
+        elif op == "EraseObject":
+            objects.pop(pk, None)
         else:
-            obj[instr["field"]] = copy.deepcopy(value) if isinstance(value, (list, dict)) else value
-    elif op == "ArrayInsert":
-        obj = objects.get(pk)
-        if obj is not None:
-            obj.setdefault(instr["field"], []).insert(instr["index"], instr["value"])
-    elif op == "CreateObject":
-        if pk not in objects:
-            objects[pk] = {_PK_FIELD: pk, **{f: [] for f in _SORTED_LIST_FIELDS}}
-    elif op == "EraseObject":
-        objects.pop(pk, None)
-    else:
-        obj = objects.get(pk)
-        if obj is None:
-            return
-        if op == "ArrayErase":
-            del obj[instr["field"]][instr["index"]]
-        else:  # Clear
-            obj[instr["field"]] = []
+            obj = objects.get(pk)
+            if obj is None:
+                continue
+            if op == "ArrayErase":
+                del obj[instr["field"]][instr["index"]]
+            else:  # Clear
+                obj[instr["field"]] = []
 
 
 def apply(state: State, changeset: Changeset, *, validate: bool = True) -> State:
@@ -244,8 +249,7 @@ def apply(state: State, changeset: Changeset, *, validate: bool = True) -> State
         _validate_state(state)
         _validate_changeset(changeset, "changeset")
         _dry_run(state, changeset["instructions"])
-    for instr in changeset["instructions"]:
-        _apply_one(state, instr)
+    _apply_all(state, changeset["instructions"])
     return state
 
 
