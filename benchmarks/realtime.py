@@ -18,7 +18,7 @@ TARGET_MS = 20.0
 def run(writes: int = 20, interval_s: float = 0.1, deploy_at_s: float = 0.55, settle_s: float = 2.0,
         resync_delay_s: float = 0.5) -> list[dict[str, Any]]:
     from repro_kit.client import connect
-    from repro_kit.sweep import MemoryRecorder, summarise
+    from repro_kit.sweeps import MemoryRecorder, summarise
     from repro_kit.writer import run_test
 
     session = connect(realtime=True, resync_delay_s=resync_delay_s, resync_batch_interval_s=0.05)

@@ -41,7 +41,7 @@ def scenarios(n: int = 1000, writes: int = 20, settle_s: float = 300.0,
 
 def run(n: int = 1000, processes: int | None = None, settle_s: float = 300.0,
         delays: tuple[float, ...] = DELAYS_S) -> list[dict[str, Any]]:
-    from repro_kit.sweep import sweep
+    from repro_kit.sweeps import sweep
 
     todo = scenarios(n, settle_s=settle_s, delays=delays)
     started = time.perf_counter()

@@ -18,7 +18,7 @@ TARGET = 1000.0
 def run(repeats: int = 5, writes: int = 20, interval_s: float = 1.0, deploy_at_s: float = 5.5,
         settle_s: float = 300.0) -> list[dict[str, Any]]:
     from repro_kit.client import connect
-    from repro_kit.sweep import MemoryRecorder, summarise
+    from repro_kit.sweeps import MemoryRecorder, summarise
     from repro_kit.writer import run_test
 
     simulated = (writes - 1) * interval_s + settle_s

@@ -56,7 +56,7 @@ _LAZY = {
     "export": "repro_kit.plots",
     "build_report": "repro_kit.report",
     "write_report": "repro_kit.report",
-    "sweep": "repro_kit.sweep",
+    "sweep": "repro_kit.sweeps",
     "ControlPanel": "repro_kit.widgets",
     "find_orphans": "repro_kit.live.audit",
     "repair": "repro_kit.live.audit",

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from repro_kit.sweep import SCENARIO_DEFAULTS
+from repro_kit.sweeps import SCENARIO_DEFAULTS
 
 __all__ = ["rate_grid", "combine", "heatmap", "effect", "window_writes", "conclusion", "CATEGORICAL", "NUMERIC"]
 

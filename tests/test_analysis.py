@@ -75,7 +75,7 @@ def test_window_writes_counts_writes_between_deploy_and_reimport():
 
 
 def test_the_emulators_losses_are_the_deploy_window(tmp_path):
-    from repro_kit.sweep import sweep
+    from repro_kit.sweeps import sweep
 
     df = sweep(deploy_at_s=[2.5, 8.5], resync_delay_s=[4.0, 30.0], settle_s=40.0, processes=1)
     assert "equals the number of writes made between the deploy and the re-import" in analysis.conclusion(df)

@@ -1,11 +1,11 @@
-"""repro_kit.sweep: scenario grids on the emulator, one row each, the same whatever the pool."""
+"""repro_kit.sweeps: scenario grids on the emulator, one row each, the same whatever the pool."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
-from repro_kit.sweep import RESULT_COLUMNS, sweep
+from repro_kit.sweeps import RESULT_COLUMNS, sweep
 
 # Short scenarios (the loss needs only the deploy window and the resync after it).
 FAST = {"writes": 6, "interval_s": 1.0, "deploy_at_s": 2.5, "settle_s": 20.0, "resync_delay_s": 10.0}
@@ -55,7 +55,7 @@ def test_bad_input_raises_valueerror_naming_the_key(kwargs, key):
 
 
 def test_bad_scenario_raises_before_any_work(monkeypatch):
-    import repro_kit.sweep as mod
+    import repro_kit.sweeps as mod
 
     ran = []
     monkeypatch.setattr(mod, "run_scenario", lambda s: ran.append(s) or {})
