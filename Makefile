@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
+	rm -rf reports/latest
 	$(VENV)/bin/repro-kit run --out reports/latest
 
 test: $(STAMP)

@@ -111,6 +111,9 @@ class RunRecorder:
         self.path = Path(path)
         if self.path.exists() and not self.path.is_dir():
             raise ValueError(f"path is not a directory: {self.path}")
+        held = [name for name in (META_FILE, HISTORY_FILE, EVENTS_FILE) if (self.path / name).exists()]
+        if held:  # appending a second run to the first would corrupt both
+            raise ValueError(f"out: {self.path} already holds a run ({held[0]}); choose a new directory or remove it")
         self.path.mkdir(parents=True, exist_ok=True)
         base: dict[str, Any] = {
             "started_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds"),

@@ -148,3 +148,12 @@ def test_menu_run_test_and_bad_input(tmp_path, monkeypatch):
     assert "Unknown choice '9'" in text
     assert "error: field:" in text and "error: seconds:" in text
     assert list(Path("runs").iterdir())
+
+
+def test_run_into_an_existing_run_exits_2_and_keeps_it(tmp_path, capsys):
+    code, out = run_cli(tmp_path, "--settle", "5")
+    before = (out / "history.jsonl").read_bytes()
+    code2, _ = run_cli(tmp_path, "--settle", "5")
+    err = capsys.readouterr().err
+    assert (code, code2) == (0, 2) and "already holds a run" in err and err.count("\n") == 1
+    assert (out / "history.jsonl").read_bytes() == before

@@ -169,3 +169,13 @@ def test_sigkilled_run_loads_and_checks(tmp_path: Path) -> None:
     assert len(run.history) > 10
     verdict = check(run)
     assert verdict.valid and len(verdict.acknowledged) >= 5
+
+
+def test_a_directory_holding_a_run_is_never_appended_to(tmp_path):
+    from repro_kit.recording import RunRecorder, load_run
+
+    with RunRecorder(tmp_path / "r", {"mode": "production"}) as rec:
+        rec.op(process=0, type="invoke", f="add", value="a", time=0.0)
+    with pytest.raises(ValueError, match="already holds a run"):
+        RunRecorder(tmp_path / "r", {})
+    assert len(load_run(tmp_path / "r").history) == 1
