@@ -148,6 +148,11 @@ class Session(abc.ABC):
         {"time", "f", "value"} dicts; the writer records them as nemesis `info` ops."""
         return []
 
+    def describe(self) -> dict[str, Any]:
+        """What a run's metadata records about this session (never a secret)."""
+        return {"backend": self.backend, "mode": self.mode, "encoding": self.encoding,
+                "realtime": self.realtime, "user_id": self.info().user_id}
+
     def close(self) -> None:
         """Release resources; the session is unusable afterwards."""
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as _dt
 import heapq
 import math
-import platform
 import time
 from pathlib import Path
 from typing import Any
@@ -54,18 +53,6 @@ def validate_schedule(writes: Any, interval_s: Any, deploy_at_s: Any, settle_s: 
             raise ValueError(f"deploy_at_s: must be between 0 and the last write at {last:g} s, got {deploy_at_s!r}")
 
 
-def _versions() -> dict[str, str]:
-    from importlib import metadata
-
-    out = {"python": platform.python_version()}
-    for dist in ("repro_kit", "pandas", "matplotlib", "simpy", "pymongo", "requests"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
-
-
 def default_run_dir(root: str | Path = "runs") -> Path:
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     return Path(root) / stamp
@@ -105,25 +92,17 @@ def run_test(
     path = Path(out) if out is not None else default_run_dir()
     root = session.root()
     meta: dict[str, Any] = {
-        "backend": session.backend,
-        "mode": session.mode,
-        "encoding": session.encoding,
+        **session.describe(),
         "writes": writes,
         "interval_s": interval_s,
         "deploy_at_s": deploy_at_s,
         "settle_s": settle_s,
         "poll_s": poll_s,
-        "seed": getattr(session, "seed", None),
-        "realtime": session.realtime,
         "field": field,
         "bson_type": bson_type,
-        "params": getattr(session, "params", None).as_dict() if hasattr(session, "params") else {},
-        "versions": _versions(),
-        "started_at": _dt.datetime.now(_dt.timezone.utc).isoformat(),
-        "user_id": session.info().user_id,
         "root_id": str(root["_id"]),
-        "finished": False,
-    }
+        "pause_during_resync": pause_during_resync,
+    }  # the recorder adds started_at, versions and finished
     t0 = session.now()
     wall0 = time.monotonic()
     last_write = (writes - 1) * interval_s

@@ -268,6 +268,5 @@ class EmulatedSession(Session):
         return list(self.translator.log)
 
     def describe(self) -> dict[str, Any]:
-        """Parameters for a run's metadata (no secrets here: the emulator has none)."""
-        return {"backend": self.backend, "mode": self.mode, "encoding": self.encoding, "tree": self.tree, "seed": self.seed,
-                "realtime": self.realtime, "user_id": self.user_id, "params": self.params.as_dict()}
+        """The session's part of a run's metadata, with every model parameter."""
+        return {**super().describe(), "tree": self.tree, "seed": self.seed, "params": self.params.as_dict()}
