@@ -77,7 +77,7 @@ def _inputs(df: pd.DataFrame) -> list[str]:
     return [c for c in SCENARIO_DEFAULTS if c in df.columns and df[c].nunique(dropna=False) > 1]
 
 
-def _label(df: pd.DataFrame, keys: str | Sequence[str]) -> pd.Series:
+def _label(df: pd.DataFrame, keys: str | Sequence[str], sep: str = " · ") -> pd.Series:
     keys = [keys] if isinstance(keys, str) else list(keys)
     if not keys:
         raise ValueError("keys: name at least one column")
@@ -86,7 +86,7 @@ def _label(df: pd.DataFrame, keys: str | Sequence[str]) -> pd.Series:
             raise ValueError(f"keys: {k!r} is not a column (columns: {', '.join(map(str, df.columns))})")
     if len(keys) == 1:
         return df[keys[0]].map(_fmt)
-    return df[keys].apply(lambda row: " · ".join(f"{k}={_fmt(row[k])}" for k in keys), axis=1)
+    return df[keys].apply(lambda row: sep.join(f"{k}={_fmt(row[k])}" for k in keys), axis=1)
 
 
 def _fmt(value: Any) -> str:
@@ -107,7 +107,8 @@ def heatmap(df: pd.DataFrame, x: str | Sequence[str], y: str | Sequence[str], va
         raise ValueError(f"value: {value!r} is not a column")
     if df.empty:
         raise ValueError("df: no rows to plot")
-    frame = pd.DataFrame({"x": _label(df, x), "y": _label(df, y), "v": pd.to_numeric(df[value], errors="coerce")})
+    # Combined x labels stack one setting per line, so neighbouring columns never overlap.
+    frame = pd.DataFrame({"x": _label(df, x, sep="\n"), "y": _label(df, y), "v": pd.to_numeric(df[value], errors="coerce")})
     x_order = list(dict.fromkeys(frame.sort_values("x", key=_sort_key(df, x)).x)) if isinstance(x, str) \
         else list(dict.fromkeys(frame.x))
     y_order = list(dict.fromkeys(frame.sort_values("y", key=_sort_key(df, y)).y)) if isinstance(y, str) \
@@ -116,7 +117,8 @@ def heatmap(df: pd.DataFrame, x: str | Sequence[str], y: str | Sequence[str], va
                                                                                        columns=x_order)
     if ax is None:
         label_in = 0.075 * max(len(str(v)) for v in y_order)  # room for the y labels, in inches
-        fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(x_order) + 2.5 + label_in),
+        column_in = max(0.9, 0.085 * max(len(line) for v in x_order for line in str(v).splitlines()))
+        fig, ax = plt.subplots(figsize=(max(4.0, column_in * len(x_order) + 2.5 + label_in),
                                         max(2.5, 0.5 * len(y_order) + 1.5)))
     else:
         fig = ax.figure
