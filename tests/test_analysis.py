@@ -91,7 +91,7 @@ def test_heatmap_annotates_every_cell_and_combines_columns():
     assert [t.get_text() for t in ax.get_yticklabels()] == ["development", "production"]
     fig2 = analysis.heatmap(df, ["mode", "encoding"], "tree", title="per scenario")
     assert fig2.axes[0].get_title() == "per scenario"
-    assert "mode=production · encoding=replace" in [t.get_text() for t in fig2.axes[0].get_xticklabels()]
+    assert "mode=production\nencoding=replace" in [t.get_text() for t in fig2.axes[0].get_xticklabels()]
     with pytest.raises(ValueError, match="keys"):
         analysis.heatmap(df, "nope", "mode")
 
