@@ -41,25 +41,22 @@ class Watcher:
     def poll(self) -> Info:
         """A person refreshing the Atlas page."""
         info = self.session.atlas.info()
-        self._emit({"time": self._time(), "observer": "atlas", "kind": "poll",
+        self._record({"time": self._time(), "observer": "atlas", "kind": "poll",
                     "root_children": info.root_children, "nodes_total": info.nodes_total})
         return info
 
     def _time(self, t: float | None = None) -> float:
         return round((self.session.now() if t is None else t) - self.t0, 6)
 
-    def _emit(self, event: dict[str, Any]) -> None:
-        self._record(event)
-
     def _baseline(self, observer: str, tree: list[dict[str, Any]], docs: list[dict[str, Any]]) -> None:
         t = self._time()
         root = tree[0] if tree else None
         children = [str(c) for c in (root.get("children", []) if root else [])]
         for doc in docs:
-            self._emit({"time": t, "observer": observer, "kind": "doc_insert", "node_id": str(doc["_id"])})
+            self._record({"time": t, "observer": observer, "kind": "doc_insert", "node_id": str(doc["_id"])})
         for child in children:
-            self._emit({"time": t, "observer": observer, "kind": "enter", "node_id": child})
-        self._emit({"time": t, "observer": observer, "kind": "counts",
+            self._record({"time": t, "observer": observer, "kind": "enter", "node_id": child})
+        self._record({"time": t, "observer": observer, "kind": "counts",
                     "root_children": len(children), "nodes_total": len(docs)})
 
     def _on_notification(self, note: Notification) -> None:
@@ -67,14 +64,14 @@ class Watcher:
         t = self._time(note.time)
         obs = note.observer
         for node_id in note.inserted:
-            self._emit({"time": t, "observer": obs, "kind": "doc_insert", "node_id": str(node_id)})
+            self._record({"time": t, "observer": obs, "kind": "doc_insert", "node_id": str(node_id)})
         for node_id in note.entered:
-            self._emit({"time": t, "observer": obs, "kind": "enter", "node_id": str(node_id)})
+            self._record({"time": t, "observer": obs, "kind": "enter", "node_id": str(node_id)})
         for node_id in note.left:
-            self._emit({"time": t, "observer": obs, "kind": "leave", "node_id": str(node_id)})
+            self._record({"time": t, "observer": obs, "kind": "leave", "node_id": str(node_id)})
         for node_id in note.deleted:
-            self._emit({"time": t, "observer": obs, "kind": "doc_delete", "node_id": str(node_id)})
+            self._record({"time": t, "observer": obs, "kind": "doc_delete", "node_id": str(node_id)})
         if note.batch:
-            self._emit({"time": t, "observer": obs, "kind": "batch", "batch": int(note.batch)})
-        self._emit({"time": t, "observer": obs, "kind": "counts",
+            self._record({"time": t, "observer": obs, "kind": "batch", "batch": int(note.batch)})
+        self._record({"time": t, "observer": obs, "kind": "counts",
                     "root_children": note.root_children, "nodes_total": note.nodes_total})

@@ -37,7 +37,6 @@ class EmulatedAtlasView(AtlasView):
     def __init__(self, collection: AtlasCollection, owner_id: str, env: simpy.Environment, lock: threading.RLock,
                  tree: str = "children") -> None:
         self.tree = tree
-        self._root_id: str | None = None
         self.collection = collection
         self.owner_id = owner_id
         self._env = env
@@ -71,43 +70,34 @@ class EmulatedAtlasView(AtlasView):
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         root = self.root()
+        root_id = root["_id"] if root else None
+        children = self.children(root)
         docs = {d["_id"] for d in self.collection.find({"owner_id": self.owner_id})}
-        seen: dict[str, Any] = {"children": self.children(root), "docs": docs}
-        self._root_id = root["_id"] if root else None
 
         def on_change(change: dict[str, Any]) -> None:
-            _id = change["documentKey"]["_id"]
-            doc = change["fullDocument"]
-            mine = (doc is not None and doc.get("owner_id") == self.owner_id) or _id in seen["docs"]
-            if not mine:
-                return
-            old_children: list[str] = seen["children"]
-            new_children = old_children
-            inserted: tuple[str, ...] = ()
-            deleted: tuple[str, ...] = ()
-            if doc is None:
-                seen["docs"].discard(_id)
-                deleted = (_id,)
-            elif _id not in seen["docs"]:
-                seen["docs"].add(_id)
-                inserted = (_id,)
-            if self.tree == "parent":
-                new_children = self.children(self.collection.find_one({"owner_id": self.owner_id, "isRoot": True}))
-            elif doc is not None and doc.get("isRoot"):
-                new_children = list(doc.get("children", []))
-            elif doc is None and _id == self._root_id:
-                new_children = []
+            nonlocal root_id, children
+            _id, doc = change["documentKey"]["_id"], change["fullDocument"]
+            if not ((doc is not None and doc.get("owner_id") == self.owner_id) or _id in docs):
+                return  # another owner's document
+            inserted = (_id,) if doc is not None and _id not in docs else ()
+            deleted = (_id,) if doc is None else ()
+            docs.difference_update(deleted)
+            docs.update(inserted)
+            old = children
             if doc is not None and doc.get("isRoot"):
-                self._root_id = _id
-            seen["children"] = new_children
-            old_set, new_set = set(old_children), set(new_children)
+                root_id = _id
+            if self.tree == "parent":
+                children = self.children(self.root())
+            elif _id == root_id:
+                children = list(doc.get("children", [])) if doc is not None else []
+            old_set, new_set = set(old), set(children)
             listener(Notification(
                 time=self._env.now,
                 observer="atlas",
-                root_children=len(new_children),
-                nodes_total=len(seen["docs"]),
-                entered=tuple(c for c in new_children if c not in old_set),
-                left=tuple(c for c in old_children if c not in new_set),
+                root_children=len(children),
+                nodes_total=len(docs),
+                entered=tuple(c for c in children if c not in old_set),
+                left=tuple(c for c in old if c not in new_set),
                 inserted=inserted,
                 deleted=deleted,
             ))
