@@ -78,10 +78,7 @@ class Translator:
         for pk in touched:
             obj = table.get(pk)
             if obj is None:
-                if self.atlas.get(pk) is not None:  # (delete_one of a missing _id does nothing)
-                    self.atlas.delete_one({"_id": pk}, source=SOURCE)
-            elif self.atlas.get(pk) is None:  # what an upsert does, without scanning the collection
-                self.atlas.insert_one(self._document(obj), source=SOURCE)
+                self.atlas.delete_one({"_id": pk}, source=SOURCE)  # primary-key lookups: no scan
             else:
                 self.atlas.replace_one({"_id": pk}, self._document(obj), upsert=True, source=SOURCE)
 
