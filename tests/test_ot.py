@@ -248,14 +248,21 @@ def test_row_erase_object_vs_any_op_on_that_object_erase_wins(other_op):
     assert edit2["instructions"] == []
 
 
-def test_row_erase_object_vs_erase_object_object_gone_once():
+def test_row_erase_object_vs_erase_object_the_most_recent_erase_is_kept():
     base = make_state(["a"])
     one, two = cs(1, 100, erase_object("a")), cs(2, 200, erase_object("a"))
     result = converged_both_orders(base, one, two)
     assert "a" not in result["Node"] and children(result) == []
-    # Model choice (see ot.py): both erases are dropped from the rebased outputs.
+    # realm-core transform.cpp: "We keep the most recent erase".
     one2, two2 = transform(one, two)
-    assert one2["instructions"] == [] and two2["instructions"] == []
+    assert one2["instructions"] == [] and two2["instructions"] == [erase_object("a")]
+
+
+def test_row_erase_object_vs_erase_object_a_later_erase_beats_an_older_recreate():
+    base = make_state(["a"])
+    recreate = cs(1, 100, erase_object("a"), create("a"), update("a", "text", "again"))
+    plain = cs(2, 200, erase_object("a"))
+    assert "a" not in converged_both_orders(base, recreate, plain)["Node"]
 
 
 def test_row_erase_object_vs_erase_object_recreate_on_one_side_survives():
@@ -333,7 +340,7 @@ def test_apply_create_object_is_idempotent_and_returns_state():
     state["Node"]["a"]["text"] = "kept"
     assert apply(state, cs(1, 1, create("a"), create("n"))) is state
     assert state["Node"]["a"]["text"] == "kept"
-    assert state["Node"]["n"] == {"_id": "n", "children": []}
+    assert state["Node"]["n"] == {"_id": "n", "text": "", "children": []}  # column default
 
 
 def test_apply_erase_object_leaves_dangling_links_that_visible_hides():
@@ -597,3 +604,76 @@ def test_tp1_exhaustively_on_a_small_state():
             a, b = cs(1, tx, x), cs(2, ty, y)
             a2, b2 = transform(a, b)
             assert apply(apply(copy.deepcopy(base), b), a2) == apply(apply(copy.deepcopy(base), a), b2), (a, b)
+
+
+# --------------------------------------------------------------------------- the "wide" kinds
+# Cases of the same kinds as tests/data/realm-core-13.17.1/public-wide: every node has a
+# children list, element updates, whole-list re-imports written as Clear + ArrayInserts or
+# as a per-element diff, primary keys created by several peers, erase + re-create of one pk.
+
+WIDE_PKS = ("r", "a", "b", "c")
+
+
+@st.composite
+def wide_base_states(draw) -> dict:
+    state = {"Node": {pk: node(pk, text="t") for pk in WIDE_PKS}}
+    for pk in WIDE_PKS:
+        state["Node"][pk]["children"] = draw(st.lists(st.sampled_from(WIDE_PKS), max_size=3))
+    return state
+
+
+def _reimport(pk: str, old: list[str], new: list[str], replace: bool) -> list[dict]:
+    """A whole list written back, as the translator encodes it (the object store's two ways)."""
+    from repro_kit.emulator.translator import _list_diff
+
+    if replace:
+        head = [clear(pk)] if old else []  # realm-core's Lst::clear emits nothing on an empty list
+        return head + [insert(pk, i, v, i) for i, v in enumerate(new)]
+    return _list_diff({"table": "Node", "object": pk}, old, new)
+
+
+@st.composite
+def wide_steps(draw, state: dict) -> list[dict]:
+    """One step (one or several instructions) valid on `state`."""
+    objects = state["Node"]
+    existing = sorted(objects)
+    kind = draw(st.sampled_from(["single", "single", "single", "reimport", "erase_recreate", "create_shared"]))
+    if kind == "reimport" and existing:
+        pk = draw(st.sampled_from(existing))
+        new = draw(st.lists(st.sampled_from(existing), max_size=4))
+        return _reimport(pk, list(objects[pk]["children"]), new, replace=draw(st.booleans()))
+    if kind == "erase_recreate" and existing:
+        pk = draw(st.sampled_from(existing))
+        return [erase_object(pk), create(pk), update(pk, "text", draw(st.sampled_from(["r0", "r1"])))]
+    if kind == "create_shared":
+        pk = draw(st.sampled_from(FRESH_PKS))
+        out = [create(pk), update(pk, "text", draw(st.sampled_from(["s0", "s1"])))]
+        if "r" in objects:
+            size = len(objects["r"]["children"])
+            out.append(insert("r", draw(st.integers(0, size)), pk, size))
+        return out
+    return [draw(instructions_on(state))]
+
+
+@st.composite
+def wide_changesets_on(draw, base: dict, origin: int) -> dict:
+    state = copy.deepcopy(base)
+    instructions: list[dict] = []
+    for _ in range(draw(st.integers(1, 4))):
+        step = draw(wide_steps(state))
+        apply(state, cs(origin, 0, *step))
+        instructions.extend(step)
+    return cs(origin, draw(st.integers(0, 5)), *instructions)
+
+
+@settings(max_examples=300, derandomize=True, deadline=None)
+@given(st.data())
+def test_wide_cases_every_peer_equals_the_server_for_any_order(data):
+    base = data.draw(wide_base_states())
+    count = data.draw(st.integers(2, 3))
+    changesets = [data.draw(wide_changesets_on(base, origin=i + 2)) for i in range(count)]
+    order = list(data.draw(st.permutations(range(count))))
+    server, peers = simulate(base, changesets, order)
+    for peer in peers:
+        assert peer == server
+    assert converge(base, [changesets[i] for i in order]) == visible(server)

@@ -25,10 +25,14 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-__all__ = ["LIST_FIELDS", "validate", "order_key", "apply", "transform", "rebase", "visible", "converge"]
+__all__ = ["LIST_FIELDS", "COLUMN_DEFAULTS", "validate", "order_key", "apply", "transform", "rebase", "visible", "converge"]
 
 LIST_FIELDS = frozenset({"children"})
 _SORTED_LIST_FIELDS = tuple(sorted(LIST_FIELDS))
+
+#: What a created object's unset columns hold: realm-core gives a required string column
+#: its default, "" (the recorded realm-core outcomes read a never-set text as "").
+COLUMN_DEFAULTS: dict[str, Any] = {"text": ""}
 
 _PK_FIELD = "_id"
 
@@ -223,7 +227,7 @@ def _apply_all(state: State, instructions: list[Instruction]) -> None:
                 obj.setdefault(instr["field"], []).insert(instr["index"], instr["value"])
         elif op == "CreateObject":
             if pk not in objects:
-                objects[pk] = {_PK_FIELD: pk, **{f: [] for f in _SORTED_LIST_FIELDS}}
+                objects[pk] = {_PK_FIELD: pk, **COLUMN_DEFAULTS, **{f: [] for f in _SORTED_LIST_FIELDS}}
         elif op == "EraseObject":
             objects.pop(pk, None)
         else:
@@ -398,10 +402,9 @@ def _merge(x: Instruction, kx: Key, y: Instruction, ky: Key) -> tuple[Instructio
         return x, y
     ox, oy = x["op"], y["op"]
     if ox == "EraseObject" and oy == "EraseObject":
-        # realm-core (and DESIGN's "one erase survives") keep the later erase; this model
-        # drops both, as each side already erased the object. The states are the same:
-        # erasing a missing object is a no-op.
-        return None, None
+        # realm-core: "We keep the most recent erase", so an erase + re-create of one pk in
+        # a later changeset is not undone by an older concurrent erase.
+        return (x, None) if _later(kx, ky) else (None, y)
     if ox == "EraseObject":
         return x, None  # erase wins over anything on that object, CreateObject included
     if oy == "EraseObject":
