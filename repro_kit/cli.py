@@ -53,6 +53,8 @@ def _build_parser() -> _Parser:
         p.add_argument("--settle", type=_nonneg("--settle"), default=300.0,
                        help="seconds to keep watching after the last write (default 300)")
         p.add_argument("--encoding", default="replace", help="replace (default) or diff: how a re-imported list is encoded")
+        p.add_argument("--reimport", default="all",
+                       help="all (default) or new-values: which documents a production deploy re-inserts")
         p.add_argument("--seed", type=int, default=0, help="seed of the emulator (default 0)")
         p.add_argument("--realtime", action="store_true", help="run at wall-clock pace instead of virtual time")
         p.add_argument("--field", default="tags", help="the optional field the deploy adds (default tags)")
@@ -85,7 +87,8 @@ def _connect(args: argparse.Namespace) -> Any:
             raise ValueError("--backend live: timed runs need the app's own device writes; "
                              "use `repro-kit deploy` to time the deploy and `repro-kit audit` to find orphans")
         raise ValueError(f"--backend: must be emulator or live, got {args.backend!r}")
-    return connect("emulator", mode=args.mode, encoding=args.encoding, seed=args.seed, realtime=args.realtime)
+    return connect("emulator", mode=args.mode, encoding=args.encoding, reimport=args.reimport, seed=args.seed,
+                   realtime=args.realtime)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

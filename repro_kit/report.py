@@ -28,7 +28,7 @@ REPORT_KEYS = (
 )
 # meta keys a report may quote; anything else (user ids, URIs, keys) stays in the run dir
 _META_WHITELIST = (
-    "backend", "mode", "encoding", "writes", "interval_s", "deploy_at_s", "settle_s", "seed",
+    "backend", "mode", "encoding", "reimport", "writes", "interval_s", "deploy_at_s", "settle_s", "seed",
     "realtime", "started_at", "duration_s", "finished", "root_id",
 )
 

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from repro_kit.emulator.device import TREES
-from repro_kit.emulator.params import ENCODINGS, MODES, EmulatorParams
+from repro_kit.emulator.params import ENCODINGS, MODES, REIMPORTS, EmulatorParams
 
 __all__ = ["sweep", "run_scenario", "SCENARIO_DEFAULTS", "RESULT_COLUMNS", "MemoryRecorder"]
 
@@ -29,6 +29,7 @@ __all__ = ["sweep", "run_scenario", "SCENARIO_DEFAULTS", "RESULT_COLUMNS", "Memo
 SCENARIO_DEFAULTS: dict[str, Any] = {
     "mode": "production",
     "encoding": "replace",
+    "reimport": "all",
     "tree": "children",
     "seed": 0,
     "writes": 20,
@@ -38,7 +39,7 @@ SCENARIO_DEFAULTS: dict[str, Any] = {
     "pause_during_resync": False,
     **{f.name: f.default for f in dataclasses.fields(EmulatorParams)},
 }
-_SESSION_KEYS = ("mode", "encoding", "tree", "seed")
+_SESSION_KEYS = ("mode", "encoding", "reimport", "tree", "seed")
 _RUN_KEYS = ("writes", "interval_s", "deploy_at_s", "settle_s", "pause_during_resync")
 _PARAM_KEYS = tuple(f.name for f in dataclasses.fields(EmulatorParams))
 
@@ -122,7 +123,7 @@ def _validate(scenario: Mapping[str, Any], where: str) -> None:
 
     s = {**SCENARIO_DEFAULTS, **scenario}
     try:
-        for key, allowed in (("mode", MODES), ("encoding", ENCODINGS), ("tree", TREES)):
+        for key, allowed in (("mode", MODES), ("encoding", ENCODINGS), ("reimport", REIMPORTS), ("tree", TREES)):
             if s[key] not in allowed:
                 raise ValueError(f"{key}: must be one of {', '.join(allowed)}, got {s[key]!r}")
         if isinstance(s["seed"], bool) or not isinstance(s["seed"], int):
@@ -227,7 +228,7 @@ def sweep(scenarios: Any = None, *, processes: int | None = None, progress: bool
     """Run every scenario on the emulator; one row per scenario, in input order.
 
     `scenarios`: a list of dicts or a DataFrame whose keys are among `SCENARIO_DEFAULTS`
-    (mode, encoding, tree, writes, interval_s, deploy_at_s, settle_s, seed,
+    (mode, encoding, reimport, tree, writes, interval_s, deploy_at_s, settle_s, seed,
     pause_during_resync and the `EmulatorParams` fields); `**grid`: lists of values whose
     cartesian product is run (for each scenario, when both are given; a grid key
     overrides the same key in a scenario, so `scenarios` can hold a base). A missing key

@@ -52,6 +52,22 @@ def test_run_without_loss(tmp_path, args):
     assert report["first_loss_at_s"] is None
 
 
+def test_run_deploying_before_the_root_has_children_loses_nothing(tmp_path):
+    """--deploy-at 0: the snapshot's root list is empty, so the re-import carries no Clear."""
+    code, out = run_cli(tmp_path, "--deploy-at", "0")
+    report = json.loads((out / "report.json").read_text())
+    assert code == 0 and report["valid"] is True and report["lost_count"] == 0
+    assert report["resync_batches"] == [1] and report["root_children"] == 20
+
+
+@pytest.mark.parametrize("scope, lost, batches", [("new-values", 0, []), ("all", 14, [7])])
+def test_run_reimport_scope(tmp_path, scope, lost, batches):
+    code, out = run_cli(tmp_path, "--reimport", scope)
+    report = json.loads((out / "report.json").read_text())
+    assert code == 0 and report["lost_count"] == lost and report["resync_batches"] == batches
+    assert recording.load_run(out).meta["reimport"] == scope
+
+
 def test_fail_on_loss_exits_1(tmp_path):
     code, _ = run_cli(tmp_path, "--fail-on-loss", "--settle", "200")
     assert code == 1
@@ -64,6 +80,7 @@ def test_fail_on_loss_exits_1(tmp_path):
     (["run", "--writes", "many"], "--writes"),
     (["run", "--mode", "staging"], "mode"),
     (["run", "--encoding", "zip"], "encoding"),
+    (["run", "--reimport", "some"], "reimport"),
     (["run", "--bson-type", "array<>"], "bson_type"),
     (["run", "--field", "has space"], "field"),
     (["run", "--backend", "cloud"], "--backend"),

@@ -62,6 +62,41 @@ def test_no_loss(kwargs):
     assert result["atlas"].nodes_total == WRITES + 1
 
 
+def test_a_deploy_while_the_root_has_no_children_loses_nothing_even_with_replace():
+    """The re-import writes the root's empty list as inserts only (no Clear), so the
+    appends made during the halt survive: production mode, replace encoding, deploy at 0."""
+    result = report_scenario(seed=7, deploy_at=0.0)
+    assert result["pending"]["atlas"].root_children == 0  # the snapshot held an empty root
+    assert result["batches"], "the re-import still happened"
+    assert result["device_children"] == result["ids"]
+    assert result["atlas"].root_children == WRITES
+
+
+def test_reimport_new_values_reinserts_nothing_in_the_reports_scenario():
+    """No document holds the new field, so nothing is re-inserted: no batch, no loss.
+    The report's own observation (batches minutes later) does not occur: why "all" is the default."""
+    result = report_scenario(seed=7, reimport="new-values")
+    assert result["batches"] == []
+    assert result["device_children"] == result["ids"]
+    assert result["atlas"].root_children == WRITES
+    assert result["pending"]["atlas"].nodes_total < WRITES + 1  # translation still halts for the delay
+
+
+def test_reimport_new_values_reinserts_only_documents_holding_the_field():
+    s = connect(seed=3, reimport="new-values")
+    s.add_to_root("a")
+    s.wait(1)
+    tagged = s.add_to_root("b")
+    s.wait(1)
+    s.collection.update_one({"_id": tagged}, {"$set": {"tags": ["x"]}})  # written in Atlas
+    s.wait(1)
+    notes = []
+    s.subscribe(notes.append)
+    s.deploy_schema_change("tags", "array<string>")
+    s.wait(200)
+    assert [n.batch for n in notes if n.batch] == [1]
+
+
 def test_development_mode_has_no_halt_so_atlas_keeps_up():
     result = report_scenario(seed=7, mode="development")
     assert result["pending"]["atlas"].nodes_total == WRITES + 1
@@ -93,6 +128,7 @@ def test_without_a_deploy_nothing_is_lost():
         ({"bogus": 1}, "bogus"),
         ({"seed": "x"}, "seed"),
         ({"tree": "graph"}, "tree"),
+        ({"reimport": "some"}, "reimport"),
     ],
 )
 def test_bad_input_names_the_parameter(kwargs, name):

@@ -46,6 +46,15 @@ def test_replace_encoding_writes_clear_then_inserts():
     assert [i["op"] for i in ins] == ["CreateObject", "Update", "Clear", "ArrayInsert", "ArrayInsert"]
 
 
+def test_replace_encoding_of_an_empty_base_list_emits_no_clear():
+    """realm-core's Lst::clear replicates only a non-empty list: List::assign on [] is inserts only."""
+    env, server, atlas, tr, dev = stack("replace")
+    ins = tr.encode({"_id": "r", "text": "t", "children": ["a"]}, {"Node": {"r": {"_id": "r", "children": []}}})
+    assert [i["op"] for i in ins] == ["CreateObject", "Update", "ArrayInsert"]
+    ins = tr.encode({"_id": "n", "text": "t", "children": []}, {"Node": {}})
+    assert [i["op"] for i in ins] == ["CreateObject", "Update"]
+
+
 def test_diff_encoding_writes_only_the_difference():
     env, server, atlas, tr, dev = stack("diff")
     ins = tr.encode({"_id": "r", "text": "t", "children": ["a", "c", "b"]},

@@ -6,7 +6,8 @@ function the live backend uses before its Admin API PUT.
 
 Production mode, per the App Services docs ("Update Your Data Model"): the server
 retrieves the collection's documents and re-inserts them, which "does cause a temporary
-halt to propagating changes". Development mode: the schema follows the client
+halt to propagating changes". Which documents: `reimport` ("all", the docs until
+2023-03-02; "new-values", only those holding a value for the new field, since then). Development mode: the schema follows the client
 additively; no resync, no halt.
 """
 
@@ -20,16 +21,20 @@ import simpy
 
 from repro_kit import _schema
 from repro_kit._session import DeployResult
-from repro_kit.emulator.params import MODES, EmulatorParams
+from repro_kit.emulator.params import MODES, REIMPORTS, EmulatorParams
 from repro_kit.emulator.translator import Translator
 
 __all__ = ["ControlPlane"]
 
 
 class ControlPlane:
-    def __init__(self, env: simpy.Environment, translator: Translator, mode: str, params: EmulatorParams) -> None:
+    def __init__(self, env: simpy.Environment, translator: Translator, mode: str, params: EmulatorParams,
+                 reimport: str = "all") -> None:
         if mode not in MODES:
             raise ValueError(f"mode: must be one of {', '.join(MODES)}, got {mode!r}")
+        if reimport not in REIMPORTS:
+            raise ValueError(f"reimport: must be one of {', '.join(REIMPORTS)}, got {reimport!r}")
+        self.reimport = reimport
         self.env = env
         self.translator = translator
         self.mode = mode
@@ -52,6 +57,7 @@ class ControlPlane:
                                  "field": field, "bson_type": bson_type})
         if self.mode == "production":
             p = self.params
-            self.translator.resync(p.resync_delay_s, int(p.resync_batch_size), p.resync_batch_interval_s)
+            self.translator.resync(p.resync_delay_s, int(p.resync_batch_size), p.resync_batch_interval_s,
+                                   reimport=self.reimport, field=field)
         return DeployResult(field=field, bson_type=bson_type, status="successful",
                             deployment_id=deployment_id, schema=copy.deepcopy(new_schema))

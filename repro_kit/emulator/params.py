@@ -5,10 +5,24 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-__all__ = ["EmulatorParams", "PARAM_SOURCES", "MODES", "ENCODINGS"]
+__all__ = ["EmulatorParams", "PARAM_SOURCES", "CHOICES", "MODES", "ENCODINGS", "REIMPORTS"]
 
 MODES = ("production", "development")
 ENCODINGS = ("replace", "diff")
+#: Which documents a production deploy re-inserts: every document of the collection (the
+#: App Services docs' wording until 2023-03-02) or only those holding a value for the new
+#: field (the wording since 2023-03-02, DOCSP-27364).
+REIMPORTS = ("all", "new-values")
+
+#: The model's switchable mechanisms: name -> (allowed values, the first is the default; source).
+CHOICES: dict[str, tuple[tuple[str, ...], str]] = {
+    "mode": (MODES, "the report: the loss was seen in production mode only (\"yet to see it happen in "
+                    "development mode\"); the App Services docs describe the re-import for production"),
+    "encoding": (ENCODINGS, "realm-core's object store: List::assign under CreatePolicy::UpdateAll is "
+                            "Clear + ArrayInserts (list.hpp); what the server's translator calls is unknown"),
+    "reimport": (REIMPORTS, "App Services docs, \"Update Your Data Model\": every document until 2023-03-02; "
+                            "only documents with values for the new field since (DOCSP-27364)"),
+}
 
 
 @dataclasses.dataclass(frozen=True)

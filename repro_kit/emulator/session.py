@@ -21,7 +21,7 @@ from repro_kit._session import AtlasView, DeployResult, Info, Listener, Notifica
 from repro_kit.emulator.appservices import ControlPlane
 from repro_kit.emulator.atlas import AtlasCollection
 from repro_kit.emulator.device import TREES, Device
-from repro_kit.emulator.params import ENCODINGS, MODES, EmulatorParams
+from repro_kit.emulator.params import ENCODINGS, MODES, REIMPORTS, EmulatorParams
 from repro_kit.emulator.server import SyncServer
 from repro_kit.emulator.translator import Translator
 
@@ -118,6 +118,7 @@ class EmulatedSession(Session):
         realtime: bool = False,
         user_id: str | None = None,
         tree: str = "children",
+        reimport: str = "all",
         **params: Any,
     ) -> None:
         if mode not in MODES:
@@ -130,6 +131,9 @@ class EmulatedSession(Session):
             raise ValueError(f"realtime: must be True or False, got {realtime!r}")
         if tree not in TREES:
             raise ValueError(f"tree: must be one of {', '.join(TREES)}, got {tree!r}")
+        if reimport not in REIMPORTS:
+            raise ValueError(f"reimport: must be one of {', '.join(REIMPORTS)}, got {reimport!r}")
+        self.reimport = reimport
         self.params = EmulatorParams.from_kwargs(**params)
         self.tree = tree
         self.mode = mode
@@ -148,7 +152,7 @@ class EmulatedSession(Session):
         self.collection._clock = lambda: self.env.now
         self.server = SyncServer(self.env, self.rng, p.download_latency_s, p.latency_jitter)
         self.translator = Translator(self.env, self.server, self.collection, encoding, p.translator_lag_s)
-        self.control = ControlPlane(self.env, self.translator, mode, p)
+        self.control = ControlPlane(self.env, self.translator, mode, p, reimport)
         self._next_peer = 2
         self.devices: list[Device] = []
         self.device = self.add_device()
@@ -259,4 +263,5 @@ class EmulatedSession(Session):
 
     def describe(self) -> dict[str, Any]:
         """The session's part of a run's metadata, with every model parameter."""
-        return {**super().describe(), "tree": self.tree, "seed": self.seed, "params": self.params.as_dict()}
+        return {**super().describe(), "reimport": self.reimport, "tree": self.tree, "seed": self.seed,
+                "params": self.params.as_dict()}

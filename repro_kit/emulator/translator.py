@@ -6,12 +6,17 @@ Atlas becomes a server-origin changeset. How a whole document is encoded is the 
 parameter the bug hinges on:
 
 - "replace": the list is written wholesale, `Clear` + one `ArrayInsert` per element
-  (what realm-core's object store emits when a list is assigned);
+  (what realm-core's object store emits when a list is assigned, `List::assign` under
+  `CreatePolicy::UpdateAll`); clearing a list that is already empty emits nothing
+  (`Lst::clear` replicates only a non-empty list), so an empty base list gets inserts only;
 - "diff": per-element `ArrayInsert`/`ArrayErase` against the base version.
 
 A production-mode deploy calls `resync`: halt both directions, snapshot Atlas, and after
 `delay_s` re-insert the snapshot's documents in batches, each based on the server
-version at the snapshot; then lift the halt and flush what queued.
+version at the snapshot; then lift the halt and flush what queued. Which documents are
+re-inserted is the sourced assumption `reimport` (params.REIMPORTS): "all" of them (the
+App Services docs until 2023-03-02) or only those that hold a value for the new field
+("new-values", the docs since then).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import simpy
 
 from repro_kit.emulator import ot
 from repro_kit.emulator.atlas import AtlasCollection
+from repro_kit.emulator.params import REIMPORTS
 from repro_kit.emulator.server import SERVER_PEER, SyncServer
 
 __all__ = ["Translator"]
@@ -126,7 +132,8 @@ class Translator:
         new = list(doc.get("children", []))
         old = list(current.get("children", [])) if current is not None else []
         if self.encoding == "replace":
-            out.append({"op": "Clear", **head, "field": "children"})
+            if old:  # realm-core's Lst::clear replicates only a non-empty list: List::assign on [] is inserts only
+                out.append({"op": "Clear", **head, "field": "children"})
             out.extend(
                 {"op": "ArrayInsert", **head, "field": "children", "index": i, "value": v, "prior_size": i}
                 for i, v in enumerate(new)
@@ -136,14 +143,26 @@ class Translator:
         return out
 
     # -- production-mode resync -------------------------------------------------------
-    def resync(self, delay_s: float, batch_size: int, batch_interval_s: float) -> simpy.Process:
-        """Halt, snapshot Atlas, re-insert the snapshot in batches after `delay_s`, resume."""
+    def resync(self, delay_s: float, batch_size: int, batch_interval_s: float, *,
+               reimport: str = "all", field: str | None = None) -> simpy.Process:
+        """Halt, snapshot Atlas, re-insert the snapshot in batches after `delay_s`, resume.
+
+        `reimport="new-values"` keeps only the documents holding a value for `field`; the
+        halt lasts `delay_s` either way (what the server does before re-inserting is unknown).
+        """
+        if reimport not in REIMPORTS:
+            raise ValueError(f"reimport: must be one of {', '.join(REIMPORTS)}, got {reimport!r}")
+        if reimport == "new-values" and not field:
+            raise ValueError("field: reimport='new-values' needs the deployed field's name")
         self.halted = True  # at once: nothing the deploy races with reaches Atlas
         snapshot = self.atlas.snapshot()
+        if reimport == "new-values":
+            snapshot = [doc for doc in snapshot if doc.get(field) is not None]
         base_version = self.applied_version
         base_state = copy.deepcopy(self.mirror)
         self.log.append({"time": self.env.now, "f": "halt",
-                         "value": {"snapshot_docs": len(snapshot), "snapshot_version": base_version}})
+                         "value": {"snapshot_docs": len(snapshot), "snapshot_version": base_version,
+                                   "reimport": reimport}})
         return self.env.process(self._reimport(snapshot, base_version, base_state, delay_s, batch_size, batch_interval_s))
 
     def _reimport(self, snapshot: list[dict[str, Any]], base_version: int, base_state: dict[str, Any],
