@@ -7,6 +7,7 @@ changes when the model or the grid does, and never claims more than the rows sho
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -15,9 +16,10 @@ import pandas as pd
 
 from repro_kit.sweeps import SCENARIO_DEFAULTS
 
-__all__ = ["rate_grid", "combine", "heatmap", "effect", "window_writes", "conclusion", "CATEGORICAL", "NUMERIC"]
+__all__ = ["rate_grid", "combine", "heatmap", "effect", "window_writes", "conclusion", "CATEGORICAL", "NUMERIC",
+           "ASSUMPTIONS", "sensitivity", "sensitivity_figure", "sensitivity_summary", "OBSERVATIONS"]
 
-CATEGORICAL = ("mode", "encoding", "tree", "pause_during_resync")
+CATEGORICAL = ("mode", "encoding", "reimport", "tree", "pause_during_resync")
 NUMERIC = ("deploy_at_s", "interval_s", "writes", "resync_delay_s", "resync_batch_size", "settle_s")
 
 _NAMES = {
@@ -29,6 +31,7 @@ _NAMES = {
     "settle_s": "the settle time",
     "mode": "the App Services mode",
     "encoding": "the translator's list encoding",
+    "reimport": "the re-import's scope",
     "tree": "the tree shape",
     "pause_during_resync": "pausing writes during the resync",
 }
@@ -255,4 +258,130 @@ def conclusion(df: pd.DataFrame) -> str:
             if sentence:
                 lines.append(sentence)
                 reported.append(key)
+    return "\n".join(f"- {line}" for line in lines)
+
+
+# ---------------------------------------------------------------------------------------
+# Sensitivity: does the report's outcome survive each modelling assumption?
+
+#: Each modelling assumption and the values tried, one at a time, from the report's scenario.
+#: (label, scenario key, [(value label, value), ...]); the first value is the kit's default.
+ASSUMPTIONS: tuple[tuple[str, str, tuple[tuple[str, Any], ...]], ...] = (
+    ("list encoding", "encoding", (("replace", "replace"), ("diff", "diff"))),
+    ("re-import scope", "reimport", (("all", "all"), ("new-values", "new-values"))),
+    ("App Services mode", "mode", (("production", "production"), ("development", "development"))),
+    ("root at the deploy", "deploy_at_s", (("6 children (deploy 5.5 s)", 5.5), ("empty (deploy 0 s)", 0.0))),
+    ("resync delay (s)", "resync_delay_s", (("180", 180.0), ("30", 30.0), ("600", 600.0))),
+    ("re-import batch size", "resync_batch_size", (("20", 20), ("1", 1), ("5", 5), ("100", 100))),
+    ("device clock skew", "clock_skew_ms", (("0", 0), ("-5 min", -300_000), ("+5 min", 300_000))),
+)
+
+#: The report's three observations, as columns of `sensitivity`'s table.
+OBSERVATIONS = {
+    "post_deploy_notes_lost": "every note written after the deploy lost",
+    "loss_minutes_later": "loss a minute or more after the deploy",
+    "batches": "re-import batches reach the device",
+}
+
+
+def _writes_after_deploy(s: Mapping[str, Any]) -> int:
+    at = s["deploy_at_s"]
+    return 0 if at is None else sum(1 for i in range(int(s["writes"])) if i * s["interval_s"] >= at)
+
+
+def sensitivity(*, processes: int | None = 1, seed: int = 0,
+                assumptions: Sequence[tuple[str, str, Sequence[tuple[str, Any]]]] = ASSUMPTIONS) -> pd.DataFrame:
+    """One assumption changed at a time from the report's scenario: does its outcome still appear?
+
+    Runs every variant through `sweep` (settling long enough for the re-import to land) and
+    judges the report's three observations per row (`OBSERVATIONS`) plus `reproduced`, all
+    three at once. Columns: assumption, value, is_default, lost_count, writes_after_deploy,
+    first_loss_after_deploy_s, resync_batches, the observations, reproduced.
+    """
+    from repro_kit.sweeps import sweep
+
+    scenarios, labels = [], []
+    for label, key, values in assumptions:
+        if key not in SCENARIO_DEFAULTS:
+            raise ValueError(f"assumptions: {key!r} is not a scenario key")
+        for n, (value_label, value) in enumerate(values):
+            scenario = {key: value, "seed": seed}
+            delay = value if key == "resync_delay_s" else SCENARIO_DEFAULTS["resync_delay_s"]
+            scenario["settle_s"] = max(SCENARIO_DEFAULTS["settle_s"], float(delay) + 120.0)  # let the re-import land
+            scenarios.append(scenario)
+            labels.append((label, value_label, n == 0))
+    rows = sweep(scenarios, processes=processes, progress=False)
+    out = []
+    for (label, value_label, default), (_, row) in zip(labels, rows.iterrows()):
+        s = {**SCENARIO_DEFAULTS, **row.to_dict()}
+        after = _writes_after_deploy(s)
+        delay = row["first_loss_at_s"] - s["deploy_at_s"] if pd.notna(row["first_loss_at_s"]) else math.nan
+        observed = {
+            "post_deploy_notes_lost": bool(after and int(row["lost_count"]) == after),
+            "loss_minutes_later": bool(np.isfinite(delay) and delay >= 60.0),
+            "batches": bool(row["resync_batches"] > 0),
+        }
+        out.append({"assumption": label, "value": value_label, "is_default": default,
+                    "lost_count": int(row["lost_count"]), "writes_after_deploy": after,
+                    "first_loss_after_deploy_s": delay, "resync_batches": int(row["resync_batches"]),
+                    **observed, "reproduced": all(observed.values())})
+    return pd.DataFrame(out)
+
+
+def sensitivity_figure(table: pd.DataFrame, *, ax: Any = None) -> Any:
+    """A grid: one row per assumption value, one column per observation, green when it appears."""
+    from matplotlib.figure import Figure
+
+    columns = [*OBSERVATIONS, "reproduced"]
+    missing = [c for c in ["assumption", "value", "lost_count", "writes_after_deploy", *columns] if c not in table.columns]
+    if missing:
+        raise ValueError(f"table: not a sensitivity() result (missing {', '.join(missing)})")
+    if table.empty:
+        raise ValueError("table: no rows to plot")
+    if ax is None:
+        fig = Figure(figsize=(9.5, 0.42 * len(table) + 1.9))
+        ax = fig.add_subplot()
+    else:
+        fig = ax.figure
+    data = table[columns].to_numpy(dtype=float)
+    from matplotlib.colors import ListedColormap
+
+    ax.imshow(data, cmap=ListedColormap(["#f3c9c3", "#b9e2c2"]), vmin=0, vmax=1, aspect="auto")
+    headers = [OBSERVATIONS[c] for c in OBSERVATIONS] + ["the report's outcome"]
+    ax.set_xticks(range(len(columns)), [textwrap.fill(h, 20) for h in headers], fontsize=8)
+    ax.xaxis.tick_top()
+    ax.set_yticks(range(len(table)), [f"{a}: {v}" + (" (default)" if d else "")
+                                      for a, v, d in zip(table["assumption"], table["value"], table["is_default"])],
+                  fontsize=8)
+    for i, row in enumerate(table.itertuples(index=False)):
+        for j, col in enumerate(columns):
+            yes = bool(getattr(row, col))
+            text = "yes" if yes else "no"
+            if col == "post_deploy_notes_lost":
+                text += f" ({row.lost_count} of {row.writes_after_deploy})"
+            elif col == "loss_minutes_later" and np.isfinite(row.first_loss_after_deploy_s):
+                text += f" ({row.first_loss_after_deploy_s:.0f} s)"
+            ax.text(j, i, text, ha="center", va="center", fontsize=8, weight="bold" if col == "reproduced" else None)
+    for i in range(1, len(table)):
+        if table["assumption"].iloc[i] != table["assumption"].iloc[i - 1]:
+            ax.axhline(i - 0.5, color="white", lw=3)
+    ax.set_title("Does the report's outcome survive each modelling assumption?", fontsize=10, pad=28)
+    fig.tight_layout()
+    return fig
+
+
+def sensitivity_summary(table: pd.DataFrame) -> str:
+    """Which assumption values keep the report's outcome and which lose it, from the table's rows."""
+    if not isinstance(table, pd.DataFrame) or "reproduced" not in table.columns:
+        raise ValueError("table: must be a sensitivity() result")
+    kept = table[table["reproduced"]]
+    lost = table[~table["reproduced"]]
+    lines = [f"The report's outcome (every note written after the deploy lost, a minute or more later, after "
+             f"re-import batches) appears in {len(kept)} of {len(table)} variants."]
+    for _, row in lost.iterrows():
+        missing = [OBSERVATIONS[c] for c in OBSERVATIONS if not row[c]]
+        lines.append(f"With {row['assumption']} = {row['value']} it does not: no {'; no '.join(missing)}.")
+    robust = [a for a, group in table.groupby("assumption", sort=False) if group["reproduced"].all()]
+    if robust:
+        lines.append("It does not depend on: " + ", ".join(robust) + ".")
     return "\n".join(f"- {line}" for line in lines)

@@ -106,3 +106,30 @@ def test_combine_labels_studies_and_fills_defaults():
         analysis.combine(bad=pd.DataFrame({"x": [1]}))
     with pytest.raises(ValueError, match="df"):
         analysis.conclusion(pd.DataFrame({"x": [1]}))
+
+
+def test_sensitivity_judges_the_reports_outcome_for_each_assumption():
+    table = analysis.sensitivity(processes=1)
+    by = {(a, v): row for a, v, row in zip(table["assumption"], table["value"], table.to_dict("records"))}
+    default = by[("list encoding", "replace")]
+    assert default["reproduced"] and default["lost_count"] == 14 and default["writes_after_deploy"] == 14
+    assert default["first_loss_after_deploy_s"] > 60 and default["resync_batches"] == 1
+    assert not by[("list encoding", "diff")]["post_deploy_notes_lost"]
+    assert by[("list encoding", "diff")]["batches"]
+    scope = by[("re-import scope", "new-values")]
+    assert (scope["lost_count"], scope["resync_batches"], scope["reproduced"]) == (0, 0, False)
+    empty = by[("root at the deploy", "empty (deploy 0 s)")]
+    assert empty["lost_count"] == 0 and empty["batches"] and not empty["reproduced"]
+    assert not by[("resync delay (s)", "30")]["loss_minutes_later"]
+    assert by[("resync delay (s)", "600")]["reproduced"]  # settled long enough for the late re-import
+    assert all(by[("device clock skew", v)]["reproduced"] for v in ("-5 min", "+5 min"))
+    text = analysis.sensitivity_summary(table)
+    assert "appears in 13 of 18 variants" in text
+    assert "It does not depend on: re-import batch size, device clock skew." in text
+    fig = analysis.sensitivity_figure(table)
+    assert len(fig.axes[0].texts) == 4 * len(table)
+
+
+def test_sensitivity_figure_rejects_other_frames():
+    with pytest.raises(ValueError, match="sensitivity"):
+        analysis.sensitivity_figure(pd.DataFrame({"x": [1]}))

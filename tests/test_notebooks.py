@@ -146,4 +146,8 @@ def test_04_sweeps_render_heatmaps_and_conclude_from_the_results(tmp_path):
     assert "Every loss happened with mode=production, encoding=replace, tree=children, pause_during_resync=False." in out
     assert "Nothing was lost with mode=development" in out
     assert "The re-import batch size (resync_batch_size) does not change how many nodes are lost." in out
+    # sensitivity: computed by the sweep, not typed in
+    assert "appears in 13 of 18 variants" in out
+    assert "With root at the deploy = empty (deploy 0 s) it does not" in out
+    assert "With re-import scope = new-values it does not" in out
     assert os.listdir(tmp_path) == ["04_sweeps.out.ipynb"]  # sweeps keep runs in memory
