@@ -139,6 +139,15 @@ class Session(abc.ABC):
         (then callers fall back to `is_acknowledged`)."""
         return None
 
+    def subscribe_trace(self, listener: Callable[[dict[str, Any]], None]) -> Callable[[], None] | None:
+        """Call `listener(record)` with the sync server's evidence as it happens: every
+        integrated changeset and every instruction the merge discarded or rewrote, with the
+        rule's name (the format is in the README, "The run directory").
+
+        Returns an unsubscribe function, or None where the backend cannot see the server
+        (the live backend: App Services does not expose its merge)."""
+        return None
+
     def is_acknowledged(self, node_id: str) -> bool:
         """Has the server integrated the write that created `node_id`? Backends that cannot tell return True."""
         return True
@@ -151,7 +160,8 @@ class Session(abc.ABC):
     def describe(self) -> dict[str, Any]:
         """What a run's metadata records about this session (never a secret)."""
         return {"backend": self.backend, "mode": self.mode, "encoding": self.encoding,
-                "realtime": self.realtime, "user_id": self.info().user_id}
+                "realtime": self.realtime, "user_id": self.info().user_id,
+                "server_trace": type(self).subscribe_trace is not Session.subscribe_trace}
 
     def close(self) -> None:
         """Release resources; the session is unusable afterwards."""

@@ -37,11 +37,13 @@ __all__ = [
     "HISTORY_FILE",
     "EVENTS_FILE",
     "META_FILE",
+    "TRACE_FILE",
 ]
 
 META_FILE = "meta.json"
 HISTORY_FILE = "history.jsonl"
 EVENTS_FILE = "events.jsonl"
+TRACE_FILE = "trace.jsonl"
 
 OP_TYPES = ("invoke", "ok", "fail", "info")
 OBSERVERS = ("device", "atlas")
@@ -130,6 +132,7 @@ class RunRecorder:
         _write_json_atomic(self.path / META_FILE, self.meta)
         self._history = open(self.path / HISTORY_FILE, "a", encoding="utf-8")
         self._events = open(self.path / EVENTS_FILE, "a", encoding="utf-8")
+        self._trace: Any = None  # trace.jsonl, opened by the first record (backends that see the server)
 
     # -- clock -------------------------------------------------------------------------
     def now(self) -> float:
@@ -198,6 +201,20 @@ class RunRecorder:
             self._last_time = max(self._last_time, line["time"])
         return line
 
+    # -- the sync server's trace ------------------------------------------------------------
+    def trace(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        """Append one record of the merge's evidence ({"time", "kind", ...}) to trace.jsonl."""
+        if not isinstance(record, Mapping) or not record.get("kind"):
+            raise ValueError(f"trace record needs a 'kind', got {record!r}")
+        line = {"time": self._time(record.get("time")), **{k: v for k, v in record.items() if k != "time"}}
+        with self._lock:
+            self._check_open()
+            if self._trace is None:
+                self._trace = open(self.path / TRACE_FILE, "a", encoding="utf-8")
+            self._trace.write(_dumps(line) + "\n")
+            self._trace.flush()
+        return line
+
     # -- lifecycle ---------------------------------------------------------------------
     def finish(self, extra_meta: Mapping[str, Any] | None = None) -> Path:
         """Close the logs and rewrite meta.json atomically with finished=True (and duration_s)."""
@@ -205,6 +222,8 @@ class RunRecorder:
             if not self._closed:
                 self._history.close()
                 self._events.close()
+                if self._trace is not None:
+                    self._trace.close()
                 self._closed = True
             self.meta.setdefault("duration_s", self._last_time)
             self.meta.update(_redact(dict(extra_meta or {})))
@@ -218,6 +237,8 @@ class RunRecorder:
             if not self._closed:
                 self._history.close()
                 self._events.close()
+                if self._trace is not None:
+                    self._trace.close()
                 self._closed = True
 
     def _check_open(self) -> None:
@@ -249,6 +270,18 @@ class Run:
     history: pd.DataFrame
     events: pd.DataFrame
     warnings: tuple[str, ...] = ()
+    trace: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    """The sync server's trace (trace.jsonl): integrated changesets and what the merge discarded
+    or rewrote, with rule names. Empty where the backend cannot see the server."""
+
+    @classmethod
+    def from_records(cls, meta: Mapping[str, Any], ops: list[dict[str, Any]], events: list[dict[str, Any]],
+                     trace: list[dict[str, Any]] | None = None, path: str | os.PathLike[str] | None = None) -> Run:
+        """A run kept in memory (a sweep's), typed exactly as `load_run` types a run directory."""
+        events = [{**e, "node_id": str(e["node_id"])} if e.get("node_id") is not None else e for e in events]
+        return cls(path=Path(path) if path is not None else None, meta=dict(meta),  # type: ignore[arg-type]
+                   history=_history_frame(ops), events=_events_frame([events] if events else []),
+                   trace=list(trace or []))
 
     @property
     def finished(self) -> bool:
@@ -341,6 +374,10 @@ def _as_category(values: pd.Series, known: tuple[str, ...]) -> pd.Series:
 def _load_history(path: Path) -> tuple[pd.DataFrame, list[str]]:
     chunks, warnings = _read_jsonl(path)
     records = [rec for chunk in chunks for rec in chunk]  # history is small: one op per write
+    return _history_frame(records), warnings
+
+
+def _history_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     df = pd.DataFrame.from_records(records, columns=["index", "time", "process", "type", "f", "value"])
     for col in ("process", "value"):
         df[col] = df[col].astype(object)
@@ -353,7 +390,7 @@ def _load_history(path: Path) -> tuple[pd.DataFrame, list[str]]:
     if is_add.any():
         node_id[is_add] = [None if v is None else str(v) for v in df["value"][is_add]]
     df["node_id"] = node_id
-    return df, warnings
+    return df
 
 
 def _floats(values: list[Any]) -> np.ndarray:
@@ -391,6 +428,10 @@ class _Factorizer:
 
 def _load_events(path: Path) -> tuple[pd.DataFrame, list[str]]:
     chunks, warnings = _read_jsonl(path)
+    return _events_frame(chunks), warnings
+
+
+def _events_frame(chunks: Iterable[list[dict[str, Any]]]) -> pd.DataFrame:
     cats = {col: _Factorizer() for col in ("observer", "kind", "node_id")}
     frames: list[pd.DataFrame] = []
     for records in chunks:
@@ -419,7 +460,7 @@ def _load_events(path: Path) -> tuple[pd.DataFrame, list[str]]:
         )
     for col in rest.columns:  # extra keys a watcher added, kept as they are
         events[col] = rest[col]
-    return events, warnings
+    return events
 
 
 def load_run(path: str | os.PathLike[str]) -> Run:
@@ -447,8 +488,10 @@ def load_run(path: str | os.PathLike[str]) -> Run:
         warnings.append(f"{META_FILE} missing")
     history, w1 = _load_history(files[1])
     events, w2 = _load_events(files[2])
-    warnings += w1 + w2
-    return Run(path=p, meta=meta, history=history, events=events, warnings=tuple(warnings))
+    chunks, w3 = _read_jsonl(p / TRACE_FILE)
+    trace = [record for chunk in chunks for record in chunk]
+    warnings += w1 + w2 + w3
+    return Run(path=p, meta=meta, history=history, events=events, warnings=tuple(warnings), trace=trace)
 
 
 def _started_at(run_dir: Path) -> float:

@@ -156,6 +156,7 @@ def run_test(
         watcher = Watcher(session, lambda e: (drain_nemesis(), rec.event(e)), t0)
         watcher.start()
         unsubscribe_acks = session.subscribe_acks(on_ack)
+        unsubscribe_trace = session.subscribe_trace(lambda r: rec.trace({**r, "time": rel(r["time"])}))
         try:
             while schedule:
                 at, kind, i = heapq.heappop(schedule)
@@ -198,9 +199,11 @@ def run_test(
             watcher.stop()
             if unsubscribe_acks is not None:
                 unsubscribe_acks()
+            if unsubscribe_trace is not None:
+                unsubscribe_trace()
             if bar is not None:
                 bar.close()
-        extra: dict[str, Any] = {"finished": True, "ended_at_s": round(end, 6)}
+        extra: dict[str, Any] = {"finished": True, "ended_at_s": round(end, 6), "duration_s": round(end, 6)}
         if lateness:
             ordered = sorted(lateness)
             extra["lateness_ms"] = {

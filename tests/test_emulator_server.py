@@ -28,8 +28,8 @@ def test_upload_is_transformed_against_concurrent_history_and_fanned_out_in_orde
     env = simpy.Environment()
     server = SyncServer(env, random.Random(0), download_latency_s=0.05, jitter=0.0)
     got = {2: [], 3: []}
-    server.connect(2, "u", lambda v, o, cs: got[2].append((v, o, cs)))
-    server.connect(3, "u", lambda v, o, cs: got[3].append((v, o, cs)))
+    server.connect(2, "u", lambda v, o, cs, note: got[2].append((v, o, cs)))
+    server.connect(3, "u", lambda v, o, cs, note: got[3].append((v, o, cs)))
     server.integrate(2, create("r", "u", 1, 2), 0)
     server.integrate(2, insert("r", 0, "a", 2, 2, 0), 1)
     # A concurrent insert from peer 3 at the same index, based on version 1, lands after "a".
@@ -55,7 +55,7 @@ def test_downloads_are_filtered_by_owner_subscription():
     env = simpy.Environment()
     server = SyncServer(env, random.Random(0), 0.05, 0.0)
     got = []
-    server.connect(2, "u", lambda v, o, cs: got.append(cs))
+    server.connect(2, "u", lambda v, o, cs, note: got.append(cs))
     server.integrate(SERVER_PEER, create("theirs", "v", 1, SERVER_PEER), 0)
     server.integrate(SERVER_PEER, create("mine", "u", 2, SERVER_PEER), 1)
     env.run(until=1)
@@ -70,3 +70,39 @@ def test_bad_base_version_and_reserved_peer():
         server.integrate(2, create("r", "u", 1, 2), 5)
     with pytest.raises(ValueError, match="peer"):
         server.connect(SERVER_PEER, "u", lambda *a: None)
+
+
+def test_trace_records_integrations_and_the_discards_of_a_reimport_with_their_versions():
+    env = simpy.Environment()
+    server = SyncServer(env, random.Random(0), download_latency_s=0.05, jitter=0.0)
+    trace = []
+    server.trace_listeners.append(trace.append)
+    server.integrate(2, create("r", "u", 1, 2), 0)
+    snapshot_version = server.version
+    server.integrate(2, insert("r", 0, "a", 2, 2, 0), snapshot_version)  # appended "during the halt"
+    server.integrate(SERVER_PEER, clear("r", 1), snapshot_version, {"reimport_batch": 1, "reimport_batches": 1})
+    integrated = [r for r in trace if r["kind"] == "integrate"]
+    assert [r["version"] for r in integrated] == [1, 2, 3]
+    assert integrated[2]["base_version"] == 1 and integrated[2]["reimport_batch"] == 1
+    (discard,) = [r for r in trace if r["kind"] == "discarded"]
+    assert discard["rule"] == "clear-vs-array-insert" and discard["at"] == "server"
+    assert discard["instruction"]["value"] == "a"
+    assert (discard["version"], discard["instruction_in"], discard["by_in"]) == (3, 2, 3)
+
+
+def test_a_device_records_its_own_rebase_of_unacknowledged_changes():
+    from repro_kit.emulator.device import Device
+
+    env = simpy.Environment()
+    server = SyncServer(env, random.Random(0), download_latency_s=0.05, jitter=0.0)
+    device = Device(env, server, 2, "u", random.Random(1), upload_latency_s=0.05)
+    root = device.create_root()
+    env.run(until=1)
+    trace = []
+    device.trace_listeners.append(trace.append)
+    server.integrate(SERVER_PEER, clear(root, 1), server.version, {"reimport_batch": 1, "reimport_docs": 1})
+    device.add_to_root("unacknowledged")  # written before the batch's download arrives
+    env.run(until=2)
+    local = [r for r in trace if r["at"] == "device"]
+    assert local and local[0]["rule"] == "clear-vs-array-insert" and local[0]["instruction_in"] == "local"
+    assert local[0]["peer"] == 2

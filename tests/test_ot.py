@@ -677,3 +677,38 @@ def test_wide_cases_every_peer_equals_the_server_for_any_order(data):
     for peer in peers:
         assert peer == server
     assert converge(base, [changesets[i] for i in order]) == visible(server)
+
+
+# --------------------------------------------------------------------------- the merge's own evidence
+
+
+def test_trace_names_the_rule_that_discarded_each_instruction():
+    base = make_state(["a"])
+    resync = cs(1, 100, clear("r"), insert("r", 0, "a", 0))
+    device = cs(2, 200, create("n"), insert("r", 1, "n", 1))
+    records = []
+    transform(resync, device, trace=records.append)
+    (record,) = records
+    assert record["effect"] == "discarded" and record["side"] == "b"
+    assert record["rule"] == "clear-vs-array-insert"
+    assert record["instruction"] == insert("r", 1, "n", 1) and record["by"] == clear("r")
+
+
+def test_trace_reports_rewritten_indices_and_erase_object_vs_any():
+    base = make_state(["a"])
+    one = cs(1, 100, insert("r", 0, "x", 1), update("a", "text", "p"))
+    two = cs(2, 200, insert("r", 0, "y", 1), erase_object("a"))
+    records = []
+    transform(one, two, trace=records.append)
+    rules = {(r["effect"], r["rule"]) for r in records}
+    assert ("rewritten", "array-insert-vs-array-insert") in rules
+    assert ("discarded", "erase-object-vs-any") in rules
+    moved = next(r for r in records if r["effect"] == "rewritten")
+    assert moved["after"]["index"] == moved["instruction"]["index"] + 1
+
+
+def test_trace_costs_nothing_to_the_result():
+    base = make_state(["a", "b"])
+    a = cs(1, 100, clear("r"), insert("r", 0, "a", 0))
+    b = cs(2, 200, insert("r", 2, "c", 2), array_erase("r", 0, 2))
+    assert transform(a, b, trace=lambda r: None) == transform(a, b)

@@ -150,7 +150,7 @@ while True:
 
 
 def test_sigkilled_run_loads_and_checks(tmp_path: Path) -> None:
-    from repro_kit.timeline import check
+    from repro_kit.findings import check
 
     run_dir = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-c", _KILLED_WRITER, str(run_dir)])
@@ -179,3 +179,25 @@ def test_a_directory_holding_a_run_is_never_appended_to(tmp_path):
     with pytest.raises(ValueError, match="already holds a run"):
         RunRecorder(tmp_path / "r", {})
     assert len(load_run(tmp_path / "r").history) == 1
+
+
+def test_trace_is_appended_line_by_line_and_survives_a_cut_last_line(tmp_path: Path) -> None:
+    from repro_kit.recording import TRACE_FILE
+
+    rec = RunRecorder(tmp_path / "run", {"backend": "emulator"})
+    rec.trace({"time": 1.5, "kind": "integrate", "version": 2, "origin": 2, "instructions": []})
+    rec.trace({"time": 185.5, "kind": "discarded", "rule": "clear-vs-array-insert", "instruction": {"op": "Clear"}})
+    assert len((tmp_path / "run" / TRACE_FILE).read_text().splitlines()) == 2  # flushed, before finish
+    rec.close()
+    with open(tmp_path / "run" / TRACE_FILE, "a") as fh:
+        fh.write('{"time": 186.0, "kind": "disc')  # a SIGKILL mid-write
+    run = load_run(tmp_path / "run")
+    assert [r["kind"] for r in run.trace] == ["integrate", "discarded"]
+    assert any(TRACE_FILE in w for w in run.warnings)
+    with pytest.raises(ValueError, match="kind"):
+        RunRecorder(tmp_path / "other").trace({"time": 1.0})
+
+
+def test_a_run_without_a_trace_loads_with_an_empty_one(tmp_path: Path) -> None:
+    run = load_run(record_scenario(tmp_path / "run"))
+    assert run.trace == []

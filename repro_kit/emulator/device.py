@@ -56,6 +56,7 @@ class Device:
         self.pending: list[dict[str, Any]] = []
         self.listeners: list[Callable[[Notification], None]] = []
         self.ack_listeners: list[AckListener] = []
+        self.trace_listeners: list[Callable[[dict[str, Any]], None]] = []
         self.acked: set[str] = set()
         self._created_by: dict[int, list[str]] = {}
         self._last_ts = 0
@@ -182,7 +183,8 @@ class Device:
         delay = self.server.latency(self.upload_latency_s)
         self.env.timeout(delay).callbacks.append(lambda _e: self.server.integrate(self.peer, changeset, base))
 
-    def _on_download(self, version: int, origin: int, changeset: dict[str, Any]) -> None:
+    def _on_download(self, version: int, origin: int, changeset: dict[str, Any],
+                     note: dict[str, Any] | None = None) -> None:
         self.server_version = version
         if origin == self.peer:
             acked = self.inflight
@@ -195,21 +197,35 @@ class Device:
             self._send_next()
             return
         incoming = changeset
+        trace = self._tracer(version) if self.trace_listeners else None
         if self.inflight is not None:
-            incoming, rebased = ot.transform(incoming, self.inflight, validate=False)
+            incoming, rebased = ot.transform(incoming, self.inflight, validate=False, trace=trace)
             self._rebase(self.inflight, rebased)
             self.inflight = rebased
         for i, local in enumerate(self.pending):
-            incoming, rebased = ot.transform(incoming, local, validate=False)
+            incoming, rebased = ot.transform(incoming, local, validate=False, trace=trace)
             self._rebase(local, rebased)
             self.pending[i] = rebased
-        if not incoming["instructions"]:
+        # A re-import batch is reported even when the merge left nothing of it here: the
+        # kit counts the batches that reached the device (an unfinished re-import is inconclusive).
+        batch = note.get("reimport_docs") if note and origin == SERVER_PEER else None
+        if not incoming["instructions"] and batch is None:
             return
         before = self._observe() if self.listeners else None
         self._apply(incoming, validated=True)
         if before is not None:
-            batch = len({i["object"] for i in incoming["instructions"]}) if origin == SERVER_PEER else None
             self._notify(before, batch=batch)
+
+    def _tracer(self, version: int) -> Callable[[dict[str, Any]], None]:
+        """The merge's evidence of this device's rebase: the download is side a, local changes side b."""
+        def trace(record: dict[str, Any]) -> None:
+            local = record["side"] == "b"
+            out = {"time": self.env.now, "kind": record["effect"], "at": "device", "peer": self.peer,
+                   "version": version, **{k: v for k, v in record.items() if k != "effect"},
+                   "instruction_in": "local" if local else version, "by_in": version if local else "local"}
+            for listener in list(self.trace_listeners):
+                listener(out)
+        return trace
 
     def _rebase(self, old: dict[str, Any], new: dict[str, Any]) -> None:
         created = self._created_by.pop(id(old), None)

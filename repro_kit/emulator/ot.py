@@ -23,9 +23,9 @@ links", as realm-core does since it has unresolved links); `visible` hides them.
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, Callable
 
-__all__ = ["LIST_FIELDS", "COLUMN_DEFAULTS", "validate", "order_key", "apply", "transform", "rebase", "visible", "converge"]
+__all__ = ["LIST_FIELDS", "COLUMN_DEFAULTS", "rule_name", "validate", "order_key", "apply", "transform", "rebase", "visible", "converge"]
 
 LIST_FIELDS = frozenset({"children"})
 _SORTED_LIST_FIELDS = tuple(sorted(LIST_FIELDS))
@@ -49,6 +49,7 @@ Instruction = dict[str, Any]
 Changeset = dict[str, Any]
 State = dict[str, dict[str, dict[str, Any]]]
 Key = tuple[int, int]
+Tracer = Callable[[dict[str, Any]], None]
 
 
 # --------------------------------------------------------------------------- validation
@@ -430,7 +431,8 @@ def _rebuilt(changeset: Changeset, instructions: list[Instruction | None]) -> Ch
     return out
 
 
-def transform(a: Changeset, b: Changeset, *, validate: bool = True) -> tuple[Changeset, Changeset]:
+def transform(a: Changeset, b: Changeset, *, validate: bool = True,
+              trace: Tracer | None = None) -> tuple[Changeset, Changeset]:
     """Rebase two concurrent changesets past each other: returns (a after b, b after a).
 
     apply(apply(S, b), a2) == apply(apply(S, a), b2) (TP1). Instruction lists meet in
@@ -440,18 +442,24 @@ def transform(a: Changeset, b: Changeset, *, validate: bool = True) -> tuple[Cha
     meets just those, and is copied only when it does: a resync batch of thousands of
     instructions passes an unrelated upload without being copied. Inputs are not
     mutated. `validate=False` skips the format checks, for the emulator's own changesets.
+
+    `trace`, when given, is called with one dict per instruction the merge discarded or
+    whose index it moved: {"effect": "discarded" | "rewritten", "side": "a" | "b", "rule",
+    "instruction" (as it was), "after" (rewritten only), "by" (the other instruction)}.
+    The merge's own evidence: what explains a lost node.
     """
     if validate:
         _validate_changeset(a, "a")
         _validate_changeset(b, "b")
-    return _transform(a, b, _objects(a))
+    return _transform(a, b, _objects(a), trace)
 
 
 def _objects(changeset: Changeset) -> set[tuple[str, str]]:
     return {(x["table"], x["object"]) for x in changeset["instructions"]}
 
 
-def _transform(a: Changeset, b: Changeset, objects_of_a: set[tuple[str, str]]) -> tuple[Changeset, Changeset]:
+def _transform(a: Changeset, b: Changeset, objects_of_a: set[tuple[str, str]],
+               trace: Tracer | None = None) -> tuple[Changeset, Changeset]:
     """`transform` without checks; `objects_of_a` may be a superset of a's objects."""
     by_object: dict[tuple[str, str], list[int]] = {}
     for j, y in enumerate(b["instructions"]):
@@ -476,22 +484,61 @@ def _transform(a: Changeset, b: Changeset, objects_of_a: set[tuple[str, str]]) -
             if not y_own[j]:
                 y = ys[j] = dict(y)
                 y_own[j] = True
-            x, ys[j] = _merge(x, ka, y, kb)  # type: ignore[arg-type]
+            if trace is None:
+                x, ys[j] = _merge(x, ka, y, kb)  # type: ignore[arg-type]
+            else:
+                x_was, y_was = dict(x), dict(y)  # type: ignore[arg-type]
+                x, ys[j] = _merge(x, ka, y, kb)  # type: ignore[arg-type]
+                _note(trace, "a", x_was, x, y_was)
+                _note(trace, "b", y_was, ys[j], x_was)
             if x is None:
                 break
         xs[i] = x
     return _rebuilt(a, xs), _rebuilt(b, ys)
 
 
-def rebase(changeset: Changeset, entries: list[Changeset], *, validate: bool = True) -> Changeset:
-    """`changeset` transformed past each of `entries` in turn (a server integrating an upload)."""
+def _kebab(instr: Instruction) -> str:
+    return _KEBAB[instr["op"]]
+
+
+_KEBAB = {"CreateObject": "create-object", "EraseObject": "erase-object", "Update": "update",
+          "ArrayInsert": "array-insert", "ArrayErase": "array-erase", "Clear": "clear"}
+
+
+def rule_name(cause: Instruction, victim: Instruction) -> str:
+    """The merge rule by which `cause` discarded or rewrote `victim`, e.g. "clear-vs-array-insert".
+
+    Named cause first, as DESIGN.md's table does; an erased object takes everything on it
+    with it, so that rule is "erase-object-vs-any" whatever the victim (but another erase)."""
+    if cause["op"] == "EraseObject" and victim["op"] != "EraseObject":
+        return "erase-object-vs-any"
+    return f"{_kebab(cause)}-vs-{_kebab(victim)}"
+
+
+def _note(trace: Tracer, side: str, before: Instruction, after: Instruction | None, other: Instruction) -> None:
+    """Report what one merge did to one side: discarded it, or moved its index."""
+    if after is None:
+        trace({"effect": "discarded", "side": side, "rule": rule_name(other, before),
+               "instruction": before, "by": other})
+    elif after.get("index") != before.get("index"):
+        trace({"effect": "rewritten", "side": side, "rule": rule_name(other, before),
+               "instruction": before, "after": dict(after), "by": other})
+
+
+def rebase(changeset: Changeset, entries: list[Changeset], *, validate: bool = True,
+           trace: Callable[[int, dict[str, Any]], None] | None = None) -> Changeset:
+    """`changeset` transformed past each of `entries` in turn (a server integrating an upload).
+
+    `trace(n, record)`: as `transform`'s, with `n` the index in `entries` of the entry met
+    (side "a" is `changeset`, side "b" that entry)."""
     if validate:
         _validate_changeset(changeset, "changeset")
         for n, entry in enumerate(entries):
             _validate_changeset(entry, f"entries[{n}]")
     objects = _objects(changeset)  # a discarded instruction only shrinks it: a superset is fine
-    for entry in entries:
-        changeset, _ = _transform(changeset, entry, objects)
+    for n, entry in enumerate(entries):
+        changeset, _ = _transform(changeset, entry, objects,
+                                  None if trace is None else (lambda record, n=n: trace(n, record)))
     return changeset
 
 

@@ -19,7 +19,8 @@ __all__ = ["SyncServer", "SERVER_PEER"]
 #: Peer id of changesets the server itself creates (the translator's imports from Atlas).
 SERVER_PEER = 1
 
-Download = Callable[[int, int, dict[str, Any]], None]  # (version, origin peer, changeset)
+Download = Callable[[int, int, dict[str, Any], dict[str, Any] | None], None]  # (version, origin, changeset, note)
+TraceListener = Callable[[dict[str, Any]], None]
 
 
 class _Link:
@@ -42,6 +43,8 @@ class SyncServer:
         self.owner_of: dict[str, str] = {}
         self._links: dict[int, _Link] = {}
         self._on_integrated: list[Callable[[int, int, dict[str, Any]], None]] = []
+        self.trace_listeners: list[TraceListener] = []
+        self.notes: dict[int, dict[str, Any]] = {}  # version -> what the server knows of it (re-import batch)
 
     @property
     def version(self) -> int:
@@ -55,7 +58,7 @@ class SyncServer:
             raise ValueError(f"peer: {peer} is already connected or reserved")
         link = self._links[peer] = _Link(owner_id, deliver)
         for version, (origin, entry) in enumerate(self.history, 1):  # bootstrap: the history so far
-            self._send(link, version, origin, self._filter(entry, owner_id, ack=False))
+            self._send(link, version, origin, self._filter(entry, owner_id, ack=False), self.notes.get(version))
 
     def disconnect(self, peer: int) -> None:
         self._links.pop(peer, None)
@@ -70,29 +73,55 @@ class SyncServer:
             return base
         return base * (1 - self.jitter + 2 * self.jitter * self.rng.random())  # random.uniform, inlined
 
-    def integrate(self, peer: int, changeset: dict[str, Any], base_version: int) -> int:
-        """Merge an upload into the history; returns its server version."""
+    def integrate(self, peer: int, changeset: dict[str, Any], base_version: int,
+                  note: dict[str, Any] | None = None) -> int:
+        """Merge an upload into the history; returns its server version.
+
+        `note`: what the server knows about the changeset beyond its instructions (a
+        re-import batch's number), passed to trace listeners and with the downloads.
+        """
         if not 0 <= base_version <= self.version:
             raise ValueError(f"base_version: {base_version} is outside 0..{self.version}")
         ot.validate(changeset, "upload")  # once; the history it meets was validated on its way in
-        merged = ot.rebase(changeset, [entry for origin, entry in self.history[base_version:] if origin != peer],
-                           validate=False)
+        version = self.version + 1
+        met = [(v, entry) for v, (origin, entry) in enumerate(self.history[base_version:], base_version + 1)
+               if origin != peer]
+        trace = None
+        if self.trace_listeners:
+            def trace(n: int, record: dict[str, Any]) -> None:
+                theirs = met[n][0]
+                self._trace({**record, "at": "server", "version": version,
+                             "instruction_in": version if record["side"] == "a" else theirs,
+                             "by_in": theirs if record["side"] == "a" else version})
+        merged = ot.rebase(changeset, [entry for _, entry in met], validate=False, trace=trace)
         ot.apply(self.state, merged, validate=False)
         self._note_owners(merged)
         self.history.append((peer, merged))
-        version = self.version
+        if note:
+            self.notes[version] = note
+        if self.trace_listeners:
+            self._trace({"kind": "integrate", "version": version, "origin": peer, "base_version": base_version,
+                         "timestamp": merged["timestamp"], **(note or {}), "instructions": merged["instructions"]})
         for listener in self._on_integrated:
             listener(version, peer, merged)
         filtered: dict[str, dict[str, Any]] = {}  # one filtering per owner, not per device
         for link_peer, link in self._links.items():
             if link_peer == peer:
-                self._send(link, version, peer, self._filter(merged, link.owner_id, ack=True))
+                self._send(link, version, peer, self._filter(merged, link.owner_id, ack=True), note)
                 continue
             view = filtered.get(link.owner_id)
             if view is None:
                 view = filtered[link.owner_id] = self._filter(merged, link.owner_id, ack=False)
-            self._send(link, version, peer, view)
+            self._send(link, version, peer, view, note)
         return version
+
+    def _trace(self, record: dict[str, Any]) -> None:
+        """One record of the merge's evidence, stamped with the server's time."""
+        if "kind" not in record:
+            record = {"kind": record.pop("effect"), **record}
+        record = {"time": self.env.now, **record}
+        for listener in list(self.trace_listeners):
+            listener(record)
 
     def _note_owners(self, changeset: dict[str, Any]) -> None:
         table = self.state["Node"]
@@ -113,10 +142,11 @@ class SyncServer:
         kept = [ins for ins in instructions if owner_of.get(ins["object"], owner_id) == owner_id]
         return {**changeset, "instructions": kept}
 
-    def _send(self, link: _Link, version: int, origin: int, changeset: dict[str, Any]) -> None:
+    def _send(self, link: _Link, version: int, origin: int, changeset: dict[str, Any],
+              note: dict[str, Any] | None = None) -> None:
         """Deliver in order: a download never overtakes an earlier one to the same peer."""
         now = self.env.now
         at = max(now + self.latency(self.download_latency_s), link.last_at)
         link.last_at = at
         deliver = link.deliver
-        self.env.timeout(at - now).callbacks.append(lambda _e: deliver(version, origin, changeset))
+        self.env.timeout(at - now).callbacks.append(lambda _e: deliver(version, origin, changeset, note))

@@ -154,6 +154,7 @@ class EmulatedSession(Session):
         self.translator = Translator(self.env, self.server, self.collection, encoding, p.translator_lag_s)
         self.control = ControlPlane(self.env, self.translator, mode, p, reimport)
         self._next_peer = 2
+        self._trace_listeners: list[Callable[[dict[str, Any]], None]] = []
         self.devices: list[Device] = []
         self.device = self.add_device()
         self.atlas = EmulatedAtlasView(self.collection, self.user_id, self.env, self._lock, tree)
@@ -162,6 +163,14 @@ class EmulatedSession(Session):
         for i in range(int(p.prefill)):
             self.device.add_to_root(f"prefill {i + 1}")
         self.wait_until(STARTUP_SETTLE_S)
+        self._settle()
+
+    def _settle(self) -> None:
+        """Let start-up writes reach the server and Atlas: a run starts from a synced app
+        (prefilled notes upload one by one, a round trip each, so many take seconds)."""
+        while any(d.inflight is not None or d.pending for d in self.devices) \
+                or self.translator.applied_version < self.server.version:
+            self.wait_until(self.env.now + STARTUP_SETTLE_S)
 
     # -- devices and time ---------------------------------------------------------------
     def add_device(self, owner_id: str | None = None) -> Device:
@@ -170,6 +179,7 @@ class EmulatedSession(Session):
             p = self.params
             device = Device(self.env, self.server, self._next_peer, owner_id or self.user_id, self.rng,
                             p.upload_latency_s, int(p.clock_skew_ms), self.tree)
+            device.trace_listeners.extend(self._trace_listeners)
             self._next_peer += 1
             self.devices.append(device)
             return device
@@ -254,6 +264,23 @@ class EmulatedSession(Session):
         with self._lock:
             self.device.ack_listeners.append(listener)
         return lambda: self.device.ack_listeners.remove(listener) if listener in self.device.ack_listeners else None
+
+    def subscribe_trace(self, listener: Callable[[dict[str, Any]], None]) -> Callable[[], None]:
+        """The server's merge evidence and every device's own rebase of its local changes."""
+        with self._lock:
+            self._trace_listeners.append(listener)
+            self.server.trace_listeners.append(listener)
+            for device in self.devices:
+                device.trace_listeners.append(listener)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                for listeners in (self._trace_listeners, self.server.trace_listeners,
+                                  *(d.trace_listeners for d in self.devices)):
+                    if listener in listeners:
+                        listeners.remove(listener)
+
+        return unsubscribe
 
     def is_acknowledged(self, node_id: str) -> bool:
         return node_id in self.device.acked

@@ -168,13 +168,16 @@ class Translator:
     def _reimport(self, snapshot: list[dict[str, Any]], base_version: int, base_state: dict[str, Any],
                   delay_s: float, batch_size: int, batch_interval_s: float):  # type: ignore[no-untyped-def]
         yield self.env.timeout(delay_s)
-        for start in range(0, len(snapshot), batch_size):
+        batches = -(-len(snapshot) // batch_size)
+        for number, start in enumerate(range(0, len(snapshot), batch_size), 1):
             if start:
                 yield self.env.timeout(batch_interval_s)
+            docs = snapshot[start : start + batch_size]
             instructions: list[dict[str, Any]] = []
-            for doc in snapshot[start : start + batch_size]:
+            for doc in docs:
                 instructions.extend(self.encode(doc, base_state))
-            self.server.integrate(SERVER_PEER, self._changeset(instructions), base_version)
+            note = {"reimport_batch": number, "reimport_batches": batches, "reimport_docs": len(docs)}
+            self.server.integrate(SERVER_PEER, self._changeset(instructions), base_version, note)
         self.halted = False
         self.log.append({"time": self.env.now, "f": "resume", "value": {"batches": -(-len(snapshot) // batch_size)}})
         self._flush()
