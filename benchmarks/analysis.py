@@ -77,15 +77,16 @@ def synthesise(path: Path, events: int = 1_000_000, seed: int = 0) -> dict[str, 
 _MEASURE = """
 import json, resource, sys, time
 from repro_kit.recording import load_run
-from repro_kit import timeline
+from repro_kit.findings import analyse
 t0 = time.perf_counter()
 run = load_run(sys.argv[1])
 t1 = time.perf_counter()
-verdict = timeline.check(run)
+analysis = analyse(run)
+verdict = analysis.verdict
 t2 = time.perf_counter()
-iv = timeline.intervals(run)
+iv = analysis.intervals
 t3 = time.perf_counter()
-life = timeline.lifecycle(run)
+life = analysis.lifecycle
 t4 = time.perf_counter()
 print(json.dumps({"load_s": t1 - t0, "check_s": t2 - t1, "intervals_s": t3 - t2, "lifecycle_s": t4 - t3,
                   "events": len(run.events), "lost": len(verdict.lost), "intervals": len(iv), "lifecycle_rows": len(life),

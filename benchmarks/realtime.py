@@ -18,13 +18,14 @@ TARGET_MS = 20.0
 def run(writes: int = 20, interval_s: float = 0.1, deploy_at_s: float = 0.55, settle_s: float = 2.0,
         resync_delay_s: float = 0.5) -> list[dict[str, Any]]:
     from repro_kit.client import connect
-    from repro_kit.sweeps import MemoryRecorder, summarise
+    from repro_kit.findings import analyse
+    from repro_kit.sweeps import MemoryRecorder
     from repro_kit.writer import run_test
 
     session = connect(realtime=True, resync_delay_s=resync_delay_s, resync_batch_interval_s=0.05)
     record = run_test(session, writes, interval_s, deploy_at_s, settle_s, poll_s=0.5, recorder=MemoryRecorder,
                       progress=False)
     lateness = record.meta["lateness_ms"]
-    result = summarise(session, record)
+    result = analyse(record).figures()
     return [row("real time: write schedule lateness p99", lateness["p99"], "ms", f"< {TARGET_MS:.0f} ms",
                 lateness["p99"] < TARGET_MS, **lateness, lost_count=result["lost_count"], steps=writes)]

@@ -18,7 +18,8 @@ TARGET = 1000.0
 def run(repeats: int = 5, writes: int = 20, interval_s: float = 1.0, deploy_at_s: float = 5.5,
         settle_s: float = 300.0) -> list[dict[str, Any]]:
     from repro_kit.client import connect
-    from repro_kit.sweeps import MemoryRecorder, summarise
+    from repro_kit.findings import analyse
+    from repro_kit.sweeps import MemoryRecorder
     from repro_kit.writer import run_test
 
     simulated = (writes - 1) * interval_s + settle_s
@@ -29,7 +30,7 @@ def run(repeats: int = 5, writes: int = 20, interval_s: float = 1.0, deploy_at_s
         session = connect(seed=seed)
         record = run_test(session, writes, interval_s, deploy_at_s, settle_s, recorder=MemoryRecorder, progress=False)
         walls.append(time.perf_counter() - started)
-        result = summarise(session, record)
+        result = analyse(record).figures()
     best = min(walls)
     speed = simulated / best
     return [row("virtual time: report scenario", speed, "x real time", f">= {TARGET:,.0f}x", speed >= TARGET,

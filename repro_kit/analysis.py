@@ -224,9 +224,7 @@ def conclusion(df: pd.DataFrame) -> str:
     else:
         lines.append(f"{len(lossy)} of {len(df)} scenarios lost nodes: {int(lossy['lost_count'].sum())} in all, "
                      f"at most {int(lossy['lost_count'].max())} in one scenario.")
-        kept = (lossy["nodes_total"] == lossy["nodes_created"] + 1).all()
-        short = (lossy["root_children"] + lossy["lost_count"] == lossy["nodes_created"]).all()
-        if kept and short:
+        if "orphaned" in lossy.columns and (lossy["orphaned"] == lossy["lost_count"]).all():
             lines.append("Every lost node was orphaned, not deleted: the node count stayed right while the root's "
                          "children list came up short by exactly the lost nodes.")
         needed, safe = [], []

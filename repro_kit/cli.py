@@ -1,4 +1,4 @@
-"""`repro-kit`: the original tool's menu, plus `run`, `deploy` and `audit`.
+"""`repro-kit`: the original tool's menu, plus `run`, `report`, `deploy` and `audit`.
 
 Bad input exits 2 with one line naming the problem; never a traceback.
 """
@@ -63,8 +63,15 @@ def _build_parser() -> _Parser:
     run = sub.add_parser("run", help="one timed write-plus-deploy scenario, with report and timeline")
     scenario_options(run)
     run.add_argument("--out", type=Path, default=None, help="run directory (default runs/<timestamp>)")
-    run.add_argument("--fail-on-loss", action="store_true", help="exit 1 when acknowledged nodes were lost")
+    run.add_argument("--fail-on-loss", action="store_true",
+                     help="exit 1 when acknowledged nodes were lost, 3 when the run is inconclusive")
     run.set_defaults(func=_cmd_run)
+
+    report = sub.add_parser("report", help="rebuild a run directory's report and figures without re-running it")
+    report.add_argument("dir", type=Path, help="a run directory (finished, killed or partial)")
+    report.add_argument("--fail-on-loss", action="store_true",
+                        help="exit 1 when acknowledged nodes were lost, 3 when the run is inconclusive")
+    report.set_defaults(func=_cmd_report)
 
     menu = sub.add_parser("menu", help="the interactive menu (also what no arguments start)")
     scenario_options(menu)
@@ -92,30 +99,55 @@ def _connect(args: argparse.Namespace) -> Any:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from repro_kit import report, timeline, writer
+    from repro_kit import findings, report, writer
 
     writer.validate_schedule(args.writes, args.interval, args.deploy_at, args.settle)
     session = _connect(args)
     out = args.out if args.out is not None else writer.default_run_dir()
     run = writer.run_test(session, writes=args.writes, interval_s=args.interval, deploy_at_s=args.deploy_at,
                           settle_s=args.settle, field=args.field, bson_type=args.bson_type, out=out)
-    verdict = timeline.check(run)
-    paths = report.write_report(run, out)
-    data = report.build_report(run, verdict)
-    print(_summary(data))
-    for name in ("report.md", "report.json", "timeline.png", "timeline.svg"):
-        print(f"  {Path(out) / name}")
-    return 1 if args.fail_on_loss and not data["valid"] else 0
+    analysis = findings.analyse(run)
+    return _report_and_exit(analysis, out, args.fail_on_loss)
 
 
-def _summary(data: dict[str, Any]) -> str:
+def _report_and_exit(analysis: Any, out: Path, fail_on_loss: bool) -> int:
+    """Write the report bundle, print the one-line verdict and the files; the exit code."""
+    from repro_kit import report
+
+    paths = report.write_report(analysis, out)
+    data = report.build_report(analysis)
+    print(_summary(data, analysis.verdict))
+    for key in ("md", "json", "png", "svg", "sequence_png", "sequence_svg"):
+        if key in paths:
+            print(f"  {paths[key]}")
+    if fail_on_loss:
+        return {"lost": 1, "inconclusive": 3}.get(data["verdict"], 0)
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from repro_kit import findings, recording
+
+    run = recording.load_run(args.dir)
+    for warning in run.warnings:
+        print(f"note: {warning}", file=sys.stderr)
+    return _report_and_exit(findings.analyse(run), Path(args.dir), args.fail_on_loss)
+
+
+def _summary(data: dict[str, Any], verdict: Any) -> str:
     head = (f"{data['backend']} {data['mode']} encoding={data['encoding']}: {data['writes']} writes, "
             f"deploy at {data['deploy_at_s']} s")
-    if data["valid"]:
+    if data["verdict"] == "inconclusive":
+        return (f"{head}. INCONCLUSIVE: {verdict.inconclusive_reason}; no acknowledged node lost so far "
+                f"(root children {data['root_children']}, nodes {data['nodes_total']}). Run longer to see the re-import.")
+    if data["verdict"] == "clean":
         return f"{head}. No acknowledged node was lost (root children {data['root_children']}, nodes {data['nodes_total']})."
+    cause = verdict.cause_sentence() or ""
+    more = f" The run ended early ({verdict.inconclusive_reason}): more may be lost." if verdict.inconclusive_reason else ""
     return (f"{head}. LOST {data['lost_count']} of {data['nodes_created']} acknowledged nodes: orphaned "
             f"(documents kept, {data['nodes_total']} nodes in total, only {data['root_children']} in the root's "
-            f"children), first visible at {data['first_loss_at_s']} s; re-import batches {data['resync_batches']}.")
+            f"children), first visible at {data['first_loss_at_s']} s; re-import batches {data['resync_batches']}. "
+            f"{cause}{more}")
 
 
 def _cmd_menu(args: argparse.Namespace) -> int:
@@ -178,14 +210,13 @@ class Menu:
             node_id = s.add_to_root(f"node {s.info().root_children + 1}")
             self.say(f"Added {node_id} to the root.")
         elif label == "Run test":
-            from repro_kit import timeline, writer
+            from repro_kit import findings, writer
 
             a = self.args
             run = writer.run_test(s, writes=a.writes, interval_s=a.interval, deploy_at_s=a.deploy_at,
                                   settle_s=a.settle, field=a.field, bson_type=a.bson_type)
             self._flush_notes()
-            verdict = timeline.check(run)
-            self.say(f"Run saved to {run.path}: {'no loss' if verdict.valid else f'{len(verdict.lost)} nodes lost'}.")
+            self.say(f"Run saved to {run.path}: {findings.analyse(run).summary()}")
         elif label == "Print nodes":
             for node in s.nodes():
                 tag = "root" if node.get("isRoot") else "node"
@@ -234,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         parser = _build_parser()
         args = parser.parse_args(argv)
         if not getattr(args, "func", None):
-            raise _UsageError("choose a command: run, menu, deploy or audit")
+            raise _UsageError("choose a command: run, report, menu, deploy or audit")
         return int(args.func(args) or 0)
     except _UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)

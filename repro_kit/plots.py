@@ -1,7 +1,9 @@
-"""Figures for a run: swimlanes per observer, counts over time, and reproducible export.
+"""Figures for a run: swimlanes per observer, counts over time, the sequence diagram of
+one lost node, and reproducible export.
 
-Built on `matplotlib.figure.Figure` (not pyplot), so no global figure state leaks
-between calls and any backend works; notebooks still display the returned Figure.
+Every figure draws from an `Analysis` (a Run is analysed once on the way in): no number
+is computed here. Built on `matplotlib.figure.Figure` (not pyplot), so no global figure
+state leaks between calls and any backend works; notebooks still display the Figure.
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from .causes import describe_instruction
+from .findings import Analysis, analyse
 from .recording import Run
-from .timeline import Verdict, check, intervals, resync_batches
 
-__all__ = ["swimlane", "counts", "timeline_figure", "export", "deploy_window", "STATE_COLORS", "FORMATS"]
+__all__ = ["swimlane", "counts", "timeline_figure", "sequence_diagram", "export", "STATE_COLORS", "FORMATS"]
 
 STATE_COLORS = {"present": "#2e9e4f", "absent": "#d7301f", "not yet known": "#e3e3e3"}
 WINDOW_COLOR = "#f5c542"
@@ -36,40 +39,28 @@ _X_LABEL = "seconds since run start"
 # What to mark
 
 
-def deploy_window(run: Run) -> tuple[float, float] | None:
-    """(deploy invoke time, resume time) from the history; without a "resume" op, the
-    window ends at the last device resync batch, or at the run end. None: no deploy."""
-    h = run.history
-    if h.empty:
-        return None
-    f = h["f"].astype(object)
-    deploys = h.loc[((f == "deploy") & (h["type"].astype(object) == "invoke")).to_numpy(bool), "time"]
-    if deploys.empty:
-        return None
-    start = float(deploys.min())
-    resumes = h.loc[((f == "resume") & (h["time"] >= start)).to_numpy(bool), "time"]
-    if not resumes.empty:
-        return start, float(resumes.min())
-    batches = resync_batches(run)
-    batches = batches[batches["time"] >= start]
-    end = float(batches["time"].max()) if len(batches) else run.end_s
-    return start, max(end, start)
+def _analysis(run: Run | Analysis) -> Analysis:
+    if isinstance(run, Analysis):
+        return run
+    if isinstance(run, Run):
+        return analyse(run)
+    raise ValueError(f"run: must be a Run or an Analysis, got {type(run).__name__}")
 
 
-def _x_end(run: Run) -> float:
+def _x_end(a: Analysis) -> float:
     """Right edge of every time axis: the run end (1 s for an empty run)."""
-    return run.end_s if run.end_s > 0 else 1.0
+    return a.run.end_s if a.run.end_s > 0 else 1.0
 
 
-def _mark_window_and_batches(ax: Axes, run: Run, *, annotate: bool = False, over: bool = False) -> None:
+def _mark_window_and_batches(ax: Axes, a: Analysis, *, annotate: bool = False, over: bool = False) -> None:
     """Shade the deploy window and mark its edges and the device's resync batches."""
-    window = deploy_window(run)
+    window = a.deploy_window
     if window is not None:
         # under the bars; the lanes leave gaps, so the band shows between rows
         ax.axvspan(window[0], window[1], color=WINDOW_COLOR, alpha=0.45 if over else 0.22, lw=0, zorder=0)
         for edge in window:
             ax.axvline(edge, color="#b8860b", lw=0.8, ls="--", zorder=3)
-    batches = resync_batches(run)
+    batches = a.batches
     for t, size in zip(batches["time"], batches["batch"]):
         ax.axvline(t, color=BATCH_COLOR, ls=":", lw=1.2, zorder=3)
         if annotate:
@@ -78,11 +69,11 @@ def _mark_window_and_batches(ax: Axes, run: Run, *, annotate: bool = False, over
                         fontsize=8, color=BATCH_COLOR)
 
 
-def _window_handles(run: Run) -> list:
+def _window_handles(a: Analysis) -> list:
     handles = []
-    if deploy_window(run) is not None:
+    if a.deploy_window is not None:
         handles.append(Patch(color=WINDOW_COLOR, alpha=0.4, label="deploy → resume (translation halted)"))
-    if len(resync_batches(run)):
+    if len(a.batches):
         handles.append(Line2D([], [], color=BATCH_COLOR, ls=":", lw=1.2, label="resync batch (device)"))
     return handles
 
@@ -143,15 +134,15 @@ def _draw_lanes(ax: Axes, iv: pd.DataFrame, rows: list[str], end_s: float, lost:
         ax.tick_params(axis="y", length=0)
 
 
-def swimlane(run: Run, ax: Axes | Sequence[Axes] | None = None, observer: str | None = None,
-             *, verdict: Verdict | None = None) -> list[Axes]:
+def swimlane(run: Run | Analysis, ax: Axes | Sequence[Axes] | None = None, observer: str | None = None) -> list[Axes]:
     """One row per node, coloured present / absent / not yet known, one panel per observer.
 
     `observer` picks one view; otherwise every observer in the run gets a panel. `ax` is
     one Axes (one observer) or a sequence of them (one per observer); a new Figure is
     made when omitted. Returns the Axes drawn on. Lost nodes' labels are red.
     """
-    iv = intervals(run)
+    a = _analysis(run)
+    iv = a.intervals
     observers = list(iv["observer"].cat.categories) if len(iv) else ["device"]
     if observer is not None:
         if observer not in observers:
@@ -164,17 +155,17 @@ def swimlane(run: Run, ax: Axes | Sequence[Axes] | None = None, observer: str | 
         axes = [ax] if isinstance(ax, Axes) else list(ax)
         if len(axes) != len(observers):
             raise ValueError(f"ax must hold {len(observers)} Axes (one per observer), got {len(axes)}")
-    verdict = verdict if verdict is not None else check(run)
+    verdict = a.verdict
     rows = _row_order(iv)
-    for a, obs in zip(axes, observers):
+    for axis, obs in zip(axes, observers):
         sub = iv[(iv["observer"] == obs).to_numpy(bool)]
         lost = set(verdict.by_observer[obs].lost) if obs in verdict.by_observer else set()
-        _mark_window_and_batches(a, run, over=True)
-        _draw_lanes(a, sub, rows, _x_end(run), lost)
-        a.set_ylabel(f"{obs}\nnodes (ack order)")
-        a.set_title(f"{obs} view: root's children", loc="left", fontsize=9)
+        _mark_window_and_batches(axis, a, over=True)
+        _draw_lanes(axis, sub, rows, _x_end(a), lost)
+        axis.set_ylabel(f"{obs}\nnodes (ack order)")
+        axis.set_title(f"{obs} view: root's children", loc="left", fontsize=9)
     axes[-1].set_xlabel(_X_LABEL)
-    handles = [Patch(color=c, label=s) for s, c in STATE_COLORS.items()] + _window_handles(run)
+    handles = [Patch(color=c, label=s) for s, c in STATE_COLORS.items()] + _window_handles(a)
     axes[0].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
     return axes
 
@@ -183,9 +174,9 @@ def swimlane(run: Run, ax: Axes | Sequence[Axes] | None = None, observer: str | 
 # Counts
 
 
-def _count_series(run: Run) -> pd.DataFrame:
+def _count_series(a: Analysis) -> pd.DataFrame:
     """Counts/poll events with only the rows where a value changed, per observer."""
-    ev = run.events
+    ev = a.run.events
     cols = [c for c in ("root_children", "nodes_total") if c in ev.columns]
     kinds = ev["kind"].astype(object)
     sub = ev.loc[kinds.isin(["counts", "poll"]).to_numpy(bool), ["time", "observer", *cols]]
@@ -194,16 +185,17 @@ def _count_series(run: Run) -> pd.DataFrame:
     return sub[changed.to_numpy(bool)].drop(columns="_seq")
 
 
-def counts(run: Run, ax: Axes | None = None, *, verdict: Verdict | None = None) -> Axes:
+def counts(run: Run | Analysis, ax: Axes | None = None) -> Axes:
     """The root's children count against total nodes over time, one line style per observer."""
+    a = _analysis(run)
     if ax is None:
         ax = Figure(figsize=(11, 3), layout="constrained").subplots()
-    series = _count_series(run)
+    series = _count_series(a)
     styles = {"device": "-", "atlas": "--"}
     colors = {"root_children": "#1f6fb4", "nodes_total": "#555555"}
     names = {"root_children": "root's children", "nodes_total": "total nodes"}
-    _mark_window_and_batches(ax, run, annotate=True)
-    end = _x_end(run)
+    _mark_window_and_batches(ax, a, annotate=True)
+    end = _x_end(a)
     for obs, grp in series.groupby("observer", observed=True, sort=True):
         for col in ("root_children", "nodes_total"):
             if col not in grp.columns:
@@ -216,7 +208,7 @@ def counts(run: Run, ax: Axes | None = None, *, verdict: Verdict | None = None) 
             yv = np.append(yv, yv[-1])
             ax.step(x, yv, where="post", color=colors[col], ls=styles.get(str(obs), "-."),
                     lw=1.6 if col == "root_children" else 1.2, label=f"{obs}: {names[col]}", zorder=4)
-    verdict_loss = (verdict if verdict is not None else check(run)).first_loss_at_s
+    verdict_loss = a.verdict.first_loss_at_s
     if verdict_loss is not None:
         ax.axvline(verdict_loss, color=STATE_COLORS["absent"], lw=1.2, ls="-.", zorder=5)
     ax.set_xlim(0.0, end)
@@ -227,7 +219,7 @@ def counts(run: Run, ax: Axes | None = None, *, verdict: Verdict | None = None) 
     handles, _ = ax.get_legend_handles_labels()
     if verdict_loss is not None:
         handles.append(Line2D([], [], color=STATE_COLORS["absent"], ls="-.", label=f"first loss ({verdict_loss:.1f} s)"))
-    ax.legend(handles=handles + _window_handles(run), loc="upper left", bbox_to_anchor=(1.0, 1.0),
+    ax.legend(handles=handles + _window_handles(a), loc="upper left", bbox_to_anchor=(1.0, 1.0),
               fontsize=8, frameon=False)
     return ax
 
@@ -236,7 +228,8 @@ def counts(run: Run, ax: Axes | None = None, *, verdict: Verdict | None = None) 
 # The figure
 
 
-def _title(run: Run, verdict: Verdict) -> str:
+def _title(a: Analysis) -> str:
+    run = a.run
     m = run.meta
     parts = [str(m[k]) for k in ("backend", "mode") if m.get(k) is not None]
     if m.get("encoding") is not None:
@@ -247,26 +240,157 @@ def _title(run: Run, verdict: Verdict) -> str:
         parts.append(f"deploy at {m['deploy_at_s']} s")
     if not run.finished:
         parts.append("partial run (not finished)")
-    return verdict.summary() + ("\n" + " · ".join(parts) if parts else "")
+    headline = _headline(a.verdict)
+    return headline + ("\n" + " · ".join(parts) if parts else "")
 
 
-def timeline_figure(run: Run, verdict: Verdict | None = None) -> Figure:
+def _headline(verdict) -> str:  # type: ignore[no-untyped-def]
+    """The verdict's first sentence and its cause, wrapped to fit a figure's title."""
+    import textwrap
+
+    return "\n".join(textwrap.wrap(verdict.summary(), 125))
+
+
+def timeline_figure(run: Run | Analysis) -> Figure:
     """Swimlanes (one panel per observer) above the counts panel, sharing the time axis;
     titled with the verdict, e.g. "15 of 20 nodes orphaned ..."."""
-    verdict = verdict if verdict is not None else check(run)
-    iv = intervals(run)
+    a = _analysis(run)
+    iv = a.intervals
     observers = list(iv["observer"].cat.categories) if len(iv) else ["device"]
     n_rows = max(1, iv["node_id"].nunique())
     lane_h = min(max(1.4, 0.17 * n_rows), 6.0)
     fig = Figure(figsize=(12, 1.2 + lane_h * len(observers) + 2.6), layout="constrained")
     axes = fig.subplots(len(observers) + 1, 1, sharex=True, squeeze=False,
                         gridspec_kw={"height_ratios": [lane_h] * len(observers) + [2.6]})[:, 0]
-    swimlane(run, ax=list(axes[:-1]), verdict=verdict)
-    for a in axes[:-1]:
-        a.set_xlabel("")
-    counts(run, ax=axes[-1], verdict=verdict)
-    axes[-1].set_xlim(0.0, _x_end(run))
-    fig.suptitle(_title(run, verdict), fontsize=11, x=0.01, ha="left")
+    swimlane(a, ax=list(axes[:-1]))
+    for axis in axes[:-1]:
+        axis.set_xlabel("")
+    counts(a, ax=axes[-1])
+    axes[-1].set_xlim(0.0, _x_end(a))
+    fig.suptitle(_title(a), fontsize=11, x=0.01, ha="left")
+    return fig
+
+
+# ---------------------------------------------------------------------------------------
+# Sequence diagram of one lost node
+
+LANES = ("device", "sync server", "translator", "Atlas")
+DISCARD_COLOR = "#c0392b"
+
+
+def _sequence_items(a: Analysis, node: str) -> list[dict]:
+    """What happened to `node`, in time order, as arrows and notes between the lanes.
+
+    Every item comes from the recording: the history (write, ack, deploy, halt, resume),
+    the trace (integrated versions, the re-import batch, the discard) and the events
+    (when the device and Atlas showed the change)."""
+    ev = a.evidence
+    adds = a._adds.get(node, {})
+    short = node[:8]
+    items: list[dict] = []
+    version = ev.created_in.get(node)
+    if "invoke" in adds:
+        items.append({"t": adds["invoke"], "kind": "note", "lane": "device",
+                      "text": f"write node {short}: CreateObject + ArrayInsert(root.children)"})
+        up = adds.get("ok", adds["invoke"])
+        items.append({"t": adds["invoke"] + 1e-6, "kind": "arrow", "src": "device", "dst": "sync server",
+                      "text": "upload"})
+        items.append({"t": up, "kind": "arrow", "src": "sync server", "dst": "device",
+                      "text": f"ack (server version {version})" if version is not None else "ack"})
+    for t, value in a.nemesis("deploy"):
+        if isinstance(value, dict) and "status" not in value:
+            items.append({"t": t, "kind": "note", "lane": "translator", "text": f"schema deploy: add {value.get('field')}"})
+    halts = a.nemesis("halt")
+    for t, value in halts:
+        snap = value.get("snapshot_version") if isinstance(value, dict) else None
+        items.append({"t": t + 1e-6, "kind": "arrow", "src": "translator", "dst": "Atlas",
+                      "text": "halt; snapshot" + (f" at version {snap}" if snap is not None else "")})
+    if halts and "invoke" in adds:
+        items.append({"t": adds.get("ok", adds["invoke"]) + 2e-6, "kind": "blocked", "src": "sync server",
+                      "dst": "translator", "text": "halted: not written to Atlas"})
+    explanation = a._explain(node) if node in a.verdict.lost else None
+    record = explanation.discard if explanation is not None else None
+    if explanation is not None and explanation.cause is not None and record is not None:
+        cs = explanation.cause.changeset
+        label = (f"re-import batch {cs.get('reimport_batch')} (based on version {cs.get('base_version')}): "
+                 f"{cs.get('instruction')} + ArrayInserts") if cs.get("origin") == "re-import" \
+            else f"changeset version {cs.get('version')}: {cs.get('instruction')}"
+        t = cs.get("time") if cs.get("time") is not None else float(record.get("time", 0.0))
+        src = "translator" if cs.get("origin") in ("re-import", "server") else "device"
+        items.append({"t": t, "kind": "arrow", "src": src, "dst": "sync server", "text": label})
+        items.append({"t": t + 1e-6, "kind": "discard", "lane": "sync server" if record.get("at") == "server" else "device",
+                      "text": f"{record.get('rule')}: discards {describe_instruction(record.get('instruction') or {}, ev.root_id)}"})
+    life = a.lifecycle
+    rows = life[(life["node_id"].astype(str) == node).to_numpy(bool)].set_index("observer")
+    if "device" in rows.index and not bool(rows.loc["device", "final_present"]) and pd.notna(rows.loc["device", "lost_at"]):
+        t = float(rows.loc["device", "lost_at"])
+        items.append({"t": t, "kind": "arrow", "src": "sync server", "dst": "device", "text": "download the batch"})
+        kept = "document kept (orphaned)" if bool(rows.loc["device", "doc_exists_at_end"]) else "document gone"
+        items.append({"t": t + 1e-6, "kind": "note", "lane": "device", "text": f"node leaves root's children; {kept}"})
+    for t, _value in a.nemesis("resume"):
+        atlas_kept = "atlas" in rows.index and bool(rows.loc["atlas", "doc_exists_at_end"])
+        text = "resume: flush" + ("; root without the node, its document kept" if atlas_kept else "")
+        items.append({"t": t + 2e-6, "kind": "arrow", "src": "translator", "dst": "Atlas", "text": text})
+    items.sort(key=lambda item: item["t"])
+    return items
+
+
+def sequence_diagram(run: Run | Analysis, node_id: str | None = None) -> Figure:
+    """A sequence diagram of one lost node: lanes device, sync server, translator, Atlas;
+    arrows for upload, ack, halt and snapshot, the re-import batch, the download; the
+    discarding merge rule marked in red. Rows follow the order of events (times on the
+    left), so seconds and minutes apart both stay readable.
+
+    `node_id`: a lost node (default: the first explained one). ValueError if none was lost.
+    """
+    a = _analysis(run)
+    lost = a.verdict.lost
+    if node_id is None:
+        node_id = next((e.node_id for e in a.explanations() if e.explained), lost[0] if lost else None)
+    if node_id is None:
+        raise ValueError("node_id: the run lost no node, so there is no loss to draw")
+    node_id = str(node_id)
+    if node_id not in lost:
+        raise ValueError(f"node_id: {node_id} is not a lost node of this run")
+    items = _sequence_items(a, node_id)
+    x = {lane: i for i, lane in enumerate(LANES)}
+    n = max(len(items), 1)
+    fig = Figure(figsize=(11, 1.6 + 0.55 * n), layout="constrained")
+    ax = fig.subplots()
+    ax.set_xlim(-0.9, len(LANES) - 0.35)
+    ax.set_ylim(n + 0.2, -1.1)
+    for lane, i in x.items():
+        ax.plot([i, i], [-0.5, n - 0.2], color="#999999", lw=1, zorder=1)
+        ax.text(i, -0.75, lane, ha="center", va="center", fontsize=9, weight="bold",
+                bbox={"boxstyle": "round,pad=0.3", "fc": "#eef2f7", "ec": "#7a8ca3"})
+    halt = next((k for k, it in enumerate(items) if it["kind"] == "arrow" and it["text"].startswith("halt")), None)
+    resume = next((k for k, it in enumerate(items) if it["kind"] == "arrow" and it["text"].startswith("resume")), None)
+    if halt is not None:
+        end = resume if resume is not None else n - 0.5
+        ax.add_patch(mpl.patches.Rectangle((x["translator"] - 0.06, halt), 0.12, end - halt, color=WINDOW_COLOR,
+                                           alpha=0.6, lw=0, zorder=1.5))
+    for k, it in enumerate(items):
+        ax.text(-0.85, k, f"{it['t']:.2f} s", ha="left", va="center", fontsize=8, family="monospace", color="#444444")
+        if it["kind"] in ("arrow", "blocked"):
+            x0, x1 = x[it["src"]], x[it["dst"]]
+            blocked = it["kind"] == "blocked"
+            ax.annotate("", xy=(x1 if not blocked else (x0 + x1) / 2, k), xytext=(x0, k),
+                        arrowprops={"arrowstyle": "->" if not blocked else "-[", "lw": 1.3,
+                                    "color": "#888888" if blocked else "#1f4e79",
+                                    "ls": "--" if blocked else "-"}, zorder=3)
+            ax.text((x0 + x1) / 2, k - 0.18, it["text"], ha="center", va="bottom", fontsize=8,
+                    color="#888888" if blocked else "#1f2d3d")
+        elif it["kind"] == "discard":
+            i = x[it["lane"]]
+            ax.plot([i], [k], marker="X", ms=11, color=DISCARD_COLOR, zorder=4)
+            ax.text(i + 0.08, k, it["text"], ha="left", va="center", fontsize=8.5, color=DISCARD_COLOR, weight="bold")
+        else:
+            i = x[it["lane"]]
+            ax.plot([i], [k], marker="o", ms=5, color="#1f4e79", zorder=4)
+            ax.text(i + 0.08, k, it["text"], ha="left", va="center", fontsize=8, color="#1f2d3d")
+    ax.axis("off")
+    ax.set_title(f"Sequence of lost node {node_id[:8]}: " + a.verdict.cause_sentence().removeprefix("Cause: ")
+                 if a.verdict.causes else f"Sequence of lost node {node_id[:8]}", loc="left", fontsize=10, wrap=True)
     return fig
 
 

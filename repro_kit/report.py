@@ -15,20 +15,20 @@ from typing import Any
 
 import numpy as np
 
-from . import plots
+from .findings import Analysis, analyse
 from .recording import Run, _redact, _SECRET_KEY
-from .timeline import Verdict, acknowledged_adds, check, final_counts, lifecycle, resync_batches
+from .timeline import acknowledged_adds
 
 __all__ = ["REPORT_KEYS", "build_report", "write_report", "render_markdown"]
 
 REPORT_KEYS = (
     "backend", "mode", "encoding", "writes", "deploy_at_s", "nodes_created", "nodes_total",
     "root_children", "atlas_nodes_total", "atlas_root_children", "orphaned", "lost_count",
-    "first_loss_at_s", "resync_batches", "valid",
+    "first_loss_at_s", "resync_batches", "valid", "verdict", "inconclusive_reason", "causes",
 )
 # meta keys a report may quote; anything else (user ids, URIs, keys) stays in the run dir
 _META_WHITELIST = (
-    "backend", "mode", "encoding", "reimport", "writes", "interval_s", "deploy_at_s", "settle_s", "seed",
+    "backend", "mode", "encoding", "reimport", "tree", "writes", "interval_s", "deploy_at_s", "settle_s", "seed",
     "realtime", "started_at", "duration_s", "finished", "root_id",
 )
 
@@ -47,13 +47,23 @@ def _seconds(value: Any) -> float | None:
     return None if value is None else round(float(value), 3)
 
 
-def build_report(run: Run, verdict: Verdict | None = None) -> dict[str, Any]:
+def as_analysis(run: Run | Analysis) -> Analysis:
+    """Callers may hand a Run (analysed here, once) or the Analysis they already hold."""
+    if isinstance(run, Analysis):
+        return run
+    if isinstance(run, Run):
+        return analyse(run)
+    raise ValueError(f"run: must be a Run or an Analysis, got {type(run).__name__}")
+
+
+def build_report(run: Run | Analysis) -> dict[str, Any]:
     """report.json's content: exactly REPORT_KEYS, in that order (device view unless 'atlas_')."""
-    verdict = verdict if verdict is not None else check(run)
-    counts = final_counts(run)
+    a = as_analysis(run)
+    verdict = a.verdict
+    counts = a.final_counts
     device = counts.get("device", {})
     atlas = counts.get("atlas", {})
-    meta = run.meta
+    meta = a.meta
     writes = _plain(meta.get("writes"))
     report = {
         "backend": meta.get("backend"),
@@ -70,7 +80,10 @@ def build_report(run: Run, verdict: Verdict | None = None) -> dict[str, Any]:
         "lost_count": len(verdict.lost),
         "first_loss_at_s": _seconds(verdict.first_loss_at_s),
         "resync_batches": [int(b) for b in verdict.resync_batches],
-        "valid": bool(verdict.valid),
+        "valid": verdict.valid,
+        "verdict": verdict.outcome,
+        "inconclusive_reason": verdict.inconclusive_reason if verdict.outcome == "inconclusive" else None,
+        "causes": [c.as_dict() for c in verdict.causes],
     }
     return report
 
@@ -122,13 +135,51 @@ def _nemesis_rows(run: Run) -> list[list[Any]]:
     return rows
 
 
-def render_markdown(run: Run, verdict: Verdict, report: dict[str, Any], image: str | None = "timeline.png") -> str:
+def _causes_lines(a: Analysis) -> list[str]:
+    """"Why these nodes were lost": the grouped causes, then one line per node."""
+    verdict = a.verdict
+    lines = ["", "## Why these nodes were lost", ""]
+    if not a.trace_available:
+        lines += [f"This backend ({a.meta.get('backend')}) cannot see the sync server's merge, so the run holds no "
+                  "trace to explain the loss from; `repro-kit run` on the emulator records one."]
+        return lines
+    for cause in verdict.causes:
+        lines.append(f"- **{cause.describe()}.**")
+    if verdict.unexplained:
+        lines.append(f"- **{len(verdict.unexplained)} nodes unexplained:** the trace shows no instruction that "
+                     "removed them (nothing is guessed).")
+    lines += [""]
+    rows = []
+    for i, exp in enumerate(a.explanations(), 1):
+        if exp.cause is None:
+            rows.append([i, f"`{exp.node_id}`", "unexplained", "–", "–"])
+            continue
+        record = exp.discard or {}
+        where = record.get("instruction_in")
+        rows.append([i, f"`{exp.node_id}`", f"`{exp.cause.rule}`",
+                     f"{exp.cause.changeset.get('instruction')} in version {exp.cause.changeset.get('version')}",
+                     f"its ArrayInsert from version {where}" if isinstance(where, int) else "its unacknowledged ArrayInsert"])
+    lines += _table(["#", "node id", "rule", "discarding instruction", "what it discarded"], rows)
+    first = next((e for e in a.explanations() if e.explained), None)
+    if first is not None:
+        lines += ["", f"The chain for node `{first.node_id}`, from the recording:", "", "```text",
+                  *(str(step) for step in first.steps), "```"]
+    return lines
+
+
+def render_markdown(run: Run | Analysis, report: dict[str, Any] | None = None, image: str | None = "timeline.png",
+                    sequence_image: str | None = None) -> str:
     """report.md: what a maintainer needs to see the bug, in paste-able GitHub markdown."""
-    life = lifecycle(run)
+    a = as_analysis(run)
+    run = a.run
+    verdict = a.verdict
+    report = report if report is not None else build_report(a)
+    life = a.lifecycle
     meta = run.meta
     setup = ", ".join(str(meta[k]) for k in ("backend", "mode", "encoding") if meta.get(k) is not None)
     lines = [f"# Schema-deploy data-loss run" + (f" ({setup})" if setup else ""), ""]
-    lines += [f"**Verdict:** {verdict.summary()} `valid: {str(verdict.valid).lower()}`", ""]
+    valid = "null" if verdict.valid is None else str(verdict.valid).lower()
+    lines += [f"**Verdict ({verdict.outcome}):** {verdict.summary()} `valid: {valid}`", ""]
     if image:
         lines += [f"![timeline of the run]({image})", ""]
 
@@ -139,7 +190,7 @@ def render_markdown(run: Run, verdict: Verdict, report: dict[str, Any], image: s
         lines += ["", "Model/backend parameters:", ""] + _table(["parameter", "value"], params)
 
     lines += ["", "## What each view held at the end", ""]
-    counts = final_counts(run)
+    counts = a.final_counts
     rows = []
     for obs, v in verdict.by_observer.items():
         sub = life[(life["observer"] == obs).to_numpy(bool) & life["acknowledged"].to_numpy(bool)]
@@ -154,13 +205,16 @@ def render_markdown(run: Run, verdict: Verdict, report: dict[str, Any], image: s
          f"stale (> {verdict.stale_threshold_s:g} s)", "first loss (s)"],
         rows,
     )
-    batches = resync_batches(run)
+    batches = a.batches
     if len(batches):
         shown = ", ".join(f"{int(b)} at {t:.2f} s" for t, b in zip(batches["time"], batches["batch"]))
         lines += ["", f"Resync batches seen by the device: {shown}."]
-    window = plots.deploy_window(run)
+    window = a.deploy_window
     if window is not None:
         lines += ["", f"Deploy window (deploy invoked → translation resumed): {window[0]:.2f} s → {window[1]:.2f} s."]
+    if verdict.outcome == "inconclusive" or verdict.inconclusive_reason:
+        lines += ["", f"> **Inconclusive:** {verdict.inconclusive_reason}. Run longer (`--settle`) to see the "
+                      "re-import's outcome."]
 
     lines += ["", f"## Lost nodes ({len(verdict.lost)})", ""]
     if verdict.lost:
@@ -171,6 +225,9 @@ def render_markdown(run: Run, verdict: Verdict, report: dict[str, Any], image: s
                 for i, n in enumerate(verdict.lost)]
         lines += _table(["#", "node id", "acknowledged at (s)", "left the root's children at (s)",
                          "document still exists"], rows)
+        lines += _causes_lines(a)
+        if sequence_image:
+            lines += ["", f"![sequence diagram of one lost node]({sequence_image})"]
     else:
         lines += ["None: every acknowledged node is in the root's children at the end."]
 
@@ -187,22 +244,34 @@ def render_markdown(run: Run, verdict: Verdict, report: dict[str, Any], image: s
     if run.warnings or not meta.get("finished", False):
         notes = list(run.warnings) + ([] if meta.get("finished", False) else ["the run did not finish (partial run)"])
         lines += ["> Note: " + "; ".join(notes), ""]
-    lines += [f"Times are seconds since run start. Generated by repro_kit from run `{run.path.name}`.", ""]
+    name = run.path.name if run.path is not None else "(in memory)"
+    lines += [f"Times are seconds since run start. Generated by repro_kit from run `{name}`.", ""]
     return "\n".join(lines)
 
 
-def write_report(run: Run, out_dir: str | os.PathLike[str] | None = None,
-                 verdict: Verdict | None = None) -> dict[str, Path]:
-    """Write report.json, report.md, timeline.png and timeline.svg into `out_dir` (default:
-    the run directory). Returns {"json", "md", "png", "svg"} -> path."""
-    out = Path(out_dir) if out_dir is not None else Path(run.path)
+def write_report(run: Run | Analysis, out_dir: str | os.PathLike[str] | None = None) -> dict[str, Path]:
+    """Write report.json, report.md, timeline.png and timeline.svg (and, when a lost node is
+    explained, sequence.png and sequence.svg) into `out_dir` (default: the run directory).
+    Returns {"json", "md", "png", "svg"[, "sequence_png", "sequence_svg"]} -> path."""
+    from . import plots  # figures only: every number comes from the analysis
+
+    a = as_analysis(run)
+    if out_dir is None and a.run.path is None:
+        raise ValueError("out_dir: an in-memory run has no directory; name one")
+    out = Path(out_dir) if out_dir is not None else Path(a.run.path)
     if out.exists() and not out.is_dir():
         raise ValueError(f"out_dir is not a directory: {out}")
     out.mkdir(parents=True, exist_ok=True)
-    verdict = verdict if verdict is not None else check(run)
-    report = build_report(run, verdict)
-    png, svg = plots.export(plots.timeline_figure(run, verdict), out / "timeline", formats=("png", "svg"))
+    report = build_report(a)
+    png, svg = plots.export(plots.timeline_figure(a), out / "timeline", formats=("png", "svg"))
     paths = {"json": out / "report.json", "md": out / "report.md", "png": png, "svg": svg}
+    explained = next((e for e in a.explanations() if e.explained), None) if a.verdict.lost else None
+    sequence = None
+    if explained is not None:
+        sequence_png, sequence_svg = plots.export(plots.sequence_diagram(a, explained.node_id), out / "sequence",
+                                                  formats=("png", "svg"))
+        paths["sequence_png"], paths["sequence_svg"] = sequence_png, sequence_svg
+        sequence = sequence_png.name
     paths["json"].write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    paths["md"].write_text(render_markdown(run, verdict, report, image=png.name), encoding="utf-8")
+    paths["md"].write_text(render_markdown(a, report, image=png.name, sequence_image=sequence), encoding="utf-8")
     return paths

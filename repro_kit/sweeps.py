@@ -22,6 +22,7 @@ import pandas as pd
 
 from repro_kit.emulator.device import TREES
 from repro_kit.emulator.params import ENCODINGS, MODES, REIMPORTS, EmulatorParams
+from repro_kit.recording import Run
 
 __all__ = ["sweep", "run_scenario", "SCENARIO_DEFAULTS", "RESULT_COLUMNS", "MemoryRecorder"]
 
@@ -44,8 +45,8 @@ _RUN_KEYS = ("writes", "interval_s", "deploy_at_s", "settle_s", "pause_during_re
 _PARAM_KEYS = tuple(f.name for f in dataclasses.fields(EmulatorParams))
 
 #: Columns `sweep` adds after the scenario's inputs.
-RESULT_COLUMNS = ("nodes_created", "lost_count", "root_children", "nodes_total", "first_loss_at_s",
-                  "resync_batches", "valid")
+RESULT_COLUMNS = ("nodes_created", "lost_count", "orphaned", "root_children", "nodes_total", "first_loss_at_s",
+                  "resync_batches", "valid", "verdict", "cause")
 
 #: Above this many scenarios, a progress bar shows by default (when stderr is a terminal).
 PROGRESS_THRESHOLD = 50
@@ -63,6 +64,7 @@ class MemoryRecorder:
         self.meta: dict[str, Any] = dict(meta or {})
         self.ops: list[dict[str, Any]] = []
         self.events: list[dict[str, Any]] = []
+        self.trace_records: list[dict[str, Any]] = []
 
     def __enter__(self) -> "MemoryRecorder":
         return self
@@ -80,12 +82,18 @@ class MemoryRecorder:
         self.events.append(line)
         return line
 
+    def trace(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        line = dict(record)
+        self.trace_records.append(line)
+        return line
+
     def finish(self, extra_meta: Mapping[str, Any] | None = None) -> None:
         self.meta.update(extra_meta or {})
         self.meta["finished"] = True
 
-    def load(self) -> "MemoryRecorder":
-        return self
+    def load(self) -> Run:
+        """The recorded run, in memory, typed as `load_run` types a run directory."""
+        return Run.from_records(self.meta, self.ops, self.events, self.trace_records, path=self.path)
 
 
 # -- validation ----------------------------------------------------------------------------
@@ -175,49 +183,18 @@ def _expand(scenarios: Any, grid: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def run_scenario(scenario: Mapping[str, Any]) -> dict[str, Any]:
-    """Run one (validated) scenario on the emulator in virtual time; returns its result columns."""
+    """Run one (validated) scenario on the emulator in virtual time; returns its result columns,
+    read from the run's own analysis (`findings.Analysis.figures`), as for any recorded run."""
     from repro_kit.emulator.session import EmulatedSession
+    from repro_kit.findings import analyse
     from repro_kit.writer import run_test
 
     s = {**SCENARIO_DEFAULTS, **scenario}
     session = EmulatedSession(realtime=False, **{k: s[k] for k in _SESSION_KEYS},
                               **{k: s[k] for k in _PARAM_KEYS})
-    record = run_test(session, s["writes"], s["interval_s"], s["deploy_at_s"], s["settle_s"],
-                      recorder=MemoryRecorder, progress=False, pause_during_resync=s["pause_during_resync"])
-    return summarise(session, record)
-
-
-def summarise(session: Any, record: MemoryRecorder) -> dict[str, Any]:
-    """The loss figures of a finished in-memory run, from the device's final state and its events.
-
-    Lost: acknowledged by the server, yet not among the root's visible children on the
-    device at the end. First loss: the earliest final `leave` of a lost node (device side).
-    """
-    device = session.device
-    root_id = device.root_id()
-    children = set(device.visible_children(root_id))
-    created = [op["value"] for op in record.ops if op["f"] == "add" and op["type"] == "invoke"]
-    acked = {op["value"] for op in record.ops if op["f"] == "add" and op["type"] == "ok"}
-    lost = {node for node in acked if node not in children}
-    last_leave: dict[str, float] = {}
-    batches = 0
-    for event in record.events:
-        if event.get("observer") != "device":
-            continue
-        kind = event.get("kind")
-        if kind == "leave" and event.get("node_id") in lost:
-            last_leave[event["node_id"]] = event["time"]
-        elif kind == "batch":
-            batches += 1
-    return {
-        "nodes_created": len(created),
-        "lost_count": len(lost),
-        "root_children": len(children),
-        "nodes_total": len(device.owned_ids()),
-        "first_loss_at_s": min(last_leave.values()) if last_leave else None,
-        "resync_batches": batches,
-        "valid": not lost,
-    }
+    run = run_test(session, s["writes"], s["interval_s"], s["deploy_at_s"], s["settle_s"],
+                   recorder=MemoryRecorder, progress=False, pause_during_resync=s["pause_during_resync"])
+    return analyse(run).figures()
 
 
 # -- the sweep -----------------------------------------------------------------------------
@@ -281,5 +258,6 @@ def sweep(scenarios: Any = None, *, processes: int | None = None, progress: bool
         frame["deploy_at_s"] = frame["deploy_at_s"].astype("float64")
     for col in ("nodes_created", "lost_count", "root_children", "nodes_total", "resync_batches"):
         frame[col] = frame[col].astype("int64")
-    frame["valid"] = frame["valid"].astype(bool)
+    frame["orphaned"] = frame["orphaned"].astype("int64")
+    frame["valid"] = frame["valid"].astype("boolean")  # <NA> when a scenario is inconclusive
     return frame

@@ -1,4 +1,4 @@
-"""Per-node lifecycle and the verdict, computed from a run (DESIGN.md, "Checking").
+"""Per-node lifecycle, computed from a run (DESIGN.md, "Checking"); `findings` judges it.
 
 Jepsen's set-full, extended: for every acknowledged node and every observer, every
 present/absent interval in the root's children, so a vanish-and-return shows and a
@@ -9,7 +9,6 @@ so a million events take seconds, not minutes.
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any
 
 import numpy as np
@@ -18,8 +17,7 @@ import pandas as pd
 from .recording import Run
 
 __all__ = [
-    "intervals", "lifecycle", "check", "Verdict", "ObserverVerdict",
-    "final_counts", "acknowledged_adds", "resync_batches",
+    "intervals", "lifecycle", "ObserverVerdict", "final_counts", "acknowledged_adds", "resync_batches",
 ]
 
 STATES = ("present", "absent")
@@ -275,37 +273,6 @@ class ObserverVerdict:
     first_loss_at_s: float | None
 
 
-@dataclasses.dataclass(frozen=True)
-class Verdict:
-    """What the run shows. `lost`/`orphaned`/`first_loss_at_s` judge the device's view
-    (the user's data); `stale` lists nodes stale in any view (Atlas lags during a halt);
-    `by_observer` has each view's own lists. Id lists are in ack order."""
-
-    acknowledged: list[str]
-    lost: list[str]
-    orphaned: list[str]
-    stale: list[str]
-    first_loss_at_s: float | None
-    resync_batches: list[int]
-    valid: bool
-    by_observer: dict[str, ObserverVerdict]
-    stale_threshold_s: float = 1.0
-
-    def summary(self) -> str:
-        """The verdict in one sentence, e.g. "15 of 20 nodes orphaned ..."."""
-        n = len(self.acknowledged)
-        if not self.lost:
-            return f"No loss: all {n} acknowledged nodes are in the root's children at the end."
-        at = f"; first loss at {self.first_loss_at_s:.1f} s" if self.first_loss_at_s is not None else ""
-        if len(self.orphaned) == len(self.lost):
-            what = f"{len(self.orphaned)} of {n} nodes orphaned (documents kept, missing from the root's children)"
-        elif self.orphaned:
-            what = f"{len(self.lost)} of {n} nodes lost from the root's children ({len(self.orphaned)} orphaned)"
-        else:
-            what = f"{len(self.lost)} of {n} nodes lost (missing from the root's children)"
-        return f"{what}{at}."
-
-
 def _observer_verdict(life: pd.DataFrame, observer: str, threshold: float) -> ObserverVerdict:
     rows = life[(life["observer"] == observer).to_numpy(bool) & life["acknowledged"].to_numpy(bool)]
     lost_rows = rows[~rows["final_present"].to_numpy(bool)]
@@ -332,31 +299,6 @@ def resync_batches(run: Run, observer: str = _DEVICE) -> pd.DataFrame:
     mask = (ev["kind"] == "batch").to_numpy(bool) & (ev["observer"] == observer).to_numpy(bool)
     b = ev.loc[mask, ["time", "batch"]].dropna().sort_values("time", kind="stable")
     return pd.DataFrame({"time": b["time"].to_numpy(np.float64), "batch": b["batch"].to_numpy(np.int64)})
-
-
-def check(run: Run, stale_threshold_s: float = 1.0) -> Verdict:
-    """Judge a run: lost, orphaned and stale nodes, when the first loss showed, resync batches."""
-    if isinstance(stale_threshold_s, bool) or not isinstance(stale_threshold_s, (int, float)) \
-            or not math.isfinite(stale_threshold_s) or stale_threshold_s < 0:
-        raise ValueError(f"stale_threshold_s must be a non-negative number, got {stale_threshold_s!r}")
-    c = _Coded(run)
-    life = _lifecycle(c, _interval_arrays(c))
-    by_observer = {o: _observer_verdict(life, o, float(stale_threshold_s)) for o in c.observers}
-    device = by_observer[_DEVICE]
-    acked = c.acks["node_id"].astype(str).tolist()
-    ack_rank = {n: i for i, n in enumerate(acked)}
-    stale = sorted({n for v in by_observer.values() for n in v.stale}, key=ack_rank.__getitem__)
-    return Verdict(
-        acknowledged=acked,
-        lost=device.lost,
-        orphaned=device.orphaned,
-        stale=stale,
-        first_loss_at_s=device.first_loss_at_s,
-        resync_batches=[int(b) for b in resync_batches(run)["batch"]],
-        valid=not device.lost,
-        by_observer=by_observer,
-        stale_threshold_s=float(stale_threshold_s),
-    )
 
 
 def final_counts(run: Run) -> dict[str, dict[str, Any]]:

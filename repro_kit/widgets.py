@@ -45,6 +45,7 @@ class ControlPanel:
         self.report = report
         self.last_run: Any = None
         self.last_verdict: Any = None
+        self.last_analysis: Any = None
         self.errors: list[str] = []
         self.status: dict[str, tuple[int, int]] = {}
         self._worker: threading.Thread | None = None
@@ -356,9 +357,11 @@ class ControlPanel:
         return self._start("Run test", act)
 
     def _summarise(self, run: Any) -> None:
-        from repro_kit import timeline
+        from repro_kit.findings import analyse
 
-        verdict = timeline.check(run)
+        analysis = analyse(run)
+        verdict = analysis.verdict
+        self.last_analysis = analysis
         self.last_verdict = verdict
         lost = list(getattr(verdict, "lost", []) or [])
         if lost:
@@ -372,7 +375,7 @@ class ControlPanel:
         if self.report:
             from repro_kit import report
 
-            report.write_report(run, run.path, self.last_verdict)
+            report.write_report(analysis, run.path)
             self.say(f"Report: {Path(run.path) / 'report.md'}")
 
     def close(self) -> None:

@@ -18,7 +18,8 @@ def frame(rows):
     for r in rows:
         created = r.get("writes", 20)
         lost = r["lost_count"]
-        out.append({**r, "nodes_created": created, "root_children": created - lost, "nodes_total": created + 1,
+        out.append({**r, "nodes_created": created, "orphaned": lost, "root_children": created - lost,
+                    "nodes_total": created + 1,
                     "first_loss_at_s": 185.0 if lost else None, "resync_batches": 1, "valid": lost == 0})
     return pd.DataFrame(out)
 
@@ -133,3 +134,13 @@ def test_sensitivity_judges_the_reports_outcome_for_each_assumption():
 def test_sensitivity_figure_rejects_other_frames():
     with pytest.raises(ValueError, match="sensitivity"):
         analysis.sensitivity_figure(pd.DataFrame({"x": [1]}))
+
+
+def test_conclusion_keeps_every_lost_node_orphaned_with_prefilled_notes():
+    """Known bug, fixed: the sweep guessed orphaning from counts, which prefill breaks."""
+    from repro_kit.sweeps import sweep
+
+    df = sweep(prefill=[0, 5], encoding=["replace", "diff"], processes=1)
+    lossy = df[df["lost_count"] > 0]
+    assert len(lossy) == 2 and (lossy["orphaned"] == lossy["lost_count"]).all()
+    assert "Every lost node was orphaned, not deleted" in analysis.conclusion(df)

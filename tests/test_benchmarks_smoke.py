@@ -34,11 +34,11 @@ def test_scale_smoke_converges_with_and_without_loss():
 
 def test_analysis_synthesis_is_checked_against_what_it_made_lost(tmp_path):
     from benchmarks.analysis import synthesise
-    from repro_kit import timeline
+    from repro_kit import findings
     from repro_kit.recording import load_run
 
     shape = synthesise(tmp_path / "run", events=800)
-    verdict = timeline.check(load_run(tmp_path / "run"))
+    verdict = findings.check(load_run(tmp_path / "run"))
     assert len(verdict.acknowledged) == shape["nodes"]
     assert len(verdict.lost) == shape["lost_nodes"]
 

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from repro_kit import recording, timeline
+from repro_kit import findings, recording
 from repro_kit.cli import Menu, main
 from repro_kit.client import connect
 
 REPORT_KEYS = {"backend", "mode", "encoding", "writes", "deploy_at_s", "nodes_created", "nodes_total",
                "root_children", "atlas_nodes_total", "atlas_root_children", "orphaned", "lost_count",
-               "first_loss_at_s", "resync_batches", "valid"}
+               "first_loss_at_s", "resync_batches", "valid", "verdict", "inconclusive_reason", "causes"}
 
 
 def run_cli(tmp_path, *args):
@@ -42,6 +42,18 @@ def test_run_defaults_report_the_orphans(tmp_path, capsys):
         assert (out / name).stat().st_size > 0
     printed = capsys.readouterr().out
     assert "LOST 14 of 20" in printed and str(out / "report.md") in printed
+    # why: one Clear of the root's children in re-import batch 1, under clear-vs-array-insert
+    assert report["verdict"] == "lost" and report["inconclusive_reason"] is None
+    (cause,) = report["causes"]
+    assert cause["rule"] == "clear-vs-array-insert" and cause["nodes"] == report["orphaned"]
+    assert cause["changeset"]["origin"] == "re-import" and cause["changeset"]["reimport_batch"] == 1
+    assert cause["changeset"]["instruction"] == "Clear(root.children)"
+    assert "Cause: 14 nodes lost to one Clear(root.children) in re-import batch 1" in printed
+    md = (out / "report.md").read_text()
+    why = md.split("## Why these nodes were lost", 1)[1]
+    assert "14 nodes lost to one Clear(root.children) in re-import batch 1" in why
+    assert all(f"`{n}` | `clear-vs-array-insert`" in why for n in report["orphaned"])
+    assert (out / "sequence.png").stat().st_size > 0 and (out / "sequence.svg").stat().st_size > 0
 
 
 @pytest.mark.parametrize("args", [["--mode", "development"], ["--encoding", "diff"]])
@@ -66,6 +78,60 @@ def test_run_reimport_scope(tmp_path, scope, lost, batches):
     report = json.loads((out / "report.json").read_text())
     assert code == 0 and report["lost_count"] == lost and report["resync_batches"] == batches
     assert recording.load_run(out).meta["reimport"] == scope
+
+
+@pytest.mark.parametrize("args", [["--mode", "development"], ["--encoding", "diff"]])
+def test_run_without_loss_has_no_causes_and_is_clean(tmp_path, args):
+    code, out = run_cli(tmp_path, *args)
+    report = json.loads((out / "report.json").read_text())
+    assert report["verdict"] == "clean" and report["causes"] == [] and report["valid"] is True
+
+
+def test_a_run_stopped_before_the_reimport_is_inconclusive_and_report_says_the_same(tmp_path, capsys):
+    code, out = run_cli(tmp_path, "--settle", "20", "--fail-on-loss")
+    printed = capsys.readouterr().out
+    report = json.loads((out / "report.json").read_text())
+    assert code == 3
+    assert report["verdict"] == "inconclusive" and report["valid"] is None
+    assert "still halted" in report["inconclusive_reason"] and "39.0 s" in report["inconclusive_reason"]
+    assert "INCONCLUSIVE" in printed and "No acknowledged node was lost" not in printed
+    (out / "report.json").unlink()
+    (out / "report.md").unlink()
+    assert main(["report", str(out), "--fail-on-loss"]) == 3
+    again = json.loads((out / "report.json").read_text())
+    assert again == report
+    assert "Inconclusive" in (out / "report.md").read_text()
+
+
+def test_report_rebuilds_a_finished_run_without_rerunning_it(tmp_path, capsys):
+    code, out = run_cli(tmp_path)
+    first = json.loads((out / "report.json").read_text())
+    history = (out / "history.jsonl").read_text()
+    for name in ("report.json", "report.md", "timeline.png", "sequence.svg"):
+        (out / name).unlink()
+    capsys.readouterr()
+    assert main(["report", str(out)]) == 0
+    assert json.loads((out / "report.json").read_text()) == first
+    assert (out / "timeline.png").exists() and (out / "sequence.svg").exists()
+    assert (out / "history.jsonl").read_text() == history  # nothing re-run, nothing appended
+    assert "LOST 14 of 20" in capsys.readouterr().out
+
+
+def test_report_of_a_missing_directory_exits_2(tmp_path, capsys):
+    assert main(["report", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "run directory not found" in err
+
+
+def test_one_analysis_per_run(tmp_path, monkeypatch):
+    """The interval computation (the expensive part) runs once for `repro-kit run`."""
+    from repro_kit import timeline
+
+    calls = []
+    real = timeline._interval_arrays
+    monkeypatch.setattr(timeline, "_interval_arrays", lambda c: calls.append(1) or real(c))
+    code, _ = run_cli(tmp_path)
+    assert code == 0 and len(calls) == 1
 
 
 def test_fail_on_loss_exits_1(tmp_path):
@@ -119,9 +185,13 @@ def test_killed_run_loads_and_checks_what_was_recorded(tmp_path):
     adds = run.history[(run.history.f == "add") & (run.history.type == "invoke")]
     assert 15 <= len(adds) < 40
     oks = run.history[(run.history.f == "add") & (run.history.type == "ok")]
-    verdict = timeline.check(run)
+    verdict = findings.check(run)
     assert set(verdict.acknowledged) == set(oks.value.astype(str)) <= set(adds.value.astype(str))
     assert verdict.lost == []  # killed before the re-import: nothing lost yet, and the check says so
+    assert verdict.outcome == "inconclusive" and verdict.valid is None
+    assert "still halted" in verdict.inconclusive_reason
+    assert main(["report", str(out), "--fail-on-loss"]) == 3
+    assert json.loads((out / "report.json").read_text())["verdict"] == "inconclusive"
 
 
 def menu_for(session, lines, **overrides):

@@ -9,6 +9,7 @@ from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 
 from repro_kit import plots
+from repro_kit.findings import analyse
 from repro_kit.recording import RunRecorder, load_run
 
 from runs import record_scenario
@@ -59,14 +60,18 @@ def test_counts_plots_both_views(run) -> None:
     assert root.get_ydata()[-1] == 5  # 20 appended, 15 orphaned
 
 
+def deploy_window(run):
+    return analyse(run).deploy_window
+
+
 def test_deploy_window_spans_deploy_to_resume(run, tmp_path: Path) -> None:
-    assert plots.deploy_window(run) == (5.5, 185.5)
+    assert deploy_window(run) == (5.5, 185.5)
     with RunRecorder(tmp_path / "no-resume") as rec:
         rec.invoke("nemesis", "deploy", {"field": "x"}, time=2.0)
         rec.event({"time": 50.0, "observer": "device", "kind": "batch", "batch": 20})
         rec.event({"time": 51.0, "observer": "device", "kind": "batch", "batch": 3})
-    assert plots.deploy_window(load_run(tmp_path / "no-resume")) == (2.0, 51.0)
-    assert plots.deploy_window(load_run(record_scenario(tmp_path / "none", deploy_at_s=None))) is None
+    assert deploy_window(load_run(tmp_path / "no-resume")) == (2.0, 51.0)
+    assert deploy_window(load_run(record_scenario(tmp_path / "none", deploy_at_s=None))) is None
 
 
 def test_export_writes_reproducible_files(run, tmp_path: Path) -> None:
@@ -97,3 +102,30 @@ def test_plots_of_an_empty_run(tmp_path: Path) -> None:
 def test_partial_run_says_so_in_the_title(tmp_path: Path) -> None:
     fig = plots.timeline_figure(load_run(record_scenario(tmp_path / "run", finish=False)))
     assert "partial run" in fig._suptitle.get_text()
+
+
+def test_sequence_diagram_of_a_lost_node_draws_the_lanes_and_marks_the_discard(tmp_path: Path) -> None:
+    from repro_kit.client import connect
+    from repro_kit.writer import run_test
+
+    run = run_test(connect(seed=3), out=tmp_path / "run")
+    a = analyse(run)
+    fig = plots.sequence_diagram(a, a.verdict.lost[0])
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    for lane in plots.LANES:
+        assert lane in texts
+    assert any(t.startswith("clear-vs-array-insert: discards ArrayInsert(root.children") for t in texts)
+    for needle in ("upload", "download the batch"):
+        assert any(needle in t for t in texts), needle
+    assert any(t.startswith("re-import batch 1 (based on version") for t in texts)
+    assert any(t.startswith("halt; snapshot at version") for t in texts)
+    png, svg = plots.export(fig, tmp_path / "sequence", formats=("png", "svg"))
+    assert png.stat().st_size > 0 and svg.stat().st_size > 0
+
+
+def test_sequence_diagram_needs_a_lost_node(run, tmp_path: Path) -> None:
+    clean = load_run(record_scenario(tmp_path / "clean", loss=False))
+    with pytest.raises(ValueError, match="lost no node"):
+        plots.sequence_diagram(clean)
+    with pytest.raises(ValueError, match="not a lost node"):
+        plots.sequence_diagram(run, "nope")

@@ -15,7 +15,7 @@ def test_sweep_is_the_function_even_after_its_module_is_imported():
     import repro_kit.sweeps  # noqa: F401
 
     assert callable(repro_kit.sweep) and repro_kit.sweep.__module__ == "repro_kit.sweeps"
-    assert repro_kit.check.__module__ == "repro_kit.timeline"
+    assert repro_kit.check.__module__ == "repro_kit.findings"
 
 
 def test_import_is_cheap():

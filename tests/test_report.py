@@ -16,7 +16,7 @@ from runs import post_deploy_ids, record_scenario
 DESIGN_KEYS = [
     "backend", "mode", "encoding", "writes", "deploy_at_s", "nodes_created", "nodes_total",
     "root_children", "atlas_nodes_total", "atlas_root_children", "orphaned", "lost_count",
-    "first_loss_at_s", "resync_batches", "valid",
+    "first_loss_at_s", "resync_batches", "valid", "verdict", "inconclusive_reason", "causes",
 ]
 
 

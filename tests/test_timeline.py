@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from repro_kit.recording import RunRecorder, load_run
-from repro_kit.timeline import check, final_counts, intervals, lifecycle
+from repro_kit.findings import check
+from repro_kit.timeline import final_counts, intervals, lifecycle
 
 from runs import ROOT_ID, node_id, post_deploy_ids, record_scenario
 

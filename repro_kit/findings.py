@@ -1,0 +1,373 @@
+"""One analysis of a recorded run: the verdict, its evidence and its explanation.
+
+`analyse(run)` reads the run directory alone (history, events, the server's trace) and
+returns an `Analysis`: intervals, lifecycle, final counts, the deploy window, resync
+batches, the verdict (lost / clean / inconclusive) and, for every lost node, the causal
+chain the trace witnesses. Each piece is computed once, on first use; the CLI, reports,
+figures, the control panel and sweeps all take an `Analysis` and never recompute it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import timeline
+from .causes import Cause, Evidence, Explanation, Step, changeset_label, describe_instruction, group_causes
+from .recording import Run
+
+__all__ = ["Analysis", "analyse", "check", "Verdict", "OUTCOMES"]
+
+OUTCOMES = ("lost", "clean", "inconclusive")
+_DEVICE = "device"
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """What the run shows.
+
+    `outcome`: "lost" (an acknowledged node is missing from the root's children on the
+    device at the end), "clean", or "inconclusive" (the run ended before the deploy's
+    re-import could have shown a loss; `inconclusive_reason` says why). `valid` is
+    False when lost, True when clean, None when inconclusive. `lost`/`orphaned`/
+    `first_loss_at_s` judge the device's view (the user's data); `stale` lists nodes
+    stale in any view; `by_observer` has each view's own lists. Id lists are in ack order.
+    `causes` group the lost nodes by what the trace shows removed them; `unexplained`
+    are lost nodes it does not account for (all of them where the backend cannot see
+    the server: `trace_available` False).
+    """
+
+    acknowledged: list[str]
+    lost: list[str]
+    orphaned: list[str]
+    stale: list[str]
+    first_loss_at_s: float | None
+    resync_batches: list[int]
+    valid: bool | None
+    by_observer: dict[str, timeline.ObserverVerdict]
+    stale_threshold_s: float = 1.0
+    outcome: str = "clean"
+    inconclusive_reason: str | None = None
+    causes: tuple[Cause, ...] = ()
+    unexplained: tuple[str, ...] = ()
+    trace_available: bool = False
+
+    def cause_sentence(self) -> str | None:
+        """The causes in one sentence, or None when nothing was lost."""
+        if not self.lost:
+            return None
+        parts = [c.describe() for c in self.causes]
+        if self.unexplained:
+            why = "" if self.trace_available else " (the backend cannot see the sync server's merge)"
+            parts.append(f"{len(self.unexplained)} unexplained{why}")
+        return "Cause: " + "; ".join(parts) + "."
+
+    def summary(self) -> str:
+        """The verdict in one or two sentences, naming the cause, e.g. "14 of 20 nodes orphaned ..."."""
+        n = len(self.acknowledged)
+        if self.outcome == "inconclusive" and not self.lost:
+            return (f"Inconclusive: {self.inconclusive_reason}. No acknowledged node lost so far "
+                    f"({n} acknowledged).")
+        if not self.lost:
+            return f"No loss: all {n} acknowledged nodes are in the root's children at the end."
+        at = f"; first loss at {self.first_loss_at_s:.1f} s" if self.first_loss_at_s is not None else ""
+        if len(self.orphaned) == len(self.lost):
+            what = f"{len(self.orphaned)} of {n} nodes orphaned (documents kept, missing from the root's children)"
+        elif self.orphaned:
+            what = f"{len(self.lost)} of {n} nodes lost from the root's children ({len(self.orphaned)} orphaned)"
+        else:
+            what = f"{len(self.lost)} of {n} nodes lost (missing from the root's children)"
+        more = f" The run ended early ({self.inconclusive_reason}): more may be lost." \
+            if self.inconclusive_reason else ""
+        return f"{what}{at}. {self.cause_sentence()}{more}"
+
+
+class Analysis:
+    """Everything a run shows, computed once from the recording. Build with `analyse(run)`."""
+
+    def __init__(self, run: Run, stale_threshold_s: float = 1.0) -> None:
+        if not isinstance(run, Run):
+            raise ValueError(f"run: must be a loaded Run (repro_kit.load_run), got {type(run).__name__}")
+        if isinstance(stale_threshold_s, bool) or not isinstance(stale_threshold_s, (int, float)) \
+                or not math.isfinite(stale_threshold_s) or stale_threshold_s < 0:
+            raise ValueError(f"stale_threshold_s must be a non-negative number, got {stale_threshold_s!r}")
+        self.run = run
+        self.stale_threshold_s = float(stale_threshold_s)
+
+    def __repr__(self) -> str:
+        return f"<Analysis of {self.run.path}: {self.verdict.outcome}>"
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return self.run.meta
+
+    # -- the timeline --------------------------------------------------------------------
+    @functools.cached_property
+    def _coded(self) -> timeline._Coded:
+        return timeline._Coded(self.run)
+
+    @functools.cached_property
+    def _arrays(self) -> dict[str, np.ndarray]:
+        return timeline._interval_arrays(self._coded)
+
+    @functools.cached_property
+    def intervals(self) -> pd.DataFrame:
+        """Every present/absent interval per node and observer (see `timeline.intervals`)."""
+        return timeline._intervals_frame(self._coded, self._arrays)
+
+    @functools.cached_property
+    def lifecycle(self) -> pd.DataFrame:
+        """One row per (node, observer) (see `timeline.lifecycle`)."""
+        return timeline._lifecycle(self._coded, self._arrays)
+
+    @functools.cached_property
+    def final_counts(self) -> dict[str, dict[str, Any]]:
+        return timeline.final_counts(self.run)
+
+    @functools.cached_property
+    def batches(self) -> pd.DataFrame:
+        """The re-import batches the device saw: [time, batch (documents)]."""
+        return timeline.resync_batches(self.run)
+
+    @functools.cached_property
+    def deploy_window(self) -> tuple[float, float] | None:
+        """(deploy invoked, translation resumed); without a resume, until the last device batch
+        after the deploy, or the run end. None: no deploy."""
+        h = self.run.history
+        if h.empty:
+            return None
+        f = h["f"].astype(object)
+        deploys = h.loc[((f == "deploy") & (h["type"].astype(object) == "invoke")).to_numpy(bool), "time"]
+        if deploys.empty:
+            return None
+        start = float(deploys.min())
+        resumes = h.loc[((f == "resume") & (h["time"] >= start)).to_numpy(bool), "time"]
+        if not resumes.empty:
+            return start, float(resumes.min())
+        after = self.batches[self.batches["time"] >= start]
+        end = float(after["time"].max()) if len(after) else self.run.end_s
+        return start, max(end, start)
+
+    def nemesis(self, f: str) -> list[tuple[float, Any]]:
+        """(time, value) of every nemesis op named `f` ("deploy", "halt", "resume"), in time order."""
+        h = self.run.history
+        if h.empty:
+            return []
+        mask = (h["process"].astype(str) == "nemesis").to_numpy(bool) & (h["f"].astype(object) == f).to_numpy(bool)
+        sub = h.loc[mask].sort_values("time", kind="stable")
+        return [(float(t), v) for t, v in zip(sub["time"], sub["value"])]
+
+    # -- the evidence --------------------------------------------------------------------
+    @functools.cached_property
+    def trace_available(self) -> bool:
+        """Could this backend see the sync server's merge? (The live backend cannot.)"""
+        declared = self.meta.get("server_trace")
+        return bool(declared) if declared is not None else bool(self.run.trace)
+
+    @functools.cached_property
+    def evidence(self) -> Evidence:
+        root = self.meta.get("root_id")
+        return Evidence(self.run.trace, str(root) if root is not None else None)
+
+    @functools.cached_property
+    def _grouped(self) -> tuple[tuple[Cause, ...], tuple[str, ...]]:
+        return group_causes(self.evidence, self._device.lost)
+
+    @property
+    def causes(self) -> tuple[Cause, ...]:
+        """Lost nodes grouped by the instruction that discarded their link, most nodes first."""
+        return self._grouped[0]
+
+    @property
+    def unexplained(self) -> tuple[str, ...]:
+        return self._grouped[1]
+
+    # -- the verdict ---------------------------------------------------------------------
+    @functools.cached_property
+    def _by_observer(self) -> dict[str, timeline.ObserverVerdict]:
+        return {o: timeline._observer_verdict(self.lifecycle, o, self.stale_threshold_s) for o in self._coded.observers}
+
+    @property
+    def _device(self) -> timeline.ObserverVerdict:
+        return self._by_observer[_DEVICE]
+
+    @functools.cached_property
+    def inconclusive_reason(self) -> str | None:
+        """Why the run cannot show whether the deploy loses data, or None.
+
+        Read from the history alone: a deploy that never happened though it was planned,
+        translation still halted at the end, or a re-import not all of whose batches
+        reached the device."""
+        end = self.run.end_s
+        planned = self.meta.get("deploy_at_s")
+        deploys = self.nemesis("deploy")
+        if planned is not None and not deploys and not self.run.finished:
+            return f"the run stopped at {end:.1f} s, before the deploy planned at {float(planned):g} s"
+        halts, resumes = self.nemesis("halt"), self.nemesis("resume")
+        if halts:
+            last_halt = halts[-1][0]
+            later = [(t, v) for t, v in resumes if t >= last_halt]
+            if not later:
+                return (f"translation was still halted when the run ended at {end:.1f} s (halted at "
+                        f"{last_halt:.1f} s; the re-import had not run)")
+            expected = later[0][1].get("batches") if isinstance(later[0][1], dict) else None
+            seen = int((self.batches["time"] >= last_halt).sum())
+            if isinstance(expected, int) and seen < expected:
+                return f"the device had received {seen} of {expected} re-import batches when the run ended at {end:.1f} s"
+        return None
+
+    @functools.cached_property
+    def verdict(self) -> Verdict:
+        c = self._coded
+        acked = c.acks["node_id"].astype(str).tolist()
+        ack_rank = {n: i for i, n in enumerate(acked)}
+        by = self._by_observer
+        stale = sorted({n for v in by.values() for n in v.stale}, key=ack_rank.__getitem__)
+        device = self._device
+        reason = self.inconclusive_reason
+        outcome = "lost" if device.lost else ("inconclusive" if reason else "clean")
+        return Verdict(
+            acknowledged=acked, lost=device.lost, orphaned=device.orphaned, stale=stale,
+            first_loss_at_s=device.first_loss_at_s,
+            resync_batches=[int(b) for b in self.batches["batch"]],
+            valid={"lost": False, "clean": True}.get(outcome), by_observer=by,
+            stale_threshold_s=self.stale_threshold_s, outcome=outcome, inconclusive_reason=reason,
+            causes=self.causes, unexplained=self.unexplained, trace_available=self.trace_available,
+        )
+
+    def summary(self) -> str:
+        return self.verdict.summary()
+
+    def figures(self) -> dict[str, Any]:
+        """The run's outcome as plain numbers: one row of a sweep (`sweeps.RESULT_COLUMNS`)."""
+        v = self.verdict
+        device = self.final_counts.get(_DEVICE, {})
+        return {
+            "nodes_created": len(v.acknowledged),
+            "lost_count": len(v.lost),
+            "orphaned": len(v.orphaned),
+            "root_children": device.get("root_children"),
+            "nodes_total": device.get("nodes_total"),
+            "first_loss_at_s": v.first_loss_at_s,
+            "resync_batches": len(v.resync_batches),
+            "valid": v.valid,
+            "verdict": v.outcome,
+            "cause": v.causes[0].rule if v.causes else None,
+        }
+
+    # -- explanations --------------------------------------------------------------------
+    def explain(self, node_id: str) -> Explanation:
+        """The causal chain of a lost node, from the recording (ValueError if it was not lost)."""
+        node = str(node_id)
+        if node not in self._device.lost:
+            raise ValueError(f"node_id: {node} is not a lost node of this run "
+                             f"({len(self._device.lost)} lost: see verdict.lost)")
+        return self._explain(node)
+
+    def explanations(self) -> list[Explanation]:
+        """One explanation per lost node, in ack order."""
+        return [self._explain(n) for n in self._device.lost]
+
+    @functools.cached_property
+    def _adds(self) -> dict[str, dict[str, float]]:
+        h = self.run.history
+        out: dict[str, dict[str, float]] = {}
+        if h.empty:
+            return out
+        adds = h[(h["f"].astype(object) == "add").to_numpy(bool) & h["node_id"].notna().to_numpy(bool)]
+        for node, typ, t in zip(adds["node_id"].astype(str), adds["type"].astype(str), adds["time"]):
+            out.setdefault(node, {}).setdefault(typ, float(t))
+        return out
+
+    def _explain(self, node: str) -> Explanation:
+        ev = self.evidence
+        root = ev.root_id
+        steps: list[Step] = []
+        adds = self._adds.get(node, {})
+        created = ev.created_in.get(node)
+        linked = ev.linked_in.get(node, created)
+        origin = ev.integrated.get(created, {}).get("origin") if created is not None else None
+        who = f"device (peer {origin})" if isinstance(origin, int) and origin != 1 else "device"
+        if "invoke" in adds:
+            steps.append(Step(adds["invoke"], "device", f"{who} wrote the node and appended it to the root's children"))
+        if "ok" in adds:
+            at = f" as server version {created}" if created is not None else ""
+            steps.append(Step(adds["ok"], "sync server", f"integrated it{at} and acknowledged it"))
+        for t, value in self.nemesis("halt"):
+            if "invoke" in adds and t > adds["invoke"] + 300:
+                continue
+            snap = value.get("snapshot_version") if isinstance(value, dict) else None
+            docs = value.get("snapshot_docs") if isinstance(value, dict) else None
+            detail = f" at server version {snap}" if snap is not None else ""
+            count = f" ({docs} documents)" if docs is not None else ""
+            steps.append(Step(t, "translator", f"the schema deploy halted translation and snapshotted Atlas{detail}{count}"))
+        record = ev.discard_of(node)
+        cause = next((c for c in self.causes if node in c.nodes), None)
+        if record is None or cause is None:
+            why = ("the trace shows no instruction that removed it" if self.trace_available
+                   else "this backend cannot see the sync server's merge (no trace)")
+            steps += self._aftermath(node)
+            steps.append(Step(None, "sync server", f"unexplained: {why}"))
+            return Explanation(node_id=node, explained=False, cause=None, steps=tuple(sorted(steps, key=_order)))
+        cs = cause.changeset
+        base = cs.get("base_version")
+        before = ""
+        if isinstance(base, int) and isinstance(linked, int) and base < linked:
+            before = " (before the node existed)" if created is not None and base < created else " (before its link)"
+        based = f", based on version {base}{before}" if base is not None else ""
+        label = changeset_label({**cs, "time": None, "base_version": None, "version": None})
+        version = f" integrated as server version {cs['version']}" if cs.get("version") is not None else ""
+        steps.append(Step(cs.get("time"), "translator" if cs.get("origin") == "re-import" else "sync server",
+                          f"{label}{version}{based}, carried {cs.get('instruction')}"))
+        victim = describe_instruction(record.get("instruction") or {}, root)
+        where = record.get("instruction_in")
+        source = f" (from version {where})" if isinstance(where, int) else " (not yet acknowledged)" if where == "local" else ""
+        on_device = record.get("at") != "server"
+        at = f" (rebasing on device peer {record.get('peer')})" if on_device else ""
+        steps.append(Step(float(record["time"]) if record.get("time") is not None else None,
+                          "device" if on_device else "sync server",
+                          f"rule {record.get('rule')} discarded the node's {victim}{source}{at}"))
+        steps += self._aftermath(node)
+        return Explanation(node_id=node, explained=True, cause=cause, steps=tuple(sorted(steps, key=_order)),
+                           discard=dict(record))
+
+    def _aftermath(self, node: str) -> list[Step]:
+        """When each view lost it, and whether its document survived."""
+        life = self.lifecycle
+        rows = life[(life["node_id"].astype(str) == node).to_numpy(bool)]
+        steps: list[Step] = []
+        for row in rows.itertuples(index=False):
+            obs = str(row.observer)
+            if row.final_present:
+                continue
+            kept = bool(row.doc_exists_at_end)
+            doc = "its document was kept (orphaned)" if kept else "its document is gone too"
+            if obs == _DEVICE:
+                t = None if pd.isna(row.lost_at) else float(row.lost_at)
+                batch = self.batches[(self.batches["time"] - (t or -1)).abs() < 1e-6]
+                how = "integrated the re-import batch and " if len(batch) else ""
+                steps.append(Step(t, "device", f"the device {how}the node left the root's children; {doc}"))
+            elif obs == "atlas":
+                window = self.deploy_window
+                t = window[1] if window is not None and self.nemesis("resume") else None
+                steps.append(Step(t, "Atlas", f"once translation resumed, Atlas's root lacks the node; {doc}"))
+        return steps
+
+
+def _order(step: Step) -> tuple[float, int]:
+    return (math.inf if step.time is None else step.time, 0)
+
+
+def analyse(run: Run, stale_threshold_s: float = 1.0) -> Analysis:
+    """The one analysis of `run` (a loaded run directory, or an in-memory run from a sweep)."""
+    return Analysis(run, stale_threshold_s)
+
+
+def check(run: Run, stale_threshold_s: float = 1.0) -> Verdict:
+    """`analyse(run).verdict`: lost, orphaned and stale nodes, first loss, batches, causes."""
+    return analyse(run, stale_threshold_s).verdict
