@@ -117,9 +117,12 @@ def test_03_makes_a_run_when_there_is_none_and_exports_the_report(tmp_path):
     assert "14 of 20 nodes orphaned" in out
     assert "lost ids (14):" in out
     run_dir = next(p for p in (tmp_path / "runs").iterdir() if p.is_dir())
-    for name in ("report.md", "report.json", "timeline.png", "swimlane.png", "swimlane.svg", "counts.png", "counts.svg"):
+    for name in ("report.md", "report.json", "timeline.png", "swimlane.png", "swimlane.svg", "counts.png", "counts.svg",
+                 "sequence.png", "sequence.svg"):
         assert (run_dir / name).exists(), name
-    assert images(nb) >= 2  # swimlanes and counts
+    assert "14 nodes lost to one Clear(root.children) in re-import batch 1" in out  # the explanation
+    assert "rule clear-vs-array-insert discarded the node's ArrayInsert" in out
+    assert images(nb) >= 3  # swimlanes, counts and the sequence diagram
 
 
 def test_03_loads_the_newest_run_by_default(tmp_path):
