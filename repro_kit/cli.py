@@ -16,9 +16,16 @@ PROG = "repro-kit"
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line and exit 2."""
+    """argparse, but a usage error is one line, names the flag once, and exits 2."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
+        if message.startswith("argument "):  # "argument --interval: not a number" -> "--interval: not a number"
+            message = message[len("argument "):]
+            flag, _, rest = message.partition(": ")
+            for name in flag.split("/"):
+                if rest.startswith(f"{name}: "):
+                    rest = rest[len(name) + 2:]
+            message = f"{flag}: {rest}"
         raise _UsageError(message)
 
 
@@ -26,17 +33,69 @@ class _UsageError(Exception):
     pass
 
 
-def _nonneg(name: str) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name}: not a number: {text!r}") from None
-        if value < 0 or value != value:
-            raise argparse.ArgumentTypeError(f"{name}: must be >= 0, got {text}")
-        return value
+def _number(text: str) -> float:
+    """A float as typed; range checks (and nan/inf) are the scenario's, with one message each."""
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
 
-    return parse
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+
+
+def _deploy_at(text: str) -> float | str:
+    return "auto" if text.strip().lower() == "auto" else _number(text)
+
+
+#: How the command line spells each scenario input, for messages.
+FLAG_NAMES = {
+    "mode": "--mode", "encoding": "--encoding", "reimport": "--reimport", "seed": "--seed",
+    "realtime": "--realtime", "writes": "--writes", "interval_s": "--interval", "deploy_at_s": "--deploy-at",
+    "settle_s": "--settle", "field": "--field", "bson_type": "--bson-type", "poll_s": "--poll",
+}
+
+
+def _scenario(args: argparse.Namespace) -> Any:
+    """The run's Scenario from the flags; a bad value is a usage error naming its flag."""
+    from repro_kit.scenario import Scenario, ScenarioError
+
+    try:
+        return Scenario(mode=args.mode, encoding=args.encoding, reimport=args.reimport, seed=args.seed,
+                        realtime=args.realtime, writes=args.writes, interval_s=args.interval,
+                        deploy_at_s=None if getattr(args, "no_deploy", False) else args.deploy_at,
+                        settle_s=args.settle, field=args.field, bson_type=args.bson_type)
+    except ScenarioError as exc:
+        raise _UsageError(exc.named(FLAG_NAMES)) from None
+
+
+def _out_dir(text: str | None) -> Path:
+    """The run directory, created now (before any work) so a bad --out costs nothing."""
+    from repro_kit import writer
+
+    if text is not None and not text.strip():
+        raise _UsageError(f"--out: must name a directory, got {text!r}")
+    out = writer.default_run_dir() if text is None else Path(text)
+    for parent in [out, *out.parents]:
+        if parent.exists() and not parent.is_dir():
+            raise _UsageError(f"--out: {parent} is a file, not a directory")
+        if parent.exists():
+            break
+    held = [n for n in ("meta.json", "history.jsonl", "events.jsonl") if (out / n).exists()]
+    if held:
+        raise _UsageError(f"--out: {out} already holds a run ({held[0]}); choose a new directory or remove it")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".repro-kit-write-test"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise _UsageError(f"--out: cannot write to {out} ({exc.strerror or type(exc).__name__})") from None
+    return out
 
 
 def _build_parser() -> _Parser:
@@ -44,25 +103,31 @@ def _build_parser() -> _Parser:
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
 
     def scenario_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--backend", default="emulator", help="emulator (default) or live")
-        p.add_argument("--mode", default="production", help="production (default) or development")
-        p.add_argument("--writes", type=int, default=20, help="nodes appended to the root (default 20)")
-        p.add_argument("--interval", type=_nonneg("--interval"), default=1.0, help="seconds between writes (default 1)")
-        p.add_argument("--deploy-at", type=_nonneg("--deploy-at"), default=5.5,
-                       help="seconds into the run to deploy the schema change (default 5.5)")
-        p.add_argument("--settle", type=_nonneg("--settle"), default=300.0,
+        p.add_argument("--backend", default="emulator", choices=("emulator",),
+                       help="emulator (the only backend that runs a timed scenario; the live backend has "
+                            "`deploy` and `audit`)")
+        p.add_argument("--mode", default="production", choices=("production", "development"),
+                       help="App Services mode (default production)")
+        p.add_argument("--encoding", default="replace", choices=("replace", "diff"),
+                       help="how a re-imported list is written (default replace)")
+        p.add_argument("--reimport", default="all", choices=("all", "new-values"),
+                       help="which documents a production deploy re-inserts (default all)")
+        p.add_argument("--writes", type=_integer, default=20, help="notes appended to the root (default 20)")
+        p.add_argument("--interval", type=_number, default=1.0, help="seconds between writes (default 1)")
+        p.add_argument("--deploy-at", type=_deploy_at, default="auto",
+                       help="seconds into the run to deploy the schema change (default: between two early "
+                            "writes, 5.5 s for 20 writes 1 s apart)")
+        p.add_argument("--settle", type=_number, default=300.0,
                        help="seconds to keep watching after the last write (default 300)")
-        p.add_argument("--encoding", default="replace", help="replace (default) or diff: how a re-imported list is encoded")
-        p.add_argument("--reimport", default="all",
-                       help="all (default) or new-values: which documents a production deploy re-inserts")
-        p.add_argument("--seed", type=int, default=0, help="seed of the emulator (default 0)")
+        p.add_argument("--seed", type=_integer, default=0, help="seed of the emulator (default 0)")
         p.add_argument("--realtime", action="store_true", help="run at wall-clock pace instead of virtual time")
         p.add_argument("--field", default="tags", help="the optional field the deploy adds (default tags)")
         p.add_argument("--bson-type", default="array<string>", help="its BSON type (default array<string>)")
 
     run = sub.add_parser("run", help="one timed write-plus-deploy scenario, with report and timeline")
     scenario_options(run)
-    run.add_argument("--out", type=Path, default=None, help="run directory (default runs/<timestamp>)")
+    run.add_argument("--no-deploy", action="store_true", help="run the writes without deploying (a control run)")
+    run.add_argument("--out", default=None, help="run directory (default runs/<timestamp>)")
     run.add_argument("--fail-on-loss", action="store_true",
                      help="exit 1 when acknowledged nodes were lost, 3 when the run is inconclusive")
     run.set_defaults(func=_cmd_run)
@@ -86,28 +151,19 @@ def _build_parser() -> _Parser:
     return parser
 
 
-def _connect(args: argparse.Namespace) -> Any:
-    from repro_kit.client import connect
-
-    if args.backend != "emulator":
-        if args.backend == "live":
-            raise ValueError("--backend live: timed runs need the app's own device writes; "
-                             "use `repro-kit deploy` to time the deploy and `repro-kit audit` to find orphans")
-        raise ValueError(f"--backend: must be emulator or live, got {args.backend!r}")
-    return connect("emulator", mode=args.mode, encoding=args.encoding, reimport=args.reimport, seed=args.seed,
-                   realtime=args.realtime)
-
-
 def _cmd_run(args: argparse.Namespace) -> int:
-    from repro_kit import findings, report, writer
+    scenario = _scenario(args)  # every input checked before anything runs or touches the disk
+    out = _out_dir(args.out)
+    from repro_kit import findings, writer
 
-    writer.validate_schedule(args.writes, args.interval, args.deploy_at, args.settle)
-    session = _connect(args)
-    out = args.out if args.out is not None else writer.default_run_dir()
-    run = writer.run_test(session, writes=args.writes, interval_s=args.interval, deploy_at_s=args.deploy_at,
-                          settle_s=args.settle, field=args.field, bson_type=args.bson_type, out=out)
-    analysis = findings.analyse(run)
-    return _report_and_exit(analysis, out, args.fail_on_loss)
+    session = scenario.connect()
+    try:
+        run = writer.run_test(session, scenario=scenario, out=out)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted at {session.now():.1f} s of the run; the partial run is kept in {out} "
+              f"(`{PROG} report {out}` analyses it)", file=sys.stderr)
+        return 130
+    return _report_and_exit(findings.analyse(run), out, args.fail_on_loss)
 
 
 def _report_and_exit(analysis: Any, out: Path, fail_on_loss: bool) -> int:
@@ -116,13 +172,16 @@ def _report_and_exit(analysis: Any, out: Path, fail_on_loss: bool) -> int:
 
     paths = report.write_report(analysis, out)
     data = report.build_report(analysis)
-    print(_summary(data, analysis.verdict))
-    for key in ("md", "json", "png", "svg", "sequence_png", "sequence_svg"):
-        if key in paths:
-            print(f"  {paths[key]}")
-    if fail_on_loss:
-        return {"lost": 1, "inconclusive": 3}.get(data["verdict"], 0)
-    return 0
+    code = {"lost": 1, "inconclusive": 3}.get(data["verdict"], 0) if fail_on_loss else 0
+    try:
+        print(_summary(data, analysis.verdict))
+        for key in ("md", "json", "png", "svg", "sequence_png", "sequence_svg"):
+            if key in paths:
+                print(f"  {paths[key]}")
+        sys.stdout.flush()
+    except BrokenPipeError:  # `repro-kit run | head -1`: the reader left; the run and its files are complete
+        _silence_stdout()
+    return code
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -151,7 +210,16 @@ def _summary(data: dict[str, Any], verdict: Any) -> str:
 
 
 def _cmd_menu(args: argparse.Namespace) -> int:
-    return Menu(_connect(args), args).loop()
+    scenario = _scenario(args)
+    return Menu(scenario.connect(), args).loop()
+
+
+def _silence_stdout() -> None:
+    """After EPIPE, point stdout at /dev/null so the interpreter's final flush is quiet too."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 class Menu:
@@ -276,6 +344,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        _silence_stdout()
+        return 0
     except Exception as exc:  # one line, never a traceback
         try:
             from repro_kit.live.appservices_api import LiveError

@@ -21,24 +21,16 @@ import numpy as np
 import pandas as pd
 
 from repro_kit.emulator.device import TREES
-from repro_kit.emulator.params import ENCODINGS, MODES, REIMPORTS, EmulatorParams
+from repro_kit.emulator.params import EmulatorParams
 from repro_kit.recording import Run
+from repro_kit.scenario import Scenario, ScenarioError
 
 __all__ = ["sweep", "run_scenario", "SCENARIO_DEFAULTS", "RESULT_COLUMNS", "MemoryRecorder"]
 
-#: Keys a scenario may set, with the value used when it does not (connect's and run_test's defaults).
+#: Keys a scenario may set, with the value used when it does not (`Scenario`'s defaults;
+#: deploy_at_s "auto" resolves to 5.5 s for these writes, and follows writes/interval_s).
 SCENARIO_DEFAULTS: dict[str, Any] = {
-    "mode": "production",
-    "encoding": "replace",
-    "reimport": "all",
-    "tree": "children",
-    "seed": 0,
-    "writes": 20,
-    "interval_s": 1.0,
-    "deploy_at_s": 5.5,
-    "settle_s": 300.0,
-    "pause_during_resync": False,
-    **{f.name: f.default for f in dataclasses.fields(EmulatorParams)},
+    k: v for k, v in Scenario().flat().items() if k not in ("realtime", "poll_s", "field", "bson_type")
 }
 _SESSION_KEYS = ("mode", "encoding", "reimport", "tree", "seed")
 _RUN_KEYS = ("writes", "interval_s", "deploy_at_s", "settle_s", "pause_during_resync")
@@ -122,25 +114,15 @@ def _normalise(raw: Mapping[str, Any], where: str) -> dict[str, Any]:
                 out[key] = None
             continue  # a DataFrame's hole: the default
         out[key] = value
-    _validate(out, where)
+    scenario = _scenario_of(out, where)
+    out["deploy_at_s"] = scenario.deploy_at_s  # "auto" resolved: the row says when the deploy happened
     return out
 
 
-def _validate(scenario: Mapping[str, Any], where: str) -> None:
-    from repro_kit.writer import validate_schedule
-
-    s = {**SCENARIO_DEFAULTS, **scenario}
+def _scenario_of(values: Mapping[str, Any], where: str) -> Scenario:
     try:
-        for key, allowed in (("mode", MODES), ("encoding", ENCODINGS), ("reimport", REIMPORTS), ("tree", TREES)):
-            if s[key] not in allowed:
-                raise ValueError(f"{key}: must be one of {', '.join(allowed)}, got {s[key]!r}")
-        if isinstance(s["seed"], bool) or not isinstance(s["seed"], int):
-            raise ValueError(f"seed: must be an integer, got {s['seed']!r}")
-        if not isinstance(s["pause_during_resync"], bool):
-            raise ValueError(f"pause_during_resync: must be True or False, got {s['pause_during_resync']!r}")
-        validate_schedule(s["writes"], s["interval_s"], s["deploy_at_s"], s["settle_s"])
-        EmulatorParams(**{k: s[k] for k in _PARAM_KEYS})
-    except ValueError as err:
+        return Scenario.from_flat({"deploy_at_s": "auto", **values})
+    except ScenarioError as err:
         raise ValueError(f"{err} ({where})") from None
 
 
@@ -185,15 +167,11 @@ def _expand(scenarios: Any, grid: Mapping[str, Any]) -> list[dict[str, Any]]:
 def run_scenario(scenario: Mapping[str, Any]) -> dict[str, Any]:
     """Run one (validated) scenario on the emulator in virtual time; returns its result columns,
     read from the run's own analysis (`findings.Analysis.figures`), as for any recorded run."""
-    from repro_kit.emulator.session import EmulatedSession
     from repro_kit.findings import analyse
     from repro_kit.writer import run_test
 
-    s = {**SCENARIO_DEFAULTS, **scenario}
-    session = EmulatedSession(realtime=False, **{k: s[k] for k in _SESSION_KEYS},
-                              **{k: s[k] for k in _PARAM_KEYS})
-    run = run_test(session, s["writes"], s["interval_s"], s["deploy_at_s"], s["settle_s"],
-                   recorder=MemoryRecorder, progress=False, pause_during_resync=s["pause_during_resync"])
+    sc = _scenario_of(scenario, "scenario")
+    run = run_test(sc.connect(), scenario=sc, recorder=MemoryRecorder, progress=False)
     return analyse(run).figures()
 
 
@@ -222,6 +200,8 @@ def sweep(scenarios: Any = None, *, processes: int | None = None, progress: bool
     expanded = _expand(scenarios, grid)
     todo = [_normalise(s, f"scenario {i}") for i, s in enumerate(expanded)]
     columns: dict[str, None] = {}
+    if todo:
+        columns["deploy_at_s"] = None  # always: "auto" follows writes and interval_s
     for s in todo:
         columns.update(dict.fromkeys(s))
     if progress is None:

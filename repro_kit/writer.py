@@ -8,23 +8,20 @@ through `settle_s`, and record it all to a run directory.
 from __future__ import annotations
 
 import datetime as _dt
-import heapq
-import math
 import time
 from pathlib import Path
 from typing import Any
 
 from repro_kit import recording
+from repro_kit import scenario as _scenario
 from repro_kit._session import Session
 from repro_kit.watcher import Watcher
 
 __all__ = ["add_to_root", "run_test", "validate_schedule", "DEFAULT_FIELD", "DEFAULT_BSON_TYPE"]
 
-DEFAULT_FIELD = "tags"
-DEFAULT_BSON_TYPE = "array<string>"  # the report's "Array<String>"
-
-# Schedule kinds, in the order they happen when due at the same instant.
-_WRITE, _DEPLOY, _POLL, _END = 0, 1, 2, 3
+DEFAULT_FIELD = _scenario.DEFAULT_FIELD
+DEFAULT_BSON_TYPE = _scenario.DEFAULT_BSON_TYPE
+_WRITE, _DEPLOY, _POLL, _END = _scenario.WRITE, _scenario.DEPLOY, _scenario.POLL, _scenario.END
 
 
 def add_to_root(session: Session, text: str) -> str:
@@ -33,24 +30,9 @@ def add_to_root(session: Session, text: str) -> str:
 
 
 def validate_schedule(writes: Any, interval_s: Any, deploy_at_s: Any, settle_s: Any, poll_s: Any = 5.0) -> None:
-    """Raise ValueError naming the first bad parameter of a timed run."""
-    if isinstance(writes, bool) or not isinstance(writes, int) or writes < 1:
-        raise ValueError(f"writes: must be a positive integer, got {writes!r}")
-    for name, value in (("interval_s", interval_s), ("settle_s", settle_s), ("poll_s", poll_s)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ValueError(f"{name}: must be a number, got {value!r}")
-    if interval_s <= 0:
-        raise ValueError(f"interval_s: must be > 0, got {interval_s!r}")
-    if settle_s < 0:
-        raise ValueError(f"settle_s: must be >= 0, got {settle_s!r}")
-    if poll_s <= 0:
-        raise ValueError(f"poll_s: must be > 0, got {poll_s!r}")
-    if deploy_at_s is not None:
-        if isinstance(deploy_at_s, bool) or not isinstance(deploy_at_s, (int, float)) or not math.isfinite(deploy_at_s):
-            raise ValueError(f"deploy_at_s: must be a number or None, got {deploy_at_s!r}")
-        last = (writes - 1) * interval_s
-        if not 0 <= deploy_at_s <= last:
-            raise ValueError(f"deploy_at_s: must be between 0 and the last write at {last:g} s, got {deploy_at_s!r}")
+    """Raise ValueError (a `ScenarioError`) naming the first bad input of a timed run."""
+    _scenario.Scenario(writes=writes, interval_s=interval_s, deploy_at_s=deploy_at_s, settle_s=settle_s,
+                       poll_s=poll_s)
 
 
 def default_run_dir(root: str | Path = "runs") -> Path:
@@ -62,7 +44,7 @@ def run_test(
     session: Session,
     writes: int = 20,
     interval_s: float = 1.0,
-    deploy_at_s: float | None = 5.5,
+    deploy_at_s: float | str | None = _scenario.AUTO,
     settle_s: float = 300.0,
     *,
     field: str = DEFAULT_FIELD,
@@ -72,23 +54,32 @@ def run_test(
     progress: bool | None = None,
     recorder: Any = None,
     pause_during_resync: bool = False,
+    scenario: _scenario.Scenario | None = None,
 ) -> "recording.Run":
     """Run the report's experiment on `session` and return the recorded run.
 
     Writes happen at 0, interval_s, ... (seconds since run start); the deploy, when
-    `deploy_at_s` is not None, at `deploy_at_s` (after a write due at the same instant).
+    `deploy_at_s` is not None, at `deploy_at_s` ("auto": between two early writes, 5.5 s
+    for the defaults; after a write due at the same instant). `scenario` (a `Scenario`)
+    gives all of these at once instead. Every input is checked (`ScenarioError`) before
+    anything runs, and the run's cost is bounded (`repro_kit.scenario` limits).
     A progress bar shows in real time (`progress=None`), never in virtual time.
     `recorder` is a factory `(path, meta) -> recorder` (default `recording.RunRecorder`);
     one with a `load()` method returns the run itself (sweeps keep runs in memory).
     `pause_during_resync` is an app-level mitigation: writes due while the control plane
     has halted translation are held by the app and made once it resumes.
     """
-    validate_schedule(writes, interval_s, deploy_at_s, settle_s, poll_s)
-    if deploy_at_s is not None:
-        from repro_kit import _schema
-
-        _schema.validate_field_name(field)
-        _schema.parse_bson_type(bson_type)
+    if scenario is None:
+        params = getattr(session, "params", None)
+        scenario = _scenario.Scenario(
+            writes=writes, interval_s=interval_s, deploy_at_s=deploy_at_s, settle_s=settle_s, poll_s=poll_s,
+            field=field, bson_type=bson_type, pause_during_resync=pause_during_resync,
+            **({"params": params} if params is not None else {}))
+    elif not isinstance(scenario, _scenario.Scenario):
+        raise ValueError(f"scenario: must be a Scenario, got {type(scenario).__name__}")
+    sc = scenario
+    writes, interval_s, deploy_at_s, settle_s, poll_s = sc.writes, sc.interval_s, sc.deploy_at_s, sc.settle_s, sc.poll_s
+    field, bson_type, pause_during_resync = sc.field, sc.bson_type, sc.pause_during_resync
     path = Path(out) if out is not None else default_run_dir()
     root = session.root()
     meta: dict[str, Any] = {
@@ -105,14 +96,8 @@ def run_test(
     }  # the recorder adds started_at, versions and finished
     t0 = session.now()
     wall0 = time.monotonic()
-    last_write = (writes - 1) * interval_s
-    end = last_write + settle_s
-    schedule: list[tuple[float, int, int]] = [(i * interval_s, _WRITE, i) for i in range(writes)]
-    if deploy_at_s is not None:
-        schedule.append((float(deploy_at_s), _DEPLOY, 0))
-    schedule += [(k * poll_s, _POLL, k) for k in range(1, int(end // poll_s) + 1)]
-    schedule.append((end, _END, 0))
-    heapq.heapify(schedule)
+    end = sc.end_s
+    schedule = sc.schedule()
 
     bar = None
     if progress or (progress is None and session.realtime):
@@ -158,8 +143,7 @@ def run_test(
         unsubscribe_acks = session.subscribe_acks(on_ack)
         unsubscribe_trace = session.subscribe_trace(lambda r: rec.trace({**r, "time": rel(r["time"])}))
         try:
-            while schedule:
-                at, kind, i = heapq.heappop(schedule)
+            for at, kind, i in schedule:
                 session.wait_until(t0 + at)
                 drain_nemesis()
                 if session.realtime:

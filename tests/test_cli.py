@@ -141,14 +141,14 @@ def test_fail_on_loss_exits_1(tmp_path):
 
 @pytest.mark.parametrize("args, words", [
     (["run", "--interval", "-1"], "--interval"),
-    (["run", "--deploy-at", "30"], "deploy_at_s"),
-    (["run", "--writes", "0"], "writes"),
+    (["run", "--deploy-at", "3000"], "--deploy-at"),
+    (["run", "--writes", "0"], "--writes"),
     (["run", "--writes", "many"], "--writes"),
     (["run", "--mode", "staging"], "mode"),
     (["run", "--encoding", "zip"], "encoding"),
     (["run", "--reimport", "some"], "reimport"),
-    (["run", "--bson-type", "array<>"], "bson_type"),
-    (["run", "--field", "has space"], "field"),
+    (["run", "--bson-type", "array<>"], "--bson-type"),
+    (["run", "--field", "has space"], "--field"),
     (["run", "--backend", "cloud"], "--backend"),
     (["run", "--bogus"], "--bogus"),
     (["frobnicate"], "frobnicate"),

@@ -44,7 +44,7 @@ def test_one_process_and_two_give_the_same_frame():
     ({"encoding": ["patch"]}, "encoding"),
     ({"resync_batch_size": [0]}, "resync_batch_size"),
     ({"writes": [0]}, "writes"),
-    ({"scenarios": [{"writes": 3}]}, "deploy_at_s"),  # default deploy at 5.5 s is after the last write
+    ({"scenarios": [{"writes": 3, "deploy_at_s": 400.0}]}, "deploy_at_s"),  # after the run ends at 302 s
     ({"seed": ["x"]}, "seed"),
     ({"pause_during_resync": [1]}, "pause_during_resync"),
     ({"processes": 0}, "processes"),

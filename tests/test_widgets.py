@@ -132,7 +132,7 @@ def test_a_failing_action_shows_its_error_in_the_panel(panel, session):
 
 
 def test_bad_run_parameters_are_reported_not_raised(panel):
-    panel.writes.value, panel.interval.value, panel.deploy_at.value = 5, 1.0, 50.0
+    panel.writes.value, panel.interval.value, panel.deploy_at.value = 5, 1.0, 5000.0  # after the run ends
     click(panel, panel.run_button)
     assert panel.errors and "deploy_at_s" in panel.errors[-1]
     assert panel.last_run is None

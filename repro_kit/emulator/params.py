@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 __all__ = ["EmulatorParams", "PARAM_SOURCES", "CHOICES", "MODES", "ENCODINGS", "REIMPORTS"]
@@ -54,6 +55,8 @@ class EmulatorParams:
             value = getattr(self, f.name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ValueError(f"{f.name}: must be a number, got {value!r}")
+            if not math.isfinite(value):
+                raise ValueError(f"{f.name}: must be a finite number, got {value!r}")
             if f.name != "clock_skew_ms" and value < 0:
                 raise ValueError(f"{f.name}: must be >= 0, got {value!r}")
         if self.resync_batch_size < 1 or int(self.resync_batch_size) != self.resync_batch_size:
