@@ -80,13 +80,14 @@ def test_bad_type_exits_2_before_any_request(server):
     args = deploy_args(fake)
     args.bson_type = "array<>"
     code, _, err = run(args, env=env)
-    assert code == 2 and err.startswith("repro-kit: error: bson_type:") and fake.requests == []
+    assert code == 2 and err.startswith("repro-kit: error: --bson-type:") and fake.requests == []
 
 
-def test_missing_keys_exit_1_naming_the_variables(server):
+def test_missing_keys_are_bad_input_exit_2_naming_the_variables(server):
     fake, _ = server
     code, _, err = run(deploy_args(fake), env={})
-    assert code == 1 and ENV_PUBLIC_KEY in err and ENV_PRIVATE_KEY in err and err.count("\n") == 1
+    assert code == 2 and ENV_PUBLIC_KEY in err and ENV_PRIVATE_KEY in err and err.count("\n") == 1
+    assert fake.requests == []
 
 
 def lost_nodes_collection() -> FakeCollection:

@@ -11,9 +11,13 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
+import math
 import os
+import re
 import sys
 import time
+import urllib.parse
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
@@ -25,6 +29,13 @@ from repro_kit.live.audit import find_orphans, repair
 __all__ = ["register", "run_deploy", "run_audit"]
 
 PROG = "repro-kit"
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
 
 
 def register(subparsers: Any) -> None:
@@ -43,8 +54,10 @@ def register(subparsers: Any) -> None:
     deploy.add_argument("--bson-type", required=True, help="BSON type, or array<NAME> (e.g. array<string>)")
     deploy.add_argument("--database", default=DATABASE, help=f"linked database (default {DATABASE})")
     deploy.add_argument("--collection", default=COLLECTION, help=f"collection whose schema to edit (default {COLLECTION})")
-    deploy.add_argument("--deploy-timeout", type=float, default=600.0, help="seconds to wait for a final status")
-    deploy.add_argument("--poll-interval", type=float, default=2.0, help="seconds between deployment status polls")
+    deploy.add_argument("--deploy-timeout", type=_float, default=600.0,
+                        help="seconds to wait for a final status (default 600, at most a day)")
+    deploy.add_argument("--poll-interval", type=_float, default=2.0,
+                        help="seconds between deployment status polls (default 2)")
     deploy.add_argument("--existing-draft", choices=("discard", "reuse"), default="discard",
                         help="what to do with a draft this API key left behind (default discard)")
     deploy.set_defaults(func=run_deploy)
@@ -63,9 +76,55 @@ def register(subparsers: Any) -> None:
                        help="where root backups go (default backups/audit-<UTC time>)")
     audit.add_argument("--method", choices=("auto", "aggregate", "traversal"), default="auto",
                        help="server-side $graphLookup, client-side traversal, or auto (default)")
-    audit.add_argument("--timeout", type=float, default=10.0, help="seconds to find the server (default 10)")
+    audit.add_argument("--timeout", type=_float, default=10.0, help="seconds to find the server (default 10)")
     audit.add_argument("--json", action="store_true", help="print the result as JSON")
     audit.set_defaults(func=run_audit)
+
+
+_APP_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+_DB_FORBIDDEN = set('/\\. "$*<>:|?\0')
+
+
+def _seconds(flag: str, value: Any, *, most: float) -> float:
+    """A finite, positive number of seconds, at most `most`; ValueError names the flag."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{flag}: must be a finite number of seconds, got {value!r}")
+    if not 0 < value <= most:
+        raise ValueError(f"{flag}: must be > 0 and at most {most:g} s, got {value!r}")
+    return float(value)
+
+
+def _check_names(database: str, collection: str) -> None:
+    """MongoDB's naming rules, checked here so a bad name is bad input (exit 2), not a driver error."""
+    if not database or len(database.encode()) > 63 or set(database) & _DB_FORBIDDEN:
+        raise ValueError(f"--database: {database!r} is not a MongoDB database name (1-63 bytes, none of "
+                         "/\\. \"$*<>:|? or spaces)")
+    if not collection or "$" in collection or "\0" in collection or collection.startswith("system."):
+        raise ValueError(f"--collection: {collection!r} is not a MongoDB collection name (non-empty, no $ or NUL, "
+                         "not system.*)")
+
+
+def _check_deploy(args: argparse.Namespace, env: Mapping[str, str]) -> None:
+    """Every deploy argument, and the API key's presence, before the first request."""
+    if getattr(args, "backend", "live") != "live":
+        raise ValueError(f"--backend: deploy needs 'live', got {args.backend!r}")
+    if not isinstance(args.app_id, str) or not _APP_ID.match(args.app_id):
+        raise ValueError(f"--app-id: {args.app_id!r} is not an App Services client App ID (like myapp-abcde)")
+    url = urllib.parse.urlsplit(str(args.base_url))
+    if url.scheme not in ("http", "https") or not url.netloc:
+        raise ValueError(f"--base-url: must be an http(s) URL of the server root, got {args.base_url!r}")
+    for flag, check in (("--field", validate_field_name), ("--bson-type", parse_bson_type)):
+        try:
+            check(args.field if flag == "--field" else args.bson_type)
+        except ValueError as exc:
+            raise ValueError(f"{flag}: {str(exc).split(': ', 1)[-1]}") from None
+    _check_names(getattr(args, "database", DATABASE), getattr(args, "collection", COLLECTION))
+    timeout = _seconds("--deploy-timeout", getattr(args, "deploy_timeout", 600.0), most=86_400.0)
+    _seconds("--poll-interval", getattr(args, "poll_interval", 2.0), most=min(3_600.0, timeout))
+    missing = [name for name in (ENV_PUBLIC_KEY, ENV_PRIVATE_KEY) if not env.get(name)]
+    if missing:
+        raise ValueError(f"{' and '.join(missing)}: not set; the Admin API key (a programmatic API key of the "
+                         "project) comes from the environment")
 
 
 def _error(message: str, code: int, err: TextIO) -> int:
@@ -78,12 +137,10 @@ def run_deploy(args: argparse.Namespace, *, out: TextIO | None = None, err: Text
                env: dict[str, str] | None = None) -> int:
     """`repro-kit deploy`: 0 when the deployment succeeded, 1 when it failed or errored, 2 on bad input."""
     out, err = out or sys.stdout, err or sys.stderr
+    environ = os.environ if env is None else env
     try:
-        if getattr(args, "backend", "live") != "live":
-            raise ValueError(f"--backend: deploy needs 'live', got {args.backend!r}")
-        validate_field_name(args.field)
-        parse_bson_type(args.bson_type)
-        client = AdminClient.from_env(os.environ if env is None else env, base_url=args.base_url,
+        _check_deploy(args, environ)
+        client = AdminClient.from_env(environ, base_url=args.base_url,
                                       deploy_timeout=getattr(args, "deploy_timeout", 600.0),
                                       poll_interval=getattr(args, "poll_interval", 2.0),
                                       existing_draft=getattr(args, "existing_draft", "discard"))
@@ -123,10 +180,15 @@ def run_audit(args: argparse.Namespace, *, out: TextIO | None = None, err: TextI
     uri = args.mongodb_uri or (os.environ if env is None else env).get("MONGODB_URI")
     if not uri:
         return _error("--mongodb-uri: required (or set MONGODB_URI)", 2, err)
+    try:
+        timeout = _seconds("--timeout", getattr(args, "timeout", 10.0), most=3_600.0)
+        _check_names(args.database, args.collection)
+    except ValueError as exc:
+        return _error(str(exc), 2, err)
     secrets = uri_secrets(uri)
     try:
         client, collection = _open_collection(uri, args.database, args.collection,
-                                              server_selection_timeout_ms=int(getattr(args, "timeout", 10.0) * 1000))
+                                              server_selection_timeout_ms=max(1, int(timeout * 1000)))
     except ValueError as exc:
         return _error(redact(str(exc), secrets), 2, err)
     except LiveError as exc:
