@@ -1,0 +1,679 @@
+"""Every notebook run in a real JupyterLab, in headless Chromium, and its rendered outputs checked.
+
+The papermill tests (test_notebooks.py) check what the kernel computes; this module checks what a
+person sees: each notebook is opened in JupyterLab, run with Run > Run All Cells, and the page is
+then inspected for error outputs, widgets that failed to render and figures that did not show.
+Notebook 02's control panel is also driven through its buttons.
+
+Needs Chromium at /usr/bin/chromium (Debian's `chromium` package) and Python `playwright` (the
+`dev` extra); without either the tests that need a browser are skipped, with the reason shown.
+Nothing is written into the repository: JupyterLab serves a temporary copy of notebooks/, with
+its own settings, workspaces and runtime directories, and the live-backend variables removed so
+the notebooks use the emulator.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+
+pytestmark = pytest.mark.browser
+
+REPO = Path(__file__).resolve().parent.parent
+NOTEBOOKS = REPO / "notebooks"
+NAMES = ["01_setup", "02_write_and_deploy", "03_timeline", "04_sweeps"]
+#: Figures each notebook draws at least (as in test_notebooks.py).
+MIN_IMAGES = {"01_setup": 0, "02_write_and_deploy": 1, "03_timeline": 2, "04_sweeps": 3}
+#: Rendered ipywidgets each notebook shows at least (02: the control panel's many widgets).
+MIN_WIDGETS = {"01_setup": 0, "02_write_and_deploy": 10, "03_timeline": 0, "04_sweeps": 0}
+LIVE_VARS = ("MONGODB_URI", "REPRO_KIT_APP_ID", "REALM_APP_ID", "MONGODB_ATLAS_PUBLIC_API_KEY",
+             "MONGODB_ATLAS_PRIVATE_API_KEY")
+
+CHROMIUM = Path("/usr/bin/chromium")
+#: --no-sandbox: Chromium refuses to run as root with its sandbox. The background-networking flags
+#: keep it from calling out (a closed network refuses those connections, slowly).
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage"]
+
+# Generous: the machine is shared and noisy. Every wait polls for a condition; none sleeps blindly.
+SERVER_START_S = 120
+KERNEL_READY_S = 120
+RUN_ALL_START_S = 60
+RUN_ALL_S = 300
+RENDER_SETTLE_S = 60
+VIEWPORT = {"width": 1400, "height": 1000}
+
+STDERR = "application/vnd.jupyter.stderr"
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+
+#: JupyterLab's own settings for the run: no news or update checks (no network), and every cell
+#: attached to the DOM, so text and images off screen can be read (the default windowing mode
+#: leaves their text empty until scrolled to).
+LAB_SETTINGS = {
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false",
+                                                                         "checkForUpdates": False},
+    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+}
+
+
+# -- classifying what the page shows (pure functions, tested without a browser) -----------------
+#: The header IPython writes at the top of an exception's traceback, and plain Python's.
+_TRACEBACK = re.compile(r"Traceback \(most recent call last\)")
+#: An exception's name at the start of a line ("ZeroDivisionError: division by zero", or IPython's
+#: "ZeroDivisionError            Traceback ..."). Warnings start with a path, so they do not match.
+_ENAME = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Interrupt|Exit))\b(?::\s*(.*))?", re.M)
+#: How the control panel reports a failed action: "Print info failed: ValueError: ...".
+_PANEL_FAILURE = re.compile(r"\bfailed: ([A-Za-z_][\w.]*(?:Error|Exception))\b(?::\s*(.*))?")
+#: A widget's text/plain repr, shown instead of the widget when the front end cannot render it.
+_RAW_WIDGET = re.compile(r"^\s*[A-Z]\w*\((?:children|value|description|layout|outputs|options)=")
+
+
+def _strip_ansi(text: str) -> str:
+    return re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text)
+
+
+def error_in_stderr(text: str) -> str | None:
+    """The exception a stderr output shows ("ZeroDivisionError: division by zero"), or None.
+
+    An uncaught exception renders in JupyterLab as application/vnd.jupyter.stderr, exactly like a
+    stream to stderr; what tells them apart is the text: a traceback header, or an exception's
+    name at the start of a line. Warnings, logging lines and tqdm bars are not errors.
+    """
+    text = _strip_ansi(text)
+    names = [m for m in _ENAME.finditer(text)]
+    panel = _PANEL_FAILURE.search(text)
+    if not names and not panel and not _TRACEBACK.search(text):
+        return None
+    if names:
+        # the last ename line carries the message ("Name: message"); prefer one that has it
+        with_message = [m for m in names if m.group(2)]
+        m = (with_message or names)[-1]
+    else:
+        m = panel
+    if m is None:
+        return "Traceback (exception name not found)"
+    return f"{m.group(1)}: {m.group(2).strip()}" if m.group(2) else m.group(1)
+
+
+def widget_problem(mime: str | None, text: str) -> str | None:
+    """Why an output shows a widget that did not render, or None."""
+    if "Error displaying widget" in text:
+        return text.strip().splitlines()[0]
+    if "Loading widget..." in text:
+        return "widget never loaded ('Loading widget...')"
+    if WIDGET_MIME in text or ("model_id" in text and "version_major" in text):
+        return "raw widget-view JSON shown instead of the widget"
+    if mime == "text/plain" and _RAW_WIDGET.match(text):
+        return f"widget shown as its text repr: {text.strip()[:80]}"
+    return None
+
+
+# -- the page: what JupyterLab shows, read in one go ---------------------------------------------
+_READ_NOTEBOOK_JS = """
+() => {
+  const panel = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden)');
+  if (!panel) return null;
+  const indicator = panel.querySelector('.jp-Notebook-ExecutionIndicator')
+      || document.querySelector('.jp-Notebook-ExecutionIndicator');
+  const cells = [...panel.querySelectorAll('.jp-Notebook-cell.jp-CodeCell')].map((cell, index) => {
+    const prompt = (cell.querySelector('.jp-InputArea-prompt') || {}).textContent || '';
+    const outputs = [...cell.querySelectorAll('.jp-OutputArea-output')].map(o => ({
+      mime: o.getAttribute('data-mime-type'),
+      text: o.textContent || '',
+      nested: !!o.parentElement.closest('.widget-output'),
+    }));
+    const images = [...cell.querySelectorAll('.jp-OutputArea-output img')].map(img => ({
+      src: (img.getAttribute('src') || '').slice(0, 120),
+      complete: img.complete,
+      ok: img.complete && img.naturalWidth > 0,
+    }));
+    const widgets = cell.querySelectorAll('.jp-OutputArea-output .jupyter-widgets').length;
+    return {index, prompt: prompt.trim(), outputs, images, widgets};
+  });
+  const dialogs = [...document.querySelectorAll('.jp-Dialog')].map(d => d.textContent.trim().slice(0, 300));
+  return {status: indicator ? indicator.getAttribute('data-status') : null, cells, dialogs};
+}
+"""
+
+#: Done: kernel idle, no cell queued or running ([*]), and at least one cell has run (committed
+#: notebooks have no execution counts, so this cannot hold before Run All takes effect). A dialog
+#: (e.g. "Kernel Restarting" when the kernel died) ends the wait too: inspect() reports it.
+_DONE_JS = """
+() => {
+  if (document.querySelector('.jp-Dialog')) return true;
+  const panel = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden)');
+  if (!panel) return false;
+  const indicator = panel.querySelector('.jp-Notebook-ExecutionIndicator')
+      || document.querySelector('.jp-Notebook-ExecutionIndicator');
+  const prompts = [...panel.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')].map(p => p.textContent);
+  return indicator && indicator.getAttribute('data-status') === 'idle'
+      && !prompts.some(p => p.includes('*')) && prompts.some(p => /\\d/.test(p));
+}
+"""
+
+_STARTED_JS = """
+() => [...document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell .jp-InputArea-prompt')]
+        .some(p => /[*\\d]/.test(p.textContent))
+"""
+
+_SETTLED_JS = """
+() => {
+  const panel = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden)');
+  if (!panel) return false;
+  const loading = [...panel.querySelectorAll('.jp-OutputArea-output')]
+      .some(o => (o.textContent || '').includes('Loading widget...'));
+  const images = [...panel.querySelectorAll('.jp-OutputArea-output img')].every(img => img.complete);
+  return !loading && images;
+}
+"""
+
+
+@dataclass
+class NotebookRun:
+    """What JupyterLab showed after Run All Cells on one notebook."""
+
+    name: str
+    page: Any
+    screenshot: Path
+    seconds: float
+    cells: list[dict] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    widget_problems: list[str] = field(default_factory=list)
+    not_run: list[int] = field(default_factory=list)
+    images: int = 0
+    broken_images: list[str] = field(default_factory=list)
+    widgets: int = 0
+    dialogs: list[str] = field(default_factory=list)
+    page_errors: list[str] = field(default_factory=list)
+
+    def where(self) -> str:
+        lines = [f"screenshot: {self.screenshot}"]
+        if self.page_errors:
+            lines.append("page errors: " + "; ".join(self.page_errors[:5]))
+        return "\n".join(lines)
+
+    def problems(self) -> list[str]:
+        found = [*self.errors, *self.widget_problems]
+        found += [f"dialog open: {d}" for d in self.dialogs]
+        if self.not_run:
+            found.append(f"code cells not run (counted from 1): {self.not_run}")
+        return found
+
+
+def inspect(snapshot: dict) -> dict:
+    """Sort what the page shows into errors, widget problems, cells not run and images."""
+    errors, widget_problems, not_run, broken = [], [], [], []
+    images = widgets = 0
+    for cell in snapshot["cells"]:
+        number = cell["index"] + 1  # counted among code cells, from 1
+        label = f"code cell {number} {(cell['prompt'] or '[ ]:').rstrip(':')}"
+        if not re.search(r"\d", cell["prompt"]):
+            not_run.append(number)
+        for out in cell["outputs"]:
+            if out["mime"] == STDERR:
+                found = error_in_stderr(out["text"])
+                if found:
+                    where = " (in a widget's output)" if out["nested"] else ""
+                    errors.append(f"{label}{where}: {found}")
+            problem = widget_problem(out["mime"], out["text"])
+            if problem:
+                widget_problems.append(f"{label}: {problem}")
+        for img in cell["images"]:
+            if img["ok"]:
+                images += 1
+            else:
+                broken.append(f"{label}: {img['src']}")
+        widgets += cell["widgets"]
+    return {"errors": errors, "widget_problems": sorted(set(widget_problems), key=widget_problems.index),
+            "not_run": not_run, "images": images, "broken_images": broken, "widgets": widgets,
+            "dialogs": snapshot["dialogs"]}
+
+
+# -- the JupyterLab server -----------------------------------------------------------------------
+@dataclass
+class Lab:
+    url: str
+    token: str
+    root: Path
+    log: Path
+
+    def api(self, path: str, method: str = "GET") -> Any:
+        request = urllib.request.Request(f"{self.url}{path}", method=method,
+                                         headers={"Authorization": f"token {self.token}"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            body = response.read()
+        return json.loads(body) if body else None
+
+    def kernel_state(self, notebook_path: str) -> str | None:
+        try:
+            sessions = self.api("/api/sessions")
+        except (urllib.error.URLError, OSError, ValueError):  # a busy server: ask again
+            return None
+        for session in sessions:
+            if session.get("path") == notebook_path and session.get("kernel"):
+                return session["kernel"].get("execution_state")
+        return None
+
+    def shutdown_kernels(self) -> None:
+        """End every kernel the server runs (each notebook opened here started one)."""
+        try:  # kernels run in sessions of their own: the server ends them
+            for kernel in self.api("/api/kernels"):
+                self.api(f"/api/kernels/{kernel['id']}", method="DELETE")
+        except (urllib.error.URLError, OSError, ValueError):
+            pass  # the server's own shutdown ends its kernels too
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+#: Servers started in this session, so a module's teardown can end the kernels it left idle.
+_STARTED_LABS: list[Lab] = []
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _stop(proc: subprocess.Popen, server: "Lab | None" = None) -> None:
+    """Shut the kernels down, terminate the server, and kill it (with its process group) if it lingers."""
+    if server is not None and proc.poll() is None:
+        server.shutdown_kernels()
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+        return
+    except subprocess.TimeoutExpired:
+        pass
+    try:  # not reaped yet, so the group (start_new_session) is still this server's
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        proc.kill()
+    proc.wait(timeout=30)
+
+
+def _lab_env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in LIVE_VARS}
+    env["MPLBACKEND"] = "Agg"
+    for name in ("JUPYTERLAB_SETTINGS_DIR", "JUPYTERLAB_WORKSPACES_DIR", "JUPYTER_RUNTIME_DIR",
+                 "JUPYTER_CONFIG_DIR"):
+        path = home / name.lower()
+        path.mkdir(parents=True, exist_ok=True)
+        env[name] = str(path)
+    for rel, value in LAB_SETTINGS.items():
+        target = Path(env["JUPYTERLAB_SETTINGS_DIR"]) / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(value), encoding="utf-8")
+    return env
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory):
+    """JupyterLab on a free loopback port, serving a temporary copy of notebooks/."""
+    root = tmp_path_factory.mktemp("lab-notebooks")
+    for notebook in sorted(NOTEBOOKS.glob("*.ipynb")):
+        shutil.copy2(notebook, root / notebook.name)
+    home = tmp_path_factory.mktemp("lab-home")
+    env = _lab_env(home)
+    token = uuid.uuid4().hex
+    last_error = ""
+    for _attempt in range(3):  # the free port can be taken between choosing it and binding it
+        port = _free_port()
+        log = home / f"lab-{port}.log"
+        cmd = [sys.executable, "-m", "jupyterlab", "--allow-root", "--no-browser", "--ip=127.0.0.1",
+               f"--port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
+               f"--ServerApp.root_dir={root}",
+               # a safety net should this process die without stopping the server: idle kernels
+               # are culled and an idle server exits on its own
+               "--MappingKernelManager.cull_idle_timeout=900", "--MappingKernelManager.cull_interval=60",
+               "--ServerApp.shutdown_no_activity_timeout=1200"]
+        with open(log, "wb") as log_file:
+            proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
+        server = Lab(f"http://127.0.0.1:{port}", token, root, log)
+        _STARTED_LABS.append(server)
+        try:
+            deadline = time.monotonic() + SERVER_START_S
+            while proc.poll() is None and time.monotonic() < deadline:
+                try:
+                    server.api("/api/status")
+                    break
+                except (urllib.error.URLError, ConnectionError, OSError):
+                    time.sleep(0.25)  # polling the server's status, not a fixed wait
+            else:
+                last_error = (f"jupyter lab exited with {proc.returncode}" if proc.poll() is not None
+                              else f"jupyter lab did not answer within {SERVER_START_S} s")
+                last_error += f"\n{server.log_tail()}"
+                _stop(proc)
+                continue
+            yield server
+            return
+        finally:
+            _stop(proc, server)
+    pytest.fail(f"could not start JupyterLab: {last_error}")
+
+
+# -- the browser ----------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Debian Chromium under Playwright; skipped (reason shown) when either is missing."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as exc:
+        pytest.skip(f"playwright cannot be imported ({exc}); pip install -e '.[dev]'")
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing; apt-get install chromium")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture(scope="session")
+def shots(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("browser-screenshots")
+
+
+def _wait(condition, timeout_s: float, what: str, poll_s: float = 0.25):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"{what}: not within {timeout_s:.0f} s")
+        time.sleep(poll_s)  # polling a condition
+
+
+def _screenshot(page, path: Path) -> None:
+    """The whole notebook: the viewport is made as tall as the notebook's scrolled content."""
+    height = page.evaluate("""() => {
+        const s = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-WindowedPanel-outer');
+        if (!s) return 0;
+        s.scrollTop = 0;  // Run All leaves it at the last cell
+        return s.scrollHeight; }""")
+    tall = int(min(max(height + 200, VIEWPORT["height"]), 12000))
+    page.set_viewport_size({"width": VIEWPORT["width"], "height": tall})
+    try:
+        page.screenshot(path=str(path))
+    finally:
+        page.set_viewport_size(VIEWPORT)
+
+
+def open_notebook(browser, lab: Lab, path: str):
+    """A new page showing `path` in JupyterLab with its kernel idle. Returns (page, page_errors)."""
+    page = browser.new_page(viewport=VIEWPORT)
+    page_errors: list[str] = []
+    page.on("pageerror", lambda exc: page_errors.append(str(exc)[:300]))
+    page.set_default_timeout(60_000)
+    # a workspace of its own, reset: no tabs restored from another page
+    workspace = re.sub(r"\W", "-", Path(path).stem)
+    page.goto(f"{lab.url}/lab/workspaces/{workspace}/tree/{path}?reset&token={lab.token}",
+              wait_until="domcontentloaded", timeout=KERNEL_READY_S * 1000)
+
+    def ready() -> bool:
+        # the DOM's indicator reads "idle" before the kernel even exists: the server must agree
+        if page.locator(".jp-Dialog").count():  # e.g. a kernel chooser: take its default
+            page.locator(".jp-Dialog .jp-mod-accept").first.click()
+            return False
+        state = lab.kernel_state(path)
+        return state == "idle" and page.evaluate(
+            "() => { const i = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) "
+            ".jp-Notebook-ExecutionIndicator'); return !!i && i.getAttribute('data-status') === 'idle'; }")
+
+    try:
+        _wait(ready, KERNEL_READY_S, f"{path}: kernel idle")
+    except TimeoutError as exc:
+        page.close()
+        raise AssertionError(f"{exc}\nserver log:\n{lab.log_tail()}") from None
+    return page, page_errors
+
+
+def run_all_cells(page) -> None:
+    """Run > Run All Cells, from JupyterLab's menu bar, as a person would."""
+    page.locator(".lm-MenuBar-item").filter(has_text=re.compile(r"^\s*Run\s*$")).click()
+    page.locator(".lm-Menu-item").filter(has_text=re.compile(r"^\s*Run All Cells")).first.click()
+    page.wait_for_function(_STARTED_JS, polling=250, timeout=RUN_ALL_START_S * 1000)
+
+
+def run_notebook(browser, lab: Lab, path: str, shots: Path) -> NotebookRun:
+    """Open `path` (relative to the lab's root), run every cell, and read what the page shows."""
+    started = time.monotonic()
+    page, page_errors = open_notebook(browser, lab, path)
+    screenshot = shots / f"{Path(path).stem}.png"
+    try:
+        run_all_cells(page)
+        page.wait_for_function(_DONE_JS, polling=250, timeout=RUN_ALL_S * 1000)
+        _wait(lambda: lab.kernel_state(path) == "idle", KERNEL_READY_S, f"{path}: kernel idle after Run All")
+        try:  # widgets and images get a while to appear; whatever has not by then is reported
+            page.wait_for_function(_SETTLED_JS, polling=250, timeout=RENDER_SETTLE_S * 1000)
+        except Exception:  # noqa: BLE001 -- playwright's TimeoutError; reported by inspect() below
+            pass
+        snapshot = page.evaluate(_READ_NOTEBOOK_JS)
+    except Exception as exc:
+        try:
+            _screenshot(page, screenshot)
+        except Exception:  # noqa: BLE001 -- the screenshot is a diagnostic; the failure is the news
+            pass
+        page.close()
+        raise AssertionError(f"{path}: {exc}\nscreenshot: {screenshot}\nserver log:\n{lab.log_tail()}") from None
+    _screenshot(page, screenshot)
+    found = inspect(snapshot)
+    return NotebookRun(name=Path(path).stem, page=page, screenshot=screenshot, seconds=time.monotonic() - started,
+                       cells=snapshot["cells"], page_errors=page_errors, **found)
+
+
+def assert_rendered_cleanly(run: NotebookRun) -> None:
+    problems = run.problems()
+    assert not problems, f"{run.name}:\n  " + "\n  ".join(problems) + "\n" + run.where()
+
+
+# -- the control panel --------------------------------------------------------------------------
+def panel_locator(page):
+    """The cell output holding repro_kit's ControlPanel (the one with a "Print info" button)."""
+    outputs = page.locator(".jp-Cell-outputArea > .jp-OutputArea-child > .jp-OutputArea-output")
+    return outputs.filter(has=page.get_by_role("button", name="Print info", exact=True)).first
+
+
+def click_panel_button(page, label: str, timeout_s: float = 60) -> None:
+    """Click the panel's button `label` once it is enabled (the panel disables them during an action)."""
+    button = panel_locator(page).get_by_role("button", name=label, exact=True)
+    button.wait_for(state="visible", timeout=timeout_s * 1000)
+    _wait(button.is_enabled, timeout_s, f"panel button {label!r} enabled")
+    button.click()
+
+
+def panel_output_text(page) -> str:
+    """Everything the panel's Output widget shows, as text."""
+    outputs = panel_locator(page).locator(".widget-output")
+    return "\n".join(outputs.nth(i).text_content() or "" for i in range(outputs.count()))
+
+
+# -- fixtures sharing one run per notebook --------------------------------------------------------
+class Runs:
+    """Each notebook is run once per module, on first use; its page stays open for later tests."""
+
+    def __init__(self, browser, lab: Lab, shots: Path) -> None:
+        self.browser, self.lab, self.shots = browser, lab, shots
+        self._runs: dict[str, NotebookRun] = {}
+        self._failures: dict[str, str] = {}
+
+    def get(self, name: str) -> NotebookRun:
+        if name in self._failures:
+            pytest.fail(f"{name} could not be run (see its first test): {self._failures[name]}")
+        if name not in self._runs:
+            try:
+                self._runs[name] = run_notebook(self.browser, self.lab, f"{name}.ipynb", self.shots)
+            except AssertionError as exc:
+                self._failures[name] = str(exc).splitlines()[0]
+                raise
+        return self._runs[name]
+
+    def close(self) -> None:
+        for run in self._runs.values():
+            run.page.close()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _kernels_end_with_this_module():
+    """The server may outlive this module (session scope); the kernels it started here do not."""
+    yield
+    for server in _STARTED_LABS:
+        server.shutdown_kernels()
+
+
+@pytest.fixture(scope="module")
+def runs(browser, lab, shots):
+    registry = Runs(browser, lab, shots)
+    yield registry
+    registry.close()
+
+
+# -- tests ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_runs_in_jupyterlab_without_errors(runs, name):
+    run = runs.get(name)
+    assert_rendered_cleanly(run)
+    assert run.images >= MIN_IMAGES[name], (f"{name}: {run.images} figures rendered, expected at least "
+                                            f"{MIN_IMAGES[name]}\n{run.where()}")
+    assert run.widgets >= MIN_WIDGETS[name], (f"{name}: {run.widgets} widgets rendered, expected at least "
+                                              f"{MIN_WIDGETS[name]}\n{run.where()}")
+
+
+#: Known, not this module's to fix: 03's last cell displays report.md, whose figures are linked
+#: relative to the run directory, so JupyterLab looks for them next to the notebook (404).
+KNOWN_BROKEN = {"03_timeline": re.compile(r"/files/(timeline|sequence)\.png\?")}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_images_all_load(runs, name):
+    run = runs.get(name)
+    known = KNOWN_BROKEN.get(name)
+    if run.broken_images and known and all(known.search(b) for b in run.broken_images):
+        pytest.xfail(f"known: report.md's relative image links do not resolve in the notebook: {run.broken_images}")
+    assert not run.broken_images, f"{name}: images that did not load: {run.broken_images}\n{run.where()}"
+
+
+def test_02_control_panel_renders_with_its_buttons(runs):
+    run = runs.get("02_write_and_deploy")
+    panel = panel_locator(run.page)
+    assert panel.count() == 1, f"control panel not found\n{run.where()}"
+    for label in ("Add to root", "Run test", "Print nodes", "Print info", "Reset", "Deploy schema change", "Wait"):
+        button = panel.get_by_role("button", name=label, exact=True)
+        assert button.is_visible(), f"panel button {label!r} not visible\n{run.where()}"
+    assert "repro_kit control panel" in (panel.text_content() or "")
+    # what the notebook's own clicks printed into the panel
+    assert "Waited 5 s; clock at 6.0 s." in panel_output_text(run.page), run.where()
+
+
+_INFO_LINE = re.compile(r"user (\S+): device (\d+) nodes, root has (\d+) children; "
+                        r"Atlas (\d+) nodes, root has (\d+) children")
+
+
+def test_02_print_info_button_prints_both_views(runs, shots):
+    run = runs.get("02_write_and_deploy")
+    page = run.page
+    before = _INFO_LINE.findall(panel_output_text(page))
+    click_panel_button(page, "Print info")
+    try:
+        lines = _wait(lambda: (found := _INFO_LINE.findall(panel_output_text(page))) and len(found) > len(before)
+                      and found, 60, "a new Print info line in the panel")
+    except TimeoutError as exc:
+        shot = shots / "02_print_info.png"
+        _screenshot(page, shot)
+        pytest.fail(f"{exc}; panel shows:\n{panel_output_text(page)}\nscreenshot: {shot}")
+    user, device_nodes, device_children, atlas_nodes, atlas_children = lines[-1]
+    # the notebook added one node and waited 5 s: both views agree on the root and one child
+    assert (int(device_nodes), int(device_children)) == (2, 1), lines[-1]
+    assert (int(atlas_nodes), int(atlas_children)) == (2, 1), lines[-1]
+    if before:
+        assert user == before[-1][0], "Print info names another user than before"
+    status = panel_locator(page).text_content() or ""
+    assert "Device: root children 1, nodes 2" in status and "Atlas: root children 1, nodes 2" in status, status
+    assert " failed: " not in panel_output_text(page)
+
+
+def _negative_notebook(path: Path) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+    nb.cells = [
+        nbformat.v4.new_code_cell(  # harmless stderr: a print, a warning and a tqdm-style bar
+            "import sys, warnings\n"
+            "print('just a note on stderr', file=sys.stderr)\n"
+            "warnings.warn('a harmless warning')\n"
+            "sys.stderr.write('100%|##########| 10/10 [00:00<00:00, 999.00it/s]\\n')"),
+        nbformat.v4.new_code_cell(  # a widget whose model does not exist
+            "from IPython.display import display\n"
+            f"display({{'{WIDGET_MIME}': {{'model_id': 'no-such-model', 'version_major': 2, "
+            "'version_minor': 0}, 'text/plain': 'a widget'}, raw=True)"),
+        nbformat.v4.new_code_cell("1/0"),
+        nbformat.v4.new_code_cell("print('never runs')"),
+    ]
+    nbformat.write(nb, path)
+
+
+def test_harness_detects_an_exception_and_a_broken_widget(browser, lab, shots):
+    name = f"zz_negative_{uuid.uuid4().hex[:8]}"
+    _negative_notebook(lab.root / f"{name}.ipynb")
+    run = run_notebook(browser, lab, f"{name}.ipynb", shots)
+    try:
+        assert len(run.errors) == 1, run.errors  # the stderr note, warning and bar are not errors
+        assert "ZeroDivisionError: division by zero" in run.errors[0], run.errors
+        assert run.errors[0].startswith("code cell 3 [3]"), run.errors
+        assert run.not_run == [4]
+        # "Error displaying widget: model not found" (or, were the manager never restored, a
+        # "Loading widget..." that never resolves): either way cell 2 is reported
+        assert any(p.startswith("code cell 2 ") for p in run.widget_problems), run.widget_problems
+        with pytest.raises(AssertionError, match="ZeroDivisionError"):
+            assert_rendered_cleanly(run)
+    finally:
+        run.page.close()
+
+
+# -- the classifiers, without a browser -------------------------------------------------------------
+def test_error_in_stderr_tells_exceptions_from_warnings():
+    ipython = ("---------------------------------------------------------------------------\n"
+               "ZeroDivisionError                         Traceback (most recent call last)\n"
+               "Cell In[2], line 1\n----> 1 1/0\n\nZeroDivisionError: division by zero")
+    assert error_in_stderr(ipython) == "ZeroDivisionError: division by zero"
+    assert error_in_stderr("\x1b[31mKeyError\x1b[39m: 'x'") == "KeyError: 'x'"
+    assert error_in_stderr("Print info failed: ValueError: bad\n") == "ValueError: bad"
+    assert error_in_stderr("Traceback (most recent call last):\n  File ...\nboom.Custom: x").startswith("Traceback")
+    assert error_in_stderr("/tmp/x.py:2: UserWarning: careful\n  warnings.warn('careful')\n") is None
+    assert error_in_stderr("/tmp/x.py:2: DeprecationWarning: an Error in the docs\n") is None
+    assert error_in_stderr(" 40%|####      | 4/10 [00:01<00:02,  3.00it/s]") is None
+    assert error_in_stderr("just a note on stderr\n") is None
+
+
+def test_widget_problem_spots_unrendered_widgets():
+    assert widget_problem(None, "Error displaying widget: model not found")
+    assert widget_problem(None, "Loading widget...")
+    assert widget_problem("text/plain", "VBox(children=(HTML(value='<b>repro_kit control panel</b>'),))")
+    assert widget_problem("text/plain", '{"application/vnd.jupyter.widget-view+json": {"model_id": "x"}}')
+    assert widget_problem("text/plain", "device: 2 nodes, root has 1 children") is None
+    assert widget_problem("application/vnd.jupyter.stdout", "Waited 5 s; clock at 6.0 s.") is None
