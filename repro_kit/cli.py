@@ -148,6 +148,9 @@ def _build_parser() -> _Parser:
         live_commands = None
     if live_commands is not None and hasattr(live_commands, "register"):
         live_commands.register(sub)
+    from repro_kit import _notebooks
+
+    _notebooks.register(sub)
     return parser
 
 
