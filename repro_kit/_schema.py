@@ -21,6 +21,7 @@ __all__ = [
     "parse_bson_type",
     "validate_field_name",
     "add_optional_field",
+    "next_field_name",
 ]
 
 DATABASE = "testing-db"  # the report's "Set up Atlas deployment", step 3
@@ -135,3 +136,14 @@ def add_optional_field(schema: dict[str, Any], field: str, bson_type: str) -> di
     new = copy.deepcopy(schema)
     new["properties"][field] = prop
     return new
+
+
+def next_field_name(existing: set[str] | None, base: str) -> str:
+    """`base`, or `base_2`, `base_3`, ... when the schema already has it: each Run test can
+    deploy a new optional field, as the report says the name "does not matter"."""
+    if not existing or base not in existing:
+        return base
+    n = 2
+    while f"{base}_{n}" in existing:
+        n += 1
+    return f"{base}_{n}"

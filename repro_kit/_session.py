@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import math
 from typing import Any, Callable
 
 __all__ = ["Info", "Session", "AtlasView", "Notification", "DeployResult"]
@@ -98,9 +99,17 @@ class Session(abc.ABC):
         """Let time pass (and the system run) until session time `t`."""
 
     def wait(self, seconds: float) -> None:
-        if seconds < 0:
-            raise ValueError(f"seconds: must be >= 0, got {seconds!r}")
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds) \
+                or seconds < 0:
+            raise ValueError(f"seconds: must be a finite number >= 0, got {seconds!r}")
         self.wait_until(self.now() + seconds)
+
+    def catch_up(self) -> None:
+        """Let the backend's clock reach the wall clock (real-time emulator); a no-op elsewhere."""
+
+    def schema_fields(self) -> set[str] | None:
+        """The field names of the app's current schema, where the backend knows them."""
+        return None
 
     @abc.abstractmethod
     def root(self) -> dict[str, Any]:

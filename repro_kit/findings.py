@@ -206,8 +206,10 @@ class Analysis:
         end = self.run.end_s
         planned = self.meta.get("deploy_at_s")
         deploys = self.nemesis("deploy")
-        if planned is not None and not deploys and not self.run.finished:
-            return f"the run stopped at {end:.1f} s, before the deploy planned at {float(planned):g} s"
+        if not deploys and not self.run.finished:
+            if planned is not None:
+                return f"the run stopped at {end:.1f} s, before the deploy planned at {float(planned):g} s"
+            return f"the run stopped at {end:.1f} s, before any schema deploy"
         halts, resumes = self.nemesis("halt"), self.nemesis("resume")
         if halts:
             last_halt = halts[-1][0]

@@ -33,6 +33,8 @@ __all__ = [
     "Run",
     "load_run",
     "latest_run",
+    "runs_root",
+    "project_root",
     "default_versions",
     "HISTORY_FILE",
     "EVENTS_FILE",
@@ -226,8 +228,9 @@ class RunRecorder:
                     self._trace.close()
                 self._closed = True
             self.meta.setdefault("duration_s", self._last_time)
-            self.meta.update(_redact(dict(extra_meta or {})))
-            self.meta["finished"] = True
+            extra = _redact(dict(extra_meta or {}))
+            self.meta.update(extra)
+            self.meta["finished"] = extra.get("finished", True) is not False  # a stopped run says so
             _write_json_atomic(self.path / META_FILE, self.meta)
         return self.path
 
@@ -505,17 +508,63 @@ def _started_at(run_dir: Path) -> float:
         return run_dir.stat().st_mtime
 
 
-def latest_run(root_dir: str | os.PathLike[str]) -> Path:
-    """The newest run directory under `root_dir` (by meta started_at, else mtime)."""
-    root = Path(root_dir)
+RUNS_ENV = "REPRO_KIT_RUNS"
+
+
+def project_root(start: str | os.PathLike[str] | None = None) -> Path | None:
+    """The repro_kit checkout holding `start` (default: the current directory), or None.
+
+    Recognised by its pyproject.toml naming repro_kit beside a notebooks/ folder, so a
+    notebook (run from notebooks/) and the CLI (run from the top) find the same runs/."""
+    here = Path(start if start is not None else Path.cwd()).resolve()
+    for folder in [here, *here.parents][:6]:
+        pyproject = folder / "pyproject.toml"
+        try:
+            if (folder / "notebooks").is_dir() and 'name = "repro_kit"' in pyproject.read_text(encoding="utf-8"):
+                return folder
+        except OSError:
+            continue
+    return None
+
+
+def runs_root() -> Path:
+    """Where runs are recorded by default, for the CLI, the control panel and the notebooks alike:
+    $REPRO_KIT_RUNS if set, else the checkout's runs/, else ./runs."""
+    if os.environ.get(RUNS_ENV):
+        return Path(os.environ[RUNS_ENV])
+    root = project_root()
+    return (root / "runs") if root is not None else Path("runs")
+
+
+def _runs_under(root: Path) -> list[Path]:
     if not root.is_dir():
-        raise ValueError(f"root_dir not found: {root}")
-    candidates = [
-        d for d in root.iterdir()
-        if d.is_dir() and any((d / name).exists() for name in (META_FILE, HISTORY_FILE, EVENTS_FILE))
-    ]
+        return []
+    found = [d for d in root.iterdir()
+             if d.is_dir() and any((d / name).exists() for name in (META_FILE, HISTORY_FILE, EVENTS_FILE))]
     if (root / META_FILE).exists() or (root / EVENTS_FILE).exists():
-        candidates.append(root)
-    if not candidates:
-        raise ValueError(f"root_dir holds no run directories: {root}")
+        found.append(root)
+    return found
+
+
+def latest_run(root_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The newest run directory under `root_dir` (by meta started_at, else mtime).
+
+    Without `root_dir`: the newest of the default runs root (`runs_root()`) and, in a
+    checkout, `reports/` (where `make demo` writes): runs made by the CLI, the panel and
+    the notebooks all count."""
+    if root_dir is None:
+        roots = [runs_root()]
+        checkout = project_root()
+        if checkout is not None:
+            roots.append(checkout / "reports")
+        candidates = [d for r in roots for d in _runs_under(r)]
+        if not candidates:
+            raise ValueError(f"no run directories under {' or '.join(str(r) for r in roots)}")
+    else:
+        root = Path(root_dir)
+        if not root.is_dir():
+            raise ValueError(f"root_dir not found: {root}")
+        candidates = _runs_under(root)
+        if not candidates:
+            raise ValueError(f"root_dir holds no run directories: {root}")
     return max(candidates, key=lambda d: (_started_at(d), d.name))

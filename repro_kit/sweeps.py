@@ -80,8 +80,9 @@ class MemoryRecorder:
         return line
 
     def finish(self, extra_meta: Mapping[str, Any] | None = None) -> None:
-        self.meta.update(extra_meta or {})
-        self.meta["finished"] = True
+        extra = dict(extra_meta or {})
+        self.meta.update(extra)
+        self.meta["finished"] = extra.get("finished", True) is not False
 
     def load(self) -> Run:
         """The recorded run, in memory, typed as `load_run` types a run directory."""

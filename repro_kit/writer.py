@@ -7,17 +7,20 @@ through `settle_s`, and record it all to a run directory.
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime as _dt
+import queue
+import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from repro_kit import recording
 from repro_kit import scenario as _scenario
 from repro_kit._session import Session
 from repro_kit.watcher import Watcher
 
-__all__ = ["add_to_root", "run_test", "validate_schedule", "DEFAULT_FIELD", "DEFAULT_BSON_TYPE"]
+__all__ = ["add_to_root", "run_test", "RunControl", "validate_schedule", "DEFAULT_FIELD", "DEFAULT_BSON_TYPE"]
 
 DEFAULT_FIELD = _scenario.DEFAULT_FIELD
 DEFAULT_BSON_TYPE = _scenario.DEFAULT_BSON_TYPE
@@ -35,9 +38,69 @@ def validate_schedule(writes: Any, interval_s: Any, deploy_at_s: Any, settle_s: 
                        poll_s=poll_s)
 
 
-def default_run_dir(root: str | Path = "runs") -> Path:
+class RunControl:
+    """Steer a running `run_test` from another thread, and hear from it.
+
+    `stop()` ends the run at its next step (a partial run, kept and loadable); `deploy()`
+    deploys the schema change by hand while the run goes, recorded in its history like
+    the scheduled one (which is then skipped: the user deployed). `on_write(n, text,
+    remaining)` is called as each write is made. The menu and the control panel hold one
+    per Run test; a script needs none.
+    """
+
+    def __init__(self, on_write: Callable[[int, str, int], None] | None = None) -> None:
+        self.on_write = on_write
+        self._stop = threading.Event()
+        self._requests: queue.Queue[tuple[str, str, concurrent.futures.Future]] = queue.Queue()
+        self.manual_deploys = 0
+        self.t0: float | None = None
+        self.end_s: float | None = None
+        self.elapsed_s = 0.0
+        self.stopped_at_s: float | None = None
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
+
+    def deploy(self, field: str, bson_type: str, timeout: float | None = 60.0) -> Any:
+        """Deploy `field` now, from the run's own thread (so the run records it); returns the
+        DeployResult, or raises what the deploy raised."""
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        self._requests.put((field, bson_type, future))
+        return future.result(timeout=timeout)
+
+    def _serve(self, perform: Callable[[str, str], Any]) -> None:
+        while True:
+            try:
+                field, bson_type, future = self._requests.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                future.set_result(perform(field, bson_type))
+            except Exception as exc:
+                future.set_exception(exc)
+
+    def _cancel_pending(self) -> None:
+        while True:
+            try:
+                _f, _b, future = self._requests.get_nowait()
+            except queue.Empty:
+                return
+            future.set_exception(RuntimeError("the run ended before the deploy could be made"))
+
+
+#: Longest stretch a real-time run waits without looking at its RunControl (stop, deploy).
+_SLICE_S = 0.1
+
+
+def default_run_dir(root: str | Path | None = None) -> Path:
+    """A new run directory under `root` (default: `recording.runs_root()`, shared by the CLI,
+    the control panel and the notebooks)."""
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-    return Path(root) / stamp
+    return Path(root if root is not None else recording.runs_root()) / stamp
 
 
 def run_test(
@@ -55,6 +118,7 @@ def run_test(
     recorder: Any = None,
     pause_during_resync: bool = False,
     scenario: _scenario.Scenario | None = None,
+    control: RunControl | None = None,
 ) -> "recording.Run":
     """Run the report's experiment on `session` and return the recorded run.
 
@@ -68,6 +132,7 @@ def run_test(
     one with a `load()` method returns the run itself (sweeps keep runs in memory).
     `pause_during_resync` is an app-level mitigation: writes due while the control plane
     has halted translation are held by the app and made once it resumes.
+    `control` (a `RunControl`) lets another thread stop the run or deploy by hand.
     """
     if scenario is None:
         params = getattr(session, "params", None)
@@ -132,19 +197,61 @@ def run_test(
 
         def write(i: int) -> None:
             now = rel(session.now())
-            node_id = session.add_to_root(f"node {i + 1}")
+            text = f"Test node {i + 1}"
+            if control is not None and control.on_write is not None:
+                control.on_write(i + 1, text, writes - i - 1)
+            node_id = session.add_to_root(text)
             pending[node_id] = None
             rec.op(process=0, type="invoke", f="add", value=node_id, time=now)
             if session.is_acknowledged(node_id):
                 on_ack(node_id, session.now())
 
+        def deploy(deploy_field: str, deploy_type: str, manual: bool = False) -> Any:
+            value = {"field": deploy_field, "bson_type": deploy_type, **({"manual": True} if manual else {})}
+            rec.op(process="nemesis", type="invoke", f="deploy", value=value, time=rel(session.now()))
+            try:
+                result = session.deploy_schema_change(deploy_field, deploy_type)
+            except Exception as exc:  # recorded, then re-raised: the run stays readable
+                rec.op(process="nemesis", type="fail", f="deploy",
+                       value={**value, "error": str(exc).splitlines()[0][:200]}, time=rel(session.now()))
+                raise
+            drain_nemesis()
+            rec.op(process="nemesis", type="ok" if result.status == "successful" else "fail", f="deploy",
+                   value={**value, "status": result.status}, time=rel(session.now()))
+            return result
+
+        def manual_deploy(deploy_field: str, deploy_type: str) -> Any:
+            assert control is not None
+            control.manual_deploys += 1  # the scheduled deploy, if any, is skipped: the user deployed
+            return deploy(deploy_field, deploy_type, manual=True)
+
+        def wait_until(target: float) -> bool:
+            """Let time pass until `target`, serving the control between slices; False: stopped."""
+            if control is None:
+                session.wait_until(target)
+                return True
+            while True:
+                control._serve(manual_deploy)
+                control.elapsed_s = session.now() - t0
+                if control.stop_requested:
+                    return False
+                now = session.now()
+                if now >= target:
+                    return True
+                session.wait_until(min(target, now + _SLICE_S) if session.realtime else target)
+
         watcher = Watcher(session, lambda e: (drain_nemesis(), rec.event(e)), t0)
         watcher.start()
         unsubscribe_acks = session.subscribe_acks(on_ack)
         unsubscribe_trace = session.subscribe_trace(lambda r: rec.trace({**r, "time": rel(r["time"])}))
+        if control is not None:
+            control.t0, control.end_s = t0, end
+        stopped_at: float | None = None
         try:
             for at, kind, i in schedule:
-                session.wait_until(t0 + at)
+                if not wait_until(t0 + at):
+                    stopped_at = rel(session.now())
+                    break
                 drain_nemesis()
                 if session.realtime:
                     lateness.append(time.monotonic() - wall0 - at)
@@ -163,23 +270,18 @@ def run_test(
                     else:
                         write(i)
                 elif kind == _DEPLOY:
-                    value = {"field": field, "bson_type": bson_type}
-                    rec.op(process="nemesis", type="invoke", f="deploy", value=value, time=rel(session.now()))
-                    try:
-                        result = session.deploy_schema_change(field, bson_type)
-                    except Exception as exc:  # recorded, then re-raised: the run stays readable
-                        rec.op(process="nemesis", type="fail", f="deploy",
-                               value={**value, "error": str(exc).splitlines()[0][:200]}, time=rel(session.now()))
-                        raise
-                    drain_nemesis()
-                    rec.op(process="nemesis", type="ok" if result.status == "successful" else "fail", f="deploy",
-                           value={**value, "status": result.status}, time=rel(session.now()))
+                    if control is None or not control.manual_deploys:
+                        deploy(field, bson_type)
                 elif kind == _POLL:
                     watcher.poll()
             drain_nemesis()
             for node_id in list(pending):
                 rec.op(process=0, type="info", f="add", value=node_id, time=rel(session.now()))
         finally:
+            if control is not None:
+                control._cancel_pending()
+                control.elapsed_s = session.now() - t0
+                control.stopped_at_s = stopped_at
             watcher.stop()
             if unsubscribe_acks is not None:
                 unsubscribe_acks()
@@ -187,7 +289,10 @@ def run_test(
                 unsubscribe_trace()
             if bar is not None:
                 bar.close()
-        extra: dict[str, Any] = {"finished": True, "ended_at_s": round(end, 6), "duration_s": round(end, 6)}
+        if stopped_at is not None:  # stopped by hand: a partial run, and it says so
+            extra: dict[str, Any] = {"finished": False, "stopped_at_s": stopped_at, "duration_s": stopped_at}
+        else:
+            extra = {"finished": True, "ended_at_s": round(end, 6), "duration_s": round(end, 6)}
         if lateness:
             ordered = sorted(lateness)
             extra["lateness_ms"] = {

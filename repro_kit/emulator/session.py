@@ -7,6 +7,7 @@ real time (SimPy's RealtimeEnvironment) runs it at wall-clock pace for live demo
 from __future__ import annotations
 
 import copy
+import math
 import random
 import threading
 import time
@@ -29,6 +30,8 @@ __all__ = ["EmulatedSession", "EmulatedAtlasView"]
 
 #: Virtual seconds the start-up waits so the root reaches Atlas before anything else.
 STARTUP_SETTLE_S = 1.0
+#: Longest stretch a real-time wait holds the session's lock.
+_REALTIME_SLICE_S = 0.05
 
 
 class EmulatedAtlasView(AtlasView):
@@ -145,7 +148,6 @@ class EmulatedSession(Session):
         self.env: simpy.Environment = (
             simpy.rt.RealtimeEnvironment(factor=1.0, strict=False) if realtime else simpy.Environment()
         )
-        self._wall_start = time.monotonic()
         self._lock = threading.RLock()
         p = self.params
         self.collection = AtlasCollection(_schema.COLLECTION)
@@ -188,14 +190,45 @@ class EmulatedSession(Session):
         return float(self.env.now)
 
     def wait_until(self, t: float) -> None:
-        with self._lock:
-            if t > self.env.now:
-                self.env.run(until=t)
+        """Run the model to session time `t`. In real time the wait sleeps outside the
+        session's lock and moves the model in slices, so other threads (a menu's Print info,
+        a panel's Deploy) act while a run waits, at most a slice later."""
+        if not math.isfinite(t):
+            raise ValueError(f"t: must be a finite time in seconds, got {t!r}")
+        if not self.realtime:
+            with self._lock:
+                if t > self.env.now:
+                    self.env.run(until=t)
+            return
+        while True:
+            with self._lock:
+                now = self.env.now
+                if now >= t:
+                    return
+            target = min(t, now + _REALTIME_SLICE_S)
+            delay = target - self.wall_now()
+            if delay > 0:
+                time.sleep(delay)
+            with self._lock:
+                if target > self.env.now:
+                    self.env.run(until=target)  # due by now: runs without sleeping
 
-    def _catch_up(self) -> None:
-        """In real time, let the model run up to the wall clock before an interactive op."""
+    def wall_now(self) -> float:
+        """Seconds of wall-clock time since the session started (the model's time in real time)."""
+        env = self.env
+        return time.monotonic() - env.real_start if isinstance(env, simpy.rt.RealtimeEnvironment) else float(env.now)
+
+    def catch_up(self) -> None:
+        """In real time, let the model run up to the wall clock (what a clock thread calls)."""
         if self.realtime:
-            self.wait_until(time.monotonic() - self._wall_start)
+            self.wait_until(self.wall_now())
+
+    _catch_up = catch_up
+
+    def schema_fields(self) -> set[str]:
+        """The field names of the app's current `Node` schema."""
+        with self._lock:
+            return set(self.control.schema.get("properties", {}))
 
     # -- the original tool's operations --------------------------------------------------
     def root(self) -> dict[str, Any]:
