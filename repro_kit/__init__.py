@@ -27,6 +27,7 @@ __all__ = [
     "Run",
     "load_run",
     "latest_run",
+    "runs_root",
     "analyse",
     "Analysis",
     "check",
@@ -40,6 +41,8 @@ __all__ = [
     "write_report",
     "sweep",
     "ControlPanel",
+    "Actions",
+    "Scenario",
     "find_orphans",
     "repair",
 ]
@@ -51,6 +54,7 @@ _LAZY = {
     "Run": "repro_kit.recording",
     "load_run": "repro_kit.recording",
     "latest_run": "repro_kit.recording",
+    "runs_root": "repro_kit.recording",
     "analyse": "repro_kit.findings",
     "Analysis": "repro_kit.findings",
     "check": "repro_kit.findings",
@@ -64,6 +68,8 @@ _LAZY = {
     "write_report": "repro_kit.report",
     "sweep": "repro_kit.sweeps",
     "ControlPanel": "repro_kit.widgets",
+    "Actions": "repro_kit.actions",
+    "Scenario": "repro_kit.scenario",
     "find_orphans": "repro_kit.live.audit",
     "repair": "repro_kit.live.audit",
 }

@@ -6,7 +6,9 @@ Bad input exits 2 with one line naming the problem; never a traceback.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
@@ -48,8 +50,11 @@ def _integer(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
 
 
-def _deploy_at(text: str) -> float | str:
-    return "auto" if text.strip().lower() == "auto" else _number(text)
+def _deploy_at(text: str) -> float | str | None:
+    word = text.strip().lower()
+    if word in ("auto", "none"):
+        return None if word == "none" else "auto"
+    return _number(text)
 
 
 #: How the command line spells each scenario input, for messages.
@@ -57,18 +62,25 @@ FLAG_NAMES = {
     "mode": "--mode", "encoding": "--encoding", "reimport": "--reimport", "seed": "--seed",
     "realtime": "--realtime", "writes": "--writes", "interval_s": "--interval", "deploy_at_s": "--deploy-at",
     "settle_s": "--settle", "field": "--field", "bson_type": "--bson-type", "poll_s": "--poll",
+    "resync_delay_s": "--resync-delay",
 }
 
 
 def _scenario(args: argparse.Namespace) -> Any:
     """The run's Scenario from the flags; a bad value is a usage error naming its flag."""
+    from repro_kit.emulator.params import EmulatorParams
     from repro_kit.scenario import Scenario, ScenarioError
 
+    delay = args.resync_delay
+    if not math.isfinite(delay) or delay < 0:
+        raise _UsageError(f"--resync-delay: must be a finite number >= 0, got {delay!r}")
     try:
+        realtime = getattr(args, "realtime", False) or (args.command == "menu" and not args.virtual)
         return Scenario(mode=args.mode, encoding=args.encoding, reimport=args.reimport, seed=args.seed,
-                        realtime=args.realtime, writes=args.writes, interval_s=args.interval,
+                        realtime=realtime, writes=args.writes, interval_s=args.interval,
                         deploy_at_s=None if getattr(args, "no_deploy", False) else args.deploy_at,
-                        settle_s=args.settle, field=args.field, bson_type=args.bson_type)
+                        settle_s=args.settle, field=args.field, bson_type=args.bson_type,
+                        params=EmulatorParams(resync_delay_s=delay))
     except ScenarioError as exc:
         raise _UsageError(exc.named(FLAG_NAMES)) from None
 
@@ -115,17 +127,19 @@ def _build_parser() -> _Parser:
         p.add_argument("--writes", type=_integer, default=20, help="notes appended to the root (default 20)")
         p.add_argument("--interval", type=_number, default=1.0, help="seconds between writes (default 1)")
         p.add_argument("--deploy-at", type=_deploy_at, default="auto",
-                       help="seconds into the run to deploy the schema change (default: between two early "
-                            "writes, 5.5 s for 20 writes 1 s apart)")
+                       help="seconds into the run to deploy the schema change, or none (run: between two early "
+                            "writes by default, 5.5 s for 20 writes 1 s apart; menu: none, you deploy by hand)")
         p.add_argument("--settle", type=_number, default=300.0,
                        help="seconds to keep watching after the last write (default 300)")
         p.add_argument("--seed", type=_integer, default=0, help="seed of the emulator (default 0)")
-        p.add_argument("--realtime", action="store_true", help="run at wall-clock pace instead of virtual time")
+        p.add_argument("--resync-delay", type=_number, default=180.0,
+                       help="seconds from a production deploy to the re-import (default 180: the report's video)")
         p.add_argument("--field", default="tags", help="the optional field the deploy adds (default tags)")
         p.add_argument("--bson-type", default="array<string>", help="its BSON type (default array<string>)")
 
     run = sub.add_parser("run", help="one timed write-plus-deploy scenario, with report and timeline")
     scenario_options(run)
+    run.add_argument("--realtime", action="store_true", help="run at wall-clock pace instead of virtual time")
     run.add_argument("--no-deploy", action="store_true", help="run the writes without deploying (a control run)")
     run.add_argument("--out", default=None, help="run directory (default runs/<timestamp>)")
     run.add_argument("--fail-on-loss", action="store_true",
@@ -138,9 +152,13 @@ def _build_parser() -> _Parser:
                         help="exit 1 when acknowledged nodes were lost, 3 when the run is inconclusive")
     report.set_defaults(func=_cmd_report)
 
-    menu = sub.add_parser("menu", help="the interactive menu (also what no arguments start)")
+    menu = sub.add_parser("menu", help="the interactive menu (also what no arguments start)",
+                          description="The original tool's menu, in real time: Run test goes on while you deploy "
+                                      "by hand, print info and nodes, or stop it.")
     scenario_options(menu)
-    menu.set_defaults(func=_cmd_menu)
+    menu.add_argument("--virtual", action="store_true",
+                      help="virtual time: no time passes between choices except by Wait (fast experiments)")
+    menu.set_defaults(func=_cmd_menu, deploy_at=None)
 
     try:
         from repro_kit.live import commands as live_commands
@@ -226,106 +244,142 @@ def _silence_stdout() -> None:
 
 
 class Menu:
-    """The original tool's menu, driven by any input stream (a test feeds it lines)."""
+    """The original tool's menu over `Actions`, driven by any input stream (a test feeds it lines).
 
-    OPTIONS = ("Add to root", "Run test", "Print nodes", "Print info", "Reset", "Deploy schema change",
-               "Wait (advance the emulator's clock)", "Exit")
+    Listener lines and a Run test's lines print as they happen, from the run's thread; the
+    prompt stays open meanwhile, so the user deploys by hand, prints info or stops the run.
+    Ctrl-C stops a running test (its partial run is kept) and returns to the prompt; with
+    nothing running, a second Ctrl-C in a row exits. End of input at a question cancels it.
+    """
 
-    def __init__(self, session: Any, args: argparse.Namespace, stdin: TextIO | None = None, stdout: TextIO | None = None) -> None:
+    OPTIONS = ACTION_LABELS = ("Add to root", "Run test", "Print nodes", "Print info", "Reset",
+                               "Deploy schema change", "Wait", "Stop", "Exit")
+
+    def __init__(self, session: Any, args: argparse.Namespace, stdin: TextIO | None = None,
+                 stdout: TextIO | None = None) -> None:
+        from repro_kit.actions import Actions
+
         self.session = session
         self.args = args
         self.stdin = stdin or sys.stdin
         self.stdout = stdout or sys.stdout
-        self._notes: list[str] = []
-        session.subscribe(self._on_change)
-
-    def _on_change(self, note: Any) -> None:
-        extra = f", batch of {note.batch} documents from the server" if note.batch else ""
-        self._notes.append(f"[t={note.time:.1f}s] Node collection changed: {note.nodes_total} nodes, "
-                           f"root has {note.root_children} children{extra}")
+        self._say_lock = threading.Lock()
+        self.actions = Actions(session, emit=self.say)
 
     def say(self, text: str = "") -> None:
-        print(text, file=self.stdout)
+        with self._say_lock:
+            try:
+                print(text, file=self.stdout, flush=True)
+            except BrokenPipeError:
+                pass
 
     def ask(self, prompt: str) -> str | None:
-        self.stdout.write(prompt)
-        self.stdout.flush()
+        """One line of input; None at end of input (which cancels the question)."""
+        with self._say_lock:
+            self.stdout.write(prompt)
+            self.stdout.flush()
         line = self.stdin.readline()
-        return None if line == "" else line.strip()
+        if line == "":
+            self.say()
+            return None
+        return line.strip()
+
+    def _menu_line(self) -> str:
+        return "  ".join(f"{i}. {label}" for i, label in enumerate(self.OPTIONS, 1))
 
     def loop(self) -> int:
-        info = self.session.info()
-        self.say(f"Connected ({self.session.backend}, {self.session.mode}). User {info.user_id}, root {info.root_id}.")
-        while True:
-            self._flush_notes()
-            self.say()
-            for i, label in enumerate(self.OPTIONS, 1):
-                self.say(f"  {i}. {label}")
-            choice = self.ask("Choose: ")
-            if choice is None:
-                return 0
-            try:
-                if not self.handle(choice):
+        s = self.session
+        info = s.info()
+        clock = "real time" if s.realtime else "virtual time (only Wait moves the clock)"
+        self.say(f"Connected ({s.backend}, {s.mode} mode, {clock}). User id: {info.user_id}; "
+                 f"root node id: {info.root_id}.")
+        self.say(self._menu_line())
+        interrupts = 0
+        try:
+            while True:
+                try:
+                    choice = self.ask("Choose a command (1-9, ? for the list): ")
+                except KeyboardInterrupt:
+                    self.say()
+                    if self.actions.running:
+                        self._show(self.actions.stop())
+                        interrupts = 0
+                        continue
+                    interrupts += 1
+                    if interrupts >= 2:
+                        self.say("Exiting.")
+                        return 130
+                    self.say("(Press Ctrl-C again to exit, or choose 9. Exit.)")
+                    continue
+                interrupts = 0
+                if choice is None:  # end of input: nothing more can be chosen
                     return 0
-            except ValueError as exc:
-                self.say(f"error: {exc}")
+                try:
+                    if not self.handle(choice):
+                        return 0
+                except KeyboardInterrupt:
+                    self.say()
+                    self.say("Interrupted; back at the menu." + (" (Run test goes on; 8. Stop ends it.)"
+                                                                 if self.actions.running else ""))
+                except ValueError as exc:
+                    self.say(f"error: {exc}")
+        finally:
+            self.actions.close()
+
+    def _show(self, lines: list[str]) -> None:
+        for line in lines:
+            self.say(line)
 
     def handle(self, choice: str) -> bool:
         """Run one menu choice; False means exit."""
         options = {str(i): label for i, label in enumerate(self.OPTIONS, 1)}
-        label = options.get(choice) or next((o for o in self.OPTIONS if o.lower().startswith(choice.lower()) and choice), None)
-        s = self.session
-        if label is None:
+        label = options.get(choice) or next(
+            (o for o in self.OPTIONS if choice and o.lower().startswith(choice.lower())), None)
+        a, args = self.actions, self.args
+        if choice in ("?", "", "help"):
+            self.say(self._menu_line())
+        elif label is None:
             self.say(f"Unknown choice {choice!r}: pick 1-{len(self.OPTIONS)}.")
         elif label == "Add to root":
-            node_id = s.add_to_root(f"node {s.info().root_children + 1}")
-            self.say(f"Added {node_id} to the root.")
+            self._show(a.add_to_root())
         elif label == "Run test":
-            from repro_kit import findings, writer
-
-            a = self.args
-            run = writer.run_test(s, writes=a.writes, interval_s=a.interval, deploy_at_s=a.deploy_at,
-                                  settle_s=a.settle, field=a.field, bson_type=a.bson_type)
-            self._flush_notes()
-            self.say(f"Run saved to {run.path}: {findings.analyse(run).summary()}")
+            self._show(a.run_test(writes=args.writes, interval_s=args.interval, deploy_at_s=args.deploy_at,
+                                  settle_s=args.settle, field=None if args.field == "tags" else args.field,
+                                  bson_type=args.bson_type))
+            if not self.session.realtime:
+                a.wait_for_run()  # virtual time: the run takes no time, so show its end before the prompt
         elif label == "Print nodes":
-            for node in s.nodes():
-                tag = "root" if node.get("isRoot") else "node"
-                self.say(f"{tag} {node['_id']} text={node.get('text')!r} children={len(node.get('children', []))}")
+            self._show(a.print_nodes())
         elif label == "Print info":
-            info, atlas = s.info(), s.atlas.info()
-            self.say(f"user {info.user_id}: device {info.nodes_total} nodes, root has {info.root_children} children; "
-                     f"Atlas {atlas.nodes_total} nodes, root has {atlas.root_children} children")
+            self._show(a.print_info())
         elif label == "Reset":
-            count = s.info().nodes_total
-            answer = self.ask(f"Delete all {count} nodes of user {s.info().user_id}? Type 'yes' to confirm: ")
-            if answer == "yes":
-                self.say(f"Deleted {s.reset()} nodes.")
-            else:
-                self.say("Reset cancelled; nothing deleted.")
+            answer = self.ask(f"{a.reset_question()} Type 'yes' to confirm: ")
+            self._show(a.reset() if answer == "yes" else ["Reset cancelled; nothing deleted."])
         elif label == "Deploy schema change":
-            field = self.ask(f"Field name [{self.args.field}]: ") or self.args.field
-            bson_type = self.ask(f"BSON type [{self.args.bson_type}]: ") or self.args.bson_type
-            result = s.deploy_schema_change(field, bson_type)
-            self.say(f"Deployed {field} ({bson_type}): {result.status}.")
-        elif label.startswith("Wait"):
-            text = self.ask("Seconds to wait: ") or "0"
+            default = a.default_field() if args.field == "tags" else args.field
+            field = self.ask(f"Field name [{default}]: ")
+            bson_type = None if field is None else self.ask(f"BSON type [{args.bson_type}]: ")
+            if field is None or bson_type is None:
+                self.say("Deploy cancelled; nothing deployed.")
+            else:
+                self._show(a.deploy(field or default, bson_type or args.bson_type))
+        elif label == "Wait":
+            text = self.ask("Seconds to wait: ")
+            if text is None:
+                self.say("Wait cancelled.")
+                return True
             try:
-                seconds = float(text)
+                seconds = float(text or "0")
             except ValueError:
                 raise ValueError(f"seconds: not a number: {text!r}") from None
-            s.wait(seconds)
-            self.say(f"Clock at {s.now():.1f} s.")
+            self._show(a.wait(seconds))
+        elif label == "Stop":
+            self._show(a.stop())
         elif label == "Exit":
+            if a.running:
+                self._show(a.stop())
             return False
         return True
-
-    def _flush_notes(self) -> None:
-        notes, self._notes = self._notes, []
-        for line in notes[-20:]:
-            self.say(line)
-        if len(notes) > 20:
-            self.say(f"... and {len(notes) - 20} earlier notifications")
 
 
 def main(argv: list[str] | None = None) -> int:

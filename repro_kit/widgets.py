@@ -1,29 +1,35 @@
-"""The original tool's menu as an ipywidgets control panel, for notebooks.
+"""The original tool as an ipywidgets control panel, for notebooks: a thin front end over `Actions`.
 
-Every action runs in one worker thread, so the kernel stays responsive during a
-5-minute real-time run; buttons are disabled meanwhile. Everything the panel says
-goes to its `Output` widget with `append_stdout`/`append_stderr` (which work from
-any thread and without a front end), and an action's exception is shown there as
-one line plus its type: an error is never lost in a thread.
+Buttons call the same operations as the menu (`repro_kit.actions`) and show the lines they
+return; the lines that come on their own (listener lines, a Run test's writes, its verdict)
+arrive from the model's threads. Every click runs off the kernel's thread, so a real-time
+Run test goes on while the user deploys by hand, prints info or stops it. While a run goes,
+a live chart of the device's and Atlas's counts (the halt shaded, re-import batches marked)
+is redrawn every second, with elapsed and remaining time. An action's exception shows in
+the panel as one line: an error is never lost in a thread.
 """
 
 from __future__ import annotations
 
 import html
+import io
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import ipywidgets as w
 
-from repro_kit import writer
-from repro_kit._session import Info, Notification, Session
+from repro_kit._session import Session
+from repro_kit.actions import Actions
 
-__all__ = ["ControlPanel"]
+__all__ = ["ControlPanel", "live_chart_png"]
 
-#: Minimum wall-clock gap between two status redraws triggered by notifications.
-_STATUS_REFRESH_S = 0.1
+#: Lines the output box shows, newest at the bottom, all visible without scrolling.
+SHOWN_LINES = 18
+#: Seconds between redraws of the live chart while a run goes (at least once a second).
+CHART_PERIOD_S = 1.0
 
 
 def _one_line(exc: BaseException) -> str:
@@ -31,50 +37,114 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else '(no message)'}"
 
 
-class ControlPanel:
-    """Buttons for Add to root, Run test, Print nodes, Print info, Reset, Deploy schema change.
+def live_chart_png(series: list[tuple[float, str, int, int]], marks: list[tuple[float, str, Any]], now: float,
+                   start: float = 0.0, title: str = "") -> bytes:
+    """The views' counts over time as a PNG: root's children and total nodes, device and Atlas,
+    the halt shaded and re-import batches marked (what the panel shows during a run)."""
+    from matplotlib.figure import Figure
 
-    `runs_dir` is where Run test records its run directories (`runs_dir/<timestamp>`).
-    Display it with `display(panel)` or `panel.widget`; wait for the current action
-    with `wait_idle()` (tests and notebooks do; a person just watches the buttons).
+    from repro_kit.plots import BATCH_COLOR, WINDOW_COLOR
+
+    fig = Figure(figsize=(8.5, 2.6), dpi=90, layout="constrained")
+    ax = fig.subplots()
+    end = max(now, start + 1.0)
+    styles = {"device": "-", "atlas": "--"}
+    colors = {"root's children": "#1f6fb4", "total nodes": "#555555"}
+    for observer in ("device", "atlas"):
+        points = [(t, rc, nt) for t, o, rc, nt in series if o == observer and t >= start - 1e-9]
+        before = [(t, rc, nt) for t, o, rc, nt in series if o == observer and t < start]
+        if before:
+            points.insert(0, (start, before[-1][1], before[-1][2]))
+        if not points:
+            continue
+        xs = [p[0] for p in points] + [end]
+        for col, name in ((1, "root's children"), (2, "total nodes")):
+            ys = [p[col] for p in points]
+            ax.step(xs, ys + [ys[-1]], where="post", color=colors[name], ls=styles[observer], lw=1.5,
+                    label=f"{observer}: {name}")
+    halt_at = None
+    labelled: set[str] = set()
+
+    def label(name: str) -> str | None:
+        if name in labelled:
+            return None
+        labelled.add(name)
+        return name
+
+    for t, kind, value in marks:
+        if t < start:
+            continue
+        if kind == "halt":
+            halt_at = t
+        elif kind == "resume" and halt_at is not None:
+            ax.axvspan(halt_at, t, color=WINDOW_COLOR, alpha=0.35, lw=0, label=label("translation halted"))
+            halt_at = None
+        elif kind == "batch":
+            ax.axvline(t, color=BATCH_COLOR, ls=":", lw=1.2, label=label("re-import batch"))
+        elif kind == "deploy":
+            ax.axvline(t, color="#b8860b", ls="--", lw=0.9, label=label("deploy"))
+    if halt_at is not None:
+        ax.axvspan(halt_at, end, color=WINDOW_COLOR, alpha=0.35, lw=0, label=label("translation halted"))
+    ax.set_xlim(start, end)
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel("seconds (session time)")
+    ax.set_title(title, loc="left", fontsize=9)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7, frameon=False)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+class ControlPanel:
+    """Buttons for Add to root, Run test, Print nodes, Print info, Reset, Deploy schema change,
+    Wait and Stop, over `Actions`.
+
+    `session` defaults to a new real-time emulator session (the menu's default too; pass
+    `rk.connect(realtime=False)` for fast virtual-time experiments). Run test records to
+    `runs_dir` (default: the checkout's runs/, shared with the CLI and notebook 03). Its
+    automatic deploy is off unless "deploy at" is ticked: deploy by hand while it runs.
+    Display it with `display(panel)`; `wait_idle()` blocks until clicks and the run end.
     """
 
-    def __init__(self, session: Session, runs_dir: str | Path = "runs", *, report: bool = True) -> None:
+    def __init__(self, session: Session | None = None, runs_dir: str | Path | None = None) -> None:
+        if session is None:
+            from repro_kit.client import connect
+
+            session = connect(realtime=True)
         self.session = session
-        self.runs_dir = Path(runs_dir)
-        self.report = report
-        self.last_run: Any = None
-        self.last_verdict: Any = None
-        self.last_analysis: Any = None
+        self.lines: list[str] = []
         self.errors: list[str] = []
-        self.status: dict[str, tuple[int, int]] = {}
-        self._worker: threading.Thread | None = None
-        self._busy = threading.Lock()
-        self._last_redraw = 0.0
-        self._run_t0: float | None = None
+        self._lines_lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
         self._build()
-        self._unsubscribe: list[Callable[[], None]] = [
-            session.subscribe(self._on_notification),
-            session.atlas.subscribe(self._on_notification),
-        ]
-        self._start("Refresh", self._refresh_only, quiet=True)
+        self.actions = Actions(session, emit=self.say, runs_dir=runs_dir)
+        self.runs_dir = self.actions.runs_dir
+        self._closed = threading.Event()
+        self._chart_drawn_at = -1.0
+        self._chart_series_len = -1
+        self._run_start: float | None = None
+        self._ticker = threading.Thread(target=self._tick, name="repro_kit panel: live view", daemon=True)
+        self._ticker.start()
+        self._refresh()
 
     # -- layout ------------------------------------------------------------------------
     def _build(self) -> None:
-        def button(label: str, handler: Callable[[], None], style: str = "", tip: str = "") -> w.Button:
-            b = w.Button(description=label, button_style=style, tooltip=tip or label,
-                         layout=w.Layout(width="auto"))
+        def button(label: str, handler: Callable[[], Any], style: str = "", tip: str = "") -> w.Button:
+            b = w.Button(description=label, button_style=style, tooltip=tip or label, layout=w.Layout(width="auto"))
             b.on_click(lambda _b: handler())
             return b
 
         self.add_button = button("Add to root", self.add_to_root)
         self.run_button = button("Run test", self.run_test, "primary",
-                                 "Append nodes on a timer and deploy the schema change mid-run")
+                                 "Append a note to the root every interval; deploy by hand while it runs")
         self.nodes_button = button("Print nodes", self.print_nodes)
         self.info_button = button("Print info", self.print_info)
         self.reset_button = button("Reset", self.ask_reset, "danger", "Delete this user's nodes (asks first)")
-        self.deploy_button = button("Deploy schema change", self.deploy, "warning")
-        self.wait_button = button("Wait", self.wait, tip="Let session time pass (the emulator's clock)")
+        self.deploy_button = button("Deploy schema change", self.deploy, "warning",
+                                    "Add an optional field to the Node schema, now (also during a run)")
+        self.wait_button = button("Wait", self.wait, tip="Let time pass")
+        self.stop_button = button("Stop", self.stop, "danger", "End the running test; its partial run is kept")
+        self.stop_button.disabled = True
 
         self.confirm_label = w.HTML()
         self.confirm_button = button("Confirm reset", self.confirm_reset, "danger")
@@ -82,49 +152,50 @@ class ControlPanel:
         self.confirm_box = w.HBox([self.confirm_label, self.confirm_button, self.cancel_button],
                                   layout=w.Layout(display="none"))
 
-        narrow = w.Layout(width="170px")
+        narrow = w.Layout(width="160px")
         style = {"description_width": "initial"}
-        self.writes = w.BoundedIntText(value=20, min=1, max=100_000, description="writes", layout=narrow, style=style)
-        self.interval = w.BoundedFloatText(value=1.0, min=0.001, max=3600, description="interval s", layout=narrow,
+        self.writes = w.BoundedIntText(value=20, min=1, max=1_000_000, description="writes", layout=narrow, style=style)
+        self.interval = w.BoundedFloatText(value=1.0, min=0.001, max=86_400, description="interval s", layout=narrow,
                                            style=style)
-        self.deploy_at = w.BoundedFloatText(value=5.5, min=0, max=1e6, description="deploy at s", layout=narrow,
-                                            style=style)
-        self.deploy_in_run = w.Checkbox(value=True, description="deploy during run", indent=False,
-                                        layout=w.Layout(width="150px"))
-        self.settle = w.BoundedFloatText(value=300.0, min=0, max=1e6, description="settle s", layout=narrow,
+        self.settle = w.BoundedFloatText(value=300.0, min=0, max=2_592_000, description="settle s", layout=narrow,
                                          style=style)
-        self.field = w.Text(value=writer.DEFAULT_FIELD, description="field", layout=w.Layout(width="200px"),
-                            style=style)
-        self.bson_type = w.Text(value=writer.DEFAULT_BSON_TYPE, description="BSON type",
-                                layout=w.Layout(width="230px"), style=style)
-        self.wait_s = w.BoundedFloatText(value=60.0, min=0, max=1e6, description="seconds", layout=narrow,
+        self.deploy_in_run = w.Checkbox(value=False, description="deploy at", indent=False,
+                                        layout=w.Layout(width="90px"))
+        self.deploy_at = w.BoundedFloatText(value=5.5, min=0, max=2_592_000, description="s", layout=narrow,
+                                            style=style)
+        self.field = w.Text(value="", placeholder="tags (next free)", description="field",
+                            layout=w.Layout(width="200px"), style=style)
+        self.bson_type = w.Text(value="array<string>", description="BSON type", layout=w.Layout(width="220px"),
+                                style=style)
+        self.wait_s = w.BoundedFloatText(value=10.0, min=0, max=86_400, description="seconds", layout=narrow,
                                          style=style)
 
-        self.progress = w.FloatProgress(value=0.0, min=0.0, max=1.0, description="Run test",
-                                        layout=w.Layout(width="420px"), style=style)
-        self.progress_label = w.Label("")
+        self.progress = w.FloatProgress(value=0.0, min=0.0, max=1.0, description="run",
+                                        layout=w.Layout(width="360px"), style=style)
+        self.progress_label = w.Label("no run yet")
         self.status_html = w.HTML()
         self.error_html = w.HTML()
-        self.output = w.Output(layout=w.Layout(max_height="320px", overflow="auto", border="1px solid #ddd"))
+        self.chart = w.Image(format="png", layout=w.Layout(max_width="760px"))
+        self.log_html = w.HTML(layout=w.Layout(border="1px solid #ddd", width="100%"))
 
-        self.action_buttons = [self.add_button, self.run_button, self.nodes_button, self.info_button,
-                               self.reset_button, self.deploy_button, self.wait_button]
-        self.inputs = [self.writes, self.interval, self.deploy_at, self.deploy_in_run, self.settle,
-                       self.field, self.bson_type, self.wait_s]
+        self.buttons = [self.add_button, self.run_button, self.nodes_button, self.info_button, self.reset_button,
+                        self.deploy_button, self.wait_button, self.stop_button]
         title = w.HTML(f"<b>repro_kit control panel</b> &middot; {html.escape(self.session.backend)}, "
-                       f"{html.escape(str(getattr(self.session, 'mode', '')))}, "
-                       f"encoding={html.escape(str(getattr(self.session, 'encoding', '')))}")
+                       f"{html.escape(str(getattr(self.session, 'mode', '')))} mode, "
+                       f"{'real time' if self.session.realtime else 'virtual time'}")
         self.widget = w.VBox([
             title,
             self.status_html,
             w.HBox([self.add_button, self.nodes_button, self.info_button, self.reset_button]),
             self.confirm_box,
-            w.HBox([self.run_button, self.writes, self.interval, self.deploy_at, self.deploy_in_run, self.settle]),
+            w.HBox([self.run_button, self.stop_button, self.writes, self.interval, self.settle, self.deploy_in_run,
+                    self.deploy_at]),
             w.HBox([self.progress, self.progress_label]),
             w.HBox([self.deploy_button, self.field, self.bson_type]),
             w.HBox([self.wait_button, self.wait_s]),
+            self.chart,
             self.error_html,
-            self.output,
+            self.log_html,
         ])
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
@@ -132,180 +203,146 @@ class ControlPanel:
 
     # -- output ------------------------------------------------------------------------
     def say(self, text: str) -> None:
-        """Append a line to the panel's output (safe from any thread, with or without a front end)."""
-        self.output.append_stdout(text.rstrip("\n") + "\n")
+        """Add a line to the panel's log (safe from any thread); the box shows the newest lines."""
+        with self._lines_lock:
+            self.lines.extend(str(text).rstrip("\n").split("\n"))
+            shown = self.lines[-SHOWN_LINES:]
+            hidden = len(self.lines) - len(shown)
+        head = f"<div style='color:#777'>({hidden} earlier lines: panel.text)</div>" if hidden else ""
+        body = html.escape("\n".join(shown)).replace("\t", "&nbsp;&nbsp;&nbsp;&nbsp;")
+        self.log_html.value = (f"{head}<pre style='margin:0;min-height:{1.25 * SHOWN_LINES:.1f}em;"
+                               f"white-space:pre-wrap'>{body}</pre>")
 
     def _error(self, action: str, exc: BaseException) -> None:
         line = f"{action} failed: {_one_line(exc)}"
         self.errors.append(line)
-        self.output.append_stderr(line + "\n")
+        self.say(line)
         self.error_html.value = f"<span style='color:#b00020'>{html.escape(line)}</span>"
 
     @property
     def text(self) -> str:
-        """Everything the output widget holds, as plain text (what a person reads in the panel)."""
-        parts = []
-        for out in self.output.outputs:
-            if out.get("output_type") == "stream":
-                parts.append(out.get("text", ""))
-            elif "data" in out:
-                parts.append(str(out["data"].get("text/plain", "")))
-        return "".join(parts)
+        """Every line the panel has shown, as plain text."""
+        with self._lines_lock:
+            return "\n".join(self.lines) + ("\n" if self.lines else "")
 
-    # -- worker ------------------------------------------------------------------------
-    @property
-    def busy(self) -> bool:
-        return self._worker is not None and self._worker.is_alive()
-
-    def wait_idle(self, timeout: float | None = None) -> bool:
-        """Block until the running action (if any) ends; True when idle."""
-        worker = self._worker
-        if worker is not None:
-            worker.join(timeout)
-        return not self.busy
-
-    def _set_enabled(self, enabled: bool) -> None:
-        for widget in self.action_buttons + self.inputs:
-            widget.disabled = not enabled
-
-    def _start(self, action: str, fn: Callable[[], None], *, quiet: bool = False) -> bool:
-        """Run `fn` in the worker thread; refuse (and say so) when an action is already running."""
-        if not self._busy.acquire(blocking=False):
-            self.say(f"{action}: busy with another action; try again when it ends.")
-            return False
-        self._set_enabled(False)
-        if not quiet:
-            self.error_html.value = ""
+    # -- running clicks ------------------------------------------------------------------
+    def _start(self, action: str, fn: Callable[[], list[str] | None]) -> bool:
+        """Run `fn` off the kernel's thread; show its lines, or its error as one line."""
+        self.error_html.value = ""
 
         def work() -> None:
             try:
-                fn()
-            except Exception as exc:  # shown in the panel: a worker's exception must not vanish
+                for line in fn() or []:
+                    self.say(line)
+            except Exception as exc:  # shown in the panel: a thread's exception must not vanish
                 self._error(action, exc)
             finally:
-                try:
-                    self._refresh_status()
-                except Exception as exc:
-                    self._error("Refresh status", exc)
-                self._set_enabled(True)
-                self._busy.release()
+                self._refresh()
 
-        self._worker = threading.Thread(target=work, name=f"repro_kit panel: {action}", daemon=True)
-        self._worker.start()
+        thread = threading.Thread(target=work, name=f"repro_kit panel: {action}", daemon=True)
+        self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+        thread.start()
         return True
 
-    # -- status ------------------------------------------------------------------------
-    def _refresh_only(self) -> None:
-        """Nothing to do: `_start` refreshes the status after every action."""
+    @property
+    def busy(self) -> bool:
+        return any(t.is_alive() for t in self._threads) or self.actions.running
 
-    def _refresh_status(self) -> None:
-        device, atlas = self.session.info(), self.session.atlas.info()
-        self._show_status(device, atlas)
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until every click's action and any running test have ended; True when idle."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in list(self._threads):
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        self.actions.wait_for_run(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        for thread in list(self._threads):  # a run's end may have started nothing new; be sure
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        self._refresh()
+        return not self.busy
 
-    def _show_status(self, device: Info | None = None, atlas: Info | None = None) -> None:
-        if device is not None:
-            self.status["device"] = (device.root_children, device.nodes_total)
-        if atlas is not None:
-            self.status["atlas"] = (atlas.root_children, atlas.nodes_total)
-        self._redraw()
+    # -- the live view -----------------------------------------------------------------------
+    def _tick(self) -> None:
+        while not self._closed.wait(CHART_PERIOD_S / 2):
+            try:
+                self._refresh(chart_only=True)
+            except Exception as exc:  # a redraw is cosmetic; say it once, keep going
+                if not self.errors or not self.errors[-1].startswith("Live view"):
+                    self._error("Live view", exc)
 
-    def _redraw(self) -> None:
+    def _refresh(self, chart_only: bool = False) -> None:
+        a = self.actions if hasattr(self, "actions") else None
+        if a is None:
+            return
+        running = a.running
+        self.run_button.disabled = running
+        self.stop_button.disabled = not running
+        self.reset_button.disabled = running
+        progress = a.progress()
+        if progress is not None:
+            elapsed, total = progress
+            self.progress.max = max(total, 1e-9)
+            self.progress.value = elapsed
+            self.progress.bar_style = "info"
+            self.progress_label.value = f"{elapsed:.0f} s elapsed, {max(total - elapsed, 0):.0f} s left of {total:.0f} s"
+        elif self._run_start is not None and not running:
+            run = a.last_run
+            stopped = run is not None and not run.meta.get("finished", True)
+            self.progress.bar_style = "warning" if stopped else "success"
+            self.progress_label.value = "stopped: partial run kept" if stopped else "finished"
+            if not stopped:
+                self.progress.value = self.progress.max
+        with a._lock:
+            series = list(a.series)
+            marks = list(a.marks)
+        latest = {o: (rc, nt) for _t, o, rc, nt in series}
+        differ = latest.get("device") != latest.get("atlas")
+        now = self.session.now()
+
         def cell(name: str, key: str) -> str:
-            children, total = self.status.get(key, (None, None))
-            return (f"<td style='padding:2px 12px'><b>{name}</b>: root children <b>{children}</b>, "
-                    f"nodes <b>{total}</b></td>")
+            children, total = latest.get(key, (None, None))
+            return f"<td style='padding:2px 12px'><b>{name}</b>: root's children <b>{children}</b>, nodes <b>{total}</b></td>"
 
-        differ = self.status.get("device") != self.status.get("atlas")
-        note = " <span style='color:#b06000'>(views differ)</span>" if differ else ""
-        self.status_html.value = (
-            f"<table><tr>{cell('Device', 'device')}{cell('Atlas', 'atlas')}"
-            f"<td style='padding:2px 12px'>t = {self.session.now():.1f} s{note}</td></tr></table>"
-        )
-        self._last_redraw = time.monotonic()
+        note = " <span style='color:#b06000'>(the views differ)</span>" if differ else ""
+        self.status_html.value = (f"<table><tr>{cell('Device', 'device')}{cell('Atlas', 'atlas')}"
+                                  f"<td style='padding:2px 12px'>t = {now:.1f} s{note}</td></tr></table>")
+        due = running or len(series) != self._chart_series_len
+        if due and (not chart_only or time.monotonic() - self._chart_drawn_at >= CHART_PERIOD_S):
+            start = self._run_start if self._run_start is not None else 0.0
+            title = self.progress_label.value if running else "device (solid) and Atlas (dashed)"
+            self.chart.value = live_chart_png(series, marks, now, start=start, title=title)
+            self._chart_drawn_at = time.monotonic()
+            self._chart_series_len = len(series)
 
-    def _on_notification(self, note: Notification) -> None:
-        # Called inside the model's event loop: never call the session back, never raise into it.
-        try:
-            self._show_notification(note)
-        except Exception as exc:
-            self._error("Status update", exc)
-
-    def _show_notification(self, note: Notification) -> None:
-        self.status[note.observer] = (note.root_children, note.nodes_total)
-        if note.batch and note.observer == "device":
-            self.say(f"[t={note.time:.1f}s] device received a batch of {note.batch} documents from the server: "
-                     f"{note.nodes_total} nodes, root has {note.root_children} children")
-        if self._run_t0 is not None:
-            self._set_progress(note.time - self._run_t0)
-        if time.monotonic() - self._last_redraw >= _STATUS_REFRESH_S:
-            self._redraw()
-
-    def _set_progress(self, elapsed: float) -> None:
-        value = min(max(elapsed, 0.0), self.progress.max)
-        if value >= self.progress.value:
-            self.progress.value = value
-            self.progress_label.value = f"{value:.0f} / {self.progress.max:.0f} s"
-
-    # -- actions -----------------------------------------------------------------------
+    # -- the actions ---------------------------------------------------------------------
     def add_to_root(self) -> bool:
-        def act() -> None:
-            node_id = writer.add_to_root(self.session, f"node {self.session.info().root_children + 1}")
-            self.say(f"Added {node_id} to the root.")
-
-        return self._start("Add to root", act)
+        return self._start("Add to root", self.actions.add_to_root)
 
     def print_nodes(self) -> bool:
-        def act() -> None:
-            nodes = self.session.nodes()
-            if not nodes:
-                self.say("No root node.")
-            for node in nodes:
-                tag = "root" if node.get("isRoot") else "node"
-                self.say(f"{tag} {node['_id']} text={node.get('text')!r} children={len(node.get('children', []))}")
-
-        return self._start("Print nodes", act)
+        return self._start("Print nodes", self.actions.print_nodes)
 
     def print_info(self) -> bool:
-        def act() -> None:
-            info, atlas = self.session.info(), self.session.atlas.info()
-            self.say(f"user {info.user_id}: device {info.nodes_total} nodes, root has {info.root_children} "
-                     f"children; Atlas {atlas.nodes_total} nodes, root has {atlas.root_children} children")
-
-        return self._start("Print info", act)
+        return self._start("Print info", self.actions.print_info)
 
     def wait(self) -> bool:
         seconds = float(self.wait_s.value)
-
-        def act() -> None:
-            self.session.wait(seconds)
-            self.say(f"Waited {seconds:g} s; clock at {self.session.now():.1f} s.")
-
-        return self._start("Wait", act)
+        return self._start("Wait", lambda: self.actions.wait(seconds))
 
     def deploy(self) -> bool:
-        field, bson_type = self.field.value.strip(), self.bson_type.value.strip()
+        field, bson_type = self.field.value.strip() or None, self.bson_type.value.strip() or None
+        return self._start("Deploy schema change", lambda: self.actions.deploy(field, bson_type))
 
-        def act() -> None:
-            result = self.session.deploy_schema_change(field, bson_type)
-            self.say(f"Deployed {field} ({bson_type}): {result.status}.")
-
-        return self._start("Deploy schema change", act)
+    def stop(self) -> bool:
+        return self._start("Stop", self.actions.stop)
 
     def ask_reset(self) -> None:
         """Show the Confirm/Cancel pair; nothing is deleted until Confirm."""
-        if self.busy:
-            self.say("Reset: busy with another action; try again when it ends.")
+        if self.actions.running:
+            self.say("Reset: a Run test is running; Stop it first.")
             return
-        info = self.status.get("device", (None, "?"))
-        user = html.escape(str(getattr(self.session, "user_id", "") or ""))
-        self.confirm_label.value = (f"Delete all {info[1]} nodes of user <code>{user}</code> "
-                                    "(only this user's)?")
+        self.confirm_label.value = html.escape(self.actions.reset_question()) + " (only this user's)"
         self.confirm_box.layout.display = "flex"
-        self._set_enabled(False)
 
     def cancel_reset(self) -> None:
         self.confirm_box.layout.display = "none"
-        self._set_enabled(True)
         self.say("Reset cancelled; nothing deleted.")
 
     def confirm_reset(self) -> bool:
@@ -313,98 +350,33 @@ class ControlPanel:
             self.say("Reset: press Reset first, then confirm.")
             return False
         self.confirm_box.layout.display = "none"
-        self._set_enabled(True)
-        return self._start("Reset", lambda: self.say(f"Deleted {self.session.reset()} nodes."))
+        return self._start("Reset", self.actions.reset)
 
     def run_test(self) -> bool:
-        writes, interval_s = int(self.writes.value), float(self.interval.value)
+        writes, interval_s, settle_s = int(self.writes.value), float(self.interval.value), float(self.settle.value)
         deploy_at_s = float(self.deploy_at.value) if self.deploy_in_run.value else None
-        settle_s = float(self.settle.value)
-        field, bson_type = self.field.value.strip(), self.bson_type.value.strip()
+        field, bson_type = self.field.value.strip() or None, self.bson_type.value.strip() or None
+        self._run_start = self.session.now()
 
-        def act() -> None:
-            writer.validate_schedule(writes, interval_s, deploy_at_s, settle_s)
-            end = (writes - 1) * interval_s + settle_s
-            self.progress.max = max(end, 1e-9)
-            self.progress.value = 0.0
-            self.progress.bar_style = "info"
-            out = writer.default_run_dir(self.runs_dir)
-            deploy_text = "no deploy" if deploy_at_s is None else f"deploy at {deploy_at_s:g} s"
-            self.say(f"Run test: {writes} writes every {interval_s:g} s, {deploy_text}, settle {settle_s:g} s -> {out}")
-            self._run_t0 = self.session.now()
-            wall0 = time.monotonic()
-
-            def tick() -> None:  # real time: the model's clock only moves on events, the wall clock always
-                elapsed = self.session.now() - (self._run_t0 or 0.0)
-                self._set_progress(max(elapsed, time.monotonic() - wall0) if self.session.realtime else elapsed)
-
-            ticker = _Ticker(tick)
-            ticker.start()
-            try:
-                run = writer.run_test(self.session, writes=writes, interval_s=interval_s, deploy_at_s=deploy_at_s,
-                                      settle_s=settle_s, field=field, bson_type=bson_type, out=out, progress=False)
-            except BaseException:
-                self.progress.bar_style = "danger"
-                raise
-            finally:
-                ticker.stop()
-                self._run_t0 = None
-            self.progress.value = self.progress.max
-            self.progress_label.value = f"{end:.0f} / {end:.0f} s"
-            self.last_run = run
-            self._summarise(run)
+        def act() -> list[str]:
+            lines = self.actions.run_test(writes=writes, interval_s=interval_s, deploy_at_s=deploy_at_s,
+                                          settle_s=settle_s, field=field, bson_type=bson_type)
+            self._run_start = self.session.now()
+            return lines
 
         return self._start("Run test", act)
 
-    def _summarise(self, run: Any) -> None:
-        from repro_kit.findings import analyse
+    @property
+    def last_run(self) -> Any:
+        return self.actions.last_run
 
-        analysis = analyse(run)
-        verdict = analysis.verdict
-        self.last_analysis = analysis
-        self.last_verdict = verdict
-        lost = list(getattr(verdict, "lost", []) or [])
-        if lost:
-            self.progress.bar_style = "warning"
-            self.say(f"Run saved to {run.path}: {len(lost)} nodes lost")
-            for node_id in lost:
-                self.say(f"  lost {node_id}")
-        else:
-            self.progress.bar_style = "success"
-            self.say(f"Run saved to {run.path}: 0 nodes lost")
-        if self.report:
-            from repro_kit import report
-
-            report.write_report(analysis, run.path)
-            self.say(f"Report: {Path(run.path) / 'report.md'}")
+    @property
+    def last_analysis(self) -> Any:
+        return self.actions.last_analysis
 
     def close(self) -> None:
-        """Stop following the session's notifications and close the widgets."""
-        self.wait_idle()
-        while self._unsubscribe:
-            self._unsubscribe.pop()()
+        """Stop a running test, the live view and the listeners; close the widgets."""
+        self.actions.close()
+        self._closed.set()
+        self._ticker.join(2.0)
         self.widget.close()
-
-
-class _Ticker:
-    """Calls `fn` every `period_s` in its own thread (the progress bar during a real-time run)."""
-
-    def __init__(self, fn: Callable[[], None], period_s: float = 0.25) -> None:
-        self._fn = fn
-        self._period = period_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="repro_kit panel: progress", daemon=True)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self._period):
-            try:
-                self._fn()
-            except Exception:  # a progress tick is cosmetic; the action reports real errors
-                pass
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()

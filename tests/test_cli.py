@@ -205,36 +205,66 @@ def menu_for(session, lines, **overrides):
 def test_menu_driven_through_its_input_stream(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     s = connect(seed=2, resync_delay_s=10)
-    menu, out = menu_for(s, ["1", "1", "4", "7", "1", "3", "4", "6", "tags", "", "7", "30", "4", "8"])
+    menu, out = menu_for(s, ["1", "1", "4", "7", "1", "3", "4", "6", "", "", "7", "30", "4", "9"])
     assert menu.loop() == 0
     text = out.getvalue()
-    assert text.count("Added ") == 2
-    assert "device 3 nodes, root has 2 children; Atlas 1 nodes, root has 0 children" in text  # not synced yet
-    assert "device 3 nodes, root has 2 children; Atlas 3 nodes, root has 2 children" in text
-    assert text.count("node ") >= 2  # Print nodes lists the root's children
-    assert "Deployed tags (array<string>): successful." in text
-    assert "batch of 3 documents from the server" in text
+    assert text.count("Added a node to the root") == 2
+    info = s.info()
+    assert f"User id: {info.user_id}\nRoot node id: {info.root_id}\nTotal node objects: 3\n" \
+           "Number of children in root: 2\n" in text
+    assert "Atlas (a refresh of the Node collection): 1 node documents, 0 children in the root" in text  # not synced
+    assert "Atlas (a refresh of the Node collection): 3 node documents, 2 children in the root" in text
+    assert "root\t(2 children)\n   a child node\t(0 children)\n   a child node\t(0 children)" in text  # Print nodes
+    assert "\t: User has 3 total nodes\n\t: Root has 2 children" in text  # the original's listener lines
+    assert "Deployed the optional field tags (array<string>)" in text
+    assert "a re-import batch of 3 documents from the server" in text
 
 
 def test_menu_reset_needs_confirmation():
     s = connect(seed=2)
     s.add_to_root("keep me")
-    menu, out = menu_for(s, ["5", "no", "5", "yes", "8"])
+    menu, out = menu_for(s, ["5", "no", "5", "yes", "9"])
     menu.loop()
     text = out.getvalue()
-    assert "Reset cancelled; nothing deleted." in text and "Deleted 2 nodes." in text
+    assert "Reset cancelled; nothing deleted." in text and "Deleting 2 nodes" in text
 
 
 def test_menu_run_test_and_bad_input(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     s = connect(seed=2, resync_delay_s=10)
-    menu, out = menu_for(s, ["2", "9", "6", "bad name", "string", "7", "soon"])  # EOF ends the menu
+    menu, out = menu_for(s, ["2", "10", "6", "bad name", "string", "7", "soon", "7", "inf", "7", "nan", "4"])
+    assert menu.loop() == 0  # end of input ends the menu
+    text = out.getvalue()
+    assert 'Adding node with text "Test node 1" (4 remaining)' in text
+    assert 'Adding node with text "Test node 5" (0 remaining)' in text
+    assert "3 of 5 nodes orphaned" in text and "Run test finished; the run is in runs" in text
+    assert "Unknown choice '10'" in text
+    assert "error: field:" in text and "error: seconds: not a number: 'soon'" in text
+    assert "error: seconds: must be a number from 0 to 86,400, got inf" in text
+    assert "got nan" in text and "Total node objects: 6" in text  # the menu went on after every error
+    assert list(Path("runs").iterdir())
+
+
+def test_menu_end_of_input_at_a_question_cancels_it():
+    s = connect(seed=2)
+    for lines, said in ((["6"], "Deploy cancelled; nothing deployed."), (["6", "tags"], "Deploy cancelled"),
+                        (["5"], "Reset cancelled; nothing deleted."), (["7"], "Wait cancelled.")):
+        menu, out = menu_for(s, lines)
+        assert menu.loop() == 0
+        assert said in out.getvalue()
+    assert s.control.deployments == [] and s.info().nodes_total == 1
+
+
+def test_menu_run_test_twice_with_a_reset_between(tmp_path, monkeypatch):
+    """Run test is repeatable: each deploy adds a new field when the default one exists."""
+    monkeypatch.chdir(tmp_path)
+    s = connect(seed=2, resync_delay_s=10)
+    menu, out = menu_for(s, ["2", "5", "yes", "2", "9"])
     assert menu.loop() == 0
     text = out.getvalue()
-    assert "nodes lost" in text and "Run saved to runs" in text
-    assert "Unknown choice '9'" in text
-    assert "error: field:" in text and "error: seconds:" in text
-    assert list(Path("runs").iterdir())
+    assert text.count("Run test finished") == 2 and "error" not in text
+    assert [d["field"] for d in s.control.deployments] == ["tags", "tags_2"]
+    assert len(list(Path("runs").iterdir())) == 2
 
 
 def test_run_into_an_existing_run_exits_2_and_keeps_it(tmp_path, capsys):

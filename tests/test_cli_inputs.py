@@ -13,7 +13,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -28,28 +27,40 @@ MAX_RSS_MIB = 200
 KEYS = {"MONGODB_ATLAS_PUBLIC_API_KEY": "pubkey-1234", "MONGODB_ATLAS_PRIVATE_API_KEY": "privkey-5678"}
 
 
+#: Runs the CLI as `python -m repro_kit` would, and writes the process's own peak memory
+#: (VmHWM: per address space, so not the pytest parent's, which ru_maxrss would carry over
+#: through fork + exec) to $RK_HWM_FILE at exit.
+_WRAPPER = """
+import atexit, os, runpy, sys
+def _peak():
+    try:
+        with open('/proc/self/status') as fh:
+            for line in fh:
+                if line.startswith('VmHWM:'):
+                    with open(os.environ['RK_HWM_FILE'], 'w') as out:
+                        out.write(line.split()[1])
+    except OSError:
+        pass
+atexit.register(_peak)
+sys.argv[0] = 'repro-kit'
+runpy.run_module('repro_kit', run_name='__main__', alter_sys=True)
+"""
+
+
 def run_measured(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[int, str, str, float]:
-    """Exit code, stdout, stderr and the child's own peak RSS (os.wait4)."""
+    """Exit code, stdout, stderr and the CLI process's peak memory in MiB (0 where /proc is absent)."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("MONGODB_", "REPRO_KIT_"))}
     environ.update(env or {})
     environ["PYTHONPATH"] = str(REPO)
-    err_path = cwd.parent / f"{cwd.name}.stderr"
-    out_path = cwd.parent / f"{cwd.name}.stdout"
-    with open(err_path, "w") as err_fh, open(out_path, "w") as out_fh:
-        proc = subprocess.Popen([sys.executable, "-m", "repro_kit", *args], cwd=cwd, env=environ,
-                                stdout=out_fh, stderr=err_fh, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.monotonic() > deadline:
-                proc.kill()
-                os.wait4(proc.pid, 0)
-                pytest.fail(f"repro-kit {' '.join(args)} did not finish within 60 s")
-            time.sleep(0.02)
-    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
-    return proc.returncode, out_path.read_text(), err_path.read_text(), usage.ru_maxrss / 1024
+    hwm = cwd.parent / f"{cwd.name}.hwm"
+    environ["RK_HWM_FILE"] = str(hwm)
+    try:
+        proc = subprocess.run([sys.executable, "-c", _WRAPPER, *args], cwd=cwd, env=environ, capture_output=True,
+                              text=True, stdin=subprocess.DEVNULL, timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"repro-kit {' '.join(args)} did not finish within 60 s")
+    peak = int(hwm.read_text()) / 1024 if hwm.exists() else 0.0
+    return proc.returncode, proc.stdout, proc.stderr, peak
 
 
 def assert_bad_input(code: int, out: str, err: str, rss: float, flag: str, where: Path) -> None:
@@ -61,6 +72,8 @@ def assert_bad_input(code: int, out: str, err: str, rss: float, flag: str, where
     assert not re.search(r"\b[A-Z][A-Za-z]*(Error|Exception)\b", lines[0]), f"a Python exception name: {lines[0]}"
     assert list(where.iterdir()) == [], f"files were written: {list(where.iterdir())}"
     assert rss < MAX_RSS_MIB, f"peak memory {rss:.0f} MiB"
+    if Path("/proc/self/status").exists():
+        assert rss > 0, "the peak memory was not measured"
 
 
 NUMERIC_RUN_FLAGS = ["--writes", "--interval", "--deploy-at", "--settle", "--seed"]

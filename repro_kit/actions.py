@@ -1,0 +1,291 @@
+"""The original tool's operations, once: Add to root, Run test, Print nodes, Print info,
+Reset, Deploy schema change, plus Wait and Stop.
+
+The menu (`repro-kit`) and the control panel (`ControlPanel`) are thin front ends over
+`Actions`: each operation returns the lines to show, and lines that come on their own
+(the original tool's listener lines, a Run test's per-write lines, a run's verdict) go
+to `emit` as they happen, from whichever thread made them. Wording follows
+stashpad/realm-bug-cli, so a session here reads like the report's video.
+
+Time is the user's: on a real-time session a clock thread keeps the model at the wall
+clock, so a deploy made by hand minutes into a run, an Atlas refresh or the listener
+lines of a re-import happen when they would have; a Run test goes on in its own thread
+while the user acts, and Stop ends it, keeping a partial run.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from repro_kit import _schema
+from repro_kit._session import Notification, Session
+from repro_kit.scenario import DEFAULT_BSON_TYPE, DEFAULT_FIELD, Scenario
+
+__all__ = ["Actions", "ACTIONS", "MAX_WAIT_S"]
+
+#: The operations, in the menu's order (the original tool's, then Wait and Stop).
+ACTIONS = ("Add to root", "Run test", "Print nodes", "Print info", "Reset", "Deploy schema change", "Wait", "Stop")
+
+#: Longest single Wait (a day): a typo cannot freeze the tool.
+MAX_WAIT_S = 86_400.0
+
+_CLOCK_PERIOD_S = 0.2
+
+
+class Actions:
+    """The tool's operations on `session`. `emit(line)` receives the lines that happen on
+    their own; `runs_dir` is where Run test records (default `recording.runs_root()`)."""
+
+    def __init__(self, session: Session, emit: Callable[[str], None] | None = None,
+                 runs_dir: str | Path | None = None) -> None:
+        from repro_kit import recording
+
+        self.session = session
+        self.emit = emit or (lambda line: None)
+        self.runs_dir = Path(runs_dir) if runs_dir is not None else recording.runs_root()
+        self.last_run: Any = None
+        self.last_analysis: Any = None
+        self.last_error: str | None = None
+        self.series: list[tuple[float, str, int, int]] = []  # (time, observer, root_children, nodes_total)
+        self.marks: list[tuple[float, str, Any]] = []  # (time, "halt" | "resume" | "batch" | "deploy", value)
+        self._lock = threading.Lock()
+        self._run_thread: threading.Thread | None = None
+        self._control: Any = None
+        self._run_out: Path | None = None
+        self._run_started_wall: float | None = None
+        self._closed = threading.Event()
+        self._seen_nemesis = len(session.nemesis_log())
+        self._observe_start()
+        self._unsubscribe = [session.subscribe(self._on_device), session.atlas.subscribe(self._on_atlas)]
+        self._clock: threading.Thread | None = None
+        if session.realtime:
+            self._clock = threading.Thread(target=self._tick, name="repro_kit: clock", daemon=True)
+            self._clock.start()
+
+    # -- time ----------------------------------------------------------------------------
+    def _tick(self) -> None:
+        """Keep a real-time model at the wall clock, so listener lines come when they happen."""
+        while not self._closed.wait(_CLOCK_PERIOD_S):
+            try:
+                self.session.catch_up()
+                self._drain_nemesis()
+            except Exception as exc:  # a clock must not die silently: say it once, keep ticking
+                self._say_error("clock", exc)
+
+    def now(self) -> float:
+        return self.session.now()
+
+    # -- what the views show, as it happens ------------------------------------------------
+    def _observe_start(self) -> None:
+        t = self.session.now()
+        device, atlas = self.session.info(), self.session.atlas.info()
+        with self._lock:
+            self.series.append((t, "device", device.root_children, device.nodes_total))
+            self.series.append((t, "atlas", atlas.root_children, atlas.nodes_total))
+
+    def _on_device(self, note: Notification) -> None:
+        """The original tool's two listeners: the user's nodes, and the root's children."""
+        with self._lock:
+            self.series.append((note.time, "device", note.root_children, note.nodes_total))
+            if note.batch:
+                self.marks.append((note.time, "batch", note.batch))
+        self.emit(f"\t: User has {note.nodes_total} total nodes")
+        if note.entered or note.left or note.batch:
+            self.emit(f"\t: Root has {note.root_children} children")
+        if note.batch:
+            self.emit(f"\t  (a re-import batch of {note.batch} documents from the server, at {note.time:.1f} s)")
+        self._drain_nemesis()
+
+    def _on_atlas(self, note: Notification) -> None:
+        with self._lock:
+            self.series.append((note.time, "atlas", note.root_children, note.nodes_total))
+
+    def _drain_nemesis(self) -> None:
+        log = self.session.nemesis_log()
+        with self._lock:
+            new, self._seen_nemesis = log[self._seen_nemesis:], len(log)
+            for entry in new:
+                self.marks.append((float(entry["time"]), str(entry["f"]), entry.get("value")))
+        for entry in new:
+            if entry["f"] == "halt":
+                self.emit(f"[App Services] translation halted at {entry['time']:.1f} s; Atlas was snapshotted")
+            elif entry["f"] == "resume":
+                self.emit(f"[App Services] translation resumed at {entry['time']:.1f} s")
+
+    # -- the operations ---------------------------------------------------------------------
+    def add_to_root(self, text: str = "a child node") -> list[str]:
+        node_id = self.session.add_to_root(text)
+        return [f"Added a node to the root: {node_id}"]
+
+    def print_nodes(self) -> list[str]:
+        """The root, then each child indented: `text\\t(N children)`."""
+        nodes = self.session.nodes()
+        if not nodes:
+            return ["The user has no root node."]
+        root, children = nodes[0], nodes[1:]
+        return [f"{root.get('text', '')}\t({len(root.get('children', []))} children)"] + [
+            f"   {child.get('text', '')}\t({len(child.get('children', []))} children)" for child in children]
+
+    def print_info(self) -> list[str]:
+        """The original four lines, then what a refresh of the Atlas page shows."""
+        info, atlas = self.session.info(), self.session.atlas.info()
+        return [
+            f"User id: {info.user_id}",
+            f"Root node id: {info.root_id}",
+            f"Total node objects: {info.nodes_total}",
+            f"Number of children in root: {info.root_children}",
+            f"Atlas (a refresh of the Node collection): {atlas.nodes_total} node documents, "
+            f"{atlas.root_children} children in the root",
+        ]
+
+    def reset_question(self) -> str:
+        info = self.session.info()
+        return f"Delete all {info.nodes_total} nodes of user {info.user_id}?"
+
+    def reset(self) -> list[str]:
+        """Delete this owner's nodes (only this owner's); the front end asks first."""
+        if self.running:
+            raise ValueError("Reset: a Run test is running; Stop it first")
+        count = self.session.info().nodes_total
+        self.session.reset()
+        return [f"Deleting {count} nodes"]
+
+    def default_field(self) -> str:
+        """The field a deploy adds by default: `tags`, or `tags_2`, ... once the schema has it."""
+        return _schema.next_field_name(self.session.schema_fields(), DEFAULT_FIELD)
+
+    def deploy(self, field: str | None = None, bson_type: str | None = None) -> list[str]:
+        """Deploy an optional field; during a Run test it is recorded in that run (and its
+        scheduled deploy, if any, is skipped: the user deployed by hand)."""
+        field = field or self.default_field()
+        bson_type = bson_type or DEFAULT_BSON_TYPE
+        control = self._control
+        result = None
+        if control is not None and self.running:
+            try:
+                result = control.deploy(field, bson_type)
+            except RuntimeError:  # the run ended meanwhile: deploy outside it
+                result = None
+        if result is None:
+            result = self.session.deploy_schema_change(field, bson_type)
+        with self._lock:
+            self.marks.append((self.session.now(), "deploy", field))
+        self._drain_nemesis()
+        lines = [f"Deployed the optional field {field} ({bson_type}) at {self.session.now():.1f} s: {result.status}."]
+        if self.session.mode == "production":
+            delay = getattr(getattr(self.session, "params", None), "resync_delay_s", None)
+            when = f" in about {delay:g} s" if delay is not None else " in a few minutes"
+            lines.append(f"Production mode: translation to Atlas halts; the server re-imports the collection{when}.")
+        return lines
+
+    def wait(self, seconds: Any) -> list[str]:
+        """Let `seconds` pass (in real time, really; in virtual time, at once)."""
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds != seconds \
+                or not 0 <= seconds <= MAX_WAIT_S:
+            raise ValueError(f"seconds: must be a number from 0 to {MAX_WAIT_S:,.0f}, got {seconds!r}")
+        self.session.wait(float(seconds))
+        self._drain_nemesis()
+        return [f"Clock at {self.session.now():.1f} s."]
+
+    # -- Run test -----------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        thread = self._run_thread
+        return thread is not None and thread.is_alive()
+
+    def progress(self) -> tuple[float, float] | None:
+        """(elapsed, total) seconds of the running test, or None."""
+        control = self._control
+        if not self.running or control is None or control.end_s is None:
+            return None
+        elapsed = control.elapsed_s
+        if self.session.realtime and self._run_started_wall is not None:
+            elapsed = max(elapsed, time.monotonic() - self._run_started_wall)
+        return min(elapsed, control.end_s), control.end_s
+
+    def run_test(self, writes: int = 20, interval_s: float = 1.0, deploy_at_s: float | str | None = None,
+                 settle_s: float = 300.0, field: str | None = None, bson_type: str | None = None) -> list[str]:
+        """Start the report's Run test in its own thread and return at once.
+
+        `deploy_at_s=None` (the default): no automatic deploy; deploy by hand while it runs,
+        as the report's author did. A number (or "auto"): deploy then, unless the user
+        deploys by hand first. Raises ScenarioError (a ValueError) on bad input."""
+        from repro_kit import writer
+
+        if self.running:
+            raise ValueError("Run test: a Run test is already running; Stop it first")
+        field = field or self.default_field()
+        scenario = Scenario(writes=writes, interval_s=interval_s, deploy_at_s=deploy_at_s, settle_s=settle_s,
+                            field=field, bson_type=bson_type or DEFAULT_BSON_TYPE,
+                            **({"params": self.session.params} if hasattr(self.session, "params") else {}))
+        out = writer.default_run_dir(self.runs_dir)
+        control = writer.RunControl(
+            on_write=lambda n, text, remaining: self.emit(f'Adding node with text "{text}" ({remaining} remaining)'))
+        self._control, self._run_out = control, out
+        self._run_started_wall = time.monotonic()
+        self.last_error = None
+        thread = threading.Thread(target=self._run, args=(scenario, out, control), name="repro_kit: Run test",
+                                  daemon=True)
+        self._run_thread = thread
+        thread.start()
+        deploy = ("no automatic deploy: deploy the schema change by hand while it runs, as in the report"
+                  if scenario.deploy_at_s is None else
+                  f"the schema change deployed at {scenario.deploy_at_s:g} s unless you deploy it by hand first")
+        return [f"Run test: {scenario.writes} writes {scenario.interval_s:g} s apart, then {scenario.settle_s:g} s of "
+                f"watching ({scenario.end_s:g} s in all); {deploy}. Recording to {out}"]
+
+    def _run(self, scenario: Scenario, out: Path, control: Any) -> None:
+        from repro_kit import findings, report, writer
+
+        try:
+            run = writer.run_test(self.session, scenario=scenario, out=out, progress=False, control=control)
+            analysis = findings.analyse(run)
+            self.last_run, self.last_analysis = run, analysis
+            report.write_report(analysis, out)
+            self._drain_nemesis()
+            if control.stopped_at_s is not None:
+                self.emit(f"Run test stopped at {control.stopped_at_s:.1f} s: the partial run is kept in {out}.")
+            else:
+                self.emit(f"Run test finished; the run is in {out}.")
+            self.emit(analysis.verdict.summary())
+            self.emit(f"Report: {Path(out) / 'report.md'}")
+        except Exception as exc:
+            self._say_error("Run test", exc)
+
+    def stop(self, timeout: float | None = 30.0) -> list[str]:
+        """End the running test at its next step; the partial run stays loadable."""
+        control, thread = self._control, self._run_thread
+        if control is None or thread is None or not thread.is_alive():
+            return ["No Run test is running."]
+        control.stop()
+        thread.join(timeout)
+        return [f"(`repro-kit report {self._run_out}` analyses the partial run again at any time.)"]
+
+    def wait_for_run(self, timeout: float | None = None) -> bool:
+        """Block until the running test (if any) has ended; True when it has."""
+        thread = self._run_thread
+        if thread is not None:
+            thread.join(timeout)
+        return not self.running
+
+    # -- the end ---------------------------------------------------------------------------
+    def _say_error(self, action: str, exc: BaseException) -> None:
+        text = str(exc).strip().splitlines()
+        self.last_error = f"{action} failed: {type(exc).__name__}: {text[0] if text else '(no message)'}"
+        self.emit(self.last_error)
+
+    def close(self) -> None:
+        """Stop a running test, the clock and the listeners."""
+        if self.running:
+            self.stop()
+        self._closed.set()
+        if self._clock is not None:
+            self._clock.join(2.0)
+        while self._unsubscribe:
+            unsubscribe = self._unsubscribe.pop()
+            if unsubscribe is not None:
+                unsubscribe()
