@@ -20,8 +20,9 @@ demo: $(STAMP)
 test: $(STAMP)
 	MPLBACKEND=Agg $(PY) -m pytest -q
 
+# As root (containers, these machines) JupyterLab needs --allow-root; as a user it must not be forced.
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/
 
 bench: $(STAMP)
 	$(PY) -m benchmarks

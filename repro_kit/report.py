@@ -7,9 +7,11 @@ redaction as the recorder, so credentials never reach a report.
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,7 @@ from .findings import Analysis, analyse
 from .recording import Run, _redact, _SECRET_KEY
 from .timeline import acknowledged_adds
 
-__all__ = ["REPORT_KEYS", "build_report", "write_report", "render_markdown"]
+__all__ = ["REPORT_KEYS", "build_report", "write_report", "render_markdown", "embed_images"]
 
 REPORT_KEYS = (
     "backend", "mode", "encoding", "writes", "deploy_at_s", "nodes_created", "nodes_total",
@@ -275,3 +277,25 @@ def write_report(run: Run | Analysis, out_dir: str | os.PathLike[str] | None = N
     paths["json"].write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     paths["md"].write_text(render_markdown(a, report, image=png.name, sequence_image=sequence), encoding="utf-8")
     return paths
+
+
+_IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)\s]+\.png)\)")
+
+
+def embed_images(markdown: str, folder: str | os.PathLike[str]) -> str:
+    """`markdown` with its relative PNG links inlined as data URIs, so a notebook displaying a
+    report.md from another folder shows its images (JupyterLab resolves links against the
+    notebook's folder). Links that are absolute, remote or missing are left as they are."""
+    base = Path(folder)
+
+    def inline(match: re.Match[str]) -> str:
+        alt, target = match.group(1), match.group(2)
+        if "://" in target or target.startswith("/"):
+            return match.group(0)
+        path = base / target
+        if not path.is_file():
+            return match.group(0)
+        data = base64.b64encode(path.read_bytes()).decode("ascii")
+        return f"![{alt}](data:image/png;base64,{data})"
+
+    return _IMAGE.sub(inline, markdown)

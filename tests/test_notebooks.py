@@ -78,11 +78,12 @@ def test_01_setup_uses_the_emulator_without_live_variables_and_finds_the_root(tm
 
 
 def test_02_runs_the_panel_and_the_experiment_and_saves_the_run(tmp_path):
-    nb = execute("02_write_and_deploy", tmp_path)
+    nb = execute("02_write_and_deploy", tmp_path, panel_realtime=False)  # virtual time: deterministic clicks
     assert_no_errors(nb)
     out = text(nb)
-    assert "Atlas 1 nodes, root has 0 children" in out  # before Wait: Atlas has not seen the new node
-    assert "Atlas 2 nodes, root has 1 children" in out  # after Wait it has
+    # before Wait Atlas has not seen the new node; after Wait it has
+    assert "Atlas (a refresh of the Node collection): 1 node documents, 0 children in the root" in out
+    assert "Atlas (a refresh of the Node collection): 2 node documents, 1 children in the root" in out
     assert lost_count(nb) == 14  # the report's scenario: writes at 6..19 s fall in the deploy window
     assert "device: 21 nodes, root has 6 children" in out  # documents kept, children lost
     runs = [p for p in (tmp_path / "runs").iterdir() if p.is_dir()]
@@ -95,7 +96,7 @@ def test_02_with_another_deploy_time_loses_a_different_count_matching_the_cli(tm
     from repro_kit import cli
 
     params = {"writes": 20, "interval_s": 1.0, "deploy_at_s": 12.5, "settle_s": 200.0, "seed": 3}
-    nb = execute("02_write_and_deploy", tmp_path, out_dir="runs/late", **params)
+    nb = execute("02_write_and_deploy", tmp_path, out_dir="runs/late", panel_realtime=False, **params)
     assert_no_errors(nb)
     lost = lost_count(nb)
     assert lost != 14 and lost > 0
@@ -154,3 +155,20 @@ def test_04_sweeps_render_heatmaps_and_conclude_from_the_results(tmp_path):
     assert "With root at the deploy = empty (deploy 0 s) it does not" in out
     assert "With re-import scope = new-values it does not" in out
     assert os.listdir(tmp_path) == ["04_sweeps.out.ipynb"]  # sweeps keep runs in memory
+
+
+def test_03_finds_the_clis_runs_from_the_notebooks_folder_and_shows_report_images(tmp_path):
+    """One runs directory for everyone: a run `make demo` wrote to reports/latest at the top of a
+    checkout is what notebook 03 (run from notebooks/) opens; report.md's images are embedded."""
+    from repro_kit import cli
+
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "repro_kit"\n')
+    (tmp_path / "notebooks").mkdir()
+    assert cli.main(["run", "--writes", "8", "--settle", "200", "--out", str(tmp_path / "reports" / "latest")]) == 0
+    nb = execute("03_timeline", tmp_path / "notebooks")
+    assert_no_errors(nb)
+    out = text(nb)
+    assert f"Run: {tmp_path / 'reports' / 'latest'}" in out and "no run under" not in out
+    markdown = [o["data"]["text/markdown"] for o in outputs(nb) if "text/markdown" in o.get("data", {})]
+    assert markdown and "](data:image/png;base64," in markdown[-1]
+    assert "](timeline.png)" not in markdown[-1]
