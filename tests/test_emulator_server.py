@@ -58,9 +58,24 @@ def test_downloads_are_filtered_by_owner_subscription():
     server.connect(2, "u", lambda v, o, cs, note: got.append(cs))
     server.integrate(SERVER_PEER, create("theirs", "v", 1, SERVER_PEER), 0)
     server.integrate(SERVER_PEER, create("mine", "u", 2, SERVER_PEER), 1)
+    server.integrate(SERVER_PEER, {"origin": SERVER_PEER, "timestamp": 3, "instructions": [
+        {"op": "Update", "table": "Node", "object": "theirs", "field": "text", "value": "x", "is_default": False},
+        {"op": "Update", "table": "Node", "object": "mine", "field": "text", "value": "y", "is_default": False}]}, 2)
     env.run(until=1)
-    assert got[0]["instructions"] == []
-    assert {i["object"] for i in got[1]["instructions"]} == {"mine"}
+    # another owner's changeset is not sent at all; a mixed one arrives filtered to this owner
+    assert [{i["object"] for i in cs["instructions"]} for cs in got] == [{"mine"}, {"mine"}]
+
+
+def test_fan_out_reaches_only_the_touched_owners_devices_and_the_uploader():
+    env = simpy.Environment()
+    server = SyncServer(env, random.Random(0), 0.05, 0.0)
+    got = {peer: [] for peer in (2, 3, 4)}
+    for peer, owner in ((2, "u"), (3, "u"), (4, "v")):
+        server.connect(peer, owner, lambda v, o, cs, note, peer=peer: got[peer].append(v))
+    server.integrate(2, create("mine", "u", 1, 2), 0)
+    server.integrate(4, create("theirs", "v", 1, 4), 0)
+    env.run(until=1)
+    assert got == {2: [1], 3: [1], 4: [2]}
 
 
 def test_bad_base_version_and_reserved_peer():

@@ -1,8 +1,9 @@
 """The sync server: an ordered history of changesets and the merge of uploads into it.
 
 An upload based on server version B is transformed against every history entry after
-B that did not come from the same peer, appended, then fanned out to the other peers
-(filtered by their flexible-sync subscription, `owner_id`) and to the translator.
+B that did not come from the same peer, appended, then fanned out to the devices
+subscribed to the owners it touches (flexible sync scopes each device to its
+`owner_id`), to the uploader as its acknowledgement, and to the translator.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class SyncServer:
         self.state: dict[str, Any] = {"Node": {}}
         self.owner_of: dict[str, str] = {}
         self._links: dict[int, _Link] = {}
+        self._by_owner: dict[str, list[int]] = {}
         self._on_integrated: list[Callable[[int, int, dict[str, Any]], None]] = []
         self.trace_listeners: list[TraceListener] = []
         self.notes: dict[int, dict[str, Any]] = {}  # version -> what the server knows of it (re-import batch)
@@ -57,11 +59,14 @@ class SyncServer:
         if peer == SERVER_PEER or peer in self._links:
             raise ValueError(f"peer: {peer} is already connected or reserved")
         link = self._links[peer] = _Link(owner_id, deliver)
+        self._by_owner.setdefault(owner_id, []).append(peer)
         for version, (origin, entry) in enumerate(self.history, 1):  # bootstrap: the history so far
             self._send(link, version, origin, self._filter(entry, owner_id, ack=False), self.notes.get(version))
 
     def disconnect(self, peer: int) -> None:
-        self._links.pop(peer, None)
+        link = self._links.pop(peer, None)
+        if link is not None:
+            self._by_owner[link.owner_id].remove(peer)
 
     def on_integrated(self, listener: Callable[[int, int, dict[str, Any]], None]) -> None:
         """The translator's feed: (version, origin peer, integrated changeset), synchronously."""
@@ -105,7 +110,7 @@ class SyncServer:
         for listener in self._on_integrated:
             listener(version, peer, merged)
         filtered: dict[str, dict[str, Any]] = {}  # one filtering per owner, not per device
-        for link_peer, link in self._links.items():
+        for link_peer, link in self._targets(peer, merged):
             if link_peer == peer:
                 self._send(link, version, peer, self._filter(merged, link.owner_id, ack=True), note)
                 continue
@@ -114,6 +119,27 @@ class SyncServer:
                 view = filtered[link.owner_id] = self._filter(merged, link.owner_id, ack=False)
             self._send(link, version, peer, view, note)
         return version
+
+    def _targets(self, uploader: int, changeset: dict[str, Any]) -> list[tuple[int, _Link]]:
+        """The devices a changeset goes to, in connection order: the uploader (its acknowledgement)
+        and the devices subscribed to an owner whose objects it touches (flexible sync scopes
+        each device to its `owner_id`). Other owners' devices get nothing, so the cost of a
+        write does not grow with the number of users. An object of unknown owner goes to all."""
+        owner_of = self.owner_of
+        owners: set[str] = set()
+        for ins in changeset["instructions"]:
+            owner = owner_of.get(ins["object"])
+            if owner is None:
+                return list(self._links.items())
+            owners.add(owner)
+        targets = {}
+        uploader_link = self._links.get(uploader)
+        if uploader_link is not None:
+            targets[uploader] = uploader_link
+        for owner in owners:
+            for link_peer in self._by_owner.get(owner, ()):
+                targets[link_peer] = self._links[link_peer]
+        return sorted(targets.items())  # connection order: the latency draws stay deterministic
 
     def _trace(self, record: dict[str, Any]) -> None:
         """One record of the merge's evidence, stamped with the server's time."""
