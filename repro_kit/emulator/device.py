@@ -17,6 +17,7 @@ import simpy
 
 from repro_kit._session import Notification
 from repro_kit.emulator import ot
+from repro_kit.emulator._scheduling import call_later
 from repro_kit.emulator.server import SERVER_PEER, SyncServer
 
 __all__ = ["Device"]
@@ -106,18 +107,16 @@ class Device:
         cache = self._root_cache
         if cache is None:
             return
+        erases, root_pks = ot.root_effects(changeset)  # computed once per changeset, for every device
+        if erases:
+            self._root_cache = None
+            return
         table = self.table
-        for ins in changeset["instructions"]:
-            op = ins["op"]
-            if op == "EraseObject":
+        for pk in root_pks:
+            obj = table.get(pk)
+            if pk == cache[1] or (obj is not None and obj.get("isRoot") and obj.get("owner_id") == self.owner_id):
                 self._root_cache = None
                 return
-            if op == "Update" and ins["field"] in ("isRoot", "owner_id"):
-                pk = ins["object"]
-                obj = table.get(pk)
-                if pk == cache[1] or (obj is not None and obj.get("isRoot") and obj.get("owner_id") == self.owner_id):
-                    self._root_cache = None
-                    return
 
     def visible_children(self, pk: str | None) -> list[str]:
         if pk is None or pk not in self.table:
@@ -181,7 +180,7 @@ class Device:
         self.inflight = self.pending.pop(0)
         changeset, base = self.inflight, self.server_version
         delay = self.server.latency(self.upload_latency_s)
-        self.env.timeout(delay).callbacks.append(lambda _e: self.server.integrate(self.peer, changeset, base))
+        call_later(self.env, delay, self.server.integrate, self.peer, changeset, base)
 
     def _on_download(self, version: int, origin: int, changeset: dict[str, Any],
                      note: dict[str, Any] | None = None) -> None:

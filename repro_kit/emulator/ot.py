@@ -23,6 +23,7 @@ links", as realm-core does since it has unresolved links); `visible` hides them.
 from __future__ import annotations
 
 import copy
+import threading
 from typing import Any, Callable
 
 __all__ = ["LIST_FIELDS", "COLUMN_DEFAULTS", "rule_name", "validate", "order_key", "apply", "transform", "rebase", "visible", "converge"]
@@ -241,6 +242,125 @@ def _apply_all(state: State, instructions: list[Instruction]) -> None:
                 obj[instr["field"]] = []
 
 
+# Compiled form of a trusted changeset: the emulator applies one download to every device of
+# its owner, so the instruction dicts are read once into tuples and shared. Codes:
+_SET, _SET_ELEMENT, _INSERT, _CREATE, _ERASE, _ARRAY_ERASE, _CLEAR = range(7)
+_COMPILED: dict[int, tuple[Any, ...]] = {}  # id -> (changeset, steps, root effects, objects)
+_COMPILED_MAX = 512
+_COMPILED_LOCK = threading.Lock()
+
+
+def _compile(instructions: list[Instruction]) -> list[tuple[Any, ...]]:
+    """(code, table, pk, field, index, value) per step; a CreateObject followed by plain Updates
+    of the same object becomes one step carrying those fields, in their order."""
+    out: list[tuple[Any, ...]] = []
+    n = len(instructions)
+    i = 0
+    while i < n:
+        instr = instructions[i]
+        op, table, pk = instr["op"], instr["table"], instr["object"]
+        if op == "CreateObject":
+            fields: list[tuple[str, Any]] = []
+            j = i + 1
+            while j < n:
+                nxt = instructions[j]
+                if nxt["op"] != "Update" or "index" in nxt or nxt["object"] != pk or nxt["table"] != table:
+                    break
+                fields.append((nxt["field"], nxt["value"]))
+                j += 1
+            out.append((_CREATE, table, pk, None, None,
+                        tuple((name, value, isinstance(value, (list, dict))) for name, value in fields)))
+            i = j
+            continue
+        if op == "Update":
+            if "index" in instr:
+                out.append((_SET_ELEMENT, table, pk, instr["field"], instr["index"], instr["value"]))
+            else:
+                out.append((_SET, table, pk, instr["field"], None, instr["value"]))
+        elif op == "ArrayInsert":
+            out.append((_INSERT, table, pk, instr["field"], instr["index"], instr["value"]))
+        elif op == "EraseObject":
+            out.append((_ERASE, table, pk, None, None, None))
+        elif op == "ArrayErase":
+            out.append((_ARRAY_ERASE, table, pk, instr["field"], instr["index"], None))
+        else:  # Clear
+            out.append((_CLEAR, table, pk, instr["field"], None, None))
+        i += 1
+    return out
+
+
+def _compiled_entry(changeset: Changeset) -> tuple[Any, ...]:
+    """(changeset, steps, root effects, objects touched), computed once per changeset object (by identity; the
+    cache holds the changeset, so its id cannot be reused while cached)."""
+    key = id(changeset)
+    hit = _COMPILED.get(key)
+    if hit is not None and hit[0] is changeset:
+        return hit
+    instructions = changeset["instructions"]
+    erases = any(ins["op"] == "EraseObject" for ins in instructions)
+    root_pks = tuple(dict.fromkeys(ins["object"] for ins in instructions
+                                   if ins["op"] == "Update" and ins["field"] in _ROOT_FIELDS))
+    entry = (changeset, _compile(instructions), (erases, root_pks),
+             {(ins["table"], ins["object"]) for ins in instructions})
+    with _COMPILED_LOCK:
+        if len(_COMPILED) >= _COMPILED_MAX:
+            _COMPILED.clear()
+        _COMPILED[key] = entry
+    return entry
+
+
+def _compiled(changeset: Changeset) -> list[tuple[Any, ...]]:
+    return _compiled_entry(changeset)[1]
+
+
+_ROOT_FIELDS = frozenset({"isRoot", "owner_id"})
+
+
+def root_effects(changeset: Changeset) -> tuple[bool, tuple[str, ...]]:
+    """(erases an object?, pks whose isRoot/owner_id it sets): what may change which object is
+    an owner's root. Computed once per changeset object, for every device that applies it."""
+    return _compiled_entry(changeset)[2]
+
+
+def _apply_steps(state: State, steps: list[tuple[Any, ...]]) -> None:
+    """`_apply_all` on compiled steps: the same effects, in the same order."""
+    deepcopy = copy.deepcopy
+    for code, table, pk, field, index, value in steps:
+        objects = state.get(table)
+        if objects is None:
+            objects = state[table] = {}
+        if code == _CREATE:
+            obj = objects.get(pk)
+            if obj is None:
+                obj = objects[pk] = {_PK_FIELD: pk, **COLUMN_DEFAULTS}
+                for list_field in _SORTED_LIST_FIELDS:
+                    obj[list_field] = []
+            for name, val, container in value:
+                obj[name] = deepcopy(val) if container else val
+        elif code == _INSERT:
+            obj = objects.get(pk)
+            if obj is not None:
+                obj.setdefault(field, []).insert(index, value)
+        elif code == _SET:
+            obj = objects.get(pk)
+            if obj is not None:
+                obj[field] = deepcopy(value) if isinstance(value, (list, dict)) else value
+        elif code == _SET_ELEMENT:
+            obj = objects.get(pk)
+            if obj is not None:
+                obj[field][index] = value
+        elif code == _ERASE:
+            objects.pop(pk, None)
+        else:
+            obj = objects.get(pk)
+            if obj is None:
+                continue
+            if code == _ARRAY_ERASE:
+                del obj[field][index]
+            else:  # Clear
+                obj[field] = []
+
+
 def apply(state: State, changeset: Changeset, *, validate: bool = True) -> State:
     """Apply `changeset` to `state` in place and return `state`.
 
@@ -254,7 +374,9 @@ def apply(state: State, changeset: Changeset, *, validate: bool = True) -> State
         _validate_state(state)
         _validate_changeset(changeset, "changeset")
         _dry_run(state, changeset["instructions"])
-    _apply_all(state, changeset["instructions"])
+        _apply_all(state, changeset["instructions"])
+    else:
+        _apply_steps(state, _compiled(changeset))
     return state
 
 
@@ -451,7 +573,8 @@ def transform(a: Changeset, b: Changeset, *, validate: bool = True,
     if validate:
         _validate_changeset(a, "a")
         _validate_changeset(b, "b")
-    return _transform(a, b, _objects(a), trace)
+        return _transform(a, b, _objects(a), trace)
+    return _transform(a, b, _compiled_entry(a)[3], trace)
 
 
 def _objects(changeset: Changeset) -> set[tuple[str, str]]:

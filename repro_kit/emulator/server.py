@@ -8,12 +8,14 @@ subscribed to the owners it touches (flexible sync scopes each device to its
 
 from __future__ import annotations
 
+import bisect
 import random
 from typing import Any, Callable
 
 import simpy
 
 from repro_kit.emulator import ot
+from repro_kit.emulator._scheduling import call_later
 
 __all__ = ["SyncServer", "SERVER_PEER"]
 
@@ -43,6 +45,7 @@ class SyncServer:
         self.state: dict[str, Any] = {"Node": {}}
         self.owner_of: dict[str, str] = {}
         self._links: dict[int, _Link] = {}
+        self._versions_of: dict[tuple[str, str], list[int]] = {}  # object -> versions touching it
         self._by_owner: dict[str, list[int]] = {}
         self._on_integrated: list[Callable[[int, int, dict[str, Any]], None]] = []
         self.trace_listeners: list[TraceListener] = []
@@ -89,8 +92,7 @@ class SyncServer:
             raise ValueError(f"base_version: {base_version} is outside 0..{self.version}")
         ot.validate(changeset, "upload")  # once; the history it meets was validated on its way in
         version = self.version + 1
-        met = [(v, entry) for v, (origin, entry) in enumerate(self.history[base_version:], base_version + 1)
-               if origin != peer]
+        met = self._concurrent(changeset, base_version, peer)
         trace = None
         if self.trace_listeners:
             def trace(n: int, record: dict[str, Any]) -> None:
@@ -102,6 +104,13 @@ class SyncServer:
         ot.apply(self.state, merged, validate=False)
         self._note_owners(merged)
         self.history.append((peer, merged))
+        versions_of = self._versions_of
+        for key in {(ins["table"], ins["object"]) for ins in merged["instructions"]}:
+            listed = versions_of.get(key)
+            if listed is None:
+                versions_of[key] = [version]
+            else:
+                listed.append(version)
         if note:
             self.notes[version] = note
         if self.trace_listeners:
@@ -119,6 +128,19 @@ class SyncServer:
                 view = filtered[link.owner_id] = self._filter(merged, link.owner_id, ack=False)
             self._send(link, version, peer, view, note)
         return version
+
+    def _concurrent(self, changeset: dict[str, Any], base_version: int, peer: int) -> list[tuple[int, dict[str, Any]]]:
+        """The history entries after `base_version`, not from `peer`, that touch an object of
+        `changeset`, in version order: the only ones its rebase can change (a merge only ever
+        pairs instructions on the same object), found through an index instead of a scan."""
+        versions_of = self._versions_of
+        found: set[int] = set()
+        for key in {(ins["table"], ins["object"]) for ins in changeset["instructions"]}:
+            listed = versions_of.get(key)
+            if listed and listed[-1] > base_version:
+                found.update(listed[bisect.bisect_right(listed, base_version):])
+        history = self.history
+        return [(v, history[v - 1][1]) for v in sorted(found) if history[v - 1][0] != peer]
 
     def _targets(self, uploader: int, changeset: dict[str, Any]) -> list[tuple[int, _Link]]:
         """The devices a changeset goes to, in connection order: the uploader (its acknowledgement)
@@ -174,5 +196,4 @@ class SyncServer:
         now = self.env.now
         at = max(now + self.latency(self.download_latency_s), link.last_at)
         link.last_at = at
-        deliver = link.deliver
-        self.env.timeout(at - now).callbacks.append(lambda _e: deliver(version, origin, changeset, note))
+        call_later(self.env, at - now, link.deliver, version, origin, changeset, note)

@@ -19,6 +19,7 @@ import simpy.rt
 
 from repro_kit import _schema
 from repro_kit._session import AtlasView, DeployResult, Info, Listener, Notification, Session
+from repro_kit.emulator._scheduling import relaxed_gc, run_until
 from repro_kit.emulator.appservices import ControlPlane
 from repro_kit.emulator.atlas import AtlasCollection
 from repro_kit.emulator.device import TREES, Device
@@ -198,7 +199,8 @@ class EmulatedSession(Session):
         if not self.realtime:
             with self._lock:
                 if t > self.env.now:
-                    self.env.run(until=t)
+                    with relaxed_gc():
+                        run_until(self.env, t)
             return
         while True:
             with self._lock:

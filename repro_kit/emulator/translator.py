@@ -28,6 +28,7 @@ from typing import Any
 import simpy
 
 from repro_kit.emulator import ot
+from repro_kit.emulator._scheduling import call_later
 from repro_kit.emulator.atlas import AtlasCollection
 from repro_kit.emulator.params import REIMPORTS
 from repro_kit.emulator.server import SERVER_PEER, SyncServer
@@ -68,7 +69,7 @@ class Translator:
     def _on_integrated(self, version: int, origin: int, changeset: dict[str, Any]) -> None:
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            self.env.timeout(self.lag_s).callbacks.append(lambda _e: self._flush())
+            call_later(self.env, self.lag_s, self._flush)
 
     def _flush(self) -> None:
         self._flush_scheduled = False
@@ -99,7 +100,7 @@ class Translator:
         if self.halted:
             self._queued_atlas_changes.append(change)
             return
-        self.env.timeout(self.lag_s).callbacks.append(lambda _e: self._import_change(change))
+        call_later(self.env, self.lag_s, self._import_change, change)
 
     def _import_change(self, change: dict[str, Any]) -> None:
         if self.halted:
