@@ -109,7 +109,8 @@ class RunRecorder:
     Thread-safe: the watcher may record from callbacks while the writer records ops.
     """
 
-    def __init__(self, path: str | os.PathLike[str], meta: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str], meta: Mapping[str, Any] | None = None, *,
+                 flush_every: int = 1) -> None:
         if meta is not None and not isinstance(meta, Mapping):
             raise ValueError(f"meta must be a mapping, got {type(meta).__name__}")
         self.path = Path(path)
@@ -135,6 +136,10 @@ class RunRecorder:
         self._history = open(self.path / HISTORY_FILE, "a", encoding="utf-8")
         self._events = open(self.path / EVENTS_FILE, "a", encoding="utf-8")
         self._trace: Any = None  # trace.jsonl, opened by the first record (backends that see the server)
+        if isinstance(flush_every, bool) or not isinstance(flush_every, int) or flush_every < 1:
+            raise ValueError(f"flush_every must be a positive integer, got {flush_every!r}")
+        self._flush_every = flush_every  # 1: every line reaches the disk as it is written
+        self._unflushed = 0
 
     # -- clock -------------------------------------------------------------------------
     def now(self) -> float:
@@ -168,7 +173,7 @@ class RunRecorder:
                 "value": value,
             }
             self._history.write(_dumps(line) + "\n")
-            self._history.flush()
+            self._flush(self._history)
             self._index += 1
             self._last_time = max(self._last_time, t)
         return line
@@ -199,7 +204,7 @@ class RunRecorder:
         with self._lock:
             self._check_open()
             self._events.write(_dumps(line) + "\n")
-            self._events.flush()
+            self._flush(self._events)
             self._last_time = max(self._last_time, line["time"])
         return line
 
@@ -214,8 +219,20 @@ class RunRecorder:
             if self._trace is None:
                 self._trace = open(self.path / TRACE_FILE, "a", encoding="utf-8")
             self._trace.write(_dumps(line) + "\n")
-            self._trace.flush()
+            self._flush(self._trace)
         return line
+
+    def _flush(self, fh: Any) -> None:
+        """Flush after every line (the default: a killed run loses nothing), or every
+        `flush_every` lines for bulk recordings such as a fleet's (a kill loses the last ones)."""
+        self._unflushed += 1
+        if self._unflushed >= self._flush_every:
+            fh.flush()
+            if self._flush_every > 1:
+                for other in (self._history, self._events, self._trace):
+                    if other is not None and other is not fh:
+                        other.flush()
+            self._unflushed = 0
 
     # -- lifecycle ---------------------------------------------------------------------
     def finish(self, extra_meta: Mapping[str, Any] | None = None) -> Path:

@@ -245,7 +245,7 @@ def _apply_all(state: State, instructions: list[Instruction]) -> None:
 # Compiled form of a trusted changeset: the emulator applies one download to every device of
 # its owner, so the instruction dicts are read once into tuples and shared. Codes:
 _SET, _SET_ELEMENT, _INSERT, _CREATE, _ERASE, _ARRAY_ERASE, _CLEAR = range(7)
-_COMPILED: dict[int, tuple[Any, ...]] = {}  # id -> (changeset, steps, root effects, objects)
+_COMPILED: dict[int, list[Any]] = {}  # id -> [changeset, steps (compiled on first apply), root effects, objects]
 _COMPILED_MAX = 512
 _COMPILED_LOCK = threading.Lock()
 
@@ -289,7 +289,7 @@ def _compile(instructions: list[Instruction]) -> list[tuple[Any, ...]]:
     return out
 
 
-def _compiled_entry(changeset: Changeset) -> tuple[Any, ...]:
+def _compiled_entry(changeset: Changeset) -> list[Any]:
     """(changeset, steps, root effects, objects touched), computed once per changeset object (by identity; the
     cache holds the changeset, so its id cannot be reused while cached)."""
     key = id(changeset)
@@ -300,8 +300,7 @@ def _compiled_entry(changeset: Changeset) -> tuple[Any, ...]:
     erases = any(ins["op"] == "EraseObject" for ins in instructions)
     root_pks = tuple(dict.fromkeys(ins["object"] for ins in instructions
                                    if ins["op"] == "Update" and ins["field"] in _ROOT_FIELDS))
-    entry = (changeset, _compile(instructions), (erases, root_pks),
-             {(ins["table"], ins["object"]) for ins in instructions})
+    entry = [changeset, None, (erases, root_pks), {(ins["table"], ins["object"]) for ins in instructions}]
     with _COMPILED_LOCK:
         if len(_COMPILED) >= _COMPILED_MAX:
             _COMPILED.clear()
@@ -310,7 +309,11 @@ def _compiled_entry(changeset: Changeset) -> tuple[Any, ...]:
 
 
 def _compiled(changeset: Changeset) -> list[tuple[Any, ...]]:
-    return _compiled_entry(changeset)[1]
+    entry = _compiled_entry(changeset)
+    steps = entry[1]
+    if steps is None:  # compiled on first apply, then shared by every later one
+        steps = entry[1] = _compile(changeset["instructions"])
+    return steps
 
 
 _ROOT_FIELDS = frozenset({"isRoot", "owner_id"})

@@ -21,7 +21,6 @@ App Services docs until 2023-03-02) or only those that hold a value for the new 
 
 from __future__ import annotations
 
-import copy
 import difflib
 from typing import Any
 
@@ -29,7 +28,7 @@ import simpy
 
 from repro_kit.emulator import ot
 from repro_kit.emulator._scheduling import call_later
-from repro_kit.emulator.atlas import AtlasCollection
+from repro_kit.emulator.atlas import AtlasCollection, clone
 from repro_kit.emulator.params import REIMPORTS
 from repro_kit.emulator.server import SERVER_PEER, SyncServer
 
@@ -91,7 +90,7 @@ class Translator:
 
     def _document(self, obj: dict[str, Any]) -> dict[str, Any]:
         table = self.mirror["Node"]
-        doc = {k: copy.deepcopy(v) for k, v in obj.items() if k != "children"}
+        doc = {k: clone(v) for k, v in obj.items() if k != "children"}
         doc["children"] = [c for c in obj.get("children", ()) if c in table]
         return doc
 
@@ -113,7 +112,7 @@ class Translator:
         else:
             instructions = self.encode(change["fullDocument"], self.mirror)
         if instructions:
-            self.server.integrate(SERVER_PEER, self._changeset(instructions), self.applied_version)
+            self.server.integrate(SERVER_PEER, self._changeset(instructions), self.applied_version, trusted=True)
 
     def _changeset(self, instructions: list[dict[str, Any]]) -> dict[str, Any]:
         ts = max(int(self.env.now * 1000), self._last_ts + 1)
@@ -121,15 +120,23 @@ class Translator:
         return {"origin": SERVER_PEER, "timestamp": ts, "instructions": instructions}
 
     def encode(self, doc: dict[str, Any], base: dict[str, Any]) -> list[dict[str, Any]]:
-        """Instructions that make `base`'s object equal `doc`, per `self.encoding`."""
+        """Instructions that make `base`'s object equal `doc`, per `self.encoding`.
+
+        What comes from Atlas is checked here (a string `_id`, string field names, a list of
+        string links in `children`), so the server can take the changeset as built."""
         pk = doc["_id"]
+        children = doc.get("children", [])
+        if not isinstance(pk, str) or not isinstance(children, list) or not all(isinstance(c, str) for c in children) \
+                or not all(isinstance(k, str) for k in doc):
+            raise ValueError(f"Atlas document {pk!r}: needs a string _id, string field names and a children "
+                             "list of string ids to be synced")
         current = base["Node"].get(pk)
         head = {"table": "Node", "object": pk}
         out: list[dict[str, Any]] = [{"op": "CreateObject", **head}]
         for field, value in doc.items():
             if field in _SCALARS_SKIP:
                 continue
-            out.append({"op": "Update", **head, "field": field, "value": copy.deepcopy(value), "is_default": False})
+            out.append({"op": "Update", **head, "field": field, "value": clone(value), "is_default": False})
         new = list(doc.get("children", []))
         old = list(current.get("children", [])) if current is not None else []
         if self.encoding == "replace":
@@ -160,7 +167,7 @@ class Translator:
         if reimport == "new-values":
             snapshot = [doc for doc in snapshot if doc.get(field) is not None]
         base_version = self.applied_version
-        base_state = copy.deepcopy(self.mirror)
+        base_state = {"Node": {pk: clone(obj) for pk, obj in self.mirror["Node"].items()}}
         self.log.append({"time": self.env.now, "f": "halt",
                          "value": {"snapshot_docs": len(snapshot), "snapshot_version": base_version,
                                    "reimport": reimport}})
@@ -178,7 +185,7 @@ class Translator:
             for doc in docs:
                 instructions.extend(self.encode(doc, base_state))
             note = {"reimport_batch": number, "reimport_batches": batches, "reimport_docs": len(docs)}
-            self.server.integrate(SERVER_PEER, self._changeset(instructions), base_version, note)
+            self.server.integrate(SERVER_PEER, self._changeset(instructions), base_version, note, trusted=True)
         self.halted = False
         self.log.append({"time": self.env.now, "f": "resume", "value": {"batches": -(-len(snapshot) // batch_size)}})
         self._flush()
