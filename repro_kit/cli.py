@@ -146,6 +146,32 @@ def _build_parser() -> _Parser:
                      help="exit 1 when acknowledged nodes were lost, 3 when the run is inconclusive")
     run.set_defaults(func=_cmd_run)
 
+    fleet = sub.add_parser("fleet", help="many users through one deploy: how many notes of how many users it orphans",
+                           description="A production-sized user base through one schema deploy on the emulator; "
+                                       "writes DIR/fleet.md, fleet.json and fleet.png/.svg beside the recording.")
+    fleet.add_argument("--users", type=_integer, default=1000, help="users of the app (default 1000)")
+    fleet.add_argument("--devices-per-user", type=_integer, default=1, help="devices each user has (default 1)")
+    fleet.add_argument("--notes-per-user", type=_integer, default=20,
+                       help="notes each user has before the run (default 20)")
+    fleet.add_argument("--writes-per-user", type=_integer, default=20, help="notes each user writes (default 20)")
+    fleet.add_argument("--write-every", type=_number, default=1.0,
+                       help="seconds between a user's writes, or their mean with --poisson (default 1)")
+    fleet.add_argument("--poisson", action="store_true", help="Poisson writers: exponential gaps of that mean")
+    fleet.add_argument("--deploy-at", type=_deploy_at, default=5.5, help="seconds in to deploy, or none (default 5.5)")
+    fleet.add_argument("--settle", type=_number, default=None,
+                       help="seconds after the last write (default: until the re-import ends and every view agrees)")
+    fleet.add_argument("--mode", default="production", choices=("production", "development"), help="default production")
+    fleet.add_argument("--encoding", default="replace", choices=("replace", "diff"), help="default replace")
+    fleet.add_argument("--reimport", default="all", choices=("all", "new-values"), help="default all")
+    fleet.add_argument("--resync-delay", type=_number, default=180.0, help="deploy to re-import, seconds (default 180)")
+    fleet.add_argument("--batch-size", type=_integer, default=20, help="documents per re-import batch (default 20)")
+    fleet.add_argument("--seed", type=_integer, default=0, help="seed (default 0)")
+    fleet.add_argument("--partitions", type=_integer, default=1,
+                       help="split the users over this many servers run in parallel processes (default 1)")
+    fleet.add_argument("--out", default=None, help="run directory (default runs/fleet-<timestamp>)")
+    fleet.add_argument("--fail-on-loss", action="store_true", help="exit 1 when any note was orphaned")
+    fleet.set_defaults(func=_cmd_fleet)
+
     report = sub.add_parser("report", help="rebuild a run directory's report and figures without re-running it")
     report.add_argument("dir", type=Path, help="a run directory (finished, killed or partial)")
     report.add_argument("--fail-on-loss", action="store_true",
@@ -203,6 +229,35 @@ def _report_and_exit(analysis: Any, out: Path, fail_on_loss: bool) -> int:
     except BrokenPipeError:  # `repro-kit run | head -1`: the reader left; the run and its files are complete
         _silence_stdout()
     return code
+
+
+def _cmd_fleet(args: argparse.Namespace) -> int:
+    from repro_kit import fleet as fleets
+
+    flags = {"users": "--users", "devices_per_user": "--devices-per-user", "notes_per_user": "--notes-per-user",
+             "writes_per_user": "--writes-per-user", "write_every_s": "--write-every", "deploy_at_s": "--deploy-at",
+             "settle_s": "--settle", "seed": "--seed", "partitions": "--partitions",
+             "resync_delay_s": "--resync-delay", "resync_batch_size": "--batch-size"}
+    deploy_at = 5.5 if args.deploy_at == "auto" else args.deploy_at
+    kwargs = dict(users=args.users, devices_per_user=args.devices_per_user, notes_per_user=args.notes_per_user,
+                  writes_per_user=args.writes_per_user, write_every_s=args.write_every, poisson=args.poisson,
+                  deploy_at_s=deploy_at, settle_s=args.settle, mode=args.mode, encoding=args.encoding,
+                  reimport=args.reimport, seed=args.seed, partitions=args.partitions,
+                  resync_delay_s=args.resync_delay, resync_batch_size=args.batch_size)
+    try:  # every input checked before anything runs or touches the disk
+        fleets.check_inputs(**kwargs)
+    except ValueError as exc:
+        name, _, problem = str(exc).partition(": ")
+        raise _UsageError(f"{flags.get(name, name)}: {problem}") from None
+    out = _out_dir(args.out if args.out is not None else str(fleets._default_dir()))
+    analysis = fleets.fleet(**kwargs, out=out, progress=None)
+    try:
+        print(analysis.summary())
+        for name in ("fleet.md", "fleet.json", "fleet.png", "fleet.svg"):
+            print(f"  {out / name}")
+    except BrokenPipeError:
+        _silence_stdout()
+    return 1 if args.fail_on_loss and analysis.notes_orphaned else 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -390,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
         parser = _build_parser()
         args = parser.parse_args(argv)
         if not getattr(args, "func", None):
-            raise _UsageError("choose a command: run, report, menu, deploy or audit")
+            raise _UsageError("choose a command: run, fleet, report, menu, deploy, audit or notebooks")
         return int(args.func(args) or 0)
     except _UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)

@@ -119,22 +119,23 @@ class AtlasCollection:
         return len(self._docs)
 
     # -- writes --------------------------------------------------------------------------
-    def insert_one(self, doc: dict[str, Any], *, source: str | None = None) -> Any:
+    def insert_one(self, doc: dict[str, Any], *, source: str | None = None, take: bool = False) -> Any:
         _id = doc["_id"]
         if _id in self._docs:
             raise ValueError(f"insert_one: duplicate key {_id!r}")
-        self._docs[_id] = clone(doc)
+        self._docs[_id] = doc if take else clone(doc)
         self._emit("insert", _id, source)
         return _id
 
-    def replace_one(self, filter: dict[str, Any], doc: dict[str, Any], upsert: bool = False, *, source: str | None = None) -> int:
+    def replace_one(self, filter: dict[str, Any], doc: dict[str, Any], upsert: bool = False, *, source: str | None = None,
+                    take: bool = False) -> int:
         target = next(iter(self._matching(filter)), None)
         if target is None:
             if not upsert:
                 return 0
-            return 1 if self.insert_one(doc, source=source) is not None else 0
+            return 1 if self.insert_one(doc, source=source, take=take) is not None else 0
         _id = target["_id"]
-        new = clone(doc)
+        new = doc if take else clone(doc)  # take: the caller hands over a document it built for this
         new["_id"] = _id
         self._docs[_id] = new
         self._emit("replace", _id, source)

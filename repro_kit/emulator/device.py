@@ -58,6 +58,7 @@ class Device:
         self.listeners: list[Callable[[Notification], None]] = []
         self.ack_listeners: list[AckListener] = []
         self.trace_listeners: list[Callable[[dict[str, Any]], None]] = []
+        self.leave_listeners: list[Callable[[list[str], int | None, float], None]] = []
         self.acked: set[str] = set()
         self._created_by: dict[int, list[str]] = {}
         self._last_ts = 0
@@ -215,9 +216,31 @@ class Device:
         if not incoming["instructions"] and batch is None:
             return
         before = self._observe() if self.listeners else None
+        light = self._children_before(incoming) if self.leave_listeners else None
         self._apply(incoming, validated=True)
         if before is not None:
             self._notify(before, batch=batch)
+        if self.leave_listeners and (light is not None or batch):
+            self._tell_leaves(light, batch)
+
+    def _children_before(self, changeset: dict[str, Any]) -> list[str] | None:
+        """The root's visible children, when `changeset` could make one leave (it touches the
+        root or erases an object); None when it cannot, so a large run skips the look."""
+        root = self.root_id()
+        erases, _pks = ot.root_effects(changeset)
+        if root is None or not (erases or ("Node", root) in ot._compiled_entry(changeset)[3]):
+            return None
+        return self.visible_children(root)
+
+    def _tell_leaves(self, before: list[str] | None, batch: int | None) -> None:
+        """`leave_listeners(left, batch, time)`: the cheap observation a fleet run records."""
+        left: list[str] = []
+        if before is not None:
+            now = set(self.visible_children(self.root_id()))
+            left = [c for c in before if c not in now]
+        if left or batch:
+            for listener in list(self.leave_listeners):
+                listener(left, batch, self.env.now)
 
     def _tracer(self, version: int) -> Callable[[dict[str, Any]], None]:
         """The merge's evidence of this device's rebase: the download is side a, local changes side b."""

@@ -23,6 +23,7 @@ links", as realm-core does since it has unresolved links); `visible` hides them.
 from __future__ import annotations
 
 import copy
+import itertools
 import threading
 from typing import Any, Callable
 
@@ -246,7 +247,7 @@ def _apply_all(state: State, instructions: list[Instruction]) -> None:
 # its owner, so the instruction dicts are read once into tuples and shared. Codes:
 _SET, _SET_ELEMENT, _INSERT, _CREATE, _ERASE, _ARRAY_ERASE, _CLEAR = range(7)
 _COMPILED: dict[int, list[Any]] = {}  # id -> [changeset, steps (compiled on first apply), root effects, objects]
-_COMPILED_MAX = 512
+_COMPILED_MAX = 4096
 _COMPILED_LOCK = threading.Lock()
 
 
@@ -302,16 +303,22 @@ def _compiled_entry(changeset: Changeset) -> list[Any]:
                                    if ins["op"] == "Update" and ins["field"] in _ROOT_FIELDS))
     entry = [changeset, None, (erases, root_pks), {(ins["table"], ins["object"]) for ins in instructions}]
     with _COMPILED_LOCK:
-        if len(_COMPILED) >= _COMPILED_MAX:
-            _COMPILED.clear()
+        if len(_COMPILED) >= _COMPILED_MAX:  # forget the oldest quarter (dicts keep insertion order)
+            for old in list(itertools.islice(_COMPILED, _COMPILED_MAX // 4)):
+                del _COMPILED[old]
         _COMPILED[key] = entry
     return entry
 
 
-def _compiled(changeset: Changeset) -> list[tuple[Any, ...]]:
+def _compiled(changeset: Changeset) -> list[tuple[Any, ...]] | None:
+    """The changeset's compiled steps from its second application on (None the first time:
+    a changeset applied once, by one device, is cheaper applied as it is)."""
     entry = _compiled_entry(changeset)
     steps = entry[1]
-    if steps is None:  # compiled on first apply, then shared by every later one
+    if steps is None:
+        entry[1] = False  # seen once
+        return None
+    if steps is False:
         steps = entry[1] = _compile(changeset["instructions"])
     return steps
 
@@ -379,7 +386,11 @@ def apply(state: State, changeset: Changeset, *, validate: bool = True) -> State
         _dry_run(state, changeset["instructions"])
         _apply_all(state, changeset["instructions"])
     else:
-        _apply_steps(state, _compiled(changeset))
+        steps = _compiled(changeset)
+        if steps is None:
+            _apply_all(state, changeset["instructions"])
+        else:
+            _apply_steps(state, steps)
     return state
 
 
