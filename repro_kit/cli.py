@@ -232,7 +232,7 @@ def _report_and_exit(analysis: Any, out: Path, fail_on_loss: bool) -> int:
 
 
 def _cmd_fleet(args: argparse.Namespace) -> int:
-    from repro_kit import fleet as fleets
+    from repro_kit import fleets
 
     flags = {"users": "--users", "devices_per_user": "--devices-per-user", "notes_per_user": "--notes-per-user",
              "writes_per_user": "--writes-per-user", "write_every_s": "--write-every", "deploy_at_s": "--deploy-at",

@@ -9,7 +9,7 @@ import pytest
 
 from repro_kit import recording
 from repro_kit.emulator.fleet import FleetParams, FleetWorld
-from repro_kit.fleet import fleet, load_fleet
+from repro_kit.fleets import fleet, load_fleet
 
 SMALL = {"users": 30, "notes_per_user": 5, "writes_per_user": 8, "write_every_s": 1.0, "deploy_at_s": 2.5,
          "resync_delay_s": 20.0, "resync_batch_size": 20}

@@ -13,7 +13,7 @@ import pytest
 papermill = pytest.importorskip("papermill")
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
-NAMES = ["01_setup", "02_write_and_deploy", "03_timeline", "04_sweeps"]
+NAMES = ["01_setup", "02_write_and_deploy", "03_timeline", "04_sweeps", "05_fleet"]
 LIVE_VARS = ("MONGODB_URI", "REPRO_KIT_APP_ID", "REALM_APP_ID", "MONGODB_ATLAS_PUBLIC_API_KEY",
              "MONGODB_ATLAS_PRIVATE_API_KEY")
 
@@ -172,3 +172,14 @@ def test_03_finds_the_clis_runs_from_the_notebooks_folder_and_shows_report_image
     markdown = [o["data"]["text/markdown"] for o in outputs(nb) if "text/markdown" in o.get("data", {})]
     assert markdown and "](data:image/png;base64," in markdown[-1]
     assert "](timeline.png)" not in markdown[-1]
+
+
+def test_05_fleet_reports_the_blast_radius_and_the_halt_growing(tmp_path):
+    nb = execute("05_fleet", tmp_path, users=40, writes_per_user=8, halt_sizes=[0, 10, 30])
+    assert_no_errors(nb)
+    out = text(nb)
+    assert re.search(r"This deploy orphaned [\d,]+ notes of \d+ users \(of 40 users", out)
+    assert images(nb) >= 2
+    html = "".join(o["data"].get("text/html", "") for o in outputs(nb) if "data" in o)
+    assert "halt (s)" in html and "re-import batches" in html
+    assert (tmp_path / "runs").is_dir()  # fleet runs go where every other run goes

@@ -26,8 +26,9 @@ def _one_error_line(err: str) -> str:
     return lines[0]
 
 
-def test_the_repository_has_the_four_notebooks():
-    assert NAMES == ["01_setup.ipynb", "02_write_and_deploy.ipynb", "03_timeline.ipynb", "04_sweeps.ipynb"]
+def test_the_repository_has_the_five_notebooks():
+    assert NAMES == ["01_setup.ipynb", "02_write_and_deploy.ipynb", "03_timeline.ipynb", "04_sweeps.ipynb",
+                     "05_fleet.ipynb"]
     assert [s.name for s in _notebooks.notebook_sources()] == NAMES
 
 

@@ -16,6 +16,9 @@ def test_sweep_is_the_function_even_after_its_module_is_imported():
 
     assert callable(repro_kit.sweep) and repro_kit.sweep.__module__ == "repro_kit.sweeps"
     assert repro_kit.check.__module__ == "repro_kit.findings"
+    import repro_kit.fleets  # noqa: F401
+
+    assert callable(repro_kit.fleet) and repro_kit.fleet.__module__ == "repro_kit.fleets"
 
 
 def test_import_is_cheap():
