@@ -2,8 +2,11 @@
 
 The papermill tests (test_notebooks.py) check what the kernel computes; this module checks what a
 person sees: each notebook is opened in JupyterLab, run with Run > Run All Cells, and the page is
-then inspected for error outputs, widgets that failed to render and figures that did not show.
-Notebook 02's control panel is also driven through its buttons.
+then inspected for error outputs, widgets that failed to render and figures that did not show
+(03's report.md included: its figures are embedded, so each must load). Notebook 02's control
+panel (real time) then has every button clicked, with what it shows checked after each: its log,
+status line, progress label, live chart and which buttons are enabled; two short Run tests, one
+run to the end and one stopped after a schema change deployed by hand while it ran.
 
 Needs Chromium at /usr/bin/chromium (Debian's `chromium` package) and Python `playwright` (the
 `dev` extra); without either the tests that need a browser are skipped, with the reason shown.
@@ -316,7 +319,8 @@ def _stop(proc: subprocess.Popen, server: "Lab | None" = None) -> None:
 
 
 def _lab_env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in LIVE_VARS}
+    # without REPRO_KIT_RUNS, runs go to runs/ beside the notebooks: the temporary copy's
+    env = {k: v for k, v in os.environ.items() if k not in LIVE_VARS and k != "REPRO_KIT_RUNS"}
     env["MPLBACKEND"] = "Agg"
     for name in ("JUPYTERLAB_SETTINGS_DIR", "JUPYTERLAB_WORKSPACES_DIR", "JUPYTER_RUNTIME_DIR",
                  "JUPYTER_CONFIG_DIR"):
@@ -494,25 +498,198 @@ def assert_rendered_cleanly(run: NotebookRun) -> None:
 
 
 # -- the control panel --------------------------------------------------------------------------
+#: Seconds a panel action gets to show its lines, and a Run test to end (real time, noisy machine).
+PANEL_ACTION_S = 60
+PANEL_RUN_S = 180
+#: How often the panel is read while waiting: often enough to see every log line (the log shows
+#: the newest 18) and the buttons' state during a run of a few seconds.
+PANEL_POLL_S = 0.1
+
+
 def panel_locator(page):
     """The cell output holding repro_kit's ControlPanel (the one with a "Print info" button)."""
     outputs = page.locator(".jp-Cell-outputArea > .jp-OutputArea-child > .jp-OutputArea-output")
     return outputs.filter(has=page.get_by_role("button", name="Print info", exact=True)).first
 
 
-def click_panel_button(page, label: str, timeout_s: float = 60) -> None:
-    """Click the panel's button `label` once it is enabled (the panel disables them during an action)."""
-    button = panel_locator(page).get_by_role("button", name=label, exact=True)
-    button.wait_for(state="visible", timeout=timeout_s * 1000)
-    _wait(button.is_enabled, timeout_s, f"panel button {label!r} enabled")
-    button.click()
+#: What the panel shows, read in one go (one consistent snapshot): the log (an HTML widget holding
+#: a <pre> of the newest lines, under "(N earlier lines: panel.text)" once there are more), the
+#: status table, the progress label, the live chart, the Confirm/Cancel pair, the error line and
+#: which buttons are enabled. The log's tabs arrive as non-breaking spaces: read as spaces.
+_PANEL_STATE_JS = """
+(panel) => {
+  const contents = [...panel.querySelectorAll('.widget-html-content')];
+  const log = contents.find(c => c.querySelector('pre'));
+  const status = contents.find(c => c.querySelector('table'));
+  let hidden = 0, lines = [];
+  if (log) {
+    const head = log.querySelector('div');
+    const m = head ? /\\((\\d+) earlier lines/.exec(head.textContent) : null;
+    hidden = m ? Number(m[1]) : 0;
+    const text = log.querySelector('pre').textContent.replace(/\\u00a0/g, ' ');
+    lines = text === '' ? [] : text.split('\\n');
+  }
+  const buttons = {};
+  for (const b of panel.querySelectorAll('button')) buttons[b.textContent.trim()] = !b.disabled;
+  const confirm = [...panel.querySelectorAll('button')].find(b => b.textContent.trim() === 'Confirm reset');
+  const box = confirm ? confirm.closest('.widget-hbox') : null;
+  const img = panel.querySelector('img.widget-image');
+  const label = panel.querySelector('div.widget-label');
+  const error = panel.querySelector('.widget-html-content span[style*="b00020"]');
+  return {
+    hidden, lines, buttons,
+    status: status ? status.textContent : '',
+    progress: label ? label.textContent.trim() : '',
+    confirm_shown: !!box && getComputedStyle(box).display !== 'none',
+    confirm_text: box ? (box.querySelector('.widget-html-content') || {}).textContent || '' : '',
+    chart: img ? {src: img.getAttribute('src') || '', ok: img.complete && img.naturalWidth > 0} : null,
+    error: error ? error.textContent : '',
+  };
+}
+"""
+
+#: The status line: "Device: root's children 2, nodes 3 | Atlas: root's children 2, nodes 3 | t = 4.1 s".
+_STATUS = re.compile(r"Device: root's children (\d+), nodes (\d+)\s*Atlas: root's children (\d+), nodes (\d+)"
+                     r"\s*t = ([\d.]+) s(.*)", re.S)
+#: A line the model's listeners print on their own (the original tool's), between an action's lines.
+_LISTENER = re.compile(r"^\s+(?::|\(a re-import batch)|^\[App Services\]")
 
 
-def panel_output_text(page) -> str:
-    """Everything the panel's Output widget shows, as text."""
-    outputs = panel_locator(page).locator(".widget-output")
-    return "\n".join(outputs.nth(i).text_content() or "" for i in range(outputs.count()))
+@dataclass
+class Status:
+    device_children: int
+    device_nodes: int
+    atlas_children: int
+    atlas_nodes: int
+    t: float
+    views_differ: bool
 
+    @classmethod
+    def parse(cls, text: str) -> "Status | None":
+        m = _STATUS.search(text)
+        if m is None:
+            return None
+        return cls(int(m[1]), int(m[2]), int(m[3]), int(m[4]), float(m[5]), "views differ" in m[6])
+
+
+class PanelDriver:
+    """Notebook 02's control panel, clicked and read as a person would, in the browser.
+
+    The log shows only its newest 18 lines, so every read records the lines it sees by their
+    position in the whole log (the "(N earlier lines)" header gives the count): a wait can then
+    look at every line that came after a click, even those since scrolled away.
+    """
+
+    def __init__(self, page, shots: Path, lab: Lab) -> None:
+        self.page, self.shots, self.lab = page, shots, lab
+        self.panel = panel_locator(page)
+        self.seen: dict[int, str] = {}
+        self.charts: list[tuple[str, bool]] = []  # (chart src, running) in the order seen
+
+    # -- reading ---------------------------------------------------------------------------
+    def read(self) -> dict:
+        state = self.panel.evaluate(_PANEL_STATE_JS)
+        lines = state["lines"]
+        state["total"] = state["hidden"] + len(lines)
+        for offset, line in enumerate(lines):
+            self.seen[state["hidden"] + offset] = line
+        state["running"] = not state["buttons"].get("Run test", True) and state["buttons"].get("Stop", False)
+        if state["chart"] and (not self.charts or self.charts[-1][0] != state["chart"]["src"]):
+            self.charts.append((state["chart"]["src"], state["running"]))
+        state["parsed"] = Status.parse(state["status"])
+        return state
+
+    def mark(self) -> int:
+        """The log's length now: pass it to `since` and `wait_line` to look at what comes next."""
+        return self.read()["total"]
+
+    def since(self, mark: int) -> list[str]:
+        """The log's lines from `mark` on, as far as seen (a line never seen shows as a gap)."""
+        if not self.seen:
+            return []
+        return [self.seen.get(i, "<line not seen>") for i in range(mark, max(self.seen) + 1)]
+
+    def status(self) -> Status:
+        parsed = self.read()["parsed"]
+        assert parsed is not None, f"panel status line not understood: {self.read()['status']!r}"
+        return parsed
+
+    # -- waiting ---------------------------------------------------------------------------
+    def wait_for(self, condition, what: str, timeout_s: float = PANEL_ACTION_S):
+        """Poll the panel until condition(state) is truthy; returns it. Fails with what the panel shows."""
+        found = None
+
+        def check():
+            nonlocal found
+            found = condition(self.read())
+            return found
+
+        try:
+            _wait(check, timeout_s, what, poll_s=PANEL_POLL_S)
+        except TimeoutError as exc:
+            self.fail(str(exc))
+        return found
+
+    def wait_line(self, pattern: str, mark: int, what: str, timeout_s: float = PANEL_ACTION_S) -> re.Match:
+        """The first log line from `mark` on that matches `pattern` in full, once it shows."""
+        regex = re.compile(pattern)
+
+        def match(_state):
+            return next((m for line in self.since(mark) if (m := regex.fullmatch(line))), None)
+
+        return self.wait_for(match, what, timeout_s)
+
+    def fail(self, message: str):
+        state = self.read()
+        shot = self.shots / f"02_panel_{len(list(self.shots.glob('02_panel_*.png'))) + 1}.png"
+        try:
+            _screenshot(self.page, shot)
+        except Exception:  # noqa: BLE001 -- a diagnostic; the failure is the news
+            shot = Path("(no screenshot)")
+        shown = "\n    ".join(state["lines"])
+        pytest.fail(f"{message}\n  status: {state['status']!r}\n  progress: {state['progress']!r}\n"
+                    f"  buttons enabled: {state['buttons']}\n  error line: {state['error']!r}\n"
+                    f"  log ({state['hidden']} earlier lines):\n    {shown}\n  screenshot: {shot}")
+
+    # -- acting ----------------------------------------------------------------------------
+    def button(self, label: str):
+        return self.panel.get_by_role("button", name=label, exact=True)
+
+    def click(self, label: str) -> int:
+        """Click `label` once it is enabled; returns the log's length just before the click."""
+        self.wait_for(lambda s: s["buttons"].get(label), f"panel button {label!r} enabled")
+        mark = self.mark()
+        self.button(label).click()
+        return mark
+
+    def type_into(self, description: str, value: str) -> None:
+        """Type `value` into the input described `description` and leave it (the widget syncs on change)."""
+        box = self.panel.get_by_label(description, exact=True)
+        box.fill(value)
+        box.press("Tab")
+        assert float(box.input_value()) == float(value), f"{description}: shows {box.input_value()!r}, typed {value!r}"
+
+    def idle(self) -> None:
+        """No run going and no Reset question open (what each step starts from)."""
+        self.wait_for(lambda s: s["buttons"].get("Run test") and not s["buttons"].get("Stop")
+                      and not s["confirm_shown"], "panel idle (Run test enabled, Stop disabled, no question open)",
+                      PANEL_RUN_S)
+
+    def assert_no_failure(self, mark: int = 0) -> None:
+        state = self.read()
+        failed = [line for line in self.since(mark) if " failed: " in line]
+        if failed or state["error"]:
+            self.fail(f"the panel reports a failure: {failed or state['error']}")
+
+    def next_field(self) -> str:
+        """The field a deploy adds by default next: tags, then tags_2, tags_3 ... (one per deploy seen)."""
+        deployed = sum(1 for line in self.seen.values() if line.startswith("Deployed the optional field "))
+        return "tags" if deployed == 0 else f"tags_{deployed + 1}"
+
+    def run_dir(self, out: str) -> Path:
+        """A run directory the panel named (relative to the kernel's directory, the lab's root)."""
+        path = Path(out)
+        return path if path.is_absolute() else self.lab.root / path
 
 # -- fixtures sharing one run per notebook --------------------------------------------------------
 class Runs:
@@ -565,57 +742,234 @@ def test_notebook_runs_in_jupyterlab_without_errors(runs, name):
                                               f"{MIN_WIDGETS[name]}\n{run.where()}")
 
 
-#: Known, not this module's to fix: 03's last cell displays report.md, whose figures are linked
-#: relative to the run directory, so JupyterLab looks for them next to the notebook (404).
-KNOWN_BROKEN = {"03_timeline": re.compile(r"/files/(timeline|sequence)\.png\?")}
-
-
 @pytest.mark.parametrize("name", NAMES)
 def test_notebook_images_all_load(runs, name):
     run = runs.get(name)
-    known = KNOWN_BROKEN.get(name)
-    if run.broken_images and known and all(known.search(b) for b in run.broken_images):
-        pytest.xfail(f"known: report.md's relative image links do not resolve in the notebook: {run.broken_images}")
     assert not run.broken_images, f"{name}: images that did not load: {run.broken_images}\n{run.where()}"
 
 
-def test_02_control_panel_renders_with_its_buttons(runs):
+def test_03_report_shows_its_figures_embedded(runs):
+    """03's last cell displays report.md with its figures as data URIs (report.embed_images): each loads."""
+    run = runs.get("03_timeline")
+    report = run.cells[-1]
+    embedded = [img for img in report["images"] if img["src"].startswith("data:image/png;base64,")]
+    assert len(embedded) >= 2, f"report.md's figures (timeline, sequence) not embedded: {report['images']}\n{run.where()}"
+    assert all(img["ok"] for img in report["images"]), f"report.md images not loaded: {report['images']}\n{run.where()}"
+
+
+# -- notebook 02's control panel, every button clicked ------------------------------------------------
+# The steps share one panel (notebook 02's, in real time) and run in this order; each starts from
+# an idle panel and reads the counts it checks from what the panel shows, not from a fixed script.
+_UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+_VERDICT = r"(?:Inconclusive: .+|No loss: .+|\d+ of \d+ nodes .+)"
+_PANEL_LABELS = ("Add to root", "Run test", "Stop", "Print nodes", "Print info", "Reset", "Deploy schema change",
+                 "Wait")
+
+
+@pytest.fixture(scope="module")
+def panel(runs, shots, lab):
     run = runs.get("02_write_and_deploy")
-    panel = panel_locator(run.page)
-    assert panel.count() == 1, f"control panel not found\n{run.where()}"
-    for label in ("Add to root", "Run test", "Print nodes", "Print info", "Reset", "Deploy schema change", "Wait"):
-        button = panel.get_by_role("button", name=label, exact=True)
-        assert button.is_visible(), f"panel button {label!r} not visible\n{run.where()}"
-    assert "repro_kit control panel" in (panel.text_content() or "")
-    # what the notebook's own clicks printed into the panel
-    assert "Waited 5 s; clock at 6.0 s." in panel_output_text(run.page), run.where()
+    driver = PanelDriver(run.page, shots, lab)
+    if driver.panel.count() != 1:
+        pytest.fail(f"control panel not found\n{run.where()}")
+    return driver
 
 
-_INFO_LINE = re.compile(r"user (\S+): device (\d+) nodes, root has (\d+) children; "
-                        r"Atlas (\d+) nodes, root has (\d+) children")
+def test_02_control_panel_renders_with_its_buttons(panel):
+    for label in _PANEL_LABELS:
+        assert panel.button(label).is_visible(), f"panel button {label!r} not visible"
+    state = panel.read()
+    assert "repro_kit control panel" in (panel.panel.text_content() or "")
+    assert "real time" in (panel.panel.text_content() or ""), "notebook 02's panel should run in real time"
+    assert state["buttons"]["Stop"] is False and state["buttons"]["Run test"] is True, state["buttons"]
+    assert not state["confirm_shown"], "the Reset question shows before Reset was pressed"
+    assert state["progress"] == "no run yet", state["progress"]
+    assert state["chart"] and state["chart"]["ok"], f"live chart not shown: {state['chart']}"
+    assert state["parsed"] is not None, f"status line not understood: {state['status']!r}"
+    # what the notebook's own clicks (Add, Print info, Wait 2 s, Print info) left in the log
+    shown = "\n".join(state["lines"])
+    assert re.search(r"^Clock at \d+\.\d s\.$", shown, re.M), shown
+    assert "Atlas (a refresh of the Node collection): 2 node documents, 1 children in the root" in shown, shown
+    panel.assert_no_failure()
 
 
-def test_02_print_info_button_prints_both_views(runs, shots):
-    run = runs.get("02_write_and_deploy")
-    page = run.page
-    before = _INFO_LINE.findall(panel_output_text(page))
-    click_panel_button(page, "Print info")
-    try:
-        lines = _wait(lambda: (found := _INFO_LINE.findall(panel_output_text(page))) and len(found) > len(before)
-                      and found, 60, "a new Print info line in the panel")
-    except TimeoutError as exc:
-        shot = shots / "02_print_info.png"
-        _screenshot(page, shot)
-        pytest.fail(f"{exc}; panel shows:\n{panel_output_text(page)}\nscreenshot: {shot}")
-    user, device_nodes, device_children, atlas_nodes, atlas_children = lines[-1]
-    # the notebook added one node and waited 5 s: both views agree on the root and one child
-    assert (int(device_nodes), int(device_children)) == (2, 1), lines[-1]
-    assert (int(atlas_nodes), int(atlas_children)) == (2, 1), lines[-1]
-    if before:
-        assert user == before[-1][0], "Print info names another user than before"
-    status = panel_locator(page).text_content() or ""
-    assert "Device: root children 1, nodes 2" in status and "Atlas: root children 1, nodes 2" in status, status
-    assert " failed: " not in panel_output_text(page)
+def test_02_panel_add_to_root(panel):
+    panel.idle()
+    before = panel.status()
+    mark = panel.click("Add to root")
+    panel.wait_line(rf"Added a node to the root: {_UUID}", mark, "Add to root's line")
+    # the device has it at once; Atlas once uploaded and translated (before any deploy: no halt)
+    panel.wait_for(lambda s: s["parsed"] and (s["parsed"].device_children, s["parsed"].device_nodes)
+                   == (before.device_children + 1, before.device_nodes + 1), "device counts grown by one in the status")
+    panel.wait_for(lambda s: s["parsed"] and (s["parsed"].atlas_children, s["parsed"].atlas_nodes)
+                   == (before.device_children + 1, before.device_nodes + 1) and not s["parsed"].views_differ,
+                   "Atlas counts grown by one in the status")
+    panel.assert_no_failure(mark)
+
+
+def test_02_panel_print_nodes(panel):
+    panel.idle()
+    status = panel.status()
+    mark = panel.click("Print nodes")
+    root = panel.wait_line(r"root {4}\((\d+) children\)", mark, "Print nodes' root line")
+    n = int(root[1])
+    assert n == status.device_children, f"Print nodes: root has {n} children, the status says {status.device_children}"
+    children = panel.wait_for(
+        lambda _s: (found := [line for line in panel.since(mark) if re.fullmatch(r" {3}\S.* {4}\(\d+ children\)", line)])
+        and len(found) >= n and found, f"Print nodes' {n} child lines")
+    assert len(children) == n, children
+    assert all(re.fullmatch(r" {3}a child node {4}\(0 children\)", line) for line in children), children
+    panel.assert_no_failure(mark)
+
+
+def test_02_panel_print_info(panel):
+    panel.idle()
+    status = panel.wait_for(lambda s: s["parsed"] and not s["parsed"].views_differ and s["parsed"],
+                            "device and Atlas agreeing in the status")
+    mark = panel.click("Print info")
+    panel.wait_line(r"Atlas \(a refresh of the Node collection\): \d+ node documents, \d+ children in the root",
+                    mark, "Print info's Atlas line")
+    lines = [line for line in panel.since(mark) if not _LISTENER.match(line)]
+    patterns = [r"User id: [0-9a-f]{24}", rf"Root node id: {_UUID}", r"Total node objects: (\d+)",
+                r"Number of children in root: (\d+)",
+                r"Atlas \(a refresh of the Node collection\): (\d+) node documents, (\d+) children in the root"]
+    assert len(lines) >= 5, lines
+    found = [re.fullmatch(p, line) for p, line in zip(patterns, lines[:5])]
+    assert all(found), f"Print info's five lines, in order, expected; got {lines}"
+    assert int(found[2][1]) == status.device_nodes and int(found[3][1]) == status.device_children, (lines, status)
+    assert (int(found[4][1]), int(found[4][2])) == (status.atlas_nodes, status.atlas_children), (lines, status)
+    panel.assert_no_failure(mark)
+
+
+def test_02_panel_wait_with_the_seconds_typed(panel):
+    panel.idle()
+    panel.type_into("seconds", "1")  # the default is 10 s
+    before = panel.status()
+    mark = panel.click("Wait")
+    clock = float(panel.wait_line(r"Clock at ([\d.]+) s\.", mark, "Wait's clock line")[1])
+    waited = clock - before.t
+    assert 0.9 <= waited < 9, f"Wait moved the clock {waited:.1f} s (from {before.t} s to {clock} s); 1 s was typed"
+    panel.assert_no_failure(mark)
+
+
+def test_02_panel_deploy_schema_change(panel):
+    panel.idle()
+    field = panel.next_field()  # "tags": the notebook's panel has not deployed yet
+    mark = panel.click("Deploy schema change")
+    m = panel.wait_line(r"Deployed the optional field (\w+) \(array<string>\) at [\d.]+ s: (\w+)\.", mark,
+                        "Deploy's line")
+    assert (m[1], m[2]) == (field, "successful"), m[0]
+    # production mode: translation halts; the re-import comes minutes later
+    panel.wait_line(r"Production mode: translation to Atlas halts; the server re-imports the collection in .+\.",
+                    mark, "Deploy's production-mode line")
+    assert any(re.fullmatch(r"\[App Services\] translation halted at [\d.]+ s; Atlas was snapshotted", line)
+               for line in panel.since(mark)), panel.since(mark)
+    panel.assert_no_failure(mark)
+
+
+def test_02_panel_reset_cancel_then_confirm(panel):
+    panel.idle()
+    before = panel.status()
+    mark = panel.click("Reset")
+    question = panel.wait_for(lambda s: s["confirm_shown"] and s["confirm_text"], "the Confirm/Cancel pair")
+    m = re.fullmatch(r"Delete all (\d+) nodes of user [0-9a-f]{24}\? \(only this user's\)", question.strip())
+    assert m and int(m[1]) == before.device_nodes, (question, before)
+    assert panel.read()["buttons"].get("Cancel") and panel.read()["buttons"].get("Confirm reset")
+    panel.click("Cancel")
+    panel.wait_line(r"Reset cancelled; nothing deleted\.", mark, "Cancel's line")
+    panel.wait_for(lambda s: not s["confirm_shown"], "the Confirm/Cancel pair hidden after Cancel")
+    after = panel.status()
+    assert (after.device_nodes, after.device_children) == (before.device_nodes, before.device_children), after
+
+    mark = panel.click("Reset")
+    panel.wait_for(lambda s: s["confirm_shown"], "the Confirm/Cancel pair, again")
+    panel.click("Confirm reset")
+    deleted = panel.wait_line(r"Deleting (\d+) nodes", mark, "Confirm reset's line")
+    assert int(deleted[1]) == before.device_nodes, (deleted[0], before)
+    panel.wait_for(lambda s: not s["confirm_shown"], "the Confirm/Cancel pair hidden after Confirm")
+    panel.wait_for(lambda s: s["parsed"] and s["parsed"].device_nodes == 0 and s["parsed"].device_children == 0,
+                   "the device's nodes gone from the status")
+    panel.assert_no_failure(mark)
+
+
+def _start_run(panel, writes: str, interval_s: str, settle_s: str) -> tuple[int, float, str]:
+    """Type the run's values, press Run test, check its first line; returns (mark, end_s, run dir)."""
+    panel.idle()
+    panel.type_into("writes", writes)
+    panel.type_into("interval s", interval_s)
+    panel.type_into("settle s", settle_s)
+    mark = panel.click("Run test")
+    m = panel.wait_line(r"Run test: (\d+) writes (\S+) s apart, then (\S+) s of watching \((\S+) s in all\); "
+                        r"no automatic deploy: .+\. Recording to (\S+)", mark, "Run test's first line")
+    assert (int(m[1]), float(m[2]), float(m[3])) == (int(writes), float(interval_s), float(settle_s)), \
+        f"the values typed did not reach the run: {m[0]}"
+    return mark, float(m[4]), m[5]
+
+
+def _running(panel, end_s: float) -> dict:
+    """Wait for the run to show as running; check the buttons and the progress label then."""
+    state = panel.wait_for(lambda s: s["running"] and re.fullmatch(r"\d+ s elapsed, \d+ s left of \d+ s", s["progress"])
+                           and s, "the run showing as running (Stop enabled, Run test disabled, progress)")
+    buttons = state["buttons"]
+    assert buttons["Stop"] and not buttons["Run test"] and not buttons["Reset"], buttons
+    assert buttons["Deploy schema change"], f"Deploy must stay enabled during a run: {buttons}"
+    total = re.fullmatch(r"\d+ s elapsed, \d+ s left of (\d+) s", state["progress"])[1]
+    assert total == f"{end_s:.0f}", f"progress {state['progress']!r}, the run lasts {end_s} s"
+    return state
+
+
+def test_02_panel_run_test_to_the_end(panel):
+    mark, end_s, out = _start_run(panel, "4", "0.3", "3")
+    first = _running(panel, end_s)
+    for i in range(1, 5):
+        panel.wait_line(rf'Adding node with text "Test node {i}" \({4 - i} remaining\)', mark, f"write {i}'s line")
+    panel.wait_line(rf"Run test finished; the run is in {re.escape(out)}\.", mark, "Run test finished", PANEL_RUN_S)
+    panel.wait_line(_VERDICT, mark, "the run's verdict")
+    panel.wait_line(rf"Report: {re.escape(out)}/report\.md", mark, "the report's line")
+    end = panel.wait_for(lambda s: not s["running"] and s["progress"] == "finished" and s,
+                         "progress 'finished', Run test enabled, Stop disabled")
+    assert end["buttons"]["Run test"] and not end["buttons"]["Stop"], end["buttons"]
+    assert end["chart"]["ok"], end["chart"]
+    during = [src for src, running in panel.charts if running]
+    changed = [src for src in during if src != first["chart"]["src"]]
+    assert changed, (f"the live chart did not change during the run ({len(during)} image(s) seen while "
+                     f"running, {len(panel.charts)} in all)")
+    lines = panel.since(mark)
+    assert "<line not seen>" not in lines, f"log lines went by unseen: {lines}"
+    assert [line for line in lines if line.startswith("Adding node")] == [
+        f'Adding node with text "Test node {i}" ({4 - i} remaining)' for i in range(1, 5)], lines
+    meta = json.loads((panel.run_dir(out) / "meta.json").read_text(encoding="utf-8"))
+    assert meta.get("finished") is True, meta
+    panel.assert_no_failure(mark)
+
+
+def test_02_panel_deploy_during_a_run_then_stop(panel):
+    mark, end_s, out = _start_run(panel, "4", "0.3", "60")
+    _running(panel, end_s)
+    field = panel.next_field()  # "tags_2" after the deploy above
+    deploy_mark = panel.click("Deploy schema change")
+    m = panel.wait_line(r"Deployed the optional field (\w+) \(array<string>\) at [\d.]+ s: (\w+)\.", deploy_mark,
+                        "Deploy's line during the run")
+    assert (m[1], m[2]) == (field, "successful"), m[0]
+    assert panel.read()["running"], "the run ended before Stop (settle 60 s): the deploy was not during it"
+    panel.wait_line(r'Adding node with text "Test node 1" \(3 remaining\)', mark, "write 1's line")
+    stop_mark = panel.click("Stop")
+    panel.wait_line(rf"Run test stopped at [\d.]+ s: the partial run is kept in {re.escape(out)}\.", mark,
+                    "Run test stopped", PANEL_RUN_S)
+    panel.wait_line(_VERDICT, mark, "the partial run's verdict")
+    panel.wait_line(rf"\(`repro-kit report {re.escape(out)}` analyses the partial run again at any time\.\)",
+                    stop_mark, "Stop's line")
+    end = panel.wait_for(lambda s: not s["running"] and s["progress"] == "stopped: partial run kept" and s,
+                         "progress 'stopped: partial run kept', Run test enabled, Stop disabled")
+    assert end["buttons"]["Run test"] and not end["buttons"]["Stop"], end["buttons"]
+    run_dir = panel.run_dir(out)
+    meta = json.loads((run_dir / "meta.json").read_text(encoding="utf-8"))
+    assert meta.get("finished") is False and meta.get("stopped_at_s") is not None, meta
+    ops = [json.loads(line) for line in (run_dir / "history.jsonl").read_text(encoding="utf-8").splitlines() if line]
+    manual = [op for op in ops if op.get("f") == "deploy" and op.get("type") == "ok"
+              and (op.get("value") or {}).get("manual")]
+    assert [op["value"]["field"] for op in manual] == [field], f"the hand deploy is not in the run: {manual}"
+    panel.assert_no_failure(mark)
 
 
 def _negative_notebook(path: Path) -> None:
@@ -631,6 +985,9 @@ def _negative_notebook(path: Path) -> None:
             "from IPython.display import display\n"
             f"display({{'{WIDGET_MIME}': {{'model_id': 'no-such-model', 'version_major': 2, "
             "'version_minor': 0}, 'text/plain': 'a widget'}, raw=True)"),
+        nbformat.v4.new_code_cell(  # an image that cannot load (a relative link to no file)
+            "from IPython.display import Markdown\n"
+            "display(Markdown('![missing figure](no-such-figure.png)'))"),
         nbformat.v4.new_code_cell("1/0"),
         nbformat.v4.new_code_cell("print('never runs')"),
     ]
@@ -644,8 +1001,9 @@ def test_harness_detects_an_exception_and_a_broken_widget(browser, lab, shots):
     try:
         assert len(run.errors) == 1, run.errors  # the stderr note, warning and bar are not errors
         assert "ZeroDivisionError: division by zero" in run.errors[0], run.errors
-        assert run.errors[0].startswith("code cell 3 [3]"), run.errors
-        assert run.not_run == [4]
+        assert run.errors[0].startswith("code cell 4 [4]"), run.errors
+        assert run.not_run == [5]
+        assert len(run.broken_images) == 1 and run.broken_images[0].startswith("code cell 3 "), run.broken_images
         # "Error displaying widget: model not found" (or, were the manager never restored, a
         # "Loading widget..." that never resolves): either way cell 2 is reported
         assert any(p.startswith("code cell 2 ") for p in run.widget_problems), run.widget_problems
@@ -676,4 +1034,4 @@ def test_widget_problem_spots_unrendered_widgets():
     assert widget_problem("text/plain", "VBox(children=(HTML(value='<b>repro_kit control panel</b>'),))")
     assert widget_problem("text/plain", '{"application/vnd.jupyter.widget-view+json": {"model_id": "x"}}')
     assert widget_problem("text/plain", "device: 2 nodes, root has 1 children") is None
-    assert widget_problem("application/vnd.jupyter.stdout", "Waited 5 s; clock at 6.0 s.") is None
+    assert widget_problem("application/vnd.jupyter.stdout", "Clock at 6.0 s.") is None
