@@ -371,10 +371,12 @@ def _read_jsonl(path: Path) -> tuple[Iterable[list[dict[str, Any]]], list[str]]:
                 lines = fh.readlines(_CHUNK_BYTES)
                 at_eof = not lines
                 block = held + lines
-                if not at_eof:
-                    held = [block.pop()]
-                    while block and not block[-1].strip():  # blank lines stay with the held line
-                        held.insert(0, block.pop())
+                if not at_eof:  # hold the last non-blank line back, with the blank lines after it
+                    cut = len(block)
+                    while cut and not block[cut - 1].strip():
+                        cut -= 1
+                    cut = max(cut - 1, 0)
+                    block, held = block[:cut], block[cut:]
                 if block:
                     records = parse(block, lineno, at_eof)
                     lineno += len(block)
@@ -447,15 +449,225 @@ class _Factorizer:
 
 
 def _load_events(path: Path) -> tuple[pd.DataFrame, list[str]]:
+    if _USE_ARROW:
+        loaded = _load_events_arrow(path)
+        if loaded is not None:
+            return loaded
     chunks, warnings = _read_jsonl(path)
     return _events_frame(chunks), warnings
+
+
+# -- events.jsonl through pyarrow ----------------------------------------------------------
+#
+# `pyarrow.json.read_json` parses a million events several times faster than json.loads and
+# the frame building above. It must give exactly the frame the pure-Python path gives, so it
+# is used only where it provably does; anything else (no pyarrow, a bad line that is not the
+# last, a line pyarrow reads differently, an extra key whose values pyarrow would change)
+# goes to the pure-Python path, which stays the reference and says what is wrong.
+
+_USE_ARROW = True
+"""False: always the pure-Python path (the tests compare the two; not public API)."""
+
+_ARROW_BLOCK_BYTES = 16 << 20  # larger blocks parse faster; pyarrow still spreads blocks over the cores
+_ARROW_ONE_BLOCK_MAX = (1 << 31) - 2  # a block size is an int32
+_SCAN_BYTES = 1 << 16
+# Lines pyarrow reads but the Python path does not read the same way: two objects on one line
+# (`{..} {..}`: pyarrow makes two rows, json.loads refuses), and a carriage return (the Python
+# path reads text with universal newlines, so its lines and line numbers would differ). Two
+# patterns, not one alternation: each alone is a fast scan.
+_ARROW_UNSAFE = (re.compile(rb"\r"), re.compile(rb"\}[ \t]*\{"))
+_arrow_modules: Any = None  # (pyarrow, pyarrow.json, pyarrow.compute), or False without pyarrow
+
+
+def _pyarrow() -> Any:
+    global _arrow_modules
+    if _arrow_modules is None:
+        try:
+            import pyarrow
+            import pyarrow.compute
+            import pyarrow.json
+        except ImportError:
+            _arrow_modules = False
+        else:
+            # node_id's "str" dtype must be pyarrow's own strings (pandas >= 3), which the column
+            # then shares as it is; elsewhere the Python path builds it
+            dtype = pd.array([], dtype="str").dtype
+            arrow_str = isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow"
+            _arrow_modules = (pyarrow, pyarrow.json, pyarrow.compute) if arrow_str else False
+    return _arrow_modules
+
+
+def _rfind_newline(view: memoryview, stop: int) -> int:
+    """Offset of the last newline before `stop`, or -1 (reads backwards, a window at a time)."""
+    while stop > 0:
+        lo = max(0, stop - _SCAN_BYTES)
+        found = bytes(view[lo:stop]).rfind(b"\n")
+        if found >= 0:
+            return lo + found
+        stop = lo
+    return -1
+
+
+def _find_newline(view: memoryview, start: int) -> int:
+    """Offset of the first newline at or after `start`, or len(view)."""
+    while start < len(view):
+        hi = min(len(view), start + _SCAN_BYTES)
+        found = bytes(view[start:hi]).find(b"\n")
+        if found >= 0:
+            return start + found
+        start = hi
+    return len(view)
+
+
+def _last_line(view: memoryview) -> tuple[int, int] | None:
+    """(start, stop) offsets of the last line that is not blank (as str.strip() judges), or None."""
+    end = len(view)
+    while end > 0:
+        stop = end - 1 if view[end - 1] == 0x0A else end
+        start = _rfind_newline(view, stop) + 1
+        if bytes(view[start:stop]).decode("utf-8", errors="replace").strip():
+            return start, stop
+        end = start
+    return None
+
+
+def _load_events_arrow(path: Path) -> tuple[pd.DataFrame, list[str]] | None:
+    """events.jsonl read by pyarrow, or None when the pure-Python path must read it."""
+    arrow = _pyarrow()
+    if not arrow:
+        return None
+    pa = arrow[0]
+    try:
+        if not path.is_file() or path.stat().st_size == 0:
+            return None  # nothing to read: the Python path is instant
+        mapped = pa.memory_map(str(path))
+    except (OSError, pa.ArrowException):
+        return None
+    try:
+        return _arrow_events(path, mapped.read_buffer(), *arrow)
+    finally:
+        mapped.close()
+
+
+def _arrow_events(path: Path, buf: Any, pa: Any, pj: Any, pc: Any) -> tuple[pd.DataFrame, list[str]] | None:
+    view = memoryview(buf)
+    if any(pattern.search(view) for pattern in _ARROW_UNSAFE):
+        return None
+    last = _last_line(view)
+    if last is None:
+        return None  # blank lines only
+    # Only the last line may be cut short (a killed writer). It is judged as the Python path
+    # judges it: its block is that line alone, parsed as "[" + line + "]".
+    start, stop = last
+    try:
+        records = json.loads("[" + bytes(view[start:stop]).decode("utf-8", errors="replace") + "]")
+    except ValueError:
+        records = None
+    warnings: list[str] = []
+    end = len(view)
+    if records is None or not all(isinstance(r, dict) for r in records):
+        lineno = bytes(view[:start]).count(b"\n") + 1
+        warnings.append(f"{path.name}: dropped an incomplete last line ({lineno})")
+        end = start
+        if _last_line(view[:end]) is None:
+            return None  # nothing before it: the Python path is instant
+    elif len(records) != 1:
+        return None  # `{..},{..}`: json.loads reads two records, pyarrow none
+    schema = pa.schema([("time", pa.float64()), ("observer", pa.string()), ("kind", pa.string()),
+                        ("node_id", pa.string()), *((col, pa.int64()) for col in _INT_EVENT_COLUMNS)])
+
+    def read(unexpected: str, block_size: int) -> Any:
+        return pj.read_json(pa.BufferReader(buf.slice(0, end)), read_options=pj.ReadOptions(block_size=block_size),
+                            parse_options=pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior=unexpected))
+
+    try:
+        try:  # the kit's own keys, typed by the schema: nothing inferred
+            table = read("error", _ARROW_BLOCK_BYTES)
+        except pa.ArrowInvalid as err:
+            if "unexpected field" not in str(err) or end >= _ARROW_ONE_BLOCK_MAX:
+                raise
+            # Extra keys: pyarrow infers their types, safely only within one block (pyarrow 26
+            # crashes the process when an inferred column changes type from one block to the next,
+            # e.g. a number, then a boolean; in one block that is an error).
+            table = read("infer", end + 1)
+        table.validate(full=True)  # pyarrow keeps invalid UTF-8 in a string; the Python path replaces it
+    except pa.ArrowException:
+        return None  # a bad line, or a value of another type than the schema's: the Python path decides
+    for col in _INT_EVENT_COLUMNS:  # beyond 2**53 the Python path goes through float64 (and rounds)
+        bounds = pc.min_max(table.column(col)).as_py()
+        if bounds["min"] is not None and max(-bounds["min"], bounds["max"]) > 1 << 53:
+            return None
+    extra = table.column_names[len(schema):]
+    if extra:
+        # Extra keys are kept as json.loads gives them. pyarrow gives the same values only for
+        # strings, int64, booleans and nulls (not for a double that mixes 1 and 1.5, an ISO date it
+        # makes a timestamp, or an object it merges into a struct).
+        exact = (pa.types.is_string, pa.types.is_int64, pa.types.is_boolean, pa.types.is_null)
+        if not all(any(ok(table.schema.field(col).type) for ok in exact) for col in extra):
+            return None
+        extra = _first_appearance(view[:end], extra)
+        if extra is None:
+            return None
+
+    def category(col: str, known: tuple[str, ...]) -> pd.Categorical:
+        values = table.column(col)
+        seen = {v for v in pc.unique(values).to_pylist() if v is not None}
+        order = list(known) + sorted(seen - set(known))
+        codes = pc.fill_null(pc.index_in(values, value_set=pa.array(order, pa.string())), -1).to_numpy()
+        return pd.Categorical.from_codes(codes, categories=pd.Index(order, dtype=object))
+
+    def integers(col: str) -> pd.arrays.IntegerArray:
+        values = table.column(col)
+        return pd.arrays.IntegerArray(pc.fill_null(values, 0).to_numpy().astype(np.int64, copy=False),
+                                      values.is_null().to_numpy())
+
+    events = pd.DataFrame({
+        "time": table.column("time").to_numpy().astype(np.float64, copy=False),  # null -> NaN
+        "observer": category("observer", OBSERVERS),
+        "kind": category("kind", EVENT_KINDS),
+        "node_id": pd.array(table.column("node_id"), dtype="str"),
+    })
+    for col in _INT_EVENT_COLUMNS:
+        events[col] = integers(col)
+    for col in extra:
+        events[col] = pd.Series(table.column(col).to_pylist(), dtype=object)
+    return events, warnings
+
+
+def _first_appearance(view: memoryview, keys: list[str]) -> list[str] | None:
+    """`keys` in the Python path's order: by the first line holding each, then by place in it.
+
+    pyarrow's nulls do not tell a null value from a missing key (nor is its column order
+    documented), so the raw lines decide. In a file without a backslash a key is spelt one way
+    and `"key"` is a whole string token; json.loads says whether a line holding it holds the key
+    (not a nested one, not a value). None when that does not settle it in a few lines."""
+    if re.search(rb"\\", view):
+        return None
+    first: dict[str, tuple[int, int]] = {}
+    for key in keys:
+        token = re.compile(re.escape(json.dumps(key, ensure_ascii=False).encode("utf-8")))
+        for tries, match in enumerate(token.finditer(view)):
+            if tries >= 100:
+                return None
+            start = _rfind_newline(view, match.start()) + 1
+            try:
+                record = json.loads(bytes(view[start:_find_newline(view, match.end())]).decode("utf-8"))
+            except ValueError:
+                return None
+            if isinstance(record, dict) and key in record:
+                first[key] = (start, list(record).index(key))
+                break
+        else:
+            return None
+    return sorted(keys, key=first.__getitem__)
 
 
 def _events_frame(chunks: Iterable[list[dict[str, Any]]]) -> pd.DataFrame:
     cats = {col: _Factorizer() for col in ("observer", "kind", "node_id")}
     frames: list[pd.DataFrame] = []
+    extra: dict[str, None] = {}  # keys beyond the kit's own, in order of first appearance
     for records in chunks:
-        keys = set().union(*map(dict.keys, records))
+        keys = dict.fromkeys(itertools.chain.from_iterable(records))  # first appearance, not set order
         columns = {k: list(map(dict.get, records, itertools.repeat(k))) for k in keys}
         for col, fac in cats.items():
             fac.add(columns.pop(col, [None] * len(records)))
@@ -464,8 +676,13 @@ def _events_frame(chunks: Iterable[list[dict[str, Any]]]) -> pd.DataFrame:
             if col in columns:
                 df[col] = pd.to_numeric(pd.Series(columns.pop(col), dtype=object), errors="coerce").astype("Int64")
         for col, values in columns.items():
+            extra.setdefault(col)
             df[col] = pd.Series(values, dtype=object)
         frames.append(df)
+    for df in frames:  # a key absent from a whole chunk is absent as in any row of a chunk: None, not concat's NaN
+        for col in extra:
+            if col not in df.columns:
+                df[col] = pd.Series([None] * len(df), dtype=object)
     rest = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"time": pd.Series(dtype="float64")})
     events = pd.DataFrame({
         "time": rest.pop("time").astype("float64"),
@@ -478,7 +695,7 @@ def _events_frame(chunks: Iterable[list[dict[str, Any]]]) -> pd.DataFrame:
         events[col] = (
             rest.pop(col).astype("Int64") if col in rest.columns else pd.Series(pd.NA, index=events.index, dtype="Int64")
         )
-    for col in rest.columns:  # extra keys a watcher added, kept as they are
+    for col in extra:  # extra keys a watcher added, kept as they are
         events[col] = rest[col]
     return events
 

@@ -44,7 +44,12 @@ def acknowledged_adds(run: Run) -> pd.DataFrame:
 
 def _observers(run: Run) -> list[str]:
     """Observers in the run, device first (the user's view is the one `check` judges)."""
-    seen = run.events["observer"].dropna().astype(object).unique().tolist()
+    col = run.events["observer"]
+    if isinstance(col.dtype, pd.CategoricalDtype):  # the categories in use, without a million-row astype
+        codes = np.unique(col.cat.codes.to_numpy())
+        seen = col.cat.categories[codes[codes >= 0]].tolist()
+    else:
+        seen = col.dropna().astype(object).unique().tolist()
     return [_DEVICE] + sorted(str(o) for o in seen if o != _DEVICE)
 
 
@@ -57,26 +62,44 @@ class _Coded:
         self.observers = _observers(run)
         obs_index = {o: i for i, o in enumerate(self.observers)}
         self.acks = acknowledged_adds(run)
-        has_node = ev["node_id"].notna().to_numpy(bool) & ev["observer"].notna().to_numpy(bool)
-        node_ev = ev.loc[has_node, ["time", "observer", "kind", "node_id"]]
-        # one factorisation over acked ids then event ids: codes index `self.nodes`
-        all_ids = pd.concat([self.acks["node_id"], node_ev["node_id"]], ignore_index=True)
-        codes, uniques = pd.factorize(all_ids.to_numpy(dtype=object))
+        # the node events: a node id and an observer (column arrays and masks, no row selection
+        # of the string column)
+        ids = ev["node_id"]
+        id_present = ids.notna().to_numpy(bool)
+        obs_present = ev["observer"].notna().to_numpy(bool)
+        has_node = id_present & obs_present
+        if not obs_present[id_present].all():  # ids seen without an observer are no node's evidence
+            ids = ids[has_node]
+        # one factorisation over acked ids then event ids: codes index `self.nodes`, uniques in
+        # order of first appearance (on the string dtype itself: no million-object array)
+        all_ids = pd.concat([self.acks["node_id"], ids], ignore_index=True)
+        codes, uniques = pd.factorize(all_ids)  # a missing id: code -1 (masked out below)
+        self.node_ids = pd.array(uniques, dtype="str")  # the same ids, for building str columns by take
         self.nodes = np.asarray(uniques, dtype=object)
         n_ack = len(self.acks)
         self.ack_node = codes[:n_ack]
         self.ack_at = np.full(len(self.nodes), np.nan)
         self.ack_at[self.ack_node] = self.acks["ack_at"].to_numpy()
-        self.ev_node = codes[n_ack:]
-        obs_cat = node_ev["observer"].astype(pd.CategoricalDtype(self.observers))
-        self.ev_obs = obs_cat.cat.codes.to_numpy(np.int64)
-        self.ev_time = node_ev["time"].to_numpy(np.float64)
-        self.ev_kind = node_ev["kind"].astype(object).to_numpy()
+        ev_codes = codes[n_ack:]
+        self.ev_node = ev_codes[has_node] if len(ev_codes) == len(ev) else ev_codes
+        obs_cat = ev["observer"].astype(pd.CategoricalDtype(self.observers))
+        self.ev_obs = obs_cat.cat.codes.to_numpy(np.int64)[has_node]
+        self.ev_time = ev["time"].to_numpy(np.float64)[has_node]
+        kind = ev["kind"]
+        if not isinstance(kind.dtype, pd.CategoricalDtype):
+            kind = kind.astype(object).astype("category")
+        self._kind_codes = kind.cat.codes.to_numpy()[has_node]
+        self._kind_names = {str(k): i for i, k in enumerate(kind.cat.categories)}
         self.n_obs = len(self.observers)
         self.obs_index = obs_index
 
     def pair(self, obs: np.ndarray, node: np.ndarray) -> np.ndarray:
         return node.astype(np.int64) * self.n_obs + obs.astype(np.int64)
+
+    def kind_is(self, kind: str) -> np.ndarray:
+        """Mask of the node events of this kind (compares integer codes, not strings)."""
+        code = self._kind_names.get(kind)
+        return np.zeros(len(self._kind_codes), bool) if code is None else self._kind_codes == code
 
 
 # ---------------------------------------------------------------------------------------
@@ -86,13 +109,11 @@ class _Coded:
 def _interval_arrays(c: _Coded) -> dict[str, np.ndarray]:
     """Core of `intervals`: arrays pair, state (1 present), start, end, sorted by pair then start."""
     n_obs = c.n_obs
-    kinds = c.ev_kind
-    is_enter = kinds == "enter"
-    is_trans = is_enter | (kinds == "leave")
+    is_enter = c.kind_is("enter")
+    is_trans = is_enter | c.kind_is("leave")
     t_pair = c.pair(c.ev_obs[is_trans], c.ev_node[is_trans])
     t_time = c.ev_time[is_trans]
     t_state = is_enter[is_trans].astype(np.int8)
-    t_seq = np.arange(len(t_pair))
 
     # earliest knowledge of each (node, observer): ack time, or first seen in that view
     n_pairs = len(c.nodes) * n_obs
@@ -110,23 +131,24 @@ def _interval_arrays(c: _Coded) -> dict[str, np.ndarray]:
     u_pair = np.flatnonzero(in_universe)
 
     # initial state: absent, unless the first transition seen is a leave (present before watching)
-    order = np.lexsort((t_seq, t_time, t_pair))
+    order = _pair_time_order(t_pair, t_time)  # stable: ties keep file order
     t_pair, t_time, t_state = t_pair[order], t_time[order], t_state[order]
     group_first = np.ones(len(t_pair), bool)
     group_first[1:] = t_pair[1:] != t_pair[:-1]
     first_state = np.zeros(n_pairs, np.int8)  # pairs without transitions: first_state 0 -> initial 0
     first_state[t_pair[group_first]] = t_state[group_first]
-    init_state = np.where(np.isin(u_pair, t_pair[group_first]), 1 - first_state[u_pair], 0).astype(np.int8)
+    has_transition = np.zeros(n_pairs, bool)
+    has_transition[t_pair] = True
+    init_state = np.where(has_transition[u_pair], 1 - first_state[u_pair], 0).astype(np.int8)
     init_time = known[u_pair]
     init_time = np.where(init_state == 1, np.minimum(init_time, 0.0), init_time)  # present since before t=0
 
-    # merge start rows (rank 0) with transitions (rank 1), then keep only real state changes
+    # merge start rows with transitions, a start row first at equal times (it comes first in the
+    # concatenation and the sort is stable), then keep only real state changes
     pair = np.concatenate([u_pair, t_pair])
     time = np.concatenate([init_time, t_time])
     state = np.concatenate([init_state, t_state])
-    rank = np.concatenate([np.zeros(len(u_pair), np.int8), np.ones(len(t_pair), np.int8)])
-    seq = np.arange(len(pair))
-    order = np.lexsort((seq, rank, time, pair))
+    order = _pair_time_order(pair, time)
     pair, time, state = pair[order], time[order], state[order]
     new_group = np.ones(len(pair), bool)
     new_group[1:] = pair[1:] != pair[:-1]
@@ -145,6 +167,32 @@ def _interval_arrays(c: _Coded) -> dict[str, np.ndarray]:
     return {"pair": pair[~drop], "state": state[~drop], "start": time[~drop], "end": end[~drop], "known": known}
 
 
+def _pair_time_order(pair: np.ndarray, time: np.ndarray) -> np.ndarray:
+    """np.lexsort((time, pair)), the stable sort by pair then time, at about half the cost:
+    the times are replaced by their ranks (equal times, NaNs included, share one) and the sort
+    runs on one integer key."""
+    if len(pair) == 0:
+        return np.lexsort((time, pair))
+    uniq, time_rank = np.unique(time, return_inverse=True)
+    width = len(uniq)
+    if int(pair.max()) >= (1 << 62) // max(width, 1) or int(pair.min()) < 0:
+        return np.lexsort((time, pair))  # the key would overflow
+    return np.argsort(pair.astype(np.int64) * width + time_rank.reshape(-1), kind="stable")
+
+
+def _block_order(pair: np.ndarray, key: np.ndarray) -> np.ndarray:
+    """For rows grouped in runs of equal `pair`: the stable order that sorts whole runs by
+    `key` (one value per run, read at its first row), rows within a run kept in place."""
+    if len(pair) == 0:
+        return np.zeros(0, np.int64)
+    starts = np.flatnonzero(np.concatenate([[True], pair[1:] != pair[:-1]]))
+    lengths = np.diff(np.append(starts, len(pair)))
+    runs = np.argsort(key[starts], kind="stable")
+    lengths = lengths[runs]
+    offsets = np.repeat(starts[runs] - (np.cumsum(lengths) - lengths), lengths)
+    return offsets + np.arange(len(pair))
+
+
 def _node_rank(c: _Coded) -> np.ndarray:
     """Display/sort order of nodes: by ack time, else first seen anywhere, then id."""
     first_any = np.full(len(c.nodes), np.inf)
@@ -160,9 +208,11 @@ def _intervals_frame(c: _Coded, arr: dict[str, np.ndarray]) -> pd.DataFrame:
     node = arr["pair"] // c.n_obs
     obs = arr["pair"] % c.n_obs
     rank = _node_rank(c)
-    order = np.lexsort((arr["start"], rank[node], obs))
+    # np.lexsort((start, rank[node], obs)): rows come sorted by pair then start, and a pair is
+    # one (node, observer), so sorting whole pairs by (observer, rank) gives the same order
+    order = _block_order(arr["pair"], obs * len(c.nodes) + rank[node])
     return pd.DataFrame({
-        "node_id": pd.array(c.nodes[node[order]], dtype="str"),
+        "node_id": c.node_ids.take(node[order]),
         "observer": pd.Categorical.from_codes(obs[order], categories=c.observers),
         "state": pd.Categorical.from_codes(1 - arr["state"][order].astype(np.int64), categories=list(STATES)),
         "start": arr["start"][order],
@@ -214,11 +264,12 @@ def _lifecycle(c: _Coded, arr: dict[str, np.ndarray]) -> pd.DataFrame:
     stale_s = np.where(ever_present, np.maximum(first_present - known, 0.0), np.nan)
 
     # documents: the last doc_insert/doc_delete per (node, observer) decides
-    is_doc = (c.ev_kind == "doc_insert") | (c.ev_kind == "doc_delete")
+    is_insert = c.kind_is("doc_insert")
+    is_doc = is_insert | c.kind_is("doc_delete")
     d_pair = c.pair(c.ev_obs[is_doc], c.ev_node[is_doc])
     d_time = c.ev_time[is_doc]
-    d_ins = (c.ev_kind[is_doc] == "doc_insert")
-    d_order = np.lexsort((np.arange(len(d_pair)), d_time, d_pair))
+    d_ins = is_insert[is_doc]
+    d_order = _pair_time_order(d_pair, d_time)
     d_pair, d_ins = d_pair[d_order], d_ins[d_order]
     d_last = np.ones(len(d_pair), bool)
     d_last[:-1] = d_pair[1:] != d_pair[:-1]
@@ -231,7 +282,7 @@ def _lifecycle(c: _Coded, arr: dict[str, np.ndarray]) -> pd.DataFrame:
     order = np.lexsort((rank[node], obs))
     acked = ~np.isnan(c.ack_at[node])
     return pd.DataFrame({
-        "node_id": pd.array(c.nodes[node[order]], dtype="str"),
+        "node_id": c.node_ids.take(node[order]),
         "observer": pd.Categorical.from_codes(obs[order], categories=c.observers),
         "acknowledged": acked[order],
         "known_at": known[order],

@@ -202,3 +202,201 @@ def test_trace_is_appended_line_by_line_and_survives_a_cut_last_line(tmp_path: P
 def test_a_run_without_a_trace_loads_with_an_empty_one(tmp_path: Path) -> None:
     run = load_run(record_scenario(tmp_path / "run"))
     assert run.trace == []
+
+
+# -- load_run through pyarrow: exactly the pure-Python path's frames -----------------------------
+
+pyarrow = pytest.importorskip("pyarrow")
+
+
+def _load_both(path: Path, monkeypatch: pytest.MonkeyPatch):
+    """load_run's events through pyarrow and through the pure-Python path: (frame, warnings) or the error."""
+    from repro_kit import recording
+
+    out = []
+    for use_arrow in (True, False):
+        monkeypatch.setattr(recording, "_USE_ARROW", use_arrow)
+        try:
+            run = load_run(path)
+            out.append((run.events, run.warnings, run.history))
+        except ValueError as err:
+            out.append(("error", str(err)))
+    monkeypatch.setattr(recording, "_USE_ARROW", True)
+    return out
+
+
+def _assert_same(path: Path, monkeypatch: pytest.MonkeyPatch, *, arrow: bool) -> None:
+    """Both paths give the same frames and warnings (or the same error); `arrow`: pyarrow read it."""
+    import pandas as pd
+
+    from repro_kit import recording
+
+    fast, slow = _load_both(path, monkeypatch)
+    if isinstance(slow[0], str) or isinstance(fast[0], str):  # ("error", message)
+        assert fast == slow
+    else:
+        pd.testing.assert_frame_equal(fast[0], slow[0], check_exact=True, check_categorical=True,
+                                      check_column_type=True, check_index_type=True)
+        assert fast[0]["observer"].cat.categories.tolist() == slow[0]["observer"].cat.categories.tolist()
+        assert fast[0]["kind"].cat.categories.tolist() == slow[0]["kind"].cat.categories.tolist()
+        for col in fast[0].columns[7:]:  # extra keys: the very values json.loads gave (1 stays int, not 1.0)
+            assert [(type(v), v) for v in fast[0][col]] == [(type(v), v) for v in slow[0][col]]
+        assert fast[1] == slow[1]
+        pd.testing.assert_frame_equal(fast[2], slow[2])
+    used = recording._load_events_arrow(path / EVENTS_FILE) is not None
+    assert used == arrow, f"pyarrow path {'not ' if arrow else ''}taken for {path.name}"
+
+
+def _write_events(path: Path, lines: list[str], meta: bool = True) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    if meta:
+        (path / META_FILE).write_text('{"backend": "synthetic"}')
+    (path / EVENTS_FILE).write_text("".join(lines))
+    return path
+
+
+def _ev(**fields) -> str:
+    return json.dumps({"time": 1.0, "observer": "device", "kind": "counts", **fields}) + "\n"
+
+
+@pytest.mark.parametrize("kwargs", [
+    {}, {"loss": False}, {"deploy_at_s": None}, {"vanish": (3, 30.0, 40.0), "atlas_late": {2: 4.0}},
+    {"finish": False, "end_s": 60.0}, {"writes": 1},
+])
+def test_pyarrow_reads_the_synthetic_runs_as_the_python_path(tmp_path, monkeypatch, kwargs):
+    _assert_same(record_scenario(tmp_path / "run", **kwargs), monkeypatch, arrow=True)
+
+
+def test_pyarrow_reads_an_emulator_run_as_the_python_path(tmp_path, monkeypatch):
+    from repro_kit.client import connect
+    from repro_kit.writer import run_test
+
+    run_test(connect(seed=1, resync_delay_s=10.0), 6, 1.0, 2.5, 20.0, out=tmp_path / "emu", progress=False)
+    _assert_same(tmp_path / "emu", monkeypatch, arrow=True)
+    run_test(connect(seed=2, encoding="diff"), 4, 1.0, None, 5.0, out=tmp_path / "clean", progress=False)
+    _assert_same(tmp_path / "clean", monkeypatch, arrow=True)
+
+
+def test_pyarrow_reads_the_benchmark_run_as_the_python_path(tmp_path, monkeypatch):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks.analysis import synthesise
+
+    synthesise(tmp_path / "bench", events=3_000, seed=5)
+    _assert_same(tmp_path / "bench", monkeypatch, arrow=True)
+
+
+def test_pyarrow_and_python_agree_on_a_cut_last_line(tmp_path, monkeypatch):
+    path = record_scenario(tmp_path / "run", finish=False)
+    with open(path / EVENTS_FILE, "a") as fh:
+        fh.write('{"time": 190.0, "observer": "dev')
+    _assert_same(path, monkeypatch, arrow=True)
+    assert any("dropped an incomplete last line" in w for w in load_run(path).warnings)
+    # cut, then blank lines after it; and a last line that is valid JSON but not an object
+    (tmp_path / "b").mkdir()
+    lines = (path / EVENTS_FILE).read_text().splitlines(keepends=True)
+    _assert_same(_write_events(tmp_path / "b", lines[:-1] + ['{"time": 19\n', "\n", "   \n"]), monkeypatch, arrow=True)
+    _assert_same(_write_events(tmp_path / "c", lines[:-1] + ["[1, 2]\n"]), monkeypatch, arrow=True)
+    _assert_same(_write_events(tmp_path / "d", lines[:-1] + ['{"time": 1.0, "observer": "device", "kind": "co\xe9\n']),
+                 monkeypatch, arrow=True)
+
+
+@pytest.mark.parametrize("lines,arrow", [
+    ([], False),                                           # an empty events file
+    (["\n", "  \n"], False),                               # blank lines only
+    (['{"time": 1.0, "obs'], False),                       # the only line, cut
+    ([_ev(node_id=None, root_children=None)], True),      # explicit nulls
+    ([_ev(observer="watcher-2"), _ev(observer="atlas"), _ev(observer="a-view")], True),  # unknown observers sort after
+    ([_ev(kind="gossip"), _ev(time=None), _ev(time=3)], True),  # unknown kind, null time, an int time
+    ([_ev(), "\n", "   \n", _ev(time=2.0)], True),        # blank lines in the middle
+    ([_ev(), "{garbage\n", _ev()], False),                 # a bad line in the middle: the same error
+    ([_ev(), '{"time": 1} {"time": 2}\n', _ev()], False),  # two objects on a line: pyarrow would read it
+    ([_ev(), '{"time": 1},{"time": 2}\n', _ev()], False),  # json.loads reads this one (in a block)
+    ([_ev(), '{"time": 1},{"time": 2}\n'], False),         # ... and as the last line
+    ([_ev(), '{"time": 1, "time": 2, "observer": "device", "kind": "poll"}\n'], False),  # a repeated key
+    ([_ev().replace("\n", "\r\n"), _ev().replace("\n", "\r\n")], False),  # CRLF
+    ([_ev(node_id="caf\u00e9 \u2603"), _ev(node_id="\u00e9")], True),  # escaped non-ASCII
+    ([_ev(root_children="7"), _ev(root_children=3)], False),  # a count as a string: to_numeric's call
+    ([_ev(root_children=1.0), _ev()], False),
+    ([_ev(root_children=2 ** 60 + 1), _ev()], False),     # the Python path rounds through float64 there
+    ([_ev(root_children=2 ** 60 + 1), _ev(root_children=1)], False),
+    ([_ev(node_id=12), _ev()], False),                     # a number where a string belongs
+    ([_ev(time="1.5"), _ev()], False),
+    ([_ev(time=float("nan")), _ev(time=float("inf"))], True),  # NaN, Infinity: json.loads reads them too
+])
+def test_pyarrow_and_python_agree_line_by_line(tmp_path, monkeypatch, lines, arrow):
+    _assert_same(_write_events(tmp_path / "run", lines), monkeypatch, arrow=arrow)
+
+
+@pytest.mark.parametrize("lines,arrow", [
+    # extra keys of exact types: strings, ints, booleans, nulls, in order of first appearance
+    ([_ev(zeta=1, alpha="x"), _ev(mid=True), _ev(beta=None), _ev(alpha=None, zeta=2)], True),
+    ([_ev(late=None), _ev(), _ev(early="x"), _ev(late="y")], True),  # a key first seen holding null
+    ([_ev(a="b"), _ev(b=1, a="c")], True),                # the key's name first appears as a value
+    ([_ev(tags={"b": 1}), _ev(b=2)], False),              # ... or nested: a struct, the Python path
+    ([_ev(x=1), _ev(x=1.5)], False),                      # pyarrow would make 1 a 1.0
+    ([_ev(x="2024-05-01T10:00:00"), _ev(x="2024-05-02 10:00:00")], False),  # pyarrow: a timestamp
+    ([_ev(x=[1, 2]), _ev()], False),
+    ([_ev(x=1), _ev(x="a")], False),
+    ([_ev(x=2 ** 70), _ev()], False),
+    ([_ev(**{"we\u00efrd key": "v", "q\"uote": 1})], False),  # a backslash in the file
+    ([_ev(**{"we\u00efrd key": "v"}).replace("\\u00ef", "\u00ef"), _ev(plain=1)], True),
+])
+def test_pyarrow_and_python_agree_on_extra_keys(tmp_path, monkeypatch, lines, arrow):
+    _assert_same(_write_events(tmp_path / "run", lines), monkeypatch, arrow=arrow)
+
+
+def test_extra_keys_across_blocks_keep_the_order_of_first_appearance(tmp_path, monkeypatch):
+    """Many small blocks and chunks: columns in order of first appearance, and a key absent from a
+    whole chunk is None there as in any other row (never NaN)."""
+    import random
+
+    from repro_kit import recording
+
+    rng = random.Random(3)
+    lines = []
+    for i in range(4000):
+        extra = {}
+        if rng.random() < 0.01:  # one type per key (a key of two types goes to the Python path)
+            k = rng.randrange(12)
+            extra[f"k{k}"] = rng.choice([None, ("v", 7, False)[k % 3]])
+        lines.append(_ev(time=i * 0.1, node_id=f"n{i % 50}", kind="enter", **extra))
+    path = _write_events(tmp_path / "run", lines)
+    monkeypatch.setattr(recording, "_ARROW_BLOCK_BYTES", 4096)
+    monkeypatch.setattr(recording, "_CHUNK_BYTES", 8192)
+    _assert_same(path, monkeypatch, arrow=True)
+    events = load_run(path).events
+    keys = list(dict.fromkeys(k for line in lines for k in json.loads(line) if k[1:].isdigit()))
+    assert list(events.columns[7:]) == keys
+    assert all(v is None or v in ("v", 7, False) for col in keys for v in events[col])
+
+
+def test_invalid_utf8_is_replaced_as_the_python_path_does(tmp_path, monkeypatch):
+    path = _write_events(tmp_path / "run", [])
+    (path / EVENTS_FILE).write_bytes(_ev(node_id="n1").encode() + b'{"time": 2.0, "observer": "device", '
+                                     b'"kind": "enter", "node_id": "n\xff2"}\n' + _ev(node_id="n3").encode())
+    _assert_same(path, monkeypatch, arrow=False)
+    assert load_run(path).events["node_id"].tolist()[1] == "n\ufffd2"
+
+
+def test_an_extra_key_changing_type_between_blocks_is_read_safely(tmp_path, monkeypatch):
+    """pyarrow 26 crashes the process when a column it infers is a number in one block and a
+    boolean in a later one: extra keys are inferred in one block, where that is an error."""
+    from repro_kit import recording
+
+    lines = [_ev(x=7)] + [_ev(time=i * 0.1) for i in range(400)] + [_ev(x=True)]
+    path = _write_events(tmp_path / "run", lines)
+    monkeypatch.setattr(recording, "_ARROW_BLOCK_BYTES", 1024)
+    _assert_same(path, monkeypatch, arrow=False)
+    assert load_run(path).events["x"].iloc[[0, -1]].tolist() == [7, True]
+
+
+def test_without_pyarrow_the_python_path_reads_the_run(tmp_path, monkeypatch):
+    from repro_kit import recording
+
+    path = record_scenario(tmp_path / "run")
+    with_arrow = load_run(path)
+    monkeypatch.setattr(recording, "_arrow_modules", False)  # as when `import pyarrow` fails
+    assert recording._load_events_arrow(path / EVENTS_FILE) is None
+    __import__("pandas").testing.assert_frame_equal(load_run(path).events, with_arrow.events)
