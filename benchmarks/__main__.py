@@ -30,7 +30,13 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(rows))
     path = write_results(rows, args.out)
     print(f"\nwritten {path}")
-    return 1 if any("error" in r["details"] for r in rows) else 0  # a missed target is a finding, not a failure
+    failed = [r["figure"] for r in rows if "error" in r["details"]]
+    missed = [r["figure"] for r in rows if r["met"] is False and "error" not in r["details"]]
+    for figure in failed:
+        print(f"FAILED: {figure}", file=sys.stderr)
+    for figure in missed:
+        print(f"MISSED TARGET: {figure}", file=sys.stderr)
+    return 1 if failed or missed else 0
 
 
 if __name__ == "__main__":

@@ -175,7 +175,11 @@ class Actions:
         with self._lock:
             self.marks.append((self.session.now(), "deploy", field))
         self._drain_nemesis()
-        lines = [f"Deployed the optional field {field} ({bson_type}) at {self.session.now():.1f} s: {result.status}."]
+        now = self.session.now()
+        into = (f" ({now - control.t0:.1f} s into the Run test)"
+                if control is not None and self.running and control.t0 is not None else "")
+        lines = [f"Deployed the optional field {field} ({bson_type}) at {now:.1f} s of the session{into}: "
+                 f"{result.status}."]
         if self.session.mode == "production":
             delay = getattr(getattr(self.session, "params", None), "resync_delay_s", None)
             when = f" in about {delay:g} s" if delay is not None else " in a few minutes"

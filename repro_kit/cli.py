@@ -354,32 +354,41 @@ class Menu:
             while True:
                 try:
                     choice = self.ask("Choose a command (1-9, ? for the list): ")
-                except KeyboardInterrupt:
-                    self.say()
-                    if self.actions.running:
-                        self._show(self.actions.stop())
-                        interrupts = 0
-                        continue
-                    interrupts += 1
-                    if interrupts >= 2:
-                        self.say("Exiting.")
-                        return 130
-                    self.say("(Press Ctrl-C again to exit, or choose 9. Exit.)")
-                    continue
-                interrupts = 0
-                if choice is None:  # end of input: nothing more can be chosen
-                    return 0
-                try:
-                    if not self.handle(choice):
+                    interrupts = 0
+                    if choice is None:  # end of input: nothing more can be chosen
                         return 0
+                    try:
+                        if not self.handle(choice):
+                            return 0
+                    except ValueError as exc:
+                        self.say(f"error: {exc}")
                 except KeyboardInterrupt:
-                    self.say()
-                    self.say("Interrupted; back at the menu." + (" (Run test goes on; 8. Stop ends it.)"
-                                                                 if self.actions.running else ""))
-                except ValueError as exc:
-                    self.say(f"error: {exc}")
+                    interrupts = self._interrupted(interrupts)
+                    if interrupts >= 2:
+                        return 130
         finally:
             self.actions.close()
+
+    def _interrupted(self, interrupts: int) -> int:
+        """Ctrl-C: stop a running test (back to the prompt), else warn; a second one in a row
+        exits. A Ctrl-C that lands while this is being said counts as the next one."""
+        while True:
+            try:
+                self.say()
+                if self.actions.running:
+                    self._show(self.actions.stop())
+                    return 0
+                interrupts += 1
+                if interrupts >= 2:
+                    self.say("Exiting.")
+                    return interrupts
+                self.say("(Press Ctrl-C again to exit, or choose 9. Exit.)")
+                return interrupts
+            except KeyboardInterrupt:
+                interrupts += 1
+                if interrupts >= 2:
+                    self.say("Exiting.")
+                    return interrupts
 
     def _show(self, lines: list[str]) -> None:
         for line in lines:

@@ -18,6 +18,7 @@ from typing import Any, Callable
 from repro_kit import recording
 from repro_kit import scenario as _scenario
 from repro_kit._session import Session
+from repro_kit.emulator._scheduling import relaxed_gc
 from repro_kit.watcher import Watcher
 
 __all__ = ["add_to_root", "run_test", "RunControl", "validate_schedule", "DEFAULT_FIELD", "DEFAULT_BSON_TYPE"]
@@ -183,8 +184,13 @@ def run_test(
                 del pending[node_id]
                 rec.op(process=0, type="ok", f="add", value=node_id, time=rel(t))
 
-        nemesis_seen = len(session.nemesis_log())
-        halted = False
+        earlier = session.nemesis_log()
+        nemesis_seen = len(earlier)
+        last_state = next((e for e in reversed(earlier) if e["f"] in ("halt", "resume")), None)
+        halted = last_state is not None and last_state["f"] == "halt"
+        if halted:  # a deploy before this run halted translation: the run starts inside that halt, and says so
+            rec.op(process="nemesis", type="info", f="halt", time=0.0,
+                   value={**(last_state.get("value") or {}), "before_run": True, "halted_at_s": rel(last_state["time"])})
         held: list[int] = []
 
         def drain_nemesis() -> None:
@@ -247,6 +253,8 @@ def run_test(
         if control is not None:
             control.t0, control.end_s = t0, end
         stopped_at: float | None = None
+        gc_relaxed = relaxed_gc()
+        gc_relaxed.__enter__()  # the model runs without the collector rescanning its live state
         try:
             for at, kind, i in schedule:
                 if not wait_until(t0 + at):
@@ -278,6 +286,7 @@ def run_test(
             for node_id in list(pending):
                 rec.op(process=0, type="info", f="add", value=node_id, time=rel(session.now()))
         finally:
+            gc_relaxed.__exit__(None, None, None)
             if control is not None:
                 control._cancel_pending()
                 control.elapsed_s = session.now() - t0

@@ -40,11 +40,11 @@ pytestmark = pytest.mark.browser
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks"
-NAMES = ["01_setup", "02_write_and_deploy", "03_timeline", "04_sweeps"]
+NAMES = ["01_setup", "02_write_and_deploy", "03_timeline", "04_sweeps", "05_fleet"]
 #: Figures each notebook draws at least (as in test_notebooks.py).
-MIN_IMAGES = {"01_setup": 0, "02_write_and_deploy": 1, "03_timeline": 2, "04_sweeps": 3}
+MIN_IMAGES = {"01_setup": 0, "02_write_and_deploy": 1, "03_timeline": 2, "04_sweeps": 3, "05_fleet": 2}
 #: Rendered ipywidgets each notebook shows at least (02: the control panel's many widgets).
-MIN_WIDGETS = {"01_setup": 0, "02_write_and_deploy": 10, "03_timeline": 0, "04_sweeps": 0}
+MIN_WIDGETS = {"01_setup": 0, "02_write_and_deploy": 10, "03_timeline": 0, "04_sweeps": 0, "05_fleet": 0}
 LIVE_VARS = ("MONGODB_URI", "REPRO_KIT_APP_ID", "REALM_APP_ID", "MONGODB_ATLAS_PUBLIC_API_KEY",
              "MONGODB_ATLAS_PRIVATE_API_KEY")
 
@@ -856,7 +856,8 @@ def test_02_panel_deploy_schema_change(panel):
     panel.idle()
     field = panel.next_field()  # "tags": the notebook's panel has not deployed yet
     mark = panel.click("Deploy schema change")
-    m = panel.wait_line(r"Deployed the optional field (\w+) \(array<string>\) at [\d.]+ s: (\w+)\.", mark,
+    m = panel.wait_line(r"Deployed the optional field (\w+) \(array<string>\) at [\d.]+ s of the session"
+                          r"(?: \([\d.]+ s into the Run test\))?: (\w+)\.", mark,
                         "Deploy's line")
     assert (m[1], m[2]) == (field, "successful"), m[0]
     # production mode: translation halts; the re-import comes minutes later
@@ -948,7 +949,8 @@ def test_02_panel_deploy_during_a_run_then_stop(panel):
     _running(panel, end_s)
     field = panel.next_field()  # "tags_2" after the deploy above
     deploy_mark = panel.click("Deploy schema change")
-    m = panel.wait_line(r"Deployed the optional field (\w+) \(array<string>\) at [\d.]+ s: (\w+)\.", deploy_mark,
+    m = panel.wait_line(r"Deployed the optional field (\w+) \(array<string>\) at [\d.]+ s of the session"
+                          r"(?: \([\d.]+ s into the Run test\))?: (\w+)\.", deploy_mark,
                         "Deploy's line during the run")
     assert (m[1], m[2]) == (field, "successful"), m[0]
     assert panel.read()["running"], "the run ended before Stop (settle 60 s): the deploy was not during it"

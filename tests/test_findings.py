@@ -181,3 +181,16 @@ def test_report_json_matches_the_analysis(tmp_path, default):
     data = build_report(default)
     assert data["causes"] == [c.as_dict() for c in default.causes]
     json.dumps(data)
+
+
+def test_a_run_that_starts_inside_an_earlier_halt_is_inconclusive(tmp_path):
+    """Deploy, then start a run before the re-import: translation is halted all along."""
+    session = connect(seed=4)
+    session.deploy_schema_change("tags", "array<string>")
+    session.wait(1.5)
+    run_test(session, writes=4, deploy_at_s=None, settle_s=3.0, out=tmp_path / "run")
+    a = analyse(recording.load_run(tmp_path / "run"))
+    assert a.verdict.outcome == "inconclusive" and a.verdict.valid is None
+    assert "still halted" in a.inconclusive_reason
+    halt = a.nemesis("halt")[0]
+    assert halt[0] == 0.0 and halt[1]["before_run"] is True and halt[1]["halted_at_s"] < 0

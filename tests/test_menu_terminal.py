@@ -100,7 +100,7 @@ def test_the_reports_session_in_real_time(menu, tmp_path):
     menu.type("\n")
     menu.expect(r"BSON type \[array<string>\]: ")
     menu.type("\n")
-    menu.expect(r"Deployed the optional field tags \(array<string>\) at [\d.]+ s: successful\.")
+    menu.expect(r"Deployed the optional field tags \(array<string>\) at [\d.]+ s of the session \([\d.]+ s into the Run test\): successful\.")
     menu.expect(r'Adding node with text "Test node 8" \(0 remaining\)\n\t: User has 9 total nodes\n\t: Root has 8')
     menu.type("4\n")  # Print info during the halt: the device has every note, Atlas only the early ones
     info = menu.expect(r"Total node objects: (\d+)\nNumber of children in root: (\d+)\n"
