@@ -302,37 +302,44 @@ def load_fleet(path: str | os.PathLike[str]) -> FleetAnalysis:
     finals = ev[(ev["kind"].astype(str) == "final").to_numpy(bool)] if user_col else ev.iloc[0:0]
     leaves = ev[(ev["kind"].astype(str) == "leave").to_numpy(bool)] if user_col else ev.iloc[0:0]
     in_halt_end = halt[1] if halt is not None and halt[1] is not None else run.end_s
-    rows = []
-    losses = []
-    leave_at = {(int(u), str(n)): float(t) for u, n, t in zip(leaves.get("user", []), leaves["node_id"], leaves["time"])}
-    acked_by_user: dict[int, list[str]] = {}
-    for process, node in zip(acked["process"], acked["node_id"]):
-        acked_by_user.setdefault(int(process), []).append(str(node))
-    written_by_user = invokes.groupby(invokes["process"].astype(int))["time"]
-    for final in finals.itertuples(index=False):
-        user = int(getattr(final, "user"))
-        children = set(getattr(final, "children") or [])
-        lost = [n for n in acked_by_user.get(user, []) if n not in children]
-        times = [leave_at.get((user, n), math.nan) for n in lost]
-        losses += [{"user": user, "node_id": n, "lost_at_s": t} for n, t in zip(lost, times)]
-        try:
-            written = written_by_user.get_group(user).to_numpy()
-        except KeyError:
-            written = np.empty(0)
-        in_halt = int(((written >= halt[0]) & (written <= in_halt_end)).sum()) if halt is not None else 0
-        rows.append({"user": user, "notes_written": int(len(written)), "notes_written_in_halt": in_halt,
-                     "orphaned": len(lost), "first_loss_at_s": min(times) if times else math.nan,
-                     "root_children": int(getattr(final, "root_children")),
-                     "nodes_total": int(getattr(final, "nodes_total"))})
-    users = pd.DataFrame(rows, columns=["user", "notes_written", "notes_written_in_halt", "orphaned",
-                                        "first_loss_at_s", "root_children", "nodes_total"]).sort_values("user")
+    # per user, vectorised: what they wrote (and while halted), what the server acknowledged,
+    # and which acknowledged notes their device's root no longer holds at the end
+    written = pd.DataFrame({"user": invokes["process"].astype(int).to_numpy(),
+                            "time": invokes["time"].to_numpy(float)})
+    written["in_halt"] = ((written["time"] >= halt[0]) & (written["time"] <= in_halt_end)) if halt is not None \
+        else False
+    per_user = written.groupby("user").agg(notes_written=("time", "size"), notes_written_in_halt=("in_halt", "sum"))
+    ack = pd.DataFrame({"user": acked["process"].astype(int).to_numpy(),
+                        "node_id": pd.Series(acked["node_id"].astype(str).to_numpy(), dtype=object)}).drop_duplicates()
+    children = list(finals["children"]) if len(finals) else []
+    final = pd.DataFrame({"user": finals["user"].astype(int).to_numpy() if len(finals) else np.empty(0, int),
+                          "root_children": finals["root_children"].astype(int).to_numpy() if len(finals) else [],
+                          "nodes_total": finals["nodes_total"].astype(int).to_numpy() if len(finals) else []})
+    kept = pd.DataFrame({"user": np.repeat(final["user"].to_numpy(), [len(c or []) for c in children]),
+                         "node_id": pd.Series([n for c in children for n in (c or [])], dtype=object)})
+    merged = ack.merge(kept.assign(kept=True), on=["user", "node_id"], how="left")
+    lost = merged.loc[merged["kept"].isna() & merged["user"].isin(final["user"]), ["user", "node_id"]]
+    left_at = pd.DataFrame({"user": leaves["user"].astype(int).to_numpy() if len(leaves) else np.empty(0, int),
+                            "node_id": pd.Series(leaves["node_id"].astype(str).to_numpy() if len(leaves) else [],
+                                                 dtype=object),
+                            "lost_at_s": leaves["time"].to_numpy(float) if len(leaves) else np.empty(0)})
+    left_at = left_at.groupby(["user", "node_id"], as_index=False)["lost_at_s"].max()
+    losses = lost.merge(left_at, on=["user", "node_id"], how="left").reset_index(drop=True)
+    by_loss = losses.groupby("user").agg(orphaned=("node_id", "size"), first_loss_at_s=("lost_at_s", "min"))
+    users = final.set_index("user").join(per_user).join(by_loss)
+    users = users.fillna({"notes_written": 0, "notes_written_in_halt": 0, "orphaned": 0}).reset_index()
+    for col in ("notes_written", "notes_written_in_halt", "orphaned", "root_children", "nodes_total"):
+        users[col] = users[col].astype(int)
+    users["first_loss_at_s"] = users["first_loss_at_s"].astype(float)
+    users = users[["user", "notes_written", "notes_written_in_halt", "orphaned", "first_loss_at_s", "root_children",
+                   "nodes_total"]].sort_values("user")
     batches = ev[(ev["kind"].astype(str) == "batch").to_numpy(bool)] if user_col else ev.iloc[0:0]
     n_batches = run.meta.get("reimport_batches")
     if n_batches is None:
         resume_values = nem.loc[(nem["f"].astype(str) == "resume").to_numpy(bool), "value"]
         n_batches = sum(int(v.get("batches", 0)) for v in resume_values if isinstance(v, dict)) or len(batches)
     return FleetAnalysis(path=Path(path), meta=run.meta, users=users.reset_index(drop=True),
-                         losses=pd.DataFrame(losses, columns=["user", "node_id", "lost_at_s"]),
+                         losses=losses[["user", "node_id", "lost_at_s"]],
                          halt=halt, batches=int(n_batches),
                          deploy_at_s=float(deploy.min()) if len(deploy) else None)
 
