@@ -104,11 +104,14 @@ class Device:
         applied (then rebased here by the merge rules): its format is not checked again
         on every device.
         """
-        ot.apply(self.state, changeset, validate=not validated)
+        if validated:
+            erases, root_pks = ot.apply_trusted(self.state, changeset)  # one lookup for both
+        else:
+            ot.apply(self.state, changeset)
+            erases, root_pks = ot.root_effects(changeset)  # computed once per changeset, for every device
         cache = self._root_cache
         if cache is None:
             return
-        erases, root_pks = ot.root_effects(changeset)  # computed once per changeset, for every device
         if erases:
             self._root_cache = None
             return

@@ -326,6 +326,21 @@ def _compiled(changeset: Changeset) -> list[tuple[Any, ...]] | None:
 _ROOT_FIELDS = frozenset({"isRoot", "owner_id"})
 
 
+def apply_trusted(state: State, changeset: Changeset) -> tuple[bool, tuple[str, ...]]:
+    """`apply(state, changeset, validate=False)`, returning the changeset's `root_effects`
+    from the same cache lookup (a device's download path does both for every download)."""
+    entry = _compiled_entry(changeset)
+    steps = entry[1]
+    if steps is None:
+        entry[1] = False
+        _apply_all(state, changeset["instructions"])
+    else:
+        if steps is False:
+            steps = entry[1] = _compile(changeset["instructions"])
+        _apply_steps(state, steps)
+    return entry[2]
+
+
 def root_effects(changeset: Changeset) -> tuple[bool, tuple[str, ...]]:
     """(erases an object?, pks whose isRoot/owner_id it sets): what may change which object is
     an owner's root. Computed once per changeset object, for every device that applies it."""
