@@ -300,15 +300,17 @@ class Analysis:
         if "ok" in adds:
             at = f" as server version {created}" if created is not None else ""
             steps.append(Step(adds["ok"], "sync server", f"integrated it{at} and acknowledged it"))
-        for t, value in self.nemesis("halt"):
-            if "invoke" in adds and t > adds["invoke"] + 300:
-                continue
+        record = ev.discard_of(node)
+        lost_by = float(record["time"]) if record is not None and record.get("time") is not None else self.run.end_s
+        halts = [(t, v) for t, v in self.nemesis("halt") if t <= lost_by]
+        for t, value in halts[-1:]:  # the halt the loss came out of: the last one before it
             snap = value.get("snapshot_version") if isinstance(value, dict) else None
             docs = value.get("snapshot_docs") if isinstance(value, dict) else None
             detail = f" at server version {snap}" if snap is not None else ""
             count = f" ({docs} documents)" if docs is not None else ""
-            steps.append(Step(t, "translator", f"the schema deploy halted translation and snapshotted Atlas{detail}{count}"))
-        record = ev.discard_of(node)
+            earlier = " (before this run began)" if isinstance(value, dict) and value.get("before_run") else ""
+            steps.append(Step(t, "translator", f"the schema deploy halted translation and snapshotted "
+                                               f"Atlas{detail}{count}{earlier}"))
         cause = next((c for c in self.causes if node in c.nodes), None)
         if record is None or cause is None:
             why = ("the trace shows no instruction that removed it" if self.trace_available
