@@ -2,8 +2,8 @@
 
 An investigation asks "for which deploy times, write rates, resync delays, batch sizes
 and encodings are nodes lost?". `sweep` answers with every scenario run in virtual time,
-in memory (no run directory), across every core, deterministically: the same scenarios
-give the same frame, row for row, whatever the number of processes.
+in memory (no run directory), across every core or on a Dask cluster, deterministically:
+the same scenarios give the same frame, row for row, whatever executes them.
 """
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ import dataclasses
 import itertools
 import math
 import os
+import re
 import sys
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, Executor, Future, ProcessPoolExecutor, wait
 from typing import Any
 
 import numpy as np
@@ -42,6 +43,14 @@ RESULT_COLUMNS = ("nodes_created", "lost_count", "orphaned", "root_children", "n
 
 #: Above this many scenarios, a progress bar shows by default (when stderr is a terminal).
 PROGRESS_THRESHOLD = 50
+
+#: Scenarios go to workers in batches, one task each: about this many batches per worker
+#: (small enough that the last ones finish together), and on an executor or a Dask cluster at
+#: least _MIN_BATCH scenarios a task (a scenario takes tens of milliseconds; a Dask task costs
+#: about a millisecond to schedule).
+_BATCHES_PER_WORKER = 32
+_MIN_BATCH = 8
+_SCHEDULER_ADDRESS = re.compile(r"^[a-z][a-z0-9+.-]*://\S+$")
 
 
 class MemoryRecorder:
@@ -176,11 +185,71 @@ def run_scenario(scenario: Mapping[str, Any]) -> dict[str, Any]:
     return analyse(run).figures()
 
 
+def _run_batch(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One task: a batch of scenarios, in order (module level, so any executor can pickle it)."""
+    return [run_scenario(s) for s in batch]
+
+
+def _batches(todo: list[dict[str, Any]], workers: int, floor: int) -> list[list[dict[str, Any]]]:
+    size = max(1, math.ceil(len(todo) / (workers * _BATCHES_PER_WORKER)))
+    size = max(size, min(floor, math.ceil(len(todo) / workers)))  # never leave a worker idle for the floor
+    return [todo[i:i + size] for i in range(0, len(todo), size)]
+
+
+def _executor_workers(executor: Executor) -> int:
+    """How many tasks the executor runs at once, as far as it tells (else this machine's cores)."""
+    client = getattr(executor, "_client", None)  # dask.distributed's ClientExecutor
+    if client is not None:
+        try:
+            return max(1, sum(client.nthreads().values()))
+        except Exception:  # noqa: BLE001 - a guess for batch sizes only
+            pass
+    workers = getattr(executor, "_max_workers", None)  # the standard library's pools
+    return workers if isinstance(workers, int) and workers > 0 else (os.cpu_count() or 1)
+
+
+def _run_on(executor: Executor, batches: list[list[dict[str, Any]]], bar: Any) -> list[dict[str, Any]]:
+    """Every batch through `executor`; results in input order, the bar advanced as batches finish.
+
+    On the first failure the batches not yet started are cancelled and the error raised. The
+    executor itself is left as it is (its owner shuts it down)."""
+    futures: list[Future] = []
+    sizes: dict[Future, int] = {}
+    pending: set[Future] = set()
+    try:
+        for batch in batches:
+            future = executor.submit(_run_batch, batch)
+            futures.append(future)
+            sizes[future] = len(batch)
+            pending.add(future)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            for future in done:
+                future.result()  # raises the batch's error
+                if bar is not None:
+                    bar.update(sizes[future])
+    except BaseException:
+        for future in pending:
+            future.cancel()
+        raise
+    return [row for future in futures for row in future.result()]
+
+
+def _dask_client(scheduler: str) -> Any:
+    """A dask.distributed Client for the scheduler at `scheduler` (imported only here)."""
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ValueError("scheduler: needs dask.distributed, which is not installed "
+                         "(pip install 'dask[distributed]')") from None
+    return Client(scheduler, set_as_default=False)
+
+
 # -- the sweep -----------------------------------------------------------------------------
 
 
-def sweep(scenarios: Any = None, *, processes: int | None = None, progress: bool | None = None,
-          **grid: Any) -> pd.DataFrame:
+def sweep(scenarios: Any = None, *, processes: int | None = None, executor: Executor | None = None,
+          scheduler: str | None = None, progress: bool | None = None, **grid: Any) -> pd.DataFrame:
     """Run every scenario on the emulator; one row per scenario, in input order.
 
     `scenarios`: a list of dicts or a DataFrame whose keys are among `SCENARIO_DEFAULTS`
@@ -189,13 +258,28 @@ def sweep(scenarios: Any = None, *, processes: int | None = None, progress: bool
     cartesian product is run (for each scenario, when both are given; a grid key
     overrides the same key in a scenario, so `scenarios` can hold a base). A missing key
     takes its default; `deploy_at_s=None` means no deploy.
-    `processes`: worker processes (None: every core; 1: in this process).
+    Where they run (at most one of the three):
+    `processes`: worker processes on this machine (None: every core; 1: in this process);
+    `executor`: any `concurrent.futures.Executor` of the caller's (a thread or process pool,
+    `dask.distributed.Client(...).get_executor()`); sweep submits to it and leaves it open;
+    `scheduler`: a Dask scheduler's address ("tcp://host:8786"): sweep connects a
+    `dask.distributed.Client`, runs on its workers and closes the client (needs
+    `dask[distributed]`; the workers need repro_kit installed).
+    Scenarios travel in batches, one task per batch. The rows are the same whatever runs them.
     `progress`: a progress bar (None: when over 50 scenarios and stderr is a terminal).
     Returns the inputs (defaults filled in) plus `RESULT_COLUMNS`.
     Raises ValueError naming the first bad key or value, before running anything.
     """
     if processes is not None and (isinstance(processes, bool) or not isinstance(processes, int) or processes < 1):
         raise ValueError(f"processes: must be a positive integer or None, got {processes!r}")
+    if executor is not None and not isinstance(executor, Executor):
+        raise ValueError(f"executor: must be a concurrent.futures.Executor, got {type(executor).__name__}")
+    if scheduler is not None and (not isinstance(scheduler, str) or not _SCHEDULER_ADDRESS.match(scheduler)):
+        raise ValueError(f"scheduler: must be a Dask scheduler address such as 'tcp://host:8786', got {scheduler!r}")
+    given = [name for name, value in (("processes", processes), ("executor", executor), ("scheduler", scheduler))
+             if value is not None]
+    if len(given) > 1:
+        raise ValueError(f"{', '.join(given)}: give at most one of processes, executor and scheduler")
     if progress is not None and not isinstance(progress, bool):
         raise ValueError(f"progress: must be True, False or None, got {progress!r}")
     expanded = _expand(scenarios, grid)
@@ -207,6 +291,7 @@ def sweep(scenarios: Any = None, *, processes: int | None = None, progress: bool
         columns.update(dict.fromkeys(s))
     if progress is None:
         progress = len(todo) > PROGRESS_THRESHOLD and sys.stderr.isatty()
+    client = _dask_client(scheduler) if scheduler is not None and todo else None  # after validation
     workers = min(processes or os.cpu_count() or 1, max(1, len(todo)))
 
     bar = None
@@ -216,21 +301,24 @@ def sweep(scenarios: Any = None, *, processes: int | None = None, progress: bool
         bar = tqdm(total=len(todo), unit="scenario", desc="sweep")
     results: list[dict[str, Any]] = []
     try:
-        if workers == 1:
+        if client is not None:
+            pool = client.get_executor()
+            results = _run_on(pool, _batches(todo, _executor_workers(pool), _MIN_BATCH), bar)
+        elif executor is not None:
+            results = _run_on(executor, _batches(todo, _executor_workers(executor), _MIN_BATCH), bar)
+        elif workers == 1:
             for s in todo:
                 results.append(run_scenario(s))
                 if bar is not None:
                     bar.update(1)
         else:
-            chunksize = max(1, len(todo) // (workers * 8))
             with ProcessPoolExecutor(max_workers=workers) as pool:
-                for result in pool.map(run_scenario, todo, chunksize=chunksize):
-                    results.append(result)
-                    if bar is not None:
-                        bar.update(1)
+                results = _run_on(pool, _batches(todo, workers, 1), bar)
     finally:
         if bar is not None:
             bar.close()
+        if client is not None:
+            client.close()
 
     rows = [{**{k: s.get(k, SCENARIO_DEFAULTS[k]) for k in columns}, **r} for s, r in zip(todo, results)]
     frame = pd.DataFrame(rows, columns=[*columns, *RESULT_COLUMNS])
