@@ -153,13 +153,19 @@ class Analysis:
         end = float(after["time"].max()) if len(after) else self.run.end_s
         return start, max(end, start)
 
-    def nemesis(self, f: str) -> list[tuple[float, Any]]:
-        """(time, value) of every nemesis op named `f` ("deploy", "halt", "resume"), in time order."""
+    @functools.cached_property
+    def _nemesis_ops(self) -> pd.DataFrame:
         h = self.run.history
         if h.empty:
+            return h
+        return h.loc[(h["process"].astype(str) == "nemesis").to_numpy(bool)].sort_values("time", kind="stable")
+
+    def nemesis(self, f: str) -> list[tuple[float, Any]]:
+        """(time, value) of every nemesis op named `f` ("deploy", "halt", "resume"), in time order."""
+        sub = self._nemesis_ops
+        if sub.empty:
             return []
-        mask = (h["process"].astype(str) == "nemesis").to_numpy(bool) & (h["f"].astype(object) == f).to_numpy(bool)
-        sub = h.loc[mask].sort_values("time", kind="stable")
+        sub = sub.loc[(sub["f"].astype(object) == f).to_numpy(bool)]
         return [(float(t), v) for t, v in zip(sub["time"], sub["value"])]
 
     # -- the evidence --------------------------------------------------------------------
