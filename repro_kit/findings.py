@@ -21,7 +21,7 @@ from . import timeline
 from .causes import Cause, Evidence, Explanation, Step, changeset_label, describe_instruction, group_causes
 from .recording import Run
 
-__all__ = ["Analysis", "analyse", "check", "Verdict", "OUTCOMES"]
+__all__ = ["Analysis", "analyse", "as_analysis", "check", "Verdict", "OUTCOMES"]
 
 OUTCOMES = ("lost", "clean", "inconclusive")
 _DEVICE = "device"
@@ -376,6 +376,15 @@ def _order(step: Step) -> tuple[float, int]:
 def analyse(run: Run, stale_threshold_s: float = 1.0) -> Analysis:
     """The one analysis of `run` (a loaded run directory, or an in-memory run from a sweep)."""
     return Analysis(run, stale_threshold_s)
+
+
+def as_analysis(run: Run | Analysis) -> Analysis:
+    """Callers may hand a Run (analysed here, once) or the Analysis they already hold."""
+    if isinstance(run, Analysis):
+        return run
+    if isinstance(run, Run):
+        return analyse(run)
+    raise ValueError(f"run: must be a Run or an Analysis, got {type(run).__name__}")
 
 
 def check(run: Run, stale_threshold_s: float = 1.0) -> Verdict:

@@ -22,7 +22,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from .causes import describe_instruction
-from .findings import Analysis, analyse
+from .findings import Analysis, as_analysis
 from .recording import Run
 
 __all__ = ["swimlane", "counts", "timeline_figure", "sequence_diagram", "export", "STATE_COLORS", "FORMATS"]
@@ -37,14 +37,6 @@ _X_LABEL = "seconds since run start"
 
 # ---------------------------------------------------------------------------------------
 # What to mark
-
-
-def _analysis(run: Run | Analysis) -> Analysis:
-    if isinstance(run, Analysis):
-        return run
-    if isinstance(run, Run):
-        return analyse(run)
-    raise ValueError(f"run: must be a Run or an Analysis, got {type(run).__name__}")
 
 
 def _x_end(a: Analysis) -> float:
@@ -141,7 +133,7 @@ def swimlane(run: Run | Analysis, ax: Axes | Sequence[Axes] | None = None, obser
     one Axes (one observer) or a sequence of them (one per observer); a new Figure is
     made when omitted. Returns the Axes drawn on. Lost nodes' labels are red.
     """
-    a = _analysis(run)
+    a = as_analysis(run)
     iv = a.intervals
     observers = list(iv["observer"].cat.categories) if len(iv) else ["device"]
     if observer is not None:
@@ -187,7 +179,7 @@ def _count_series(a: Analysis) -> pd.DataFrame:
 
 def counts(run: Run | Analysis, ax: Axes | None = None) -> Axes:
     """The root's children count against total nodes over time, one line style per observer."""
-    a = _analysis(run)
+    a = as_analysis(run)
     if ax is None:
         ax = Figure(figsize=(11, 3), layout="constrained").subplots()
     series = _count_series(a)
@@ -254,7 +246,7 @@ def _headline(verdict) -> str:  # type: ignore[no-untyped-def]
 def timeline_figure(run: Run | Analysis) -> Figure:
     """Swimlanes (one panel per observer) above the counts panel, sharing the time axis;
     titled with the verdict, e.g. "15 of 20 nodes orphaned ..."."""
-    a = _analysis(run)
+    a = as_analysis(run)
     iv = a.intervals
     observers = list(iv["observer"].cat.categories) if len(iv) else ["device"]
     n_rows = max(1, iv["node_id"].nunique())
@@ -343,7 +335,7 @@ def sequence_diagram(run: Run | Analysis, node_id: str | None = None) -> Figure:
 
     `node_id`: a lost node (default: the first explained one). ValueError if none was lost.
     """
-    a = _analysis(run)
+    a = as_analysis(run)
     lost = a.verdict.lost
     if node_id is None:
         node_id = next((e.node_id for e in a.explanations() if e.explained), lost[0] if lost else None)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .findings import Analysis, analyse
+from .findings import Analysis, as_analysis
 from .recording import Run, _redact, _SECRET_KEY
 from .timeline import acknowledged_adds
 
@@ -47,15 +47,6 @@ def _plain(value: Any) -> Any:
 def _seconds(value: Any) -> float | None:
     value = _plain(value)
     return None if value is None else round(float(value), 3)
-
-
-def as_analysis(run: Run | Analysis) -> Analysis:
-    """Callers may hand a Run (analysed here, once) or the Analysis they already hold."""
-    if isinstance(run, Analysis):
-        return run
-    if isinstance(run, Run):
-        return analyse(run)
-    raise ValueError(f"run: must be a Run or an Analysis, got {type(run).__name__}")
 
 
 def build_report(run: Run | Analysis) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from repro_kit import _schema
 from repro_kit.emulator._scheduling import call_later, relaxed_gc, run_until
 from repro_kit.emulator.appservices import ControlPlane
 from repro_kit.emulator.atlas import AtlasCollection
-from repro_kit.emulator.device import Device
+from repro_kit.emulator.device import Device, _create_node
 from repro_kit.emulator.params import CHOICES, EmulatorParams
 from repro_kit.emulator.server import SyncServer
 from repro_kit.emulator.translator import Translator
@@ -162,10 +162,10 @@ class FleetWorld:
         for i, devices in enumerate(self.devices):
             device = devices[0]
             root = device.new_id()
-            instructions = _node(root, "root", self.owners[i], True)
+            instructions = _create_node(root, "root", self.owners[i], True)
             for k in range(p.notes_per_user):
                 pk = device.new_id()
-                instructions += _node(pk, f"note {k + 1}", self.owners[i], False)
+                instructions += _create_node(pk, f"note {k + 1}", self.owners[i], False)
                 instructions.append({"op": "ArrayInsert", "table": "Node", "object": root, "field": "children",
                                      "index": k, "value": pk, "prior_size": k})
             device.write(instructions)
@@ -283,14 +283,3 @@ class FleetWorld:
             if views != {server_view} or server_view != atlas_view:
                 return False
         return True
-
-
-def _node(pk: str, text: str, owner: str, is_root: bool) -> list[dict[str, Any]]:
-    head = {"table": "Node", "object": pk}
-    return [
-        {"op": "CreateObject", **head},
-        {"op": "Update", **head, "field": "text", "value": text, "is_default": False},
-        {"op": "Update", **head, "field": "isRoot", "value": is_root, "is_default": False},
-        {"op": "Update", **head, "field": "owner_id", "value": owner, "is_default": False},
-    ]
-
