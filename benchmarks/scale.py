@@ -132,14 +132,15 @@ def run(devices: int = 100, writes: int = 100, growth: tuple[int, ...] = (10, 10
     previous = None
     for n in growth:
         r = r_main if (n == devices and (r_main := _find(rows, encodings[0]))) else _in_subprocess(n, writes, encodings[0], budget_s)
-        if r.get("over_budget"):
-            label, value = f"over budget ({budget_s:.0f} s)", None
+        if r.get("over_budget"):  # a growth measurement, not a target: n devices of one owner cost n^2 downloads
+            label, value = f"over budget ({budget_s:.0f} s): every changeset reaches all {n:,} devices", None
         elif "error" in r:
             label, value = "error", None
         else:
             value = r["wall_s"]
             label = f"x{value / previous:.1f} vs previous" if previous else "base"
-        rows.append(row(f"scale growth: {n:,} devices", value, "s", label, None if value is not None else False, **r))
+        rows.append(row(f"scale growth: {n:,} devices", value, "s", label,
+                        False if "error" in r else None, **r))
         previous = value if value is not None else None
     return rows
 

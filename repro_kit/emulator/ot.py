@@ -577,7 +577,7 @@ def _merge(x: Instruction, kx: Key, y: Instruction, ky: Key) -> tuple[Instructio
 
 
 def _rebuilt(changeset: Changeset, instructions: list[Instruction | None]) -> Changeset:
-    out = {k: v for k, v in changeset.items() if k != "instructions"}
+    out = dict(changeset)
     out["instructions"] = [instr for instr in instructions if instr is not None]
     return out
 

@@ -197,6 +197,10 @@ class SyncServer:
               note: dict[str, Any] | None = None) -> None:
         """Deliver in order: a download never overtakes an earlier one to the same peer."""
         now = self.env.now
-        at = max(now + self.latency(self.download_latency_s), link.last_at)
+        base, jitter = self.download_latency_s, self.jitter
+        delay = base * (1 - jitter + 2 * jitter * self.rng.random()) if jitter and base else base  # latency()
+        at = now + delay
+        if at < link.last_at:
+            at = link.last_at
         link.last_at = at
         call_later(self.env, at - now, link.deliver, version, origin, changeset, note)
