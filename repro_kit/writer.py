@@ -10,6 +10,7 @@ from __future__ import annotations
 import concurrent.futures
 import datetime as _dt
 import queue
+import sys
 import threading
 import time
 from pathlib import Path
@@ -128,7 +129,7 @@ def run_test(
     for the defaults; after a write due at the same instant). `scenario` (a `Scenario`)
     gives all of these at once instead. Every input is checked (`ScenarioError`) before
     anything runs, and the run's cost is bounded (`repro_kit.scenario` limits).
-    A progress bar shows in real time (`progress=None`), never in virtual time.
+    A progress bar shows in real time on a terminal (`progress=None`), never in virtual time.
     `recorder` is a factory `(path, meta) -> recorder` (default `recording.RunRecorder`);
     one with a `load()` method returns the run itself (sweeps keep runs in memory).
     `pause_during_resync` is an app-level mitigation: writes due while the control plane
@@ -166,7 +167,7 @@ def run_test(
     schedule = sc.schedule()
 
     bar = None
-    if progress or (progress is None and session.realtime):
+    if progress or (progress is None and session.realtime and sys.stderr.isatty()):  # no bar in logs
         from tqdm.auto import tqdm
 
         bar = tqdm(total=round(end, 1), unit="s", desc="run test", leave=False)

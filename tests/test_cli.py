@@ -274,3 +274,24 @@ def test_run_into_an_existing_run_exits_2_and_keeps_it(tmp_path, capsys):
     err = capsys.readouterr().err
     assert (code, code2) == (0, 2) and "already holds a run" in err and err.count("\n") == 1
     assert (out / "history.jsonl").read_bytes() == before
+
+
+def test_ctrl_c_during_a_run_keeps_a_readable_partial_run(tmp_path):
+    out = tmp_path / "interrupted"
+    proc = subprocess.Popen([sys.executable, "-m", "repro_kit", "run", "--realtime", "--writes", "40", "--interval",
+                             "0.1", "--deploy-at", "0.55", "--settle", "30", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    history = out / "history.jsonl"
+    while time.monotonic() < deadline:
+        if history.exists() and history.read_text().count('"invoke"') >= 10:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "interrupted" in err and str(out) in err and "repro-kit report" in err
+    run = recording.load_run(out)
+    assert run.meta["finished"] is False and run.warnings == ()  # every line whole: stopped cleanly
+    assert main(["report", str(out), "--fail-on-loss"]) == 3
