@@ -60,10 +60,10 @@ def _scenario(devices: int, writes: int, encoding: str, interval_s: float, seed:
     # Settle until the re-import has ended and every queue has drained: the re-import takes
     # longer the more documents the owner has, so a fixed wait would cut large runs short.
     bound = t0 + span + deploy_at + delay + SETTLE_BOUND_S
-    while session.now() < bound and not _settled(session):
+    while session.now() < bound and not (session.settled() and session.now() > t0 + deploy_at):
         session.wait_until(min(bound, session.now() + 5.0))
     wall = time.perf_counter() - started
-    assert _settled(session), f"not settled within {SETTLE_BOUND_S:.0f} s after the resync began"
+    assert session.settled(), f"not settled within {SETTLE_BOUND_S:.0f} s after the resync began"
 
     root = session.device.root_id()
     views = {tuple(d.visible_children(d.root_id())) for d in devs}
@@ -93,14 +93,6 @@ def _scenario(devices: int, writes: int, encoding: str, interval_s: float, seed:
 #: Longest wait after the resync begins for the re-import to end and the queues to drain.
 SETTLE_BOUND_S = 7200.0
 
-
-def _settled(session: Any) -> bool:
-    """The re-import (if any) has ended, every device is acknowledged and Atlas is caught up."""
-    log = [entry["f"] for entry in session.translator.log]
-    reimport_done = "halt" not in log or log[-1] == "resume"
-    return (reimport_done and not session.translator.halted
-            and session.translator.applied_version >= session.server.version
-            and all(d.inflight is None and not d.pending for d in session.devices))
 
 
 def _in_subprocess(devices: int, writes: int, encoding: str, budget_s: float) -> dict[str, Any]:

@@ -116,6 +116,11 @@ class Actions:
             elif entry["f"] == "resume":
                 self.emit(f"[App Services] translation resumed at {entry['time']:.1f} s")
 
+    def snapshot(self) -> tuple[list[tuple[float, str, int, int]], list[tuple[float, str, Any]]]:
+        """Copies of the views' counts over time and the control-plane marks (the live chart's data)."""
+        with self._lock:
+            return list(self.series), list(self.marks)
+
     # -- the operations ---------------------------------------------------------------------
     def add_to_root(self, text: str = "a child node") -> list[str]:
         node_id = self.session.add_to_root(text)

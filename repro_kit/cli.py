@@ -6,11 +6,10 @@ Bad input exits 2 with one line naming the problem; never a traceback.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import Any, TextIO
 
 __all__ = ["main", "Menu"]
 
@@ -71,16 +70,18 @@ def _scenario(args: argparse.Namespace) -> Any:
     from repro_kit.emulator.params import EmulatorParams
     from repro_kit.scenario import Scenario, ScenarioError
 
-    delay = args.resync_delay
-    if not math.isfinite(delay) or delay < 0:
-        raise _UsageError(f"--resync-delay: must be a finite number >= 0, got {delay!r}")
+    try:
+        params = EmulatorParams(resync_delay_s=args.resync_delay)
+    except ValueError as exc:  # the model's own check, in the flag's name
+        name, _, problem = str(exc).partition(": ")
+        raise _UsageError(f"{FLAG_NAMES.get(name, name)}: {problem}") from None
     try:
         realtime = getattr(args, "realtime", False) or (args.command == "menu" and not args.virtual)
         return Scenario(mode=args.mode, encoding=args.encoding, reimport=args.reimport, seed=args.seed,
                         realtime=realtime, writes=args.writes, interval_s=args.interval,
                         deploy_at_s=None if getattr(args, "no_deploy", False) else args.deploy_at,
                         settle_s=args.settle, field=args.field, bson_type=args.bson_type,
-                        params=EmulatorParams(resync_delay_s=delay))
+                        params=params)
     except ScenarioError as exc:
         raise _UsageError(exc.named(FLAG_NAMES)) from None
 

@@ -275,11 +275,16 @@ class Analysis:
         if node not in self._device.lost:
             raise ValueError(f"node_id: {node} is not a lost node of this run "
                              f"({len(self._device.lost)} lost: see verdict.lost)")
-        return self._explain(node)
+        return next(e for e in self._explanations if e.node_id == node)
 
     def explanations(self) -> list[Explanation]:
-        """One explanation per lost node, in ack order."""
-        return [self._explain(n) for n in self._device.lost]
+        """One explanation per lost node, in ack order (built once; the report, its figures and
+        the sequence diagram all read them)."""
+        return list(self._explanations)
+
+    @functools.cached_property
+    def _explanations(self) -> tuple[Explanation, ...]:
+        return tuple(self._explain(n) for n in self._device.lost)
 
     @functools.cached_property
     def _adds(self) -> dict[str, dict[str, float]]:

@@ -20,7 +20,6 @@ import json
 import math
 import os
 import sys
-from collections.abc import Mapping
 from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ import pandas as pd
 from repro_kit import recording
 from repro_kit.emulator.fleet import FleetParams, FleetWorld
 from repro_kit.emulator.params import EmulatorParams
+from repro_kit.sweeps import MemoryRecorder
 
 __all__ = ["fleet", "FleetAnalysis", "load_fleet", "fleet_figure", "write_fleet_report", "FleetParams", "check_inputs"]
 
@@ -40,11 +40,10 @@ FLEET_REPORT_KEYS = ("users", "devices_per_user", "notes_per_user", "writes_per_
 
 
 class _Recorder:
-    """Turns the world's observations into Jepsen-style ops and events (see README, "Fleet runs")."""
+    """Turns the world's observations into Jepsen-style ops and events (README: "A production-sized app")."""
 
-    def __init__(self, rec: Any, user_offset: int = 0) -> None:
-        self.rec = rec
-        self.offset = user_offset
+    def __init__(self, rec: Any) -> None:
+        self.rec = rec  # a RunRecorder, or a sweeps.MemoryRecorder for a partition in a worker
 
     def add(self, user: int, pk: str, t: float) -> None:
         self.rec.op(process=user, type="invoke", f="add", value=pk, time=t)
@@ -66,30 +65,16 @@ class _Recorder:
                         "root_children": len(children), "nodes_total": total, "children": children})
 
 
-class _ListRecorder:
-    """The same interface, in lists: what a partition returns from a worker process."""
-
-    def __init__(self) -> None:
-        self.ops: list[dict[str, Any]] = []
-        self.events: list[dict[str, Any]] = []
-
-    def op(self, process: Any, type: str, f: str, value: Any = None, time: float = 0.0) -> None:
-        self.ops.append({"time": time, "process": process, "type": type, "f": f, "value": value})
-
-    def event(self, event: Mapping[str, Any]) -> None:
-        self.events.append(dict(event))
-
-
 def _partition_delays(p: FleetParams, parts: list[tuple[int, int]]) -> list[float]:
     """Each partition's re-import starts where the batches of the partitions before it end:
     the documents of one server's collection, split in order."""
     ep = p.params
+    synced_by = (p.deploy_at_s or 0.0) - ep.upload_latency_s - ep.translator_lag_s  # in Atlas at the snapshot
     delays, before = [], 0
     for first, count in parts:
         batches_before = math.ceil(before / ep.resync_batch_size) if before else 0
         delays.append(ep.resync_delay_s + batches_before * ep.resync_batch_interval_s)
         for user in range(first, first + count):  # the root, the notes, and the writes Atlas had at the snapshot
-            synced_by = (p.deploy_at_s or 0.0) - ep.upload_latency_s - ep.translator_lag_s
             before += 1 + p.notes_per_user + sum(1 for t in p.write_times(user) if t < synced_by)
     return delays
 
@@ -99,8 +84,8 @@ def _run_partition(p: FleetParams, first: int, count: int, delay: float) -> dict
     part = dataclasses.replace(p, params=dataclasses.replace(p.params, resync_delay_s=delay))
     world = FleetWorld(part, first_user=first, users=count)
     world.bootstrap()
-    rec = _ListRecorder()
-    figures = world.run(_Recorder(rec, user_offset=first))
+    rec = MemoryRecorder()  # the partition's recording, in lists, back to the parent process
+    figures = world.run(_Recorder(rec))
     return {"ops": rec.ops, "events": rec.events, **figures, "collection_docs": len(world.collection)}
 
 

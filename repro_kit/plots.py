@@ -300,7 +300,7 @@ def _sequence_items(a: Analysis, node: str) -> list[dict]:
     if halts and "invoke" in adds:
         items.append({"t": adds.get("ok", adds["invoke"]) + 2e-6, "kind": "blocked", "src": "sync server",
                       "dst": "translator", "text": "halted: not written to Atlas"})
-    explanation = a._explain(node) if node in a.verdict.lost else None
+    explanation = a.explain(node) if node in a.verdict.lost else None
     record = explanation.discard if explanation is not None else None
     if explanation is not None and explanation.cause is not None and record is not None:
         cs = explanation.cause.changeset

@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from repro_kit.emulator.device import TREES
 from repro_kit.emulator.params import EmulatorParams
 from repro_kit.recording import Run
 from repro_kit.scenario import Scenario, ScenarioError

@@ -290,9 +290,7 @@ class ControlPanel:
             self.progress_label.value = "stopped: partial run kept" if stopped else "finished"
             if not stopped:
                 self.progress.value = self.progress.max
-        with a._lock:
-            series = list(a.series)
-            marks = list(a.marks)
+        series, marks = a.snapshot()
         latest = {o: (rc, nt) for _t, o, rc, nt in series}
         differ = latest.get("device") != latest.get("atlas")
         now = self.session.now()

@@ -683,7 +683,6 @@ def test_wide_cases_every_peer_equals_the_server_for_any_order(data):
 
 
 def test_trace_names_the_rule_that_discarded_each_instruction():
-    base = make_state(["a"])
     resync = cs(1, 100, clear("r"), insert("r", 0, "a", 0))
     device = cs(2, 200, create("n"), insert("r", 1, "n", 1))
     records = []
@@ -695,7 +694,6 @@ def test_trace_names_the_rule_that_discarded_each_instruction():
 
 
 def test_trace_reports_rewritten_indices_and_erase_object_vs_any():
-    base = make_state(["a"])
     one = cs(1, 100, insert("r", 0, "x", 1), update("a", "text", "p"))
     two = cs(2, 200, insert("r", 0, "y", 1), erase_object("a"))
     records = []
@@ -708,7 +706,6 @@ def test_trace_reports_rewritten_indices_and_erase_object_vs_any():
 
 
 def test_trace_costs_nothing_to_the_result():
-    base = make_state(["a", "b"])
     a = cs(1, 100, clear("r"), insert("r", 0, "a", 0))
     b = cs(2, 200, insert("r", 2, "c", 2), array_erase("r", 0, 2))
     assert transform(a, b, trace=lambda r: None) == transform(a, b)

@@ -122,6 +122,11 @@ class Device:
                 self._root_cache = None
                 return
 
+    @property
+    def idle(self) -> bool:
+        """Every local change acknowledged by the server: nothing in flight or pending."""
+        return self.inflight is None and not self.pending
+
     def visible_children(self, pk: str | None) -> list[str]:
         if pk is None or pk not in self.table:
             return []

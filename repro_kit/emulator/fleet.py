@@ -174,8 +174,7 @@ class FleetWorld:
 
     def quiet(self) -> bool:
         """Nothing left to sync: every device acknowledged, Atlas caught up, no halt."""
-        return (not self.translator.halted and self.translator.applied_version >= self.server.version
-                and all(d.inflight is None and not d.pending for ds in self.devices for d in ds))
+        return self.translator.caught_up and all(d.idle for ds in self.devices for d in ds)
 
     def settle_until_quiet(self, bound_s: float) -> None:
         end = self.env.now + bound_s
@@ -248,15 +247,11 @@ class FleetWorld:
                     progress(env.now - t0, horizon - t0)
             if p.settle_s is None:  # until the re-import is done and the views agree
                 bound = t0 + p.max_duration_s
-                while env.now < bound and not (self.quiet() and (deployed_at is None or self._reimport_done())):
+                while env.now < bound and not (self.quiet() and (deployed_at is None or env.now > deployed_at)):
                     run_until(env, min(bound, env.now + _SETTLE_STEP_S))
                     drain()
                     if progress is not None:
                         progress(env.now - t0, max(env.now - t0, horizon - t0))
-
-    def _reimport_done(self) -> bool:
-        fs = [entry["f"] for entry in self.translator.log]
-        return "halt" not in fs or fs[-1] == "resume"
 
     def _write(self, observer: Any, user: int, device: Device, k: int, rel: Callable[[float], float]) -> None:
         pk = device.add_to_root(f"note {self.p.notes_per_user + k + 1}")

@@ -310,29 +310,19 @@ def _compiled_entry(changeset: Changeset) -> list[Any]:
     return entry
 
 
-def _compiled(changeset: Changeset) -> list[tuple[Any, ...]] | None:
-    """The changeset's compiled steps from its second application on (None the first time:
-    a changeset applied once, by one device, is cheaper applied as it is)."""
-    entry = _compiled_entry(changeset)
-    steps = entry[1]
-    if steps is None:
-        entry[1] = False  # seen once
-        return None
-    if steps is False:
-        steps = entry[1] = _compile(changeset["instructions"])
-    return steps
-
-
 _ROOT_FIELDS = frozenset({"isRoot", "owner_id"})
 
 
 def apply_trusted(state: State, changeset: Changeset) -> tuple[bool, tuple[str, ...]]:
     """`apply(state, changeset, validate=False)`, returning the changeset's `root_effects`
-    from the same cache lookup (a device's download path does both for every download)."""
+    from the same cache lookup (a device's download path does both for every download).
+
+    Compiled from its second application on: a changeset applied once (by one device) is
+    cheaper applied as it is; one shared by many devices is compiled once for all."""
     entry = _compiled_entry(changeset)
     steps = entry[1]
     if steps is None:
-        entry[1] = False
+        entry[1] = False  # seen once
         _apply_all(state, changeset["instructions"])
     else:
         if steps is False:
@@ -401,11 +391,7 @@ def apply(state: State, changeset: Changeset, *, validate: bool = True) -> State
         _dry_run(state, changeset["instructions"])
         _apply_all(state, changeset["instructions"])
     else:
-        steps = _compiled(changeset)
-        if steps is None:
-            _apply_all(state, changeset["instructions"])
-        else:
-            _apply_steps(state, steps)
+        apply_trusted(state, changeset)
     return state
 
 

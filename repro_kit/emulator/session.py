@@ -171,9 +171,12 @@ class EmulatedSession(Session):
     def _settle(self) -> None:
         """Let start-up writes reach the server and Atlas: a run starts from a synced app
         (prefilled notes upload one by one, a round trip each, so many take seconds)."""
-        while any(d.inflight is not None or d.pending for d in self.devices) \
-                or self.translator.applied_version < self.server.version:
+        while not self.settled():
             self.wait_until(self.env.now + STARTUP_SETTLE_S)
+
+    def settled(self) -> bool:
+        """Nothing left to sync: every device idle, translation not halted, Atlas caught up."""
+        return self.translator.caught_up and all(d.idle for d in self.devices)
 
     # -- devices and time ---------------------------------------------------------------
     def add_device(self, owner_id: str | None = None) -> Device:
@@ -225,8 +228,6 @@ class EmulatedSession(Session):
         if self.realtime:
             self.wait_until(self.wall_now())
 
-    _catch_up = catch_up
-
     def schema_fields(self) -> set[str]:
         """The field names of the app's current `Node` schema."""
         with self._lock:
@@ -235,7 +236,7 @@ class EmulatedSession(Session):
     # -- the original tool's operations --------------------------------------------------
     def root(self) -> dict[str, Any]:
         with self._lock:
-            self._catch_up()
+            self.catch_up()
             root_id = self.device.root_id()
             if root_id is None:
                 root_id = self.device.create_root()
@@ -245,14 +246,14 @@ class EmulatedSession(Session):
         if not isinstance(text, str):
             raise ValueError(f"text: must be a string, got {text!r}")
         with self._lock:
-            self._catch_up()
+            self.catch_up()
             if self.device.root_id() is None:
                 self.device.create_root()
             return self.device.add_to_root(text)
 
     def nodes(self) -> list[dict[str, Any]]:
         with self._lock:
-            self._catch_up()
+            self.catch_up()
             root_id = self.device.root_id()
             if root_id is None:
                 return []
@@ -270,7 +271,7 @@ class EmulatedSession(Session):
 
     def info(self) -> Info:
         with self._lock:
-            self._catch_up()
+            self.catch_up()
             root_id = self.device.root_id()
             return Info(
                 user_id=self.user_id,
@@ -281,12 +282,12 @@ class EmulatedSession(Session):
 
     def reset(self) -> int:
         with self._lock:
-            self._catch_up()
+            self.catch_up()
             return self.device.erase_owned()
 
     def deploy_schema_change(self, field: str, bson_type: str) -> DeployResult:
         with self._lock:
-            self._catch_up()
+            self.catch_up()
             return self.control.deploy_schema_change(field, bson_type)
 
     # -- observation -----------------------------------------------------------------------

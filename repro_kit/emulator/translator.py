@@ -64,6 +64,11 @@ class Translator:
         server.on_integrated(self._on_integrated)
         atlas.watch(self._on_atlas_change, ignore_source=SOURCE)
 
+    @property
+    def caught_up(self) -> bool:
+        """Not halted, and Atlas reflects every changeset the server has integrated."""
+        return not self.halted and self.applied_version >= self.server.version
+
     # -- sync -> Atlas -----------------------------------------------------------------
     def _on_integrated(self, version: int, origin: int, changeset: dict[str, Any]) -> None:
         if not self._flush_scheduled:
