@@ -94,7 +94,8 @@ class Device:
         self._root_cache = (table, found)
         return found
 
-    def _apply(self, changeset: dict[str, Any], validated: bool = False) -> None:
+    def _apply(self, changeset: dict[str, Any], validated: bool = False,
+               effects: tuple[bool, tuple[str, ...]] | None = None) -> None:
         """ot.apply, keeping the root cache exact: it is dropped whenever the changeset could
         change which object is the first root (an erase reorders or removes; an Update of
         isRoot/owner_id may make or unmake a root). Why: add_to_root looked the root up by
@@ -102,9 +103,13 @@ class Device:
 
         `validated`: a download, made of instructions the server already validated and
         applied (then rebased here by the merge rules): its format is not checked again
-        on every device.
+        on every device. `effects`: root effects known to cover the changeset's (those of the
+        download it was rebased from), so a changeset applied once is not indexed for them.
         """
-        if validated:
+        if effects is not None:
+            ot.apply_once(self.state, changeset)
+            erases, root_pks = effects
+        elif validated:
             erases, root_pks = ot.apply_trusted(self.state, changeset)  # one lookup for both
         else:
             ot.apply(self.state, changeset)
@@ -209,31 +214,37 @@ class Device:
             self._send_next()
             return
         incoming = changeset
-        trace = self._tracer(version) if self.trace_listeners else None
-        if self.inflight is not None:
-            incoming, rebased = ot.transform(incoming, self.inflight, validate=False, trace=trace)
-            self._rebase(self.inflight, rebased)
-            self.inflight = rebased
-        for i, local in enumerate(self.pending):
-            incoming, rebased = ot.transform(incoming, local, validate=False, trace=trace)
-            self._rebase(local, rebased)
-            self.pending[i] = rebased
+        if self.inflight is not None or self.pending:
+            unacked = [self.inflight, *self.pending] if self.inflight is not None else self.pending
+            trace = self._tracer(version) if self.trace_listeners else None
+            incoming, rebased = ot.transform_past(
+                changeset, unacked, trace=None if trace is None else (lambda _n, record: trace(record)))
+            for old, new in zip(unacked, rebased):
+                self._rebase(old, new)  # type: ignore[arg-type]
+            if self.inflight is not None:
+                self.inflight, *self.pending = rebased  # type: ignore[assignment]
+            else:
+                self.pending = rebased  # type: ignore[assignment]
         # A re-import batch is reported even when the merge left nothing of it here: the
         # kit counts the batches that reached the device (an unfinished re-import is inconclusive).
         batch = note.get("reimport_docs") if note and origin == SERVER_PEER else None
         if not incoming["instructions"] and batch is None:
             return
         before = self._observe() if self.listeners else None
-        light = self._children_before(incoming) if self.leave_listeners else None
-        self._apply(incoming, validated=True)
+        light = self._children_before(changeset) if self.leave_listeners else None
+        if incoming is changeset:
+            self._apply(changeset, validated=True)
+        else:  # rebased here, so applied once: the shared download's effects bound its own
+            self._apply(incoming, validated=True, effects=ot.root_effects(changeset))
         if before is not None:
             self._notify(before, batch=batch)
         if self.leave_listeners and (light is not None or batch):
             self._tell_leaves(light, batch)
 
     def _children_before(self, changeset: dict[str, Any]) -> list[str] | None:
-        """The root's visible children, when `changeset` could make one leave (it touches the
-        root or erases an object); None when it cannot, so a large run skips the look."""
+        """The root's visible children, when `changeset` (a download, before this device's
+        rebase, which only drops or moves its instructions) could make one leave (it touches
+        the root or erases an object); None when it cannot, so a large run skips the look."""
         root = self.root_id()
         erases, _pks = ot.root_effects(changeset)
         if root is None or not (erases or ("Node", root) in ot._compiled_entry(changeset)[3]):

@@ -25,9 +25,10 @@ from __future__ import annotations
 import copy
 import itertools
 import threading
+from collections.abc import Iterable
 from typing import Any, Callable
 
-__all__ = ["LIST_FIELDS", "COLUMN_DEFAULTS", "rule_name", "validate", "order_key", "apply", "transform", "rebase", "visible", "converge"]
+__all__ = ["LIST_FIELDS", "COLUMN_DEFAULTS", "rule_name", "validate", "order_key", "apply", "transform", "transform_past", "rebase", "visible", "converge"]
 
 LIST_FIELDS = frozenset({"children"})
 _SORTED_LIST_FIELDS = tuple(sorted(LIST_FIELDS))
@@ -246,7 +247,8 @@ def _apply_all(state: State, instructions: list[Instruction]) -> None:
 # Compiled form of a trusted changeset: the emulator applies one download to every device of
 # its owner, so the instruction dicts are read once into tuples and shared. Codes:
 _SET, _SET_ELEMENT, _INSERT, _CREATE, _ERASE, _ARRAY_ERASE, _CLEAR = range(7)
-_COMPILED: dict[int, list[Any]] = {}  # id -> [changeset, steps (compiled on first apply), root effects, objects]
+#: id -> [changeset, steps (compiled on first apply), root effects, objects, positions by object (on first need)]
+_COMPILED: dict[int, list[Any]] = {}
 _COMPILED_MAX = 4096
 _COMPILED_LOCK = threading.Lock()
 
@@ -301,7 +303,7 @@ def _compiled_entry(changeset: Changeset) -> list[Any]:
     erases = any(ins["op"] == "EraseObject" for ins in instructions)
     root_pks = tuple(dict.fromkeys(ins["object"] for ins in instructions
                                    if ins["op"] == "Update" and ins["field"] in _ROOT_FIELDS))
-    entry = [changeset, None, (erases, root_pks), {(ins["table"], ins["object"]) for ins in instructions}]
+    entry = [changeset, None, (erases, root_pks), {(ins["table"], ins["object"]) for ins in instructions}, None]
     with _COMPILED_LOCK:
         if len(_COMPILED) >= _COMPILED_MAX:  # forget the oldest quarter (dicts keep insertion order)
             for old in list(itertools.islice(_COMPILED, _COMPILED_MAX // 4)):
@@ -329,6 +331,12 @@ def apply_trusted(state: State, changeset: Changeset) -> tuple[bool, tuple[str, 
             steps = entry[1] = _compile(changeset["instructions"])
         _apply_steps(state, steps)
     return entry[2]
+
+
+def apply_once(state: State, changeset: Changeset) -> None:
+    """Apply a trusted changeset that no other peer will apply (a download rebased by one
+    device): nothing about it is cached."""
+    _apply_all(state, changeset["instructions"])
 
 
 def root_effects(changeset: Changeset) -> tuple[bool, tuple[str, ...]]:
@@ -588,51 +596,136 @@ def transform(a: Changeset, b: Changeset, *, validate: bool = True,
     if validate:
         _validate_changeset(a, "a")
         _validate_changeset(b, "b")
-        return _transform(a, b, _objects(a), trace)
-    return _transform(a, b, _compiled_entry(a)[3], trace)
+    a2, (b2,) = _pass(a, [b], True, None if trace is None else (lambda _n, record: trace(record)), cached=not validate)
+    return a2, b2
 
 
-def _objects(changeset: Changeset) -> set[tuple[str, str]]:
-    return {(x["table"], x["object"]) for x in changeset["instructions"]}
+def transform_past(a: Changeset, others: list[Changeset], *, want_others: bool = True,
+                   trace: Callable[[int, dict[str, Any]], None] | None = None
+                   ) -> tuple[Changeset, list[Changeset | None]]:
+    """`a` transformed past each of `others` in turn, and each of them past `a` as it stood
+    when they met: a device rebasing a download past its unacknowledged changes, a server
+    an upload past the history entries it did not see. No format checks (the emulator's own
+    changesets). `want_others=False` skips building the others' results (a server keeps
+    only `a`'s). `trace(n, record)`: as `transform`'s, `n` the index in `others`.
+
+    The same grid as `transform` applied pairwise, done once: `a`'s instructions are found
+    through an index by object (built once per changeset) rather than scanned for every
+    changeset met, and `a` is rebuilt once at the end, so a re-import batch of thousands
+    of instructions costs per instruction that meets something, not per changeset met.
+    A changeset nothing met is returned as it is (the same object).
+    """
+    return _pass(a, others, want_others, trace, cached=True)
 
 
-def _transform(a: Changeset, b: Changeset, objects_of_a: set[tuple[str, str]],
-               trace: Tracer | None = None) -> tuple[Changeset, Changeset]:
-    """`transform` without checks; `objects_of_a` may be a superset of a's objects."""
+def _pass(a: Changeset, others: list[Changeset], want_others: bool,
+          trace: Callable[[int, dict[str, Any]], None] | None, *, cached: bool
+          ) -> tuple[Changeset, list[Changeset | None]]:
+    """`transform_past`. `cached=False` for changesets from outside the emulator (checked by
+    `validate`), which a caller may still change: nothing about them is kept after the call."""
+    entry = _compiled_entry(a) if cached else _uncached_entry(a)
+    objects_of_a = entry[3]
+    ka = (a["timestamp"], a["origin"])
+    xs: list[Instruction | None] | None = None  # a's instructions once one is met; None = discarded
+    x_own: set[int] = set()
+    positions = entry[4]
+    out: list[Changeset | None] = []
+    for n, b in enumerate(others):
+        by_object = _meeting(objects_of_a, b, cached)
+        if not by_object:
+            out.append(b if want_others else None)  # nothing interacts: unchanged (never mutated by callers)
+            continue
+        if positions is None:
+            positions = _positions(entry)
+        if xs is None:
+            xs = list(a["instructions"])
+        ys: list[Instruction | None] = list(b["instructions"])
+        y_own: set[int] = set()
+        kb = (b["timestamp"], b["origin"])
+        if len(by_object) == 1:  # the usual case (two changesets meeting on one list): the grid is one column
+            ((key, js),) = by_object.items()
+            grid: Iterable[tuple[int, list[int]]] = ((i, js) for i in positions.get(key, ()))
+        else:
+            grid = sorted((i, js) for key, js in by_object.items() for i in positions.get(key, ()))
+        for i, js in grid:
+            x = xs[i]
+            if x is None:
+                continue
+            met = False
+            for j in js:
+                y = ys[j]
+                if y is None:
+                    continue
+                met = True
+                if i not in x_own:
+                    x = dict(x)  # type: ignore[arg-type]
+                    x_own.add(i)
+                if j not in y_own:
+                    y = ys[j] = dict(y)
+                    y_own.add(j)
+                if trace is None:
+                    if x["op"] == "ArrayInsert" and y["op"] == "ArrayInsert" and x["field"] == y["field"]:
+                        _check_same_size(x, y)  # what _merge does for this pair, without its dispatch
+                        x, ys[j] = _insert_vs_insert(x, ka, y, kb)
+                    else:
+                        x, ys[j] = _merge(x, ka, y, kb)  # type: ignore[arg-type]
+                else:
+                    x_was, y_was = dict(x), dict(y)  # type: ignore[arg-type]
+                    x, ys[j] = _merge(x, ka, y, kb)  # type: ignore[arg-type]
+                    tracer = (lambda record, n=n: trace(n, record))
+                    _note(tracer, "a", x_was, x, y_was)
+                    _note(tracer, "b", y_was, ys[j], x_was)
+                if x is None:
+                    break
+            xs[i] = x
+            if not met and len(by_object) == 1:
+                break  # every instruction of b on this object is discarded: the rest of a's meet nothing
+        out.append((_rebuilt(b, ys) if y_own else b) if want_others else None)
+    if xs is None or not x_own:
+        return a, out
+    return _rebuilt(a, xs), out
+
+
+def _meeting(objects_of_a: set[tuple[str, str]], b: Changeset, cached: bool) -> dict[tuple[str, str], list[int]]:
+    """Positions in `b` of its instructions on an object of a's, by object: what the merge can pair."""
+    instructions = b["instructions"]
+    known = _COMPILED.get(id(b)) if cached else None
+    if (known is not None and known[0] is b) or (cached and len(instructions) > 32):  # look a's objects up in b's
+        positions = _positions(known if known is not None and known[0] is b else _compiled_entry(b))
+        if len(objects_of_a) < len(positions):
+            return {key: positions[key] for key in objects_of_a if key in positions}
+        return {key: js for key, js in positions.items() if key in objects_of_a}
     by_object: dict[tuple[str, str], list[int]] = {}
-    for j, y in enumerate(b["instructions"]):
+    for j, y in enumerate(instructions):
         key = (y["table"], y["object"])
         if key in objects_of_a:
-            by_object.setdefault(key, []).append(j)
-    if not by_object:
-        return a, b  # nothing interacts: both unchanged (and never mutated by callers)
-    xs: list[Instruction | None] = list(a["instructions"])
-    ys: list[Instruction | None] = list(b["instructions"])
-    ka, kb = (a["timestamp"], a["origin"]), (b["timestamp"], b["origin"])
-    x_own = [False] * len(xs)
-    y_own = [False] * len(ys)
-    for i, x in enumerate(xs):
-        for j in by_object.get((x["table"], x["object"]), ()):  # type: ignore[index]
-            y = ys[j]
-            if y is None:
-                continue
-            if not x_own[i]:
-                x = dict(x)  # type: ignore[arg-type]
-                x_own[i] = True
-            if not y_own[j]:
-                y = ys[j] = dict(y)
-                y_own[j] = True
-            if trace is None:
-                x, ys[j] = _merge(x, ka, y, kb)  # type: ignore[arg-type]
+            listed = by_object.get(key)
+            if listed is None:
+                by_object[key] = [j]
             else:
-                x_was, y_was = dict(x), dict(y)  # type: ignore[arg-type]
-                x, ys[j] = _merge(x, ka, y, kb)  # type: ignore[arg-type]
-                _note(trace, "a", x_was, x, y_was)
-                _note(trace, "b", y_was, ys[j], x_was)
-            if x is None:
-                break
-        xs[i] = x
-    return _rebuilt(a, xs), _rebuilt(b, ys)
+                listed.append(j)
+    return by_object
+
+
+def _uncached_entry(changeset: Changeset) -> list[Any]:
+    """A compiled entry's transform fields (objects, positions), not kept."""
+    return [changeset, None, None, {(ins["table"], ins["object"]) for ins in changeset["instructions"]}, None]
+
+
+def _positions(entry: list[Any]) -> dict[tuple[str, str], list[int]]:
+    """Positions of a changeset's instructions by object, cached in its compiled entry."""
+    positions = entry[4]
+    if positions is None:
+        positions = {}
+        for i, ins in enumerate(entry[0]["instructions"]):
+            key = (ins["table"], ins["object"])
+            listed = positions.get(key)
+            if listed is None:
+                positions[key] = [i]
+            else:
+                listed.append(i)
+        entry[4] = positions
+    return positions
 
 
 def _kebab(instr: Instruction) -> str:
@@ -673,11 +766,7 @@ def rebase(changeset: Changeset, entries: list[Changeset], *, validate: bool = T
         _validate_changeset(changeset, "changeset")
         for n, entry in enumerate(entries):
             _validate_changeset(entry, f"entries[{n}]")
-    objects = _objects(changeset)  # a discarded instruction only shrinks it: a superset is fine
-    for n, entry in enumerate(entries):
-        changeset, _ = _transform(changeset, entry, objects,
-                                  None if trace is None else (lambda record, n=n: trace(n, record)))
-    return changeset
+    return _pass(changeset, entries, False, trace, cached=not validate)[0]
 
 
 def converge(state: State, changesets: list[Changeset]) -> State:
