@@ -34,7 +34,7 @@ def scenario(devices: int, writes: int, encoding: str = "replace", interval_s: f
     """Run one size in this process; returns its figures. Raises AssertionError if it did not converge."""
     from repro_kit.emulator._scheduling import relaxed_gc
 
-    with relaxed_gc():
+    with relaxed_gc(pause=True):
         return _scenario(devices, writes, encoding, interval_s, seed)
 
 

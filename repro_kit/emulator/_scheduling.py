@@ -9,7 +9,11 @@ is unchanged; it only skips the Timeout's and a closure's construction.
 The model keeps millions of small dicts alive and frees almost none of them while it
 runs, so CPython's cyclic collector would rescan them again and again for nothing:
 `relaxed_gc` raises the first generation's threshold while the model runs, and restores
-the caller's setting afterwards (nested and threaded uses share one refcount).
+the caller's setting afterwards (nested and threaded uses share one refcount). Where the
+body is a virtual-time run (computation that never sleeps or waits on a person),
+`relaxed_gc(pause=True)` turns automatic collection off for it: the model makes no cyclic
+garbage while it runs (a 50-device run leaves a few hundred collectable objects, the
+session's own structure aside), and the scans are a fifth of a 100-device run's time.
 """
 
 from __future__ import annotations
@@ -59,15 +63,27 @@ _GC_SAVED: tuple[int, int, int] | None = None
 RELAXED_THRESHOLD = 200_000
 
 
+_PAUSE_DEPTH = 0
+_PAUSED_WAS_ENABLED = True
+
+
 @contextlib.contextmanager
-def relaxed_gc(threshold: int = RELAXED_THRESHOLD) -> Iterator[None]:
-    """Run the body with a high first-generation GC threshold; restore the previous one after."""
-    global _GC_DEPTH, _GC_SAVED
+def relaxed_gc(threshold: int = RELAXED_THRESHOLD, *, pause: bool = False) -> Iterator[None]:
+    """Run the body with a high first-generation GC threshold; restore the previous one after.
+
+    `pause=True`: no automatic collection at all during the body (for a virtual-time run;
+    a collector the caller had disabled stays disabled after)."""
+    global _GC_DEPTH, _GC_SAVED, _PAUSE_DEPTH, _PAUSED_WAS_ENABLED
     with _GC_LOCK:
         if _GC_DEPTH == 0:
             _GC_SAVED = gc.get_threshold()
             gc.set_threshold(max(threshold, _GC_SAVED[0]), *_GC_SAVED[1:])
         _GC_DEPTH += 1
+        if pause:
+            if _PAUSE_DEPTH == 0:
+                _PAUSED_WAS_ENABLED = gc.isenabled()
+                gc.disable()
+            _PAUSE_DEPTH += 1
     try:
         yield
     finally:
@@ -75,6 +91,10 @@ def relaxed_gc(threshold: int = RELAXED_THRESHOLD) -> Iterator[None]:
             _GC_DEPTH -= 1
             if _GC_DEPTH == 0 and _GC_SAVED is not None:
                 gc.set_threshold(*_GC_SAVED)
+            if pause:
+                _PAUSE_DEPTH -= 1
+                if _PAUSE_DEPTH == 0 and _PAUSED_WAS_ENABLED:
+                    gc.enable()
 
 
 def run_until(env: Any, at: float) -> None:
@@ -102,6 +122,9 @@ def run_until(env: Any, at: float) -> None:
         except IndexError:
             raise RuntimeError(f'No scheduled events left but "until" event was not triggered: {until}') from None
         env._now = now
+        if type(event) is _Call:  # a timed call: no one else holds it, so no callbacks to swap or failure to check
+            event.fn(*event.args)
+            continue
         if event is until:
             return
         callbacks, event.callbacks = event.callbacks, None

@@ -178,7 +178,7 @@ class FleetWorld:
 
     def settle_until_quiet(self, bound_s: float) -> None:
         end = self.env.now + bound_s
-        with relaxed_gc():
+        with relaxed_gc(pause=True):
             while not self.quiet() and self.env.now < end:
                 run_until(self.env, min(end, self.env.now + _SETTLE_STEP_S))
 
@@ -238,7 +238,7 @@ class FleetWorld:
     def _drive(self, env: simpy.Environment, t0: float, last_write: float, deployed_at: float | None,
                drain: Callable[[], None], progress: Callable[[float, float], None] | None) -> None:
         p = self.p
-        with relaxed_gc():
+        with relaxed_gc(pause=True):
             horizon = t0 + last_write + (p.settle_s if p.settle_s is not None else 0.0)
             while env.now < horizon:
                 run_until(env, min(horizon, env.now + _SETTLE_STEP_S))

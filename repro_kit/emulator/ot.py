@@ -271,8 +271,18 @@ def _compile(instructions: list[Instruction]) -> list[tuple[Any, ...]]:
                     break
                 fields.append((nxt["field"], nxt["value"]))
                 j += 1
-            out.append((_CREATE, table, pk, None, None,
-                        tuple((name, value, isinstance(value, (list, dict))) for name, value in fields)))
+            # The new object as `_apply_all` would build it (pk, defaults, empty lists, then the
+            # fields in order), its lists and containers to be made fresh for each state.
+            template: dict[str, Any] = {_PK_FIELD: pk, **COLUMN_DEFAULTS, **{f: None for f in _SORTED_LIST_FIELDS}}
+            fresh: list[tuple[str, Any]] = [(f, None) for f in _SORTED_LIST_FIELDS]
+            for name, value in fields:
+                container = isinstance(value, (list, dict))
+                template[name] = None if container else value
+                fresh = [item for item in fresh if item[0] != name]
+                if container:
+                    fresh.append((name, value))
+            out.append((_CREATE, table, pk, None, template,
+                        (tuple((name, value, isinstance(value, (list, dict))) for name, value in fields), tuple(fresh))))
             i = j
             continue
         if op == "Update":
@@ -354,12 +364,13 @@ def _apply_steps(state: State, steps: list[tuple[Any, ...]]) -> None:
             objects = state[table] = {}
         if code == _CREATE:
             obj = objects.get(pk)
-            if obj is None:
-                obj = objects[pk] = {_PK_FIELD: pk, **COLUMN_DEFAULTS}
-                for list_field in _SORTED_LIST_FIELDS:
-                    obj[list_field] = []
-            for name, val, container in value:
-                obj[name] = deepcopy(val) if container else val
+            if obj is None:  # `index` holds the new object's template; fresh lists and containers go in
+                obj = objects[pk] = index.copy()
+                for name, val in value[1]:
+                    obj[name] = [] if val is None else deepcopy(val)
+            else:
+                for name, val, container in value[0]:
+                    obj[name] = deepcopy(val) if container else val
         elif code == _INSERT:
             obj = objects.get(pk)
             if obj is not None:

@@ -47,6 +47,7 @@ class SyncServer:
         self._links: dict[int, _Link] = {}
         self._versions_of: dict[tuple[str, str], list[int]] = {}  # object -> versions touching it
         self._by_owner: dict[str, list[int]] = {}
+        self._owner_targets: dict[str, list[tuple[int, _Link]]] = {}  # owner -> its links by peer, until one (dis)connects
         self._on_integrated: list[Callable[[int, int, dict[str, Any]], None]] = []
         self.trace_listeners: list[TraceListener] = []
         self.notes: dict[int, dict[str, Any]] = {}  # version -> what the server knows of it (re-import batch)
@@ -63,6 +64,7 @@ class SyncServer:
             raise ValueError(f"peer: {peer} is already connected or reserved")
         link = self._links[peer] = _Link(owner_id, deliver)
         self._by_owner.setdefault(owner_id, []).append(peer)
+        self._owner_targets.pop(owner_id, None)
         for version, (origin, entry) in enumerate(self.history, 1):  # bootstrap: the history so far
             self._send(link, version, origin, self._filter(entry, owner_id, ack=False), self.notes.get(version))
 
@@ -70,6 +72,7 @@ class SyncServer:
         link = self._links.pop(peer, None)
         if link is not None:
             self._by_owner[link.owner_id].remove(peer)
+            self._owner_targets.pop(link.owner_id, None)
 
     def on_integrated(self, listener: Callable[[int, int, dict[str, Any]], None]) -> None:
         """The translator's feed: (version, origin peer, integrated changeset), synchronously."""
@@ -157,8 +160,15 @@ class SyncServer:
             if owner is None:
                 return list(self._links.items())
             owners.add(owner)
-        targets = {}
         uploader_link = self._links.get(uploader)
+        if len(owners) == 1:  # the usual case: one owner's devices, the uploader among them
+            (owner,) = owners
+            listed = self._owner_targets.get(owner)
+            if listed is None:
+                listed = self._owner_targets[owner] = sorted((p, self._links[p]) for p in self._by_owner.get(owner, ()))
+            if uploader_link is None or uploader_link.owner_id == owner:
+                return listed
+        targets = {}
         if uploader_link is not None:
             targets[uploader] = uploader_link
         for owner in owners:
