@@ -29,7 +29,7 @@ import simpy
 import simpy.rt
 from simpy.events import NORMAL, URGENT
 
-__all__ = ["call_later", "relaxed_gc", "run_until"]
+__all__ = ["call_later", "timed_pusher", "relaxed_gc", "run_until"]
 
 
 class _Call:
@@ -54,6 +54,22 @@ _FIRE = (_fire,)
 def call_later(env: Any, delay: float, fn: Callable[..., Any], *args: Any) -> None:
     """Call `fn(*args)` `delay` seconds from now, in the order a Timeout would fire."""
     env.schedule(_Call(fn, args), NORMAL, delay)
+
+
+def timed_pusher(env: Any) -> Callable[[float, Callable[..., Any], tuple[Any, ...]], None]:
+    """`push(delay, fn, args)`: `call_later(env, delay, fn, *args)` for many calls in a row,
+    straight onto SimPy's heap with the key `Environment.schedule` gives (its time
+    arithmetic, NORMAL priority, the next event id), so the order is the same; through
+    `schedule` itself where the environment lacks those internals."""
+    queue, eids = getattr(env, "_queue", None), getattr(env, "_eid", None)
+    if not isinstance(queue, list) or eids is None or not hasattr(env, "_now"):
+        return lambda delay, fn, args: env.schedule(_Call(fn, args), NORMAL, delay)
+    push, next_eid = heapq.heappush, next
+
+    def pusher(delay: float, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        push(queue, (env._now + delay, NORMAL, next_eid(eids), _Call(fn, args)))
+
+    return pusher
 
 
 _GC_LOCK = threading.Lock()
