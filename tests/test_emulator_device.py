@@ -1,5 +1,6 @@
 import random
 
+import pytest
 import simpy
 
 from repro_kit.emulator.device import Device
@@ -67,3 +68,59 @@ def test_parent_pointer_tree():
     env.run(until=1)
     assert b.visible_children(root) == [n]
     assert "children" not in {i.get("field") for _, cs in server.history for i in cs["instructions"] if i["op"] != "CreateObject"}
+
+
+# -- downloads taken in bulk (ModelEnvironment) apply exactly where their events would have ----------
+
+
+def _fleet_run(env_kind: str, drive: str, *, jitter: float, seed: int, listen_at: float | None = None):
+    """Three devices of one owner and one of another, writing at random times (ties included
+    when jitter is 0: every latency equal); returns everything a device or the server holds."""
+    from repro_kit.emulator._scheduling import ModelEnvironment, run_until
+
+    env = ModelEnvironment() if env_kind == "model" else simpy.Environment()
+    server = SyncServer(env, random.Random(seed), 0.05, jitter)
+    devices = [Device(env, server, 2 + k, "u" if k < 3 else "v", random.Random(seed + k), upload_latency_s=0.05)
+               for k in range(4)]
+    rng = random.Random(seed)
+    notes: list[tuple[float, object]] = []
+    devices[0].create_root()
+    devices[3].create_root()
+    times = sorted({round(rng.uniform(0.5, 3.0), 2 if jitter == 0 else 4) for _ in range(40)})
+
+    def advance(t: float) -> None:
+        if t > env.now:
+            run_until(env, t) if drive == "run_until" else env.run(until=t)
+
+    for t in times:
+        advance(t)
+        if listen_at is not None and t >= listen_at and not devices[1].listeners:
+            devices[1].listeners.append(lambda note: notes.append((env.now, note)))
+        device = devices[rng.randrange(4)]
+        if rng.random() < 0.1 and device.root_id() is not None:
+            device.write([{"op": "Clear", "table": "Node", "object": device.root_id(), "field": "children"}])
+        elif device.root_id() is not None:
+            device.add_to_root(f"{device.peer} at {t}")
+    advance(env.now + 5)
+    return {
+        "devices": [(d.state, d.server_version, d.inflight, d.pending, sorted(d.acked)) for d in devices],
+        "history": server.history, "server": server.state, "rng": server.rng.getstate(),
+        "notes": [(t, n.entered, n.left, n.inserted, n.deleted) for t, n in notes],
+    }
+
+
+@pytest.mark.parametrize("jitter", [0.0, 0.3])
+@pytest.mark.parametrize("drive", ["run_until", "env.run"])
+@pytest.mark.parametrize("seed", range(4))
+def test_deferred_downloads_leave_every_outcome_as_one_event_per_download_does(jitter, drive, seed):
+    eager = _fleet_run("plain", drive, jitter=jitter, seed=seed)
+    assert _fleet_run("model", drive, jitter=jitter, seed=seed) == eager
+    assert eager["history"] and any(d[0]["Node"] for d in eager["devices"])
+
+
+@pytest.mark.parametrize("drive", ["run_until", "env.run"])
+def test_a_listener_added_mid_run_sees_each_later_download_when_it_happens(drive):
+    eager = _fleet_run("plain", drive, jitter=0.0, seed=7, listen_at=1.5)
+    deferred = _fleet_run("model", drive, jitter=0.0, seed=7, listen_at=1.5)
+    assert deferred == eager
+    assert len(eager["notes"]) > 5  # the listener saw downloads, each at its own time

@@ -29,7 +29,7 @@ import simpy
 import simpy.rt
 from simpy.events import NORMAL, URGENT
 
-__all__ = ["call_later", "timed_pusher", "relaxed_gc", "run_until"]
+__all__ = ["ModelEnvironment", "call_later", "timed_pusher", "push_at", "fired_before", "has_heap", "relaxed_gc", "run_until"]
 
 
 class _Call:
@@ -56,20 +56,55 @@ def call_later(env: Any, delay: float, fn: Callable[..., Any], *args: Any) -> No
     env.schedule(_Call(fn, args), NORMAL, delay)
 
 
-def timed_pusher(env: Any) -> Callable[[float, Callable[..., Any], tuple[Any, ...]], None]:
+def has_heap(env: Any) -> bool:
+    """Whether `env` has the SimPy internals the direct paths below use (its heap, event ids, clock)."""
+    return isinstance(getattr(env, "_queue", None), list) and hasattr(env, "_eid") and hasattr(env, "_now")
+
+
+def timed_pusher(env: Any) -> Callable[[float, Callable[..., Any], tuple[Any, ...]], tuple[Any, ...] | None]:
     """`push(delay, fn, args)`: `call_later(env, delay, fn, *args)` for many calls in a row,
     straight onto SimPy's heap with the key `Environment.schedule` gives (its time
     arithmetic, NORMAL priority, the next event id), so the order is the same; through
-    `schedule` itself where the environment lacks those internals."""
-    queue, eids = getattr(env, "_queue", None), getattr(env, "_eid", None)
-    if not isinstance(queue, list) or eids is None or not hasattr(env, "_now"):
+    `schedule` itself where the environment lacks those internals. `push(delay, None, ())`
+    only draws the key and returns it (for a call kept elsewhere, see `push_at`)."""
+    if not has_heap(env):
         return lambda delay, fn, args: env.schedule(_Call(fn, args), NORMAL, delay)
-    push, next_eid = heapq.heappush, next
+    queue, eids = env._queue, env._eid
+    heappush, next_eid = heapq.heappush, next
 
-    def pusher(delay: float, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
-        push(queue, (env._now + delay, NORMAL, next_eid(eids), _Call(fn, args)))
+    def pusher(delay: float, fn: Callable[..., Any] | None, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        if fn is None:
+            return (env._now + delay, NORMAL, next_eid(eids))
+        heappush(queue, (env._now + delay, NORMAL, next_eid(eids), _Call(fn, args)))
+        return None
 
     return pusher
+
+
+def push_at(env: Any, key: tuple[float, int, int], fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    """Schedule `fn(*args)` at a heap key drawn earlier: it fires exactly where it would have."""
+    heapq.heappush(env._queue, (key[0], key[1], key[2], _Call(fn, args)))
+
+
+class ModelEnvironment(simpy.Environment):
+    """A virtual-time SimPy environment that remembers the heap entry of the event it fired
+    last (`fired_before`), however it is run: `run_until`, `run` or `step`. What lets a
+    device take its downloads in bulk yet apply each exactly where its event would have
+    fired (`Device._drain`)."""
+
+    _rk_fired: tuple[Any, ...] = (float("-inf"),)
+
+    def step(self) -> None:
+        queue = self._queue
+        if queue:
+            self._rk_fired = queue[0]  # the entry step() pops: the heap's least
+        super().step()
+
+
+def fired_before(env: ModelEnvironment) -> tuple[Any, ...]:
+    """A bound on heap keys: every event whose key is below it has fired (the event firing
+    now, or the last one fired; nothing before the first)."""
+    return env._rk_fired
 
 
 _GC_LOCK = threading.Lock()
@@ -134,10 +169,12 @@ def run_until(env: Any, at: float) -> None:
     pop = heapq.heappop
     while True:
         try:
-            now, _, _, event = pop(queue)
+            item = pop(queue)
         except IndexError:
             raise RuntimeError(f'No scheduled events left but "until" event was not triggered: {until}') from None
+        now, _, _, event = item
         env._now = now
+        env._rk_fired = item  # what `fired_before` reads (a plain Environment just gets the attribute)
         if type(event) is _Call:  # a timed call: no one else holds it, so no callbacks to swap or failure to check
             event.fn(*event.args)
             continue

@@ -9,6 +9,7 @@ collection and root-object listeners.
 
 from __future__ import annotations
 
+import collections
 import random
 import uuid
 from typing import Any, Callable
@@ -17,7 +18,7 @@ import simpy
 
 from repro_kit._session import Notification
 from repro_kit.emulator import ot
-from repro_kit.emulator._scheduling import call_later
+from repro_kit.emulator._scheduling import ModelEnvironment, call_later, fired_before, has_heap, push_at
 from repro_kit.emulator.server import SERVER_PEER, SyncServer
 
 __all__ = ["Device"]
@@ -51,19 +52,29 @@ class Device:
         self.rng = rng
         self.upload_latency_s = upload_latency_s
         self.clock_skew_ms = clock_skew_ms
-        self.state: dict[str, Any] = {"Node": {}}
-        self.server_version = 0
-        self.inflight: dict[str, Any] | None = None
-        self.pending: list[dict[str, Any]] = []
-        self.listeners: list[Callable[[Notification], None]] = []
+        self._state: dict[str, Any] = {"Node": {}}
+        self._server_version = 0
+        self._inflight: dict[str, Any] | None = None
+        self._pending: list[dict[str, Any]] = []
+        # Other peers' downloads, handed over by the server at once with the heap key each is
+        # due at, and applied in that order when the device is next read or acts (`_drain`):
+        # exactly as one event per download would have, since nothing else changes a device
+        # between downloads but its own writes and acknowledgements, which drain first. Only
+        # on a ModelEnvironment (it knows which event fired last), and off (every download its
+        # own event) once a listener is added.
+        self._inbox: collections.deque[tuple[Any, ...]] = collections.deque()
+        self._draining = False
+        self._can_defer = isinstance(env, ModelEnvironment) and has_heap(env)
+        # Adding a listener that sees downloads first turns deferred downloads back into events.
+        self.listeners: list[Callable[[Notification], None]] = _Watchers(self._undefer)
         self.ack_listeners: list[AckListener] = []
-        self.trace_listeners: list[Callable[[dict[str, Any]], None]] = []
-        self.leave_listeners: list[Callable[[list[str], int | None, float], None]] = []
+        self.trace_listeners: list[Callable[[dict[str, Any]], None]] = _Watchers(self._undefer)
+        self.leave_listeners: list[Callable[[list[str], int | None, float], None]] = _Watchers(self._undefer)
         self.acked: set[str] = set()
         self._created_by: dict[int, list[str]] = {}
         self._last_ts = 0
         self._root_cache: tuple[dict[str, Any], str | None] | None = None  # (table, root pk)
-        server.connect(peer, owner_id, self._on_download)
+        self._link = server.connect(peer, owner_id, self._on_download, self._inbox if self._can_defer else None)
 
     # -- clock and ids -----------------------------------------------------------------
     def clock_ms(self) -> int:
@@ -77,12 +88,38 @@ class Device:
 
     # -- reads -------------------------------------------------------------------------
     @property
+    def state(self) -> dict[str, Any]:
+        """The local Realm: {table: {pk: object}}, dangling links included."""
+        self._drain()
+        return self._state
+
+    @property
+    def server_version(self) -> int:
+        """The last server version this device has integrated."""
+        self._drain()
+        return self._server_version
+
+    @property
+    def inflight(self) -> dict[str, Any] | None:
+        """The local changeset uploaded and not yet acknowledged (rebased past what arrived since)."""
+        self._drain()
+        return self._inflight
+
+    @property
+    def pending(self) -> list[dict[str, Any]]:
+        """Local changesets waiting behind `inflight`."""
+        self._drain()
+        return self._pending
+
+    @property
     def table(self) -> dict[str, dict[str, Any]]:
-        return self.state["Node"]
+        self._drain()
+        return self._state["Node"]
 
     def root_id(self) -> str | None:
         """The first object (in table order) that is this owner's root."""
-        table = self.table
+        self._drain()
+        table = self._state["Node"]
         cache = self._root_cache
         if cache is not None and cache[0] is table:
             return cache[1]
@@ -107,12 +144,12 @@ class Device:
         download it was rebased from), so a changeset applied once is not indexed for them.
         """
         if effects is not None:
-            ot.apply_once(self.state, changeset)
+            ot.apply_once(self._state, changeset)
             erases, root_pks = effects
         elif validated:
-            erases, root_pks = ot.apply_trusted(self.state, changeset)  # one lookup for both
+            erases, root_pks = ot.apply_trusted(self._state, changeset)  # one lookup for both
         else:
-            ot.apply(self.state, changeset)
+            ot.apply(self._state, changeset)
             erases, root_pks = ot.root_effects(changeset)  # computed once per changeset, for every device
         cache = self._root_cache
         if cache is None:
@@ -120,7 +157,7 @@ class Device:
         if erases:
             self._root_cache = None
             return
-        table = self.table
+        table = self._state["Node"]
         for pk in root_pks:
             obj = table.get(pk)
             if pk == cache[1] or (obj is not None and obj.get("isRoot") and obj.get("owner_id") == self.owner_id):
@@ -129,30 +166,34 @@ class Device:
 
     @property
     def idle(self) -> bool:
-        """Every local change acknowledged by the server: nothing in flight or pending."""
-        return self.inflight is None and not self.pending
+        """Every local change acknowledged by the server: nothing in flight or pending.
+        (What is still in the inbox cannot change that: acknowledgements are never deferred.)"""
+        return self._inflight is None and not self._pending
 
     def visible_children(self, pk: str | None) -> list[str]:
-        if pk is None or pk not in self.table:
+        self._drain()
+        table = self._state["Node"]
+        if pk is None or pk not in table:
             return []
-        table = self.table
         if self.tree == "parent":
             return [c for c, obj in table.items() if obj.get("parent") == pk]
         return [c for c in table[pk].get("children", ()) if c in table]
 
     def owned_ids(self) -> list[str]:
-        return [pk for pk, obj in self.table.items() if obj.get("owner_id") == self.owner_id]
+        self._drain()
+        return [pk for pk, obj in self._state["Node"].items() if obj.get("owner_id") == self.owner_id]
 
     # -- writes ------------------------------------------------------------------------
     def write(self, instructions: list[dict[str, Any]]) -> dict[str, Any]:
         """One local write transaction: apply, notify, queue for upload."""
+        self._drain()
         changeset = {"origin": self.peer, "timestamp": self.clock_ms(), "instructions": instructions}
         before = self._observe() if self.listeners else None
         self._apply(changeset)
         created = [i["object"] for i in instructions if i["op"] == "CreateObject"]
         if created:
             self._created_by[id(changeset)] = created
-        self.pending.append(changeset)
+        self._pending.append(changeset)
         if before is not None:
             self._notify(before, batch=None)
         self._send_next()
@@ -174,7 +215,7 @@ class Device:
                         "is_default": False})
             self.write(ins)
             return pk
-        size = len(self.table[root]["children"])
+        size = len(self._state["Node"][root]["children"])
         ins.append({"op": "ArrayInsert", "table": "Node", "object": root, "field": "children",
                     "index": size, "value": pk, "prior_size": size})
         self.write(ins)
@@ -189,10 +230,10 @@ class Device:
 
     # -- sync --------------------------------------------------------------------------
     def _send_next(self) -> None:
-        if self.inflight is not None or not self.pending:
+        if self._inflight is not None or not self._pending:
             return
-        self.inflight = self.pending.pop(0)
-        changeset, base = self.inflight, self.server_version
+        self._inflight = self._pending.pop(0)
+        changeset, base = self._inflight, self._server_version
         delay = self.server.latency(self.upload_latency_s)
         call_later(self.env, delay, self._upload, changeset, base)
 
@@ -200,12 +241,44 @@ class Device:
         # validated when written (ot.apply with validation), so the server need not check it again
         self.server.integrate(self.peer, changeset, base, trusted=True)
 
+    def _undefer(self) -> None:
+        """Before a listener is added: from now on every download is its own event (a listener
+        sees each when it happens). What is due is applied; the rest of the inbox is scheduled,
+        each at the position it was due at."""
+        self._link.inbox = None
+        self._drain()
+        inbox = self._inbox
+        while inbox:
+            t, priority, eid, *args = inbox.popleft()
+            push_at(self.env, (t, priority, eid), self._on_download, tuple(args))
+
+    def _drain(self) -> None:
+        """Apply the inbox's downloads that are due before the event now firing (or the end of
+        the last run): those a run with one event per download would have applied by now."""
+        inbox = self._inbox
+        if not inbox or self._draining:
+            return
+        bound = fired_before(self.env)
+        if not inbox[0] < bound:
+            return
+        self._draining = True
+        try:
+            while inbox and inbox[0] < bound:
+                _t, _priority, _eid, version, origin, changeset, note = inbox.popleft()
+                self._receive(version, origin, changeset, note)
+        finally:
+            self._draining = False
+
     def _on_download(self, version: int, origin: int, changeset: dict[str, Any],
                      note: dict[str, Any] | None = None) -> None:
-        self.server_version = version
+        self._drain()  # what arrived before it, first
+        self._receive(version, origin, changeset, note)
+
+    def _receive(self, version: int, origin: int, changeset: dict[str, Any], note: dict[str, Any] | None) -> None:
+        self._server_version = version
         if origin == self.peer:
-            acked = self.inflight
-            self.inflight = None
+            acked = self._inflight
+            self._inflight = None
             created = self._created_by.pop(id(acked), []) if acked is not None else []
             for pk in created:
                 self.acked.add(pk)
@@ -214,17 +287,17 @@ class Device:
             self._send_next()
             return
         incoming = changeset
-        if self.inflight is not None or self.pending:
-            unacked = [self.inflight, *self.pending] if self.inflight is not None else self.pending
+        if self._inflight is not None or self._pending:
+            unacked = [self._inflight, *self._pending] if self._inflight is not None else self._pending
             trace = self._tracer(version) if self.trace_listeners else None
             incoming, rebased = ot.transform_past(
                 changeset, unacked, trace=None if trace is None else (lambda _n, record: trace(record)))
             for old, new in zip(unacked, rebased):
                 self._rebase(old, new)  # type: ignore[arg-type]
-            if self.inflight is not None:
-                self.inflight, *self.pending = rebased  # type: ignore[assignment]
+            if self._inflight is not None:
+                self._inflight, *self._pending = rebased  # type: ignore[assignment]
             else:
-                self.pending = rebased  # type: ignore[assignment]
+                self._pending = rebased  # type: ignore[assignment]
         # A re-import batch is reported even when the merge left nothing of it here: the
         # kit counts the batches that reached the device (an unfinished re-import is inconclusive).
         batch = note.get("reimport_docs") if note and origin == SERVER_PEER else None
@@ -298,6 +371,34 @@ class Device:
         )
         for listener in list(self.listeners):
             listener(note)
+
+
+class _Watchers(list):  # type: ignore[type-arg]
+    """A device's listener list that tells the device before a listener is added."""
+
+    __slots__ = ("_before_add",)
+
+    def __init__(self, before_add: Callable[[], None]) -> None:
+        super().__init__()
+        self._before_add = before_add
+
+    def append(self, item: Any) -> None:
+        self._before_add()
+        super().append(item)
+
+    def extend(self, items: Any) -> None:
+        items = list(items)
+        if items:
+            self._before_add()
+        super().extend(items)
+
+    def insert(self, index: Any, item: Any) -> None:
+        self._before_add()
+        super().insert(index, item)
+
+    def __iadd__(self, items: Any) -> "_Watchers":
+        self.extend(items)
+        return self
 
 
 def _create_node(pk: str, text: str, owner_id: str, is_root: bool) -> list[dict[str, Any]]:

@@ -26,7 +26,7 @@ from typing import Any
 import simpy
 
 from repro_kit import _schema
-from repro_kit.emulator._scheduling import call_later, relaxed_gc, run_until
+from repro_kit.emulator._scheduling import ModelEnvironment, call_later, relaxed_gc, run_until
 from repro_kit.emulator.appservices import ControlPlane
 from repro_kit.emulator.atlas import AtlasCollection
 from repro_kit.emulator.device import Device, _create_node
@@ -132,7 +132,7 @@ class FleetWorld:
         self.p = p
         self.first_user = first_user
         self.count = p.users if users is None else users
-        self.env = simpy.Environment()
+        self.env = ModelEnvironment()
         self.rng = random.Random(p.seed * 7_919 + first_user)
         ep = p.params
         self.collection = AtlasCollection(_schema.COLLECTION)

@@ -9,6 +9,7 @@ subscribed to the owners it touches (flexible sync scopes each device to its
 from __future__ import annotations
 
 import bisect
+import collections
 import random
 from typing import Any, Callable
 
@@ -27,11 +28,19 @@ TraceListener = Callable[[dict[str, Any]], None]
 
 
 class _Link:
-    __slots__ = ("owner_id", "deliver", "last_at")
+    """A connected device. `inbox`, while set, takes other peers' downloads at once as
+    (time, priority, event id, version, origin, changeset, note): the heap key each would
+    have been scheduled with, then `deliver`'s arguments. The device applies them in that
+    order when next read or acting (`Device._drain`); acknowledgements always go through
+    `deliver` at their time, since they make the device upload."""
 
-    def __init__(self, owner_id: str, deliver: Download) -> None:
+    __slots__ = ("peer", "owner_id", "deliver", "inbox", "last_at")
+
+    def __init__(self, peer: int, owner_id: str, deliver: Download, inbox: collections.deque[Any] | None) -> None:
+        self.peer = peer
         self.owner_id = owner_id
         self.deliver = deliver
+        self.inbox = inbox
         self.last_at = 0.0
 
 
@@ -57,16 +66,21 @@ class SyncServer:
         """Server version = number of integrated changesets."""
         return len(self.history)
 
-    def connect(self, peer: int, owner_id: str, deliver: Download) -> None:
+    def connect(self, peer: int, owner_id: str, deliver: Download,
+                inbox: collections.deque[Any] | None = None) -> _Link:
         """Subscribe a device: it downloads the history so far, then every later changeset,
-        each filtered to `owner_id`'s objects (its flexible-sync subscription)."""
+        each filtered to `owner_id`'s objects (its flexible-sync subscription). `deliver` is
+        called at each download's time; with an `inbox`, other peers' downloads are put
+        there instead, with their heap keys (see `_Link`). Returns the link (its `inbox`
+        may be set to None later, to have every download delivered as its own event)."""
         if peer == SERVER_PEER or peer in self._links:
             raise ValueError(f"peer: {peer} is already connected or reserved")
-        link = self._links[peer] = _Link(owner_id, deliver)
+        link = self._links[peer] = _Link(peer, owner_id, deliver, inbox)
         self._by_owner.setdefault(owner_id, []).append(peer)
         self._owner_targets.pop(owner_id, None)
         for version, (origin, entry) in enumerate(self.history, 1):  # bootstrap: the history so far
             self._send([(link, self._filter(entry, owner_id, ack=False))], version, origin, self.notes.get(version))
+        return link
 
     def disconnect(self, peer: int) -> None:
         link = self._links.pop(peer, None)
@@ -220,4 +234,8 @@ class SyncServer:
             if at < link.last_at:
                 at = link.last_at
             link.last_at = at
-            push(at - now, link.deliver, (version, origin, changeset, note))
+            inbox = link.inbox
+            if inbox is not None and link.peer != origin:
+                inbox.append((*push(at - now, None, ()), version, origin, changeset, note))  # type: ignore[misc]
+            else:
+                push(at - now, link.deliver, (version, origin, changeset, note))

@@ -19,7 +19,7 @@ import simpy.rt
 
 from repro_kit import _schema
 from repro_kit._session import AtlasView, DeployResult, Info, Listener, Notification, Session
-from repro_kit.emulator._scheduling import relaxed_gc, run_until
+from repro_kit.emulator._scheduling import ModelEnvironment, relaxed_gc, run_until
 from repro_kit.emulator.appservices import ControlPlane
 from repro_kit.emulator.atlas import AtlasCollection
 from repro_kit.emulator.device import TREES, Device
@@ -147,7 +147,7 @@ class EmulatedSession(Session):
         self.rng = random.Random(seed)
         self.user_id = user_id or uuid.UUID(int=self.rng.getrandbits(128)).hex[:24]
         self.env: simpy.Environment = (
-            simpy.rt.RealtimeEnvironment(factor=1.0, strict=False) if realtime else simpy.Environment()
+            simpy.rt.RealtimeEnvironment(factor=1.0, strict=False) if realtime else ModelEnvironment()
         )
         self._lock = threading.RLock()
         p = self.params
