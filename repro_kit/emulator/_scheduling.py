@@ -29,10 +29,10 @@ import simpy
 import simpy.rt
 from simpy.events import NORMAL, URGENT
 
-__all__ = ["ModelEnvironment", "call_later", "timed_pusher", "push_at", "fired_before", "has_heap", "relaxed_gc", "run_until"]
+__all__ = ["ModelEnvironment", "NORMAL", "TimedCall", "call_later", "heap_parts", "push_at", "fired_before", "has_heap", "relaxed_gc", "run_until"]
 
 
-class _Call:
+class TimedCall:
     """What SimPy's `step` needs of an event: `callbacks` and `_ok`."""
 
     __slots__ = ("callbacks", "fn", "args")
@@ -44,7 +44,7 @@ class _Call:
         self.callbacks = _FIRE
 
 
-def _fire(event: _Call) -> None:
+def _fire(event: TimedCall) -> None:
     event.fn(*event.args)
 
 
@@ -53,7 +53,7 @@ _FIRE = (_fire,)
 
 def call_later(env: Any, delay: float, fn: Callable[..., Any], *args: Any) -> None:
     """Call `fn(*args)` `delay` seconds from now, in the order a Timeout would fire."""
-    env.schedule(_Call(fn, args), NORMAL, delay)
+    env.schedule(TimedCall(fn, args), NORMAL, delay)
 
 
 def has_heap(env: Any) -> bool:
@@ -61,29 +61,19 @@ def has_heap(env: Any) -> bool:
     return isinstance(getattr(env, "_queue", None), list) and hasattr(env, "_eid") and hasattr(env, "_now")
 
 
-def timed_pusher(env: Any) -> Callable[[float, Callable[..., Any], tuple[Any, ...]], tuple[Any, ...] | None]:
-    """`push(delay, fn, args)`: `call_later(env, delay, fn, *args)` for many calls in a row,
-    straight onto SimPy's heap with the key `Environment.schedule` gives (its time
-    arithmetic, NORMAL priority, the next event id), so the order is the same; through
-    `schedule` itself where the environment lacks those internals. `push(delay, None, ())`
-    only draws the key and returns it (for a call kept elsewhere, see `push_at`)."""
+def heap_parts(env: Any) -> tuple[list[Any], Iterator[int]] | None:
+    """(heap, event-id counter) of `env`, for code that schedules many calls in a row straight
+    onto SimPy's heap with the key `Environment.schedule` would give, (`env.now + delay`,
+    NORMAL, next id) and a `TimedCall`, so the order is the same; None where the environment
+    lacks those internals (use `call_later`)."""
     if not has_heap(env):
-        return lambda delay, fn, args: env.schedule(_Call(fn, args), NORMAL, delay)
-    queue, eids = env._queue, env._eid
-    heappush, next_eid = heapq.heappush, next
-
-    def pusher(delay: float, fn: Callable[..., Any] | None, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
-        if fn is None:
-            return (env._now + delay, NORMAL, next_eid(eids))
-        heappush(queue, (env._now + delay, NORMAL, next_eid(eids), _Call(fn, args)))
         return None
-
-    return pusher
+    return env._queue, env._eid
 
 
 def push_at(env: Any, key: tuple[float, int, int], fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
     """Schedule `fn(*args)` at a heap key drawn earlier: it fires exactly where it would have."""
-    heapq.heappush(env._queue, (key[0], key[1], key[2], _Call(fn, args)))
+    heapq.heappush(env._queue, (key[0], key[1], key[2], TimedCall(fn, args)))
 
 
 class ModelEnvironment(simpy.Environment):
@@ -175,7 +165,7 @@ def run_until(env: Any, at: float) -> None:
         now, _, _, event = item
         env._now = now
         env._rk_fired = item  # what `fired_before` reads (a plain Environment just gets the attribute)
-        if type(event) is _Call:  # a timed call: no one else holds it, so no callbacks to swap or failure to check
+        if type(event) is TimedCall:  # a timed call: no one else holds it, so no callbacks to swap or failure to check
             event.fn(*event.args)
             continue
         if event is until:

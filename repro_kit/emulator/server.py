@@ -16,7 +16,9 @@ from typing import Any, Callable
 import simpy
 
 from repro_kit.emulator import ot
-from repro_kit.emulator._scheduling import timed_pusher
+from heapq import heappush
+
+from repro_kit.emulator._scheduling import NORMAL, TimedCall, call_later, heap_parts
 
 __all__ = ["SyncServer", "SERVER_PEER"]
 
@@ -79,7 +81,7 @@ class SyncServer:
         self._by_owner.setdefault(owner_id, []).append(peer)
         self._owner_targets.pop(owner_id, None)
         for version, (origin, entry) in enumerate(self.history, 1):  # bootstrap: the history so far
-            self._send([(link, self._filter(entry, owner_id, ack=False))], version, origin, self.notes.get(version))
+            self._send([(peer, link)], version, origin, entry, self.notes.get(version))
         return link
 
     def disconnect(self, peer: int) -> None:
@@ -138,17 +140,7 @@ class SyncServer:
                          "timestamp": merged["timestamp"], **(note or {}), "instructions": merged["instructions"]})
         for listener in self._on_integrated:
             listener(version, peer, merged)
-        filtered: dict[str, dict[str, Any]] = {}  # one filtering per owner, not per device
-        sends: list[tuple[_Link, dict[str, Any]]] = []
-        for link_peer, link in self._targets(peer, merged):
-            if link_peer == peer:
-                sends.append((link, self._filter(merged, link.owner_id, ack=True)))
-                continue
-            view = filtered.get(link.owner_id)
-            if view is None:
-                view = filtered[link.owner_id] = self._filter(merged, link.owner_id, ack=False)
-            sends.append((link, view))
-        self._send(sends, version, peer, note)
+        self._send(self._targets(peer, merged), version, peer, merged, note, ack_peer=peer)
         return version
 
     def _concurrent(self, changeset: dict[str, Any], base_version: int, peer: int) -> list[tuple[int, dict[str, Any]]]:
@@ -208,10 +200,8 @@ class SyncServer:
                 if obj is not None and "owner_id" in obj:
                     self.owner_of[ins["object"]] = obj["owner_id"]
 
-    def _filter(self, changeset: dict[str, Any], owner_id: str, ack: bool) -> dict[str, Any]:
+    def _filter(self, changeset: dict[str, Any], owner_id: str) -> dict[str, Any]:
         """Keep what the peer's subscription (owner_id == its user) can see."""
-        if ack:
-            return changeset
         owner_of = self.owner_of
         instructions = changeset["instructions"]
         if all(owner_of.get(ins["object"], owner_id) == owner_id for ins in instructions):
@@ -219,23 +209,36 @@ class SyncServer:
         kept = [ins for ins in instructions if owner_of.get(ins["object"], owner_id) == owner_id]
         return {**changeset, "instructions": kept}
 
-    def _send(self, sends: list[tuple[_Link, dict[str, Any]]], version: int, origin: int,
-              note: dict[str, Any] | None = None) -> None:
-        """Deliver each (link, changeset), in order, after a latency drawn for each in turn; a
-        download never overtakes an earlier one to the same peer. One loop for all of a
-        changeset's downloads: a write of an owner with 100 devices is 100 of them."""
+    def _send(self, targets: list[tuple[int, _Link]], version: int, origin: int, changeset: dict[str, Any],
+              note: dict[str, Any] | None = None, ack_peer: int | None = None) -> None:
+        """Deliver `changeset` to each (peer, link) in turn, filtered to the link's owner (once
+        per owner), but unfiltered to `ack_peer` (the uploader's acknowledgement), each after
+        a latency drawn in that order; a download never overtakes an earlier one to the same
+        peer. One loop for all of a changeset's downloads: a write of an owner with 100
+        devices is 100 of them, and each is only a heap entry or an inbox entry (`_Link`)."""
         env = self.env
         now = env.now
         base, jitter, random = self.download_latency_s, self.jitter, self.rng.random
-        push = timed_pusher(env)
-        for link, changeset in sends:
+        parts = heap_parts(env)
+        views: dict[str, dict[str, Any]] = {}
+        for link_peer, link in targets:
+            if link_peer == ack_peer:
+                view = changeset
+            else:
+                view = views.get(link.owner_id)  # type: ignore[assignment]
+                if view is None:
+                    view = views[link.owner_id] = self._filter(changeset, link.owner_id)
             delay = base * (1 - jitter + 2 * jitter * random()) if jitter and base else base  # latency()
             at = now + delay
             if at < link.last_at:
                 at = link.last_at
             link.last_at = at
+            if parts is None:
+                call_later(env, at - now, link.deliver, version, origin, view, note)
+                continue
+            queue, eids = parts  # Environment.schedule's key: its time arithmetic, NORMAL, the next id
             inbox = link.inbox
-            if inbox is not None and link.peer != origin:
-                inbox.append((*push(at - now, None, ()), version, origin, changeset, note))  # type: ignore[misc]
+            if inbox is not None and link_peer != origin:
+                inbox.append((now + (at - now), NORMAL, next(eids), version, origin, view, note))
             else:
-                push(at - now, link.deliver, (version, origin, changeset, note))
+                heappush(queue, (now + (at - now), NORMAL, next(eids), TimedCall(link.deliver, (version, origin, view, note))))
