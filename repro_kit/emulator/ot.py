@@ -581,9 +581,11 @@ def _merge(x: Instruction, kx: Key, y: Instruction, ky: Key) -> tuple[Instructio
     return _merge_elements(x, kx, y, ky)
 
 
-def _rebuilt(changeset: Changeset, instructions: list[Instruction | None]) -> Changeset:
+def _rebuilt(changeset: Changeset, instructions: list[Instruction | None], dropped: bool = True) -> Changeset:
+    """`changeset` with `instructions` (a list the caller gives up), less the discarded (None)
+    ones; `dropped=False` says there are none."""
     out = dict(changeset)
-    out["instructions"] = [instr for instr in instructions if instr is not None]
+    out["instructions"] = [instr for instr in instructions if instr is not None] if dropped else instructions
     return out
 
 
@@ -639,6 +641,7 @@ def _pass(a: Changeset, others: list[Changeset], want_others: bool,
     ka = (a["timestamp"], a["origin"])
     xs: list[Instruction | None] | None = None  # a's instructions once one is met; None = discarded
     x_own: set[int] = set()
+    x_dropped = False
     positions = entry[4]
     out: list[Changeset | None] = []
     for n, b in enumerate(others):
@@ -652,6 +655,7 @@ def _pass(a: Changeset, others: list[Changeset], want_others: bool,
             xs = list(a["instructions"])
         ys: list[Instruction | None] = list(b["instructions"])
         y_own: set[int] = set()
+        y_dropped = False
         kb = (b["timestamp"], b["origin"])
         if len(by_object) == 1:  # the usual case (two changesets meeting on one list): the grid is one column
             ((key, js),) = by_object.items()
@@ -686,15 +690,18 @@ def _pass(a: Changeset, others: list[Changeset], want_others: bool,
                     tracer = (lambda record, n=n: trace(n, record))
                     _note(tracer, "a", x_was, x, y_was)
                     _note(tracer, "b", y_was, ys[j], x_was)
+                if ys[j] is None:
+                    y_dropped = True
                 if x is None:
+                    x_dropped = True
                     break
             xs[i] = x
             if not met and len(by_object) == 1:
                 break  # every instruction of b on this object is discarded: the rest of a's meet nothing
-        out.append((_rebuilt(b, ys) if y_own else b) if want_others else None)
+        out.append((_rebuilt(b, ys, y_dropped) if y_own else b) if want_others else None)
     if xs is None or not x_own:
         return a, out
-    return _rebuilt(a, xs), out
+    return _rebuilt(a, xs, x_dropped), out
 
 
 def _meeting(objects_of_a: set[tuple[str, str]], b: Changeset, cached: bool) -> dict[tuple[str, str], list[int]]:
