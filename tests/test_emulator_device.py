@@ -124,3 +124,21 @@ def test_a_listener_added_mid_run_sees_each_later_download_when_it_happens(drive
     deferred = _fleet_run("model", drive, jitter=0.0, seed=7, listen_at=1.5)
     assert deferred == eager
     assert len(eager["notes"]) > 5  # the listener saw downloads, each at its own time
+
+
+def test_a_device_that_neither_writes_nor_is_read_keeps_a_bounded_inbox():
+    from repro_kit.emulator._scheduling import ModelEnvironment, run_until
+    from repro_kit.emulator.server import INBOX_LIMIT
+
+    env = ModelEnvironment()
+    server = SyncServer(env, random.Random(0), 0.05, 0.0)
+    writer = Device(env, server, 2, "u", random.Random(1))
+    readers = [Device(env, server, 3 + k, "u", random.Random(2 + k)) for k in range(3)]
+    writer.create_root()
+    longest = 0
+    for k in range(3 * INBOX_LIMIT):
+        writer.add_to_root(f"n{k}")
+        run_until(env, env.now + 0.2)  # acknowledged before the next write
+        longest = max(longest, *(len(r._inbox) for r in readers))
+    assert 0 < longest <= INBOX_LIMIT + 1
+    assert all(r.visible_children(r.root_id()) == writer.visible_children(writer.root_id()) for r in readers)

@@ -74,7 +74,7 @@ class Device:
         self._created_by: dict[int, list[str]] = {}
         self._last_ts = 0
         self._root_cache: tuple[dict[str, Any], str | None] | None = None  # (table, root pk)
-        self._link = server.connect(peer, owner_id, self._on_download, self._inbox if self._can_defer else None)
+        self._link = server.connect(peer, owner_id, self._on_download, *((self._inbox, self._drain) if self._can_defer else ()))
 
     # -- clock and ids -----------------------------------------------------------------
     def clock_ms(self) -> int:

@@ -33,17 +33,24 @@ class _Link:
     """A connected device. `inbox`, while set, takes other peers' downloads at once as
     (time, priority, event id, version, origin, changeset, note): the heap key each would
     have been scheduled with, then `deliver`'s arguments. The device applies them in that
-    order when next read or acting (`Device._drain`); acknowledgements always go through
-    `deliver` at their time, since they make the device upload."""
+    order when next read or acting (`drain`, also called here when a device that neither
+    writes nor is read lets its inbox grow past INBOX_LIMIT); acknowledgements always go
+    through `deliver` at their time, since they make the device upload."""
 
-    __slots__ = ("peer", "owner_id", "deliver", "inbox", "last_at")
+    __slots__ = ("peer", "owner_id", "deliver", "inbox", "drain", "last_at")
 
-    def __init__(self, peer: int, owner_id: str, deliver: Download, inbox: collections.deque[Any] | None) -> None:
+    def __init__(self, peer: int, owner_id: str, deliver: Download, inbox: collections.deque[Any] | None,
+                 drain: Callable[[], None] | None) -> None:
         self.peer = peer
         self.owner_id = owner_id
         self.deliver = deliver
         self.inbox = inbox
+        self.drain = drain
         self.last_at = 0.0
+
+
+#: Inbox length past which the server has the device apply what is already due.
+INBOX_LIMIT = 1024
 
 
 class SyncServer:
@@ -69,15 +76,18 @@ class SyncServer:
         return len(self.history)
 
     def connect(self, peer: int, owner_id: str, deliver: Download,
-                inbox: collections.deque[Any] | None = None) -> _Link:
+                inbox: collections.deque[Any] | None = None, drain: Callable[[], None] | None = None) -> _Link:
         """Subscribe a device: it downloads the history so far, then every later changeset,
         each filtered to `owner_id`'s objects (its flexible-sync subscription). `deliver` is
-        called at each download's time; with an `inbox`, other peers' downloads are put
-        there instead, with their heap keys (see `_Link`). Returns the link (its `inbox`
-        may be set to None later, to have every download delivered as its own event)."""
+        called at each download's time; with an `inbox` (and the `drain` that empties it of
+        what is due), other peers' downloads are put there instead, with their heap keys (see
+        `_Link`). Returns the link (its `inbox` may be set to None later, to have every
+        download delivered as its own event)."""
         if peer == SERVER_PEER or peer in self._links:
             raise ValueError(f"peer: {peer} is already connected or reserved")
-        link = self._links[peer] = _Link(peer, owner_id, deliver, inbox)
+        if (inbox is None) != (drain is None):
+            raise ValueError("inbox and drain: give both or neither")
+        link = self._links[peer] = _Link(peer, owner_id, deliver, inbox, drain)
         self._by_owner.setdefault(owner_id, []).append(peer)
         self._owner_targets.pop(owner_id, None)
         for version, (origin, entry) in enumerate(self.history, 1):  # bootstrap: the history so far
@@ -240,5 +250,7 @@ class SyncServer:
             inbox = link.inbox
             if inbox is not None and link_peer != origin:
                 inbox.append((now + (at - now), NORMAL, next(eids), version, origin, view, note))
+                if len(inbox) > INBOX_LIMIT:  # a device no one reads or writes: apply what is due
+                    link.drain()  # type: ignore[misc]
             else:
                 heappush(queue, (now + (at - now), NORMAL, next(eids), TimedCall(link.deliver, (version, origin, view, note))))
