@@ -1,10 +1,15 @@
-"""Scheduling helpers the emulator's hot paths share: a light timed call, and a relaxed GC.
+"""Scheduling helpers the emulator's hot paths share: a light timed call, heap keys, and a relaxed GC.
 
-A run of many devices schedules a delivery per device per changeset (a million for 100
-devices x 100 writes). `call_later` pushes a small slotted object straight onto SimPy's
-queue through its public `Environment.schedule`, with the same priority and the same
-event-id sequence a `Timeout` would take, so the order of events, and every outcome,
-is unchanged; it only skips the Timeout's and a closure's construction.
+A run of many devices makes a delivery per device per changeset (a million for 100
+devices x 100 writes). `call_later` pushes a small slotted object (`TimedCall`) onto
+SimPy's queue through its public `Environment.schedule`, with the same priority and the
+same event-id sequence a `Timeout` would take, so the order of events, and every
+outcome, is unchanged; it only skips the Timeout's and a closure's construction. The
+server's fan-out writes the same keys itself (`heap_parts`), and a device that keeps its
+downloads in an inbox compares their keys with the entry fired last (`ModelEnvironment`,
+`fired_before`): SimPy's heap entries are (time, priority, event id, event), the one
+internal these rely on, checked by `has_heap` (without it they fall back to `schedule`
+and one event per download).
 
 The model keeps millions of small dicts alive and frees almost none of them while it
 runs, so CPython's cyclic collector would rescan them again and again for nothing:

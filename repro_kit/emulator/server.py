@@ -11,13 +11,12 @@ from __future__ import annotations
 import bisect
 import collections
 import random
+from heapq import heappush
 from typing import Any, Callable
 
 import simpy
 
 from repro_kit.emulator import ot
-from heapq import heappush
-
 from repro_kit.emulator._scheduling import NORMAL, TimedCall, call_later, heap_parts
 
 __all__ = ["SyncServer", "SERVER_PEER"]
