@@ -4,7 +4,9 @@ run, hashed, must equal the fingerprint stored here before the emulator was opti
 Every device's raw state (dangling links included), the server's history and state, the
 translator's mirror, Atlas's documents and the random generator's state go into the hash,
 so an optimisation that changed any outcome, any delivery order or any random draw fails
-this test. Change the fingerprint only with a deliberate model change, and say so.
+this test. Change the fingerprint only with a deliberate model change, and say so. Nothing
+listens to its devices, so they take their downloads through the inbox (`Device._drain`),
+the path the large runs use.
 """
 
 from __future__ import annotations
@@ -41,6 +43,11 @@ def run_seeded_fleet(seed: int = 11) -> object:
             devices[j].add_to_root(f"d{j} at {at - t0:.2f}")
     session.wait_until(t0 + 120.0)
     return session
+
+
+def test_its_devices_take_downloads_through_the_inbox():
+    session = run_seeded_fleet()
+    assert all(device._link.inbox is not None for device in session.devices)
 
 
 def final_state(session) -> str:
