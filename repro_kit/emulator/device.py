@@ -4,7 +4,9 @@ Local writes apply at once and queue as changesets (one in flight at a time, the
 rebased on each download, as in a client/server OT protocol). Downloads from other
 peers are transformed against the unacknowledged local changesets with the same merge
 rules as the server, applied, and reported to listeners: the original tool's
-collection and root-object listeners.
+collection and root-object listeners. On a `ModelEnvironment`, a device nothing listens to
+keeps them in an inbox and applies them in order when it is next read or acts (`_drain`):
+the same outcome, without an event each (a hundred devices of one owner get a million).
 """
 
 from __future__ import annotations
