@@ -151,10 +151,10 @@ def run_until(env: Any, at: float) -> None:
     try block per event, which a million deliveries notice. A real-time environment (it
     sleeps between events) and any SimPy without the expected internals use `env.run`.
     """
-    queue = getattr(env, "_queue", None)
-    if isinstance(env, simpy.rt.RealtimeEnvironment) or not isinstance(queue, list) or not hasattr(env, "_now"):
+    if isinstance(env, simpy.rt.RealtimeEnvironment) or not has_heap(env):
         env.run(until=at)
         return
+    queue = env._queue
     if at <= env.now:
         raise ValueError(f"until (={at}) must be greater than the current simulation time")
     until = simpy.Event(env)

@@ -657,6 +657,7 @@ def _pass(a: Changeset, others: list[Changeset], want_others: bool,
         y_own: set[int] = set()
         y_dropped = False
         kb = (b["timestamp"], b["origin"])
+        tracer = None if trace is None else (lambda record, n=n: trace(n, record))
         if len(by_object) == 1:  # the usual case (two changesets meeting on one list): the grid is one column
             ((key, js),) = by_object.items()
             grid: Iterable[tuple[int, list[int]]] = ((i, js) for i in positions.get(key, ()))
@@ -678,7 +679,7 @@ def _pass(a: Changeset, others: list[Changeset], want_others: bool,
                 if j not in y_own:
                     y = ys[j] = dict(y)
                     y_own.add(j)
-                if trace is None:
+                if tracer is None:
                     if x["op"] == "ArrayInsert" and y["op"] == "ArrayInsert" and x["field"] == y["field"]:
                         _check_same_size(x, y)  # what _merge does for this pair, without its dispatch
                         x, ys[j] = _insert_vs_insert(x, ka, y, kb)
@@ -687,7 +688,6 @@ def _pass(a: Changeset, others: list[Changeset], want_others: bool,
                 else:
                     x_was, y_was = dict(x), dict(y)  # type: ignore[arg-type]
                     x, ys[j] = _merge(x, ka, y, kb)  # type: ignore[arg-type]
-                    tracer = (lambda record, n=n: trace(n, record))
                     _note(tracer, "a", x_was, x, y_was)
                     _note(tracer, "b", y_was, ys[j], x_was)
                 if ys[j] is None:
@@ -708,8 +708,10 @@ def _meeting(objects_of_a: set[tuple[str, str]], b: Changeset, cached: bool) -> 
     """Positions in `b` of its instructions on an object of a's, by object: what the merge can pair."""
     instructions = b["instructions"]
     known = _COMPILED.get(id(b)) if cached else None
-    if (known is not None and known[0] is b) or (cached and len(instructions) > 32):  # look a's objects up in b's
-        positions = _positions(known if known is not None and known[0] is b else _compiled_entry(b))
+    if known is not None and known[0] is not b:
+        known = None  # another changeset that had the same id
+    if known is not None or (cached and len(instructions) > 32):  # look a's objects up in b's
+        positions = _positions(known if known is not None else _compiled_entry(b))
         if len(objects_of_a) < len(positions):
             return {key: positions[key] for key in objects_of_a if key in positions}
         return {key: js for key, js in positions.items() if key in objects_of_a}

@@ -228,7 +228,8 @@ class SyncServer:
         env = self.env
         now = env.now
         base, jitter, random = self.download_latency_s, self.jitter, self.rng.random
-        parts = heap_parts(env)
+        parts = heap_parts(env)  # Environment.schedule's key: its time arithmetic, NORMAL, the next id
+        queue, eids = parts if parts is not None else (None, None)
         views: dict[str, dict[str, Any]] = {}
         for link_peer, link in targets:
             if link_peer == ack_peer:
@@ -245,11 +246,10 @@ class SyncServer:
             if parts is None:
                 call_later(env, at - now, link.deliver, version, origin, view, note)
                 continue
-            queue, eids = parts  # Environment.schedule's key: its time arithmetic, NORMAL, the next id
             inbox = link.inbox
             if inbox is not None and link_peer != origin:
                 inbox.append((now + (at - now), NORMAL, next(eids), version, origin, view, note))
                 if len(inbox) > INBOX_LIMIT:  # a device no one reads or writes: apply what is due
                     link.drain()  # type: ignore[misc]
             else:
-                heappush(queue, (now + (at - now), NORMAL, next(eids), TimedCall(link.deliver, (version, origin, view, note))))
+                heappush(queue, (now + (at - now), NORMAL, next(eids), TimedCall(link.deliver, (version, origin, view, note))))  # type: ignore[arg-type]
