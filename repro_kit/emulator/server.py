@@ -36,7 +36,7 @@ class _Link:
     writes nor is read lets its inbox grow past INBOX_LIMIT); acknowledgements always go
     through `deliver` at their time, since they make the device upload."""
 
-    __slots__ = ("peer", "owner_id", "deliver", "inbox", "drain", "last_at")
+    __slots__ = ("peer", "owner_id", "deliver", "inbox", "drain", "last_at", "outbox")
 
     def __init__(self, peer: int, owner_id: str, deliver: Download, inbox: collections.deque[Any] | None,
                  drain: Callable[[], None] | None) -> None:
@@ -45,7 +45,13 @@ class _Link:
         self.deliver = deliver
         self.inbox = inbox
         self.drain = drain
-        self.last_at = 0.0
+        self.last_at = 0.0  # the heap time of the link's latest download: the next is never earlier
+        self.outbox: collections.deque[tuple[Any, ...]] = collections.deque()  # `deliver_next`'s queue
+
+    def deliver_next(self) -> None:
+        """Deliver the oldest queued download: per-link FIFO whatever order the events fire in
+        (the path for an environment whose heap keys the server cannot write itself)."""
+        self.deliver(*self.outbox.popleft())
 
 
 #: Inbox length past which the server has the device apply what is already due.
@@ -239,17 +245,24 @@ class SyncServer:
                 if view is None:
                     view = views[link.owner_id] = self._filter(changeset, link.owner_id)
             delay = base * (1 - jitter + 2 * jitter * random()) if jitter and base else base  # latency()
+            # The heap time Environment.schedule gives, raised to the link's last one so a download
+            # never overtakes an earlier one to the same peer, and used as it is: scheduling at
+            # `now + (at - now)` instead can land one unit in the last place before `at`, ahead of
+            # the download it was raised behind (a device then rebased a download past its own
+            # in-flight changeset, which the download already held).
             at = now + delay
             if at < link.last_at:
                 at = link.last_at
             link.last_at = at
             if parts is None:
-                call_later(env, at - now, link.deliver, version, origin, view, note)
+                link.outbox.append((version, origin, view, note))
+                call_later(env, at - now, link.deliver_next)
                 continue
             inbox = link.inbox
             if inbox is not None and link_peer != origin:
-                inbox.append((now + (at - now), NORMAL, next(eids), version, origin, view, note))
+                # keys rise along a link (time never earlier, ids increasing): the inbox is in key order
+                inbox.append((at, NORMAL, next(eids), version, origin, view, note))
                 if len(inbox) > INBOX_LIMIT:  # a device no one reads or writes: apply what is due
                     link.drain()  # type: ignore[misc]
             else:
-                heappush(queue, (now + (at - now), NORMAL, next(eids), TimedCall(link.deliver, (version, origin, view, note))))  # type: ignore[arg-type]
+                heappush(queue, (at, NORMAL, next(eids), TimedCall(link.deliver, (version, origin, view, note))))  # type: ignore[arg-type]
