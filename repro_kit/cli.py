@@ -392,8 +392,9 @@ class Menu:
                     return interrupts
 
     def _show(self, lines: list[str]) -> None:
-        for line in lines:
-            self.say(line)
+        """An answer's lines as one block: a listener line from another thread never splits it."""
+        if lines:
+            self.say("\n".join(lines))
 
     def handle(self, choice: str) -> bool:
         """Run one menu choice; False means exit."""
