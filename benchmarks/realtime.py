@@ -19,8 +19,8 @@ def run(writes: int = 20, interval_s: float = 0.1, deploy_at_s: float = 0.55, se
         resync_delay_s: float = 0.5) -> list[dict[str, Any]]:
     from repro_kit.client import connect
     from repro_kit.findings import analyse
-    from repro_kit.sweeps import MemoryRecorder
-    from repro_kit.writer import run_test
+    from repro_kit.recording import MemoryRecorder
+    from repro_kit.driver import run_test
 
     session = connect(realtime=True, resync_delay_s=resync_delay_s, resync_batch_interval_s=0.05)
     record = run_test(session, writes, interval_s, deploy_at_s, settle_s, poll_s=0.5, recorder=MemoryRecorder,

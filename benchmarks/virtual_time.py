@@ -19,8 +19,8 @@ def run(repeats: int = 5, writes: int = 20, interval_s: float = 1.0, deploy_at_s
         settle_s: float = 300.0) -> list[dict[str, Any]]:
     from repro_kit.client import connect
     from repro_kit.findings import analyse
-    from repro_kit.sweeps import MemoryRecorder
-    from repro_kit.writer import run_test
+    from repro_kit.recording import MemoryRecorder
+    from repro_kit.driver import run_test
 
     simulated = (writes - 1) * interval_s + settle_s
     walls = []

@@ -10,7 +10,8 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-from repro_kit._session import DeployResult, Info, Notification, Session
+from repro_kit._history import Event, Nemesis, Notification, Op, Trace
+from repro_kit._session import DeployResult, Info, Session, View
 from repro_kit.client import connect
 
 __version__ = "0.1.0"
@@ -21,6 +22,11 @@ __all__ = [
     "Info",
     "DeployResult",
     "Notification",
+    "View",
+    "Op",
+    "Nemesis",
+    "Event",
+    "Trace",
     "EmulatorParams",
     "add_to_root",
     "run_test",
@@ -51,8 +57,8 @@ __all__ = [
 
 _LAZY = {
     "EmulatorParams": "repro_kit.emulator.params",
-    "add_to_root": "repro_kit.writer",
-    "run_test": "repro_kit.writer",
+    "add_to_root": "repro_kit.driver",
+    "run_test": "repro_kit.driver",
     "Run": "repro_kit.recording",
     "load_run": "repro_kit.recording",
     "latest_run": "repro_kit.recording",
@@ -61,8 +67,8 @@ _LAZY = {
     "Analysis": "repro_kit.findings",
     "check": "repro_kit.findings",
     "Verdict": "repro_kit.findings",
-    "intervals": "repro_kit.timeline",
-    "lifecycle": "repro_kit.timeline",
+    "intervals": "repro_kit._timeline",
+    "lifecycle": "repro_kit._timeline",
     "timeline_figure": "repro_kit.plots",
     "sequence_diagram": "repro_kit.plots",
     "export": "repro_kit.plots",

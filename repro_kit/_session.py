@@ -1,7 +1,12 @@
 """The one interface both backends implement (the emulator and the live services).
 
-Like httpx's transports: writer, watcher, CLI, widgets and notebooks talk to a
-`Session` and never to a backend directly, so a backend is swappable.
+Like an httpx transport, a backend answers a small set of calls and the kit builds the rest on
+them: the driver, the checker, the menu, the panel and the notebooks talk to a `Session` and
+never to a backend directly. A Session is the original tool's operations (root, add to root,
+reset, deploy), a clock (`now`, `wait_until`), snapshots of the two views (`view`), and one
+stream of everything that happens (`history`): ops, nemesis, events and the server's trace
+(`repro_kit._history`). Nothing in it returns None for "this backend cannot": a backend that
+cannot see something simply never emits it.
 """
 
 from __future__ import annotations
@@ -9,9 +14,15 @@ from __future__ import annotations
 import abc
 import dataclasses
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-__all__ = ["Info", "Session", "AtlasView", "Notification", "DeployResult"]
+from repro_kit._history import Listener
+
+__all__ = ["Info", "View", "Session", "AtlasView", "DeployResult", "OBSERVERS"]
+
+#: The views a session shows: the user's device, and Atlas (a person refreshing the collection).
+OBSERVERS = ("device", "atlas")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,61 +47,66 @@ class DeployResult:
 
 
 @dataclasses.dataclass(frozen=True)
-class Notification:
-    """One change notification from an observed view (device listeners or Atlas change feed).
+class View:
+    """A snapshot of one view of the user's nodes: the root (None before it exists), its visible
+    children in order, and every document of the user (reachable or not). Ids are strings."""
 
-    `entered`/`left`: node ids that entered or left the root's visible children;
-    `inserted`/`deleted`: node documents that appeared or disappeared;
-    `batch`: for a download of server-origin changes (a translator re-import), how many
-    documents it touched, else None.
-    """
+    observer: str
+    user_id: str
+    root: dict[str, Any] | None
+    children: list[dict[str, Any]]
+    documents: list[dict[str, Any]]
+    links: int | None = None
+    """How many entries the root's list holds, links to missing documents included, where the view
+    keeps those (Atlas's array does; a device's list hides them): what "Print info" counts."""
 
-    time: float
-    observer: str  # "device" | "atlas"
-    root_children: int
-    nodes_total: int
-    entered: tuple[str, ...] = ()
-    left: tuple[str, ...] = ()
-    inserted: tuple[str, ...] = ()
-    deleted: tuple[str, ...] = ()
-    batch: int | None = None
-
-
-Listener = Callable[[Notification], None]
-
-
-class AtlasView(abc.ABC):
-    """The Atlas side of the same data: what a person refreshing the Node collection sees."""
-
-    @abc.abstractmethod
+    @property
     def nodes(self) -> list[dict[str, Any]]:
-        """Every document of the session's owner (ids as strings)."""
+        """The original "Print nodes": the root first, then its children."""
+        return [self.root, *self.children] if self.root is not None else []
 
-    @abc.abstractmethod
-    def info(self) -> Info: ...
+    @property
+    def info(self) -> Info:
+        return Info(user_id=self.user_id, root_id=None if self.root is None else str(self.root["_id"]),
+                    nodes_total=len(self.documents),
+                    root_children=len(self.children) if self.links is None else self.links)
 
-    @abc.abstractmethod
-    def root(self) -> dict[str, Any] | None: ...
 
-    @abc.abstractmethod
-    def subscribe(self, listener: Listener) -> Callable[[], None]:
-        """Call `listener` on every change of the owner's documents; returns an unsubscribe function."""
+class AtlasView:
+    """The Atlas side of a session, as the original tool's users checked it in the Atlas UI."""
+
+    def __init__(self, session: "Session") -> None:
+        self._session = session
+
+    def nodes(self) -> list[dict[str, Any]]:
+        """Every document of the session's owner."""
+        return self._session.view("atlas").documents
+
+    def root(self) -> dict[str, Any] | None:
+        return self._session.view("atlas").root
+
+    def info(self) -> Info:
+        return self._session.view("atlas").info
 
 
 class Session(abc.ABC):
-    """A user's connection: the original CLI tool's operations plus a clock.
+    """A user's connection. Time is in seconds since the session started: virtual on the emulator
+    unless `realtime`; `wait_until` is how every timed script lets time pass, so the same script
+    runs in virtual time, in real time and against live services.
 
-    Time is in seconds since the session started. On the emulator it is virtual unless
-    `realtime=True`; `wait_until` is how every timed script lets time pass, so the same
-    script runs in virtual time, in real time, and against live services.
-    """
+    `observers`: the views this backend can show, the user's own first (the live backend sees
+    Atlas only). `server_trace`: whether `history` carries the sync server's trace (the live
+    backend cannot see App Services' merge)."""
 
     backend: str
     mode: str
     encoding: str
     realtime: bool
-    atlas: AtlasView
+    user_id: str
+    observers: tuple[str, ...] = OBSERVERS
+    server_trace: bool = False
 
+    # -- the clock --------------------------------------------------------------------------
     @abc.abstractmethod
     def now(self) -> float: ...
 
@@ -98,37 +114,14 @@ class Session(abc.ABC):
     def wait_until(self, t: float) -> None:
         """Let time pass (and the system run) until session time `t`."""
 
-    def wait(self, seconds: float) -> None:
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds) \
-                or seconds < 0:
-            raise ValueError(f"seconds: must be a finite number >= 0, got {seconds!r}")
-        self.wait_until(self.now() + seconds)
-
-    def catch_up(self) -> None:
-        """Let the backend's clock reach the wall clock (real-time emulator); a no-op elsewhere."""
-
-    def schema_fields(self) -> set[str] | None:
-        """The field names of the app's current schema, where the backend knows them."""
-        return None
-
+    # -- the original tool's operations ----------------------------------------------------------
     @abc.abstractmethod
     def root(self) -> dict[str, Any]:
-        """The user's root node (created on first use, as the original tool does on start-up)."""
+        """The user's root node (created on first use where the backend writes, as the original tool does)."""
 
     @abc.abstractmethod
     def add_to_root(self, text: str) -> str:
         """Create a node and append it to the root's children; returns its id."""
-
-    @abc.abstractmethod
-    def nodes(self) -> list[dict[str, Any]]:
-        """The root first, then the root's visible children in order (the original "Print nodes")."""
-
-    def all_nodes(self) -> list[dict[str, Any]]:
-        """Every node document of the user, reachable from the root or not."""
-        return self.nodes()
-
-    @abc.abstractmethod
-    def info(self) -> Info: ...
 
     @abc.abstractmethod
     def reset(self) -> int:
@@ -137,43 +130,46 @@ class Session(abc.ABC):
     @abc.abstractmethod
     def deploy_schema_change(self, field: str, bson_type: str) -> DeployResult: ...
 
+    # -- what the views show, and what happens -------------------------------------------------------
     @abc.abstractmethod
-    def subscribe(self, listener: Listener) -> Callable[[], None]:
-        """Device-side change notifications (the original tool's collection and root listeners)."""
+    def view(self, observer: str = "device") -> View:
+        """A snapshot of one of `observers`: "device" or "atlas"."""
 
-    def subscribe_acks(self, listener: Callable[[str, float], None]) -> Callable[[], None] | None:
-        """Call `listener(node_id, time)` when the server acknowledges a node's creation.
+    @abc.abstractmethod
+    def history(self, listener: Listener) -> Callable[[], None]:
+        """Call `listener(record)` with every record from now on (`repro_kit._history`), after the
+        views' current state as baseline events; returns the unsubscribe function."""
 
-        Returns an unsubscribe function, or None where the backend cannot see acks
-        (then callers fall back to `is_acknowledged`)."""
-        return None
+    def close(self) -> None:
+        """Release resources; the session is unusable afterwards."""
 
-    def subscribe_trace(self, listener: Callable[[dict[str, Any]], None]) -> Callable[[], None] | None:
-        """Call `listener(record)` with the sync server's evidence as it happens: every
-        integrated changeset and every instruction the merge discarded or rewrote, with the
-        rule's name (the format is in the README, "The run directory").
+    # -- built on the above, once --------------------------------------------------------------------
+    def wait(self, seconds: float) -> None:
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds) \
+                or seconds < 0:
+            raise ValueError(f"seconds: must be a finite number >= 0, got {seconds!r}")
+        self.wait_until(self.now() + seconds)
 
-        Returns an unsubscribe function, or None where the backend cannot see the server
-        (the live backend: App Services does not expose its merge)."""
-        return None
+    def nodes(self) -> list[dict[str, Any]]:
+        """The root first, then the root's visible children in order (the original "Print nodes")."""
+        return self.view(self.observers[0]).nodes
 
-    def is_acknowledged(self, node_id: str) -> bool:
-        """Has the server integrated the write that created `node_id`? Backends that cannot tell return True."""
-        return True
+    def all_nodes(self) -> list[dict[str, Any]]:
+        """Every node document of the user, reachable from the root or not."""
+        return self.view(self.observers[0]).documents
 
-    def nemesis_log(self) -> list[dict[str, Any]]:
-        """Control-plane happenings the backend can see (e.g. resync halt/resume), as
-        {"time", "f", "value"} dicts; the writer records them as nemesis `info` ops."""
-        return []
+    def info(self) -> Info:
+        return self.view(self.observers[0]).info
+
+    @property
+    def atlas(self) -> AtlasView:
+        return AtlasView(self)
 
     def describe(self) -> dict[str, Any]:
         """What a run's metadata records about this session (never a secret)."""
         return {"backend": self.backend, "mode": self.mode, "encoding": self.encoding,
-                "realtime": self.realtime, "user_id": self.info().user_id,
-                "server_trace": type(self).subscribe_trace is not Session.subscribe_trace}
-
-    def close(self) -> None:
-        """Release resources; the session is unusable afterwards."""
+                "realtime": self.realtime, "user_id": self.user_id, "server_trace": self.server_trace,
+                "observers": list(self.observers)}
 
     def __enter__(self) -> "Session":
         return self

@@ -2,38 +2,61 @@
 Reset, Deploy schema change, plus Wait and Stop.
 
 The menu (`repro-kit`) and the control panel (`ControlPanel`) are thin front ends over
-`Actions`: each operation returns the lines to show, and lines that come on their own
-(the original tool's listener lines, a Run test's per-write lines, a run's verdict) go
-to `emit` as they happen, from whichever thread made them. Wording follows
+`Actions`: both read the command table (`COMMANDS`), each operation returns the lines to show,
+and lines that come on their own (the original tool's listener lines, a Run test's per-write
+lines, a run's verdict) go to `emit` as they happen, from whichever thread made them. Those come
+from the session's history stream, the same records a run directory holds. Wording follows
 stashpad/realm-bug-cli, so a session here reads like the report's video.
 
-Time is the user's: on a real-time session a clock thread keeps the model at the wall
-clock, so a deploy made by hand minutes into a run, an Atlas refresh or the listener
-lines of a re-import happen when they would have; a Run test goes on in its own thread
-while the user acts, and Stop ends it, keeping a partial run.
+Time is the user's: on a real-time session a clock thread keeps the model at the wall clock,
+so a deploy made by hand minutes into a run, an Atlas refresh or the listener lines of a
+re-import happen when they would have; a Run test goes on in its own thread while the user
+acts, and Stop ends it, keeping a partial run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from repro_kit import _schema
-from repro_kit._session import Notification, Session
+from repro_kit import _schema, driver, findings, recording, report
+from repro_kit._history import Event, Nemesis, Record
+from repro_kit._session import Session
 from repro_kit.scenario import DEFAULT_BSON_TYPE, DEFAULT_FIELD, Scenario
 
-__all__ = ["Actions", "ACTIONS", "MAX_WAIT_S"]
-
-#: The operations, in the menu's order (the original tool's, then Wait and Stop).
-ACTIONS = ("Add to root", "Run test", "Print nodes", "Print info", "Reset", "Deploy schema change", "Wait", "Stop")
+__all__ = ["Actions", "Command", "COMMANDS", "MAX_WAIT_S"]
 
 #: Longest single Wait (a day): a typo cannot freeze the tool.
 MAX_WAIT_S = 86_400.0
 
 _CLOCK_PERIOD_S = 0.2
+
+
+@dataclasses.dataclass(frozen=True)
+class Command:
+    """One operation as a front end offers it: `name` is the Actions method, `label` the original
+    tool's wording, `tip` a one-line help."""
+
+    name: str
+    label: str
+    tip: str
+
+
+#: The operations, in the menu's order (the original tool's, then Wait and Stop).
+COMMANDS = (
+    Command("add_to_root", "Add to root", "Create a node and append it to the root's children"),
+    Command("run_test", "Run test", "Append a note to the root every interval; deploy by hand while it runs"),
+    Command("print_nodes", "Print nodes", "The root and its children, as the device shows them"),
+    Command("print_info", "Print info", "The device's counts, and what a refresh of Atlas shows"),
+    Command("reset", "Reset", "Delete this user's nodes (asks first)"),
+    Command("deploy", "Deploy schema change", "Add an optional field to the Node schema, now (also during a run)"),
+    Command("wait", "Wait", "Let time pass"),
+    Command("stop", "Stop", "End the running test; its partial run is kept"),
+)
 
 
 class Actions:
@@ -42,8 +65,6 @@ class Actions:
 
     def __init__(self, session: Session, emit: Callable[[str], None] | None = None,
                  runs_dir: str | Path | None = None) -> None:
-        from repro_kit import recording
-
         self.session = session
         self.emit = emit or (lambda line: None)
         self.runs_dir = Path(runs_dir) if runs_dir is not None else recording.runs_root()
@@ -52,15 +73,18 @@ class Actions:
         self.last_error: str | None = None
         self.series: list[tuple[float, str, int, int]] = []  # (time, observer, root_children, nodes_total)
         self.marks: list[tuple[float, str, Any]] = []  # (time, "halt" | "resume" | "batch" | "deploy", value)
+        self.halt: tuple[float, float | None] | None = None  # (halted since, re-import due at) while under way
         self._lock = threading.Lock()
         self._run_thread: threading.Thread | None = None
-        self._control: Any = None
+        self._control: driver.RunControl | None = None
         self._run_out: Path | None = None
         self._run_started_wall: float | None = None
         self._closed = threading.Event()
-        self._seen_nemesis = len(session.nemesis_log())
-        self._observe_start()
-        self._unsubscribe = [session.subscribe(self._on_device), session.atlas.subscribe(self._on_atlas)]
+        self._changed = {"device": False}  # children moved since the device's last counts
+        self._batch: int | None = None
+        self._baseline = True
+        self._unsubscribe = session.history(self._on_record)
+        self._baseline = False
         self._clock: threading.Thread | None = None
         if session.realtime:
             self._clock = threading.Thread(target=self._tick, name="repro_kit: clock", daemon=True)
@@ -71,8 +95,7 @@ class Actions:
         """Keep a real-time model at the wall clock, so listener lines come when they happen."""
         while not self._closed.wait(_CLOCK_PERIOD_S):
             try:
-                self.session.catch_up()
-                self._drain_nemesis()
+                self.session.wait_until(self.session.now())  # a real-time model runs up to the wall clock
             except Exception as exc:  # a clock must not die silently: say it once, keep ticking
                 self._say_error("clock", exc)
 
@@ -80,41 +103,54 @@ class Actions:
         return self.session.now()
 
     # -- what the views show, as it happens ------------------------------------------------
-    def _observe_start(self) -> None:
-        t = self.session.now()
-        device, atlas = self.session.info(), self.session.atlas.info()
-        with self._lock:
-            self.series.append((t, "device", device.root_children, device.nodes_total))
-            self.series.append((t, "atlas", atlas.root_children, atlas.nodes_total))
+    def _on_record(self, record: Record) -> None:
+        if isinstance(record, Event):
+            self._on_event(record)
+        elif isinstance(record, Nemesis):
+            self._on_nemesis(record)
 
-    def _on_device(self, note: Notification) -> None:
-        """The original tool's two listeners: the user's nodes, and the root's children."""
+    def _on_event(self, event: Event) -> None:
+        """The original tool's two listeners (the user's nodes, the root's children) from the device's
+        events; both views' counts for the live chart."""
+        obs, kind = event.observer, event.kind
+        if obs == "device" and kind in ("enter", "leave"):
+            self._changed["device"] = True
+        elif obs == "device" and kind == "batch":
+            self._batch = int(event.fields["batch"])
+            with self._lock:
+                self.marks.append((event.time, "batch", self._batch))
+        if kind != "counts":
+            return
+        children, total = int(event.fields["root_children"]), int(event.fields["nodes_total"])
         with self._lock:
-            self.series.append((note.time, "device", note.root_children, note.nodes_total))
-            if note.batch:
-                self.marks.append((note.time, "batch", note.batch))
-        self.emit(f"\t: User has {note.nodes_total} total nodes")
-        if note.entered or note.left or note.batch:
-            self.emit(f"\t: Root has {note.root_children} children")
-        if note.batch:
-            self.emit(f"\t  (a re-import batch of {note.batch} documents from the server, at {note.time:.1f} s)")
-        self._drain_nemesis()
+            self.series.append((event.time, obs, children, total))
+        if obs != "device" or self._baseline:
+            return
+        changed, batch = self._changed["device"], self._batch
+        self._changed["device"], self._batch = False, None
+        self.emit(f"\t: User has {total} total nodes")
+        if changed or batch:
+            self.emit(f"\t: Root has {children} children")
+        if batch:
+            self.emit(f"\t  (a re-import batch of {batch} documents from the server, at {event.time:.1f} s)")
 
-    def _on_atlas(self, note: Notification) -> None:
+    def _on_nemesis(self, record: Nemesis) -> None:
+        value = record.value if isinstance(record.value, dict) else {}
+        if record.f == "halt":
+            since = record.time - float(value.get("halted_for_s", 0.0))
+            delay = value.get("reimport_due_in_s")
+            self.halt = (since, since + float(delay) if isinstance(delay, (int, float)) else None)
+        elif record.f == "resume":
+            self.halt = None
         with self._lock:
-            self.series.append((note.time, "atlas", note.root_children, note.nodes_total))
-
-    def _drain_nemesis(self) -> None:
-        log = self.session.nemesis_log()
-        with self._lock:
-            new, self._seen_nemesis = log[self._seen_nemesis:], len(log)
-            for entry in new:
-                self.marks.append((float(entry["time"]), str(entry["f"]), entry.get("value")))
-        for entry in new:
-            if entry["f"] == "halt":
-                self.emit(f"[App Services] translation halted at {entry['time']:.1f} s; Atlas was snapshotted")
-            elif entry["f"] == "resume":
-                self.emit(f"[App Services] translation resumed at {entry['time']:.1f} s")
+            if record.f in ("halt", "resume") or (record.f == "deploy" and record.type == "invoke"):
+                self.marks.append((record.time, record.f, value.get("field") if record.f == "deploy" else value))
+        if self._baseline:
+            return
+        if record.f == "halt":
+            self.emit(f"[App Services] translation halted at {record.time:.1f} s; Atlas was snapshotted")
+        elif record.f == "resume":
+            self.emit(f"[App Services] translation resumed at {record.time:.1f} s")
 
     def snapshot(self) -> tuple[list[tuple[float, str, int, int]], list[tuple[float, str, Any]]]:
         """Copies of the views' counts over time and the control-plane marks (the live chart's data)."""
@@ -161,26 +197,17 @@ class Actions:
 
     def default_field(self) -> str:
         """The field a deploy adds by default: `tags`, or `tags_2`, ... once the schema has it."""
-        return _schema.next_field_name(self.session.schema_fields(), DEFAULT_FIELD)
+        fields = getattr(self.session, "schema_fields", None)
+        return _schema.next_field_name(fields() if fields is not None else set(), DEFAULT_FIELD)
 
     def deploy(self, field: str | None = None, bson_type: str | None = None) -> list[str]:
-        """Deploy an optional field; during a Run test it is recorded in that run (and its
-        scheduled deploy, if any, is skipped: the user deployed by hand)."""
+        """Deploy an optional field; during a Run test it is recorded in that run (from the session's
+        history), and the run's scheduled deploy, if any, is skipped: the user deployed by hand."""
         field = field or self.default_field()
         bson_type = bson_type or DEFAULT_BSON_TYPE
-        control = self._control
-        result = None
-        if control is not None and self.running:
-            try:
-                result = control.deploy(field, bson_type)
-            except RuntimeError:  # the run ended meanwhile: deploy outside it
-                result = None
-        if result is None:
-            result = self.session.deploy_schema_change(field, bson_type)
-        with self._lock:
-            self.marks.append((self.session.now(), "deploy", field))
-        self._drain_nemesis()
+        result = self.session.deploy_schema_change(field, bson_type)
         now = self.session.now()
+        control = self._control
         into = (f" ({now - control.t0:.1f} s into the Run test)"
                 if control is not None and self.running and control.t0 is not None else "")
         lines = [f"Deployed the optional field {field} ({bson_type}) at {now:.1f} s of the session{into}: "
@@ -197,7 +224,6 @@ class Actions:
                 or not 0 <= seconds <= MAX_WAIT_S:
             raise ValueError(f"seconds: must be a number from 0 to {MAX_WAIT_S:,.0f}, got {seconds!r}")
         self.session.wait(float(seconds))
-        self._drain_nemesis()
         return [f"Clock at {self.session.now():.1f} s."]
 
     # -- Run test -----------------------------------------------------------------------------
@@ -223,16 +249,14 @@ class Actions:
         `deploy_at_s=None` (the default): no automatic deploy; deploy by hand while it runs,
         as the report's author did. A number (or "auto"): deploy then, unless the user
         deploys by hand first. Raises ScenarioError (a ValueError) on bad input."""
-        from repro_kit import writer
-
         if self.running:
             raise ValueError("Run test: a Run test is already running; Stop it first")
         field = field or self.default_field()
         scenario = Scenario(writes=writes, interval_s=interval_s, deploy_at_s=deploy_at_s, settle_s=settle_s,
                             field=field, bson_type=bson_type or DEFAULT_BSON_TYPE,
                             **({"params": self.session.params} if hasattr(self.session, "params") else {}))
-        out = writer.default_run_dir(self.runs_dir)
-        control = writer.RunControl(
+        out = driver.default_run_dir(self.runs_dir)
+        control = driver.RunControl(
             on_write=lambda n, text, remaining: self.emit(f'Adding node with text "{text}" ({remaining} remaining)'))
         self._control, self._run_out = control, out
         self._run_started_wall = time.monotonic()
@@ -247,15 +271,12 @@ class Actions:
         return [f"Run test: {scenario.writes} writes {scenario.interval_s:g} s apart, then {scenario.settle_s:g} s of "
                 f"watching ({scenario.end_s:g} s in all); {deploy}. Recording to {out}"]
 
-    def _run(self, scenario: Scenario, out: Path, control: Any) -> None:
-        from repro_kit import findings, report, writer
-
+    def _run(self, scenario: Scenario, out: Path, control: driver.RunControl) -> None:
         try:
-            run = writer.run_test(self.session, scenario=scenario, out=out, progress=False, control=control)
+            run = driver.run_test(self.session, scenario=scenario, out=out, progress=False, control=control)
             analysis = findings.analyse(run)
             self.last_run, self.last_analysis = run, analysis
             report.write_report(analysis, out)
-            self._drain_nemesis()
             if control.stopped_at_s is not None:
                 self.emit(f"Run test stopped at {control.stopped_at_s:.1f} s: the partial run is kept in {out}.")
             else:
@@ -294,7 +315,4 @@ class Actions:
         self._closed.set()
         if self._clock is not None:
             self._clock.join(2.0)
-        while self._unsubscribe:
-            unsubscribe = self._unsubscribe.pop()
-            if unsubscribe is not None:
-                unsubscribe()
+        self._unsubscribe()

@@ -88,11 +88,15 @@ def _scenario(args: argparse.Namespace) -> Any:
 
 def _out_dir(text: str | None) -> Path:
     """The run directory, created now (before any work) so a bad --out costs nothing."""
-    from repro_kit import writer
+    from repro_kit._runlock import RunLock
+    from repro_kit.driver import default_run_dir
 
     if text is not None and not text.strip():
         raise _UsageError(f"--out: must name a directory, got {text!r}")
-    out = writer.default_run_dir() if text is None else Path(text)
+    out = default_run_dir() if text is None else Path(text)
+    busy = RunLock(out).busy() if out.is_dir() else None
+    if busy:
+        raise _UsageError(f"--out: {out} is {busy}; choose another directory")
     for parent in [out, *out.parents]:
         if parent.exists() and not parent.is_dir():
             raise _UsageError(f"--out: {parent} is a file, not a directory")
@@ -202,11 +206,11 @@ def _build_parser() -> _Parser:
 def _cmd_run(args: argparse.Namespace) -> int:
     scenario = _scenario(args)  # every input checked before anything runs or touches the disk
     out = _out_dir(args.out)
-    from repro_kit import findings, writer
+    from repro_kit import driver, findings
 
     session = scenario.connect()
     try:
-        run = writer.run_test(session, scenario=scenario, out=out)
+        run = driver.run_test(session, scenario=scenario, out=out)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted at {session.now():.1f} s of the run; the partial run is kept in {out} "
               f"(`{PROG} report {out}` analyses it)", file=sys.stderr)
@@ -250,24 +254,37 @@ def _cmd_fleet(args: argparse.Namespace) -> int:
     except ValueError as exc:
         name, _, problem = str(exc).partition(": ")
         raise _UsageError(f"{flags.get(name, name)}: {problem}") from None
-    out = _out_dir(args.out if args.out is not None else str(fleets._default_dir()))
-    analysis = fleets.fleet(**kwargs, out=out, progress=None)
+    out = _out_dir(args.out if args.out is not None else str(fleets.default_dir()))
+    return _fleet_report_and_exit(fleets.fleet(**kwargs, out=out, progress=None), out, args.fail_on_loss)
+
+
+def _fleet_report_and_exit(analysis: Any, out: Path, fail_on_loss: bool) -> int:
+    """A fleet's one-sentence verdict and its files; the exit code, as for a single run."""
     try:
         print(analysis.summary())
         for name in ("fleet.md", "fleet.json", "fleet.png", "fleet.svg"):
             print(f"  {out / name}")
     except BrokenPipeError:
         _silence_stdout()
-    return 1 if args.fail_on_loss and analysis.notes_orphaned else 0
+    if not fail_on_loss:
+        return 0
+    return 1 if analysis.notes_orphaned else {"inconclusive": 3}.get(analysis.outcome, 0)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from repro_kit import findings, recording
+    """Any run directory's report, rebuilt from its recording: a run's or a replay's report.md and
+    figures, a fleet's fleet.md, with the verdict its own command printed."""
+    from repro_kit import findings, fleets, recording
 
     run = recording.load_run(args.dir)
     for warning in run.warnings:
         print(f"note: {warning}", file=sys.stderr)
-    return _report_and_exit(findings.analyse(run), Path(args.dir), args.fail_on_loss)
+    analysis = findings.analyse(run)
+    if run.kind == "fleet":
+        fleet = fleets.load_fleet(analysis)
+        fleets.write_fleet_report(fleet, Path(args.dir))
+        return _fleet_report_and_exit(fleet, Path(args.dir), args.fail_on_loss)
+    return _report_and_exit(analysis, Path(args.dir), args.fail_on_loss)
 
 
 def _summary(data: dict[str, Any], verdict: Any) -> str:
@@ -308,12 +325,9 @@ class Menu:
     nothing running, a second Ctrl-C in a row exits. End of input at a question cancels it.
     """
 
-    OPTIONS = ACTION_LABELS = ("Add to root", "Run test", "Print nodes", "Print info", "Reset",
-                               "Deploy schema change", "Wait", "Stop", "Exit")
-
     def __init__(self, session: Any, args: argparse.Namespace, stdin: TextIO | None = None,
                  stdout: TextIO | None = None) -> None:
-        from repro_kit.actions import Actions
+        from repro_kit.actions import COMMANDS, Actions
 
         self.session = session
         self.args = args
@@ -321,6 +335,9 @@ class Menu:
         self.stdout = stdout or sys.stdout
         self._say_lock = threading.Lock()
         self.actions = Actions(session, emit=self.say)
+        #: The menu's choices: the command table both front ends read, then Exit.
+        self.options: tuple[tuple[str, Any], ...] = (
+            *((c.label, getattr(self, f"_{c.name}")) for c in COMMANDS), ("Exit", self._exit))
 
     def say(self, text: str = "") -> None:
         with self._say_lock:
@@ -341,7 +358,7 @@ class Menu:
         return line.strip()
 
     def _menu_line(self) -> str:
-        return "  ".join(f"{i}. {label}" for i, label in enumerate(self.OPTIONS, 1))
+        return "  ".join(f"{i}. {label}" for i, (label, _handler) in enumerate(self.options, 1))
 
     def loop(self) -> int:
         s = self.session
@@ -397,55 +414,68 @@ class Menu:
             self.say("\n".join(lines))
 
     def handle(self, choice: str) -> bool:
-        """Run one menu choice; False means exit."""
-        options = {str(i): label for i, label in enumerate(self.OPTIONS, 1)}
-        label = options.get(choice) or next(
-            (o for o in self.OPTIONS if choice and o.lower().startswith(choice.lower())), None)
-        a, args = self.actions, self.args
+        """Run one menu choice (its number, or the start of its label); False means exit."""
         if choice in ("?", "", "help"):
             self.say(self._menu_line())
-        elif label is None:
-            self.say(f"Unknown choice {choice!r}: pick 1-{len(self.OPTIONS)}.")
-        elif label == "Add to root":
-            self._show(a.add_to_root())
-        elif label == "Run test":
-            self._show(a.run_test(writes=args.writes, interval_s=args.interval, deploy_at_s=args.deploy_at,
-                                  settle_s=args.settle, field=None if args.field == "tags" else args.field,
-                                  bson_type=args.bson_type))
-            if not self.session.realtime:
-                a.wait_for_run()  # virtual time: the run takes no time, so show its end before the prompt
-        elif label == "Print nodes":
-            self._show(a.print_nodes())
-        elif label == "Print info":
-            self._show(a.print_info())
-        elif label == "Reset":
-            answer = self.ask(f"{a.reset_question()} Type 'yes' to confirm: ")
-            self._show(a.reset() if answer == "yes" else ["Reset cancelled; nothing deleted."])
-        elif label == "Deploy schema change":
-            default = a.default_field() if args.field == "tags" else args.field
-            field = self.ask(f"Field name [{default}]: ")
-            bson_type = None if field is None else self.ask(f"BSON type [{args.bson_type}]: ")
-            if field is None or bson_type is None:
-                self.say("Deploy cancelled; nothing deployed.")
-            else:
-                self._show(a.deploy(field or default, bson_type or args.bson_type))
-        elif label == "Wait":
-            text = self.ask("Seconds to wait: ")
-            if text is None:
-                self.say("Wait cancelled.")
-                return True
-            try:
-                seconds = float(text or "0")
-            except ValueError:
-                raise ValueError(f"seconds: not a number: {text!r}") from None
-            self._show(a.wait(seconds))
-        elif label == "Stop":
-            self._show(a.stop())
-        elif label == "Exit":
-            if a.running:
-                self._show(a.stop())
-            return False
-        return True
+            return True
+        by_number = {str(i): entry for i, entry in enumerate(self.options, 1)}
+        entry = by_number.get(choice) or next(
+            (e for e in self.options if choice and e[0].lower().startswith(choice.lower())), None)
+        if entry is None:
+            self.say(f"Unknown choice {choice!r}: pick 1-{len(self.options)}.")
+            return True
+        return entry[1]() is not False
+
+    # -- one handler per command -------------------------------------------------------------
+    def _add_to_root(self) -> None:
+        self._show(self.actions.add_to_root())
+
+    def _run_test(self) -> None:
+        args = self.args
+        self._show(self.actions.run_test(writes=args.writes, interval_s=args.interval, deploy_at_s=args.deploy_at,
+                                         settle_s=args.settle, field=None if args.field == "tags" else args.field,
+                                         bson_type=args.bson_type))
+        if not self.session.realtime:
+            self.actions.wait_for_run()  # virtual time: the run takes no time, so show its end before the prompt
+
+    def _print_nodes(self) -> None:
+        self._show(self.actions.print_nodes())
+
+    def _print_info(self) -> None:
+        self._show(self.actions.print_info())
+
+    def _reset(self) -> None:
+        answer = self.ask(f"{self.actions.reset_question()} Type 'yes' to confirm: ")
+        self._show(self.actions.reset() if answer == "yes" else ["Reset cancelled; nothing deleted."])
+
+    def _deploy(self) -> None:
+        args = self.args
+        default = self.actions.default_field() if args.field == "tags" else args.field
+        field = self.ask(f"Field name [{default}]: ")
+        bson_type = None if field is None else self.ask(f"BSON type [{args.bson_type}]: ")
+        if field is None or bson_type is None:
+            self.say("Deploy cancelled; nothing deployed.")
+        else:
+            self._show(self.actions.deploy(field or default, bson_type or args.bson_type))
+
+    def _wait(self) -> None:
+        text = self.ask("Seconds to wait: ")
+        if text is None:
+            self.say("Wait cancelled.")
+            return
+        try:
+            seconds = float(text or "0")
+        except ValueError:
+            raise ValueError(f"seconds: not a number: {text!r}") from None
+        self._show(self.actions.wait(seconds))
+
+    def _stop(self) -> None:
+        self._show(self.actions.stop())
+
+    def _exit(self) -> bool:
+        if self.actions.running:
+            self._show(self.actions.stop())
+        return False
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,13 +17,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import timeline
+from . import _timeline as timeline
 from .causes import Cause, Evidence, Explanation, Step, changeset_label, describe_instruction, group_causes
 from .recording import Run
 
 __all__ = ["Analysis", "analyse", "as_analysis", "check", "Verdict", "OUTCOMES"]
 
 OUTCOMES = ("lost", "clean", "inconclusive")
+_NO_TRACE = "the backend cannot see the sync server's merge"
 _DEVICE = "device"
 
 
@@ -56,6 +57,8 @@ class Verdict:
     causes: tuple[Cause, ...] = ()
     unexplained: tuple[str, ...] = ()
     trace_available: bool = False
+    no_trace: str = _NO_TRACE
+    """Why there is no trace to explain a loss with, where there is none."""
 
     def cause_sentence(self) -> str | None:
         """The causes in one sentence, or None when nothing was lost."""
@@ -63,7 +66,7 @@ class Verdict:
             return None
         parts = [c.describe() for c in self.causes]
         if self.unexplained:
-            why = "" if self.trace_available else " (the backend cannot see the sync server's merge)"
+            why = "" if self.trace_available else f" ({self.no_trace})"
             parts.append(f"{len(self.unexplained)} unexplained{why}")
         return "Cause: " + "; ".join(parts) + "."
 
@@ -198,17 +201,63 @@ class Analysis:
     def _by_observer(self) -> dict[str, timeline.ObserverVerdict]:
         return {o: timeline._observer_verdict(self.lifecycle, o, self.stale_threshold_s) for o in self._coded.observers}
 
+    @functools.cached_property
+    def judged(self) -> str:
+        """The view the verdict judges: the user's own (the device's; Atlas's on a backend that
+        cannot see a device, per meta.json "observers")."""
+        observers = self.meta.get("observers")
+        first = observers[0] if isinstance(observers, list) and observers else _DEVICE
+        return first if first in self._by_observer else _DEVICE
+
     @property
     def _device(self) -> timeline.ObserverVerdict:
-        return self._by_observer[_DEVICE]
+        return self._by_observer[self.judged]
+
+    @functools.cached_property
+    def final_reads(self) -> dict[Any, dict[str, Any]]:
+        """The driver's final read of each process's device view: {process: {"root_id", "children",
+        "nodes_total"}} (Jepsen's set-full final read); empty for runs recorded without one."""
+        h = self.run.history
+        if h.empty:
+            return {}
+        reads = h.loc[((h["f"].astype(object) == "read") & (h["type"].astype(object) == "ok")).to_numpy(bool)]
+        return {p: v for p, v in zip(reads["process"], reads["value"]) if isinstance(v, dict)}
+
+    @functools.cached_property
+    def _lost_by_read(self) -> list[str] | None:
+        """Acknowledged nodes missing from their process's final read, in ack order (None: no reads)."""
+        reads = self.final_reads
+        if not reads:
+            return None
+        h = self.run.history
+        acks = h.loc[((h["f"].astype(object) == "add") & (h["type"].astype(object) == "ok")).to_numpy(bool)]
+        owner = {str(n): p for n, p in zip(acks["node_id"], acks["process"])}
+        kept = {p: set(map(str, v.get("children") or ())) for p, v in reads.items()}
+        return [n for n in self._coded.acks["node_id"].astype(str) if owner.get(n) in kept and n not in kept[owner[n]]]
+
+    def _evidence_problem(self) -> str | None:
+        """Why the recording cannot be trusted for a count: a file cut short, meta.json missing or
+        invalid, or the events disagreeing with the final read."""
+        if self.run.incomplete:
+            return "; ".join(self.run.incomplete)
+        by_read = self._lost_by_read
+        if by_read is not None and set(by_read) != set(self._device.lost):
+            differ = len(set(by_read) ^ set(self._device.lost))
+            return (f"events.jsonl disagrees with the final read of the device on {differ} node(s): "
+                    "the events are incomplete")
+        return None
 
     @functools.cached_property
     def inconclusive_reason(self) -> str | None:
         """Why the run cannot show whether the deploy loses data, or None.
 
-        Read from the history alone: a deploy that never happened though it was planned,
-        translation still halted at the end, or a re-import not all of whose batches
+        The evidence incomplete (a file cut short, meta.json missing or invalid, events that
+        disagree with the final read), a deploy that failed or never happened though one was
+        planned, translation still halted at the end, or a re-import not all of whose batches
         reached the device."""
+        problem = self._evidence_problem()
+        if problem is not None:
+            return problem
         end = self.run.end_s
         planned = self.meta.get("deploy_at_s")
         deploys = self.nemesis("deploy")
@@ -216,6 +265,9 @@ class Analysis:
             if planned is not None:
                 return f"the run stopped at {end:.1f} s, before the deploy planned at {float(planned):g} s"
             return f"the run stopped at {end:.1f} s, before any schema deploy"
+        failed = self._failed_deploy(planned)
+        if failed is not None:
+            return failed
         halts, resumes = self.nemesis("halt"), self.nemesis("resume")
         if halts:
             last_halt = halts[-1][0]
@@ -229,6 +281,23 @@ class Analysis:
                 return f"the device had received {seen} of {expected} re-import batches when the run ended at {end:.1f} s"
         return None
 
+    def _failed_deploy(self, planned: Any) -> str | None:
+        """A deploy was asked for (planned, or invoked by hand) but none succeeded: nothing was tested."""
+        sub = self._nemesis_ops
+        if sub.empty and planned is None:
+            return None
+        deploy = sub.loc[(sub["f"].astype(object) == "deploy").to_numpy(bool)] if not sub.empty else sub
+        if not deploy.empty and (deploy["type"].astype(object) == "ok").any():
+            return None
+        failures = deploy.loc[(deploy["type"].astype(object) == "fail").to_numpy(bool)] if not deploy.empty else deploy
+        if len(failures):
+            value = failures["value"].iloc[0]
+            why = value.get("error") or value.get("status") if isinstance(value, dict) else None
+            return f"the schema deploy at {float(failures['time'].iloc[0]):.1f} s failed ({why or 'no reason given'})"
+        if planned is not None and self.run.finished:
+            return f"the deploy planned at {float(planned):g} s never happened"
+        return None
+
     @functools.cached_property
     def verdict(self) -> Verdict:
         c = self._coded
@@ -238,14 +307,24 @@ class Analysis:
         stale = sorted({n for v in by.values() for n in v.stale}, key=ack_rank.__getitem__)
         device = self._device
         reason = self.inconclusive_reason
-        outcome = "lost" if device.lost else ("inconclusive" if reason else "clean")
+        lost, orphaned = device.lost, device.orphaned
+        if self._evidence_problem() is not None:  # no count from incomplete evidence
+            outcome = "inconclusive"
+            if lost:
+                reason = (f"{reason} (what could be read shows {len(lost)} acknowledged node(s) missing from the "
+                          "root's children; no count is given from incomplete evidence)")
+            lost, orphaned = [], []
+        else:
+            outcome = "lost" if lost else ("inconclusive" if reason else "clean")
         return Verdict(
-            acknowledged=acked, lost=device.lost, orphaned=device.orphaned, stale=stale,
+            acknowledged=acked, lost=lost, orphaned=orphaned, stale=stale,
             first_loss_at_s=device.first_loss_at_s,
             resync_batches=[int(b) for b in self.batches["batch"]],
             valid={"lost": False, "clean": True}.get(outcome), by_observer=by,
             stale_threshold_s=self.stale_threshold_s, outcome=outcome, inconclusive_reason=reason,
-            causes=self.causes, unexplained=self.unexplained, trace_available=self.trace_available,
+            causes=self.causes if lost else (), unexplained=self.unexplained if lost else (),
+            trace_available=self.trace_available,
+            no_trace=str(self.meta.get("trace_note") or Verdict.no_trace),
         )
 
     def summary(self) -> str:
@@ -254,7 +333,7 @@ class Analysis:
     def figures(self) -> dict[str, Any]:
         """The run's outcome as plain numbers: one row of a sweep (`sweeps.RESULT_COLUMNS`)."""
         v = self.verdict
-        device = self.final_counts.get(_DEVICE, {})
+        device = self.final_counts.get(self.judged, {})
         return {
             "nodes_created": len(v.acknowledged),
             "lost_count": len(v.lost),
@@ -325,7 +404,7 @@ class Analysis:
         cause = next((c for c in self.causes if node in c.nodes), None)
         if record is None or cause is None:
             why = ("the trace shows no instruction that removed it" if self.trace_available
-                   else "this backend cannot see the sync server's merge (no trace)")
+                   else f"{self.meta.get('trace_note') or _NO_TRACE} (no trace)")
             steps += self._aftermath(node)
             steps.append(Step(None, "sync server", f"unexplained: {why}"))
             return Explanation(node_id=node, explained=False, cause=None, steps=tuple(sorted(steps, key=_order)))

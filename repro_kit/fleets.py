@@ -1,68 +1,262 @@
 """The blast radius of one deploy across a production-sized user base.
 
-`fleet(users=10_000, ...)` runs many users of the emulated app through one schema deploy
-(`repro_kit.emulator.fleet`), records it as a run directory, and returns a `FleetAnalysis`:
-per user and in total, the notes written while translation was halted, the notes
-orphaned, the users affected, how long the halt lasted (it grows with the collection, which
-the re-import covers in batches) and when each loss became visible, in a sentence a
-post-mortem can quote: "this deploy orphaned N notes of M users".
+`fleet(users=10_000, ...)` runs many users of one emulated app (`EmulatedWorld`) through one
+schema deploy with the same driver as a single Run test (`repro_kit.driver`): every user starts
+with `notes_per_user` notes under their root (written through their own device, so the
+collection, and the re-import's length, grow as a real app's do), then writes on their own
+seeded schedule: one note every `write_every_s` (users staggered across the interval) or, with
+`poisson=True`, at exponentially distributed gaps of that mean. The run directory is a normal
+one whose records carry their user (ops: the user's process number; events: `user`), so the one
+checker (`findings.analyse`) judges it; `FleetAnalysis` groups its verdict by user: the notes
+written while translation was halted, the notes orphaned, the users affected, how long the halt
+lasted (it grows with the collection, which the re-import covers in batches) and when each loss
+became visible, in a sentence a post-mortem can quote: "this deploy orphaned N notes of M users".
 
-A fleet can be split into `partitions` run side by side (each its own server over its
-users' part of the collection, its re-import starting where the previous partitions'
-batches end, so the halt and every user's place in it stay what one server would give),
-on any `concurrent.futures.Executor`, a Dask cluster's included.
+A fleet can be split into `partitions` run side by side (each its own server over its users'
+part of the collection, its re-import starting where the previous partitions' batches end, so
+the halt and every user's place in it stay what one server would give), on any
+`concurrent.futures.Executor`, a Dask cluster's included.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import json
 import math
 import os
+import random
 import sys
-from concurrent.futures import Executor
+from collections.abc import Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+from tqdm.auto import tqdm
 
-from repro_kit import recording
-from repro_kit.emulator.fleet import FleetParams, FleetWorld
-from repro_kit.emulator.params import EmulatorParams
-from repro_kit.sweeps import MemoryRecorder
+from repro_kit import _checks, _schema, plots, recording
+from repro_kit.driver import Driver, default_run_dir
+from repro_kit.emulator.device import create_node
+from repro_kit.emulator.params import CHOICES, EmulatorParams
+from repro_kit.emulator.session import EmulatedSession, EmulatedWorld
+from repro_kit.findings import Analysis, analyse
 
-__all__ = ["fleet", "FleetAnalysis", "load_fleet", "fleet_figure", "write_fleet_report", "FleetParams", "check_inputs"]
+__all__ = ["fleet", "FleetAnalysis", "FleetParams", "load_fleet", "fleet_figure", "write_fleet_report",
+           "check_inputs", "MAX_USERS", "BYTES_PER_NOTE"]
 
-FLEET_REPORT_KEYS = ("users", "devices_per_user", "notes_per_user", "writes_per_user", "deploy_at_s", "halt_s",
-                     "reimport_batches", "collection_docs", "notes_written", "notes_written_in_halt",
-                     "notes_orphaned", "users_affected", "first_loss_at_s", "last_loss_at_s", "converged", "summary")
+#: Most users one fleet run models.
+MAX_USERS = 200_000
+#: Peak memory a fleet takes per note (a user's root, notes and writes; measured on 10,000 users with
+#: 20 notes and 20 writes each: model, recording and analysis), for the bound on its size.
+BYTES_PER_NOTE = 5_600
+#: Memory a fleet may plan to use: the machine's physical memory less a margin, at most this.
+_MEMORY_CAP_BYTES = 64 << 30
+#: Seconds between checks whether the re-import is done and every view agrees.
+_SETTLE_STEP_S = 5.0
 
 
-class _Recorder:
-    """Turns the world's observations into Jepsen-style ops and events (README: "A production-sized app")."""
+@dataclasses.dataclass(frozen=True)
+class FleetParams:
+    """A fleet scenario. Times in seconds since the run starts (after the notes exist)."""
 
-    def __init__(self, rec: Any) -> None:
-        self.rec = rec  # a RunRecorder, or a sweeps.MemoryRecorder for a partition in a worker
+    users: int = 1000
+    devices_per_user: int = 1
+    notes_per_user: int = 20
+    writes_per_user: int = 20
+    write_every_s: float = 1.0
+    poisson: bool = False
+    deploy_at_s: float | None = 5.5
+    settle_s: float | None = None
+    """Seconds to keep watching after the last write; None: until the re-import has ended
+    and every device, the server and Atlas agree (bounded by `max_duration_s`)."""
+    max_duration_s: float = 30 * 86_400.0
+    mode: str = "production"
+    encoding: str = "replace"
+    reimport: str = "all"
+    seed: int = 0
+    field: str = "tags"
+    bson_type: str = "array<string>"
+    params: EmulatorParams = dataclasses.field(default_factory=EmulatorParams)
 
-    def add(self, user: int, pk: str, t: float) -> None:
-        self.rec.op(process=user, type="invoke", f="add", value=pk, time=t)
+    def __post_init__(self) -> None:
+        _checks.integer("users", self.users, 1, MAX_USERS)
+        _checks.integer("devices_per_user", self.devices_per_user, 1, 1000)
+        _checks.integer("notes_per_user", self.notes_per_user, 0, 100_000)
+        _checks.integer("writes_per_user", self.writes_per_user, 0, 100_000)
+        _checks.integer("seed", self.seed, 0, 2**63 - 1)
+        _checks.number("write_every_s", self.write_every_s, 0, above=True)
+        _checks.number("max_duration_s", self.max_duration_s, 0, above=True)
+        for name in ("deploy_at_s", "settle_s"):
+            if getattr(self, name) is not None:
+                _checks.number(name, getattr(self, name), 0)
+        _checks.flag("poisson", self.poisson)
+        for name in ("mode", "encoding", "reimport"):
+            _checks.choice(name, getattr(self, name), CHOICES[name][0])
+        if not isinstance(self.params, EmulatorParams):
+            raise _checks.InputError("params", f"must be an EmulatorParams, got {type(self.params).__name__}")
+        if self.deploy_at_s is not None:
+            _schema.validate_field_name(self.field)
+            _schema.parse_bson_type(self.bson_type)
+        if self.write_span_s > self.max_duration_s:
+            raise _checks.InputError("write_every_s", f"the writes would span {self.write_span_s:,.0f} s; at most "
+                                                      f"max_duration_s={self.max_duration_s:,.0f} s")
+        needed, available = self.estimated_bytes, _memory_budget()
+        if needed > available:
+            most = max(1, int(available // (BYTES_PER_NOTE * max(1, self.notes_per_user + self.writes_per_user + 1))))
+            raise _checks.InputError("users", f"{self.users:,} users with {self.notes_per_user + self.writes_per_user:,} "
+                                              f"notes each would need about {needed / 2**30:,.1f} GiB of memory; this "
+                                              f"machine has about {available / 2**30:,.1f} GiB to spare: at most "
+                                              f"{most:,} users (or fewer notes per user)")
 
-    def ack(self, user: int, pk: str, t: float) -> None:
-        self.rec.op(process=user, type="ok", f="add", value=pk, time=t)
+    @property
+    def estimated_bytes(self) -> float:
+        """About how much memory the run takes (model, recording and analysis)."""
+        return float(self.users * (1 + self.notes_per_user + self.writes_per_user) * BYTES_PER_NOTE)
 
-    def nemesis(self, f: str, t: float, value: Any) -> None:
-        self.rec.op(process="nemesis", type="info" if f != "deploy" else "invoke", f=f, value=value, time=t)
+    @property
+    def write_span_s(self) -> float:
+        """When the last scheduled write is due (Poisson: the mean's worth, as a bound)."""
+        return self.writes_per_user * self.write_every_s * (3 if self.poisson else 1)
 
-    def leave(self, user: int, pk: str, t: float) -> None:
-        self.rec.event({"time": t, "observer": "device", "kind": "leave", "node_id": pk, "user": user})
+    def user_rng(self, user: int) -> random.Random:
+        """Each user's own schedule generator: the same for a user whatever the others do."""
+        return random.Random(self.seed * 1_000_003 + user)
 
-    def batch(self, user: int, docs: int, t: float) -> None:
-        self.rec.event({"time": t, "observer": "device", "kind": "batch", "batch": docs, "user": user})
+    def write_times(self, user: int) -> list[float]:
+        """When `user` writes, in seconds since the run starts."""
+        n = self.writes_per_user
+        if not self.poisson:
+            offset = self.write_every_s * user / self.users
+            return [offset + k * self.write_every_s for k in range(n)]
+        rng = self.user_rng(user)
+        t, out = 0.0, []
+        for _ in range(n):
+            t += rng.expovariate(1.0 / self.write_every_s)
+            out.append(t)
+        return out
 
-    def final(self, user: int, t: float, children: list[str], total: int, root: str | None) -> None:
-        self.rec.event({"time": t, "observer": "device", "kind": "final", "user": user, "root_id": root,
-                        "root_children": len(children), "nodes_total": total, "children": children})
+
+def _memory_budget() -> float:
+    """Physical memory less a quarter (the rest of the machine), capped."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return float(_MEMORY_CAP_BYTES)
+    return float(min(0.75 * total, _MEMORY_CAP_BYTES))
+
+
+def check_inputs(*, partitions: int = 1, **inputs: Any) -> FleetParams:
+    """The fleet's parameters, checked (ValueError naming the first bad one), before any work."""
+    names = {f.name for f in dataclasses.fields(FleetParams)} - {"params"}
+    params = {k: v for k, v in inputs.items() if k not in names}
+    p = FleetParams(**{k: v for k, v in inputs.items() if k in names}, params=EmulatorParams.from_kwargs(**params))
+    _checks.integer("partitions", partitions, 1, p.users)
+    return p
+
+
+# ---------------------------------------------------------------------------------------
+# Running
+
+
+class _Fleet:
+    """One world of `count` users from `first` on, bootstrapped and driven through the deploy."""
+
+    def __init__(self, p: FleetParams, first: int, count: int) -> None:
+        self.p = p
+        self.world = EmulatedWorld(p.mode, p.encoding, rng=random.Random(p.seed * 7_919 + first), params=p.params,
+                                   reimport=p.reimport)
+        self.world.tag_users = True
+        self.sessions = []
+        for user in range(first, first + count):
+            owner = f"user-{user:06d}"
+            session = EmulatedSession.join(self.world, owner, user)
+            for _ in range(p.devices_per_user - 1):
+                self.world.add_device(owner)
+            self.sessions.append(session)
+
+    def bootstrap(self) -> None:
+        """Every user's root and notes, written in one transaction on their first device and synced
+        to the server and Atlas before the run starts."""
+        for session in self.sessions:
+            device = session.device
+            root = device.new_id()
+            instructions = create_node(root, "root", session.user_id, True)
+            for k in range(self.p.notes_per_user):
+                pk = device.new_id()
+                instructions += create_node(pk, f"note {k + 1}", session.user_id, False)
+                instructions.append({"op": "ArrayInsert", "table": "Node", "object": root, "field": "children",
+                                     "index": k, "value": pk, "prior_size": k})
+            device.write(instructions)
+        self.world.settle(step_s=_SETTLE_STEP_S)
+
+    def steps(self, driver: Driver) -> Iterator[tuple[float, Any]]:
+        """Every user's writes and the deploy, in time order (lazily merged)."""
+        p, world = self.p, self.world
+
+        def user_steps(session: EmulatedSession) -> Iterator[tuple[float, int, Any]]:
+            devices = session.user.devices
+            for k, at in enumerate(p.write_times(session.user.process)):
+                text = f"note {p.notes_per_user + k + 1}"
+                yield at, session.user.process, (lambda s=session, d=devices[k % len(devices)], t=text:
+                                                 world.write(s.user, d, t))
+
+        streams = [user_steps(s) for s in self.sessions]
+        if p.deploy_at_s is not None:
+            def deploy() -> None:
+                driver.deploying = True
+                try:
+                    world.deploy(p.field, p.bson_type)
+                finally:
+                    driver.deploying = False
+
+            streams.append(iter([(p.deploy_at_s, -1, deploy)]))
+        for at, _user, step in heapq.merge(*streams, key=lambda item: (item[0], item[1])):
+            yield at, step
+
+    def run(self, rec: Any, progress: Any = None) -> dict[str, Any]:
+        """Write, deploy and settle; every record into `rec`; returns the run's figures."""
+        p, world = self.p, self.world
+        driver = Driver(world, rec, progress=progress)
+        unsubscribe = world.history(driver.listen, atlas=False, trace=False, baseline=False)
+        try:
+            driver.run(self.steps(driver))
+            last_write = max((max(p.write_times(s.user.process), default=0.0) for s in self.sessions), default=0.0)
+            if p.settle_s is not None:
+                driver.wait(last_write + p.settle_s)
+            else:  # until the re-import is done and every view agrees
+                deployed = p.deploy_at_s
+                driver.settle(lambda: world.settled() and (deployed is None or world.now() - driver.t0 > deployed),
+                              _SETTLE_STEP_S, p.max_duration_s)
+            for session in self.sessions:
+                device = session.device
+                root = device.root_id()
+                driver.read_ids(session.user.process, root, device.visible_children(root), len(device.owned_ids()))
+            driver.unacknowledged()
+        finally:
+            unsubscribe()
+        resumes = world.translator.resumes
+        return {"ended_at_s": driver.rel(world.now()), "server_versions": world.server.version,
+                "converged": self.agree(), "reimport_batches": resumes, "collection_docs": len(world.collection)}
+
+    def agree(self) -> bool:
+        """Every device of every user, the server and Atlas show the same root children."""
+        table = self.world.server.state["Node"]
+        for session in self.sessions:
+            devices = session.user.devices
+            views = {tuple(d.visible_children(d.root_id())) for d in devices}
+            if len(views) != 1:
+                return False
+            root = devices[0].root_id()
+            server_view = tuple(c for c in table.get(root, {}).get("children", ()) if c in table)
+            atlas_root = self.world.collection.get(root)
+            atlas_view = tuple(atlas_root["children"]) if atlas_root else ()
+            if views != {server_view} or server_view != atlas_view:
+                return False
+        return True
 
 
 def _partition_delays(p: FleetParams, parts: list[tuple[int, int]]) -> list[float]:
@@ -82,11 +276,74 @@ def _partition_delays(p: FleetParams, parts: list[tuple[int, int]]) -> list[floa
 def _run_partition(p: FleetParams, first: int, count: int, delay: float) -> dict[str, Any]:
     """One partition, start to end, in this process (a worker's task)."""
     part = dataclasses.replace(p, params=dataclasses.replace(p.params, resync_delay_s=delay))
-    world = FleetWorld(part, first_user=first, users=count)
+    world = _Fleet(part, first, count)
     world.bootstrap()
-    rec = MemoryRecorder()  # the partition's recording, in lists, back to the parent process
-    figures = world.run(_Recorder(rec))
-    return {"ops": rec.ops, "events": rec.events, **figures, "collection_docs": len(world.collection)}
+    rec = recording.MemoryRecorder()  # the partition's recording, in lists, back to the parent process
+    figures = world.run(rec)
+    return {"ops": rec.ops, "events": rec.events, **figures}
+
+
+def _run_partitions(p: FleetParams, partitions: int, rec: Any, executor: Executor | None) -> dict[str, Any]:
+    size = -(-p.users // partitions)
+    parts = [(first, min(size, p.users - first)) for first in range(0, p.users, size)]
+    delays = _partition_delays(p, parts)
+    own = None
+    if executor is None:
+        own = executor = ProcessPoolExecutor(max_workers=min(len(parts), os.cpu_count() or 1))
+    try:
+        futures = [executor.submit(_run_partition, p, first, count, delay)
+                   for (first, count), delay in zip(parts, delays)]
+        results = [f.result() for f in futures]
+    finally:
+        if own is not None:
+            own.shutdown()
+    for op in _merged_ops(results):
+        rec.op(op["process"], op["type"], op["f"], op["value"], time=op["time"])
+    for event in sorted((e for r in results for e in r["events"]), key=lambda e: (e["time"], e.get("user", -1))):
+        rec.event(event)
+    return {"ended_at_s": max(r["ended_at_s"] for r in results), "converged": all(r["converged"] for r in results),
+            "reimport_batches": sum(r["reimport_batches"] for r in results),
+            "server_versions": sum(r["server_versions"] for r in results),
+            "collection_docs": sum(r["collection_docs"] for r in results)}
+
+
+def _merged_ops(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The partitions' ops as one app's: one deploy, one halt over the whole collection, the last
+    resume, then every user's ops, in time order."""
+    nemesis = [op for r in results for op in r["ops"] if op["process"] == "nemesis"]
+    ops: list[dict[str, Any]] = []
+    for f in ("deploy",):
+        ops += [op for op in nemesis if op["f"] == f and op is next(o for o in nemesis if o["f"] == f and
+                                                                    o["type"] == op["type"])]
+    halt = next((op for op in nemesis if op["f"] == "halt"), None)
+    if halt is not None:  # the partitions' control planes stand for one: one halt, the last resume
+        total_docs = sum(r["collection_docs"] for r in results)
+        ops.append({**halt, "value": {**(halt["value"] or {}), "snapshot_docs": total_docs}})
+    resumes = [op for op in nemesis if op["f"] == "resume"]
+    if resumes:
+        ops.append(max(resumes, key=lambda op: op["time"]))
+    ops += [op for r in results for op in r["ops"] if op["process"] != "nemesis"]
+    ops.sort(key=lambda op: op["time"])
+    return ops
+
+
+def _progress(show: bool, p: FleetParams) -> tuple[Any, Any]:
+    """(callback(at), close) of a progress bar over run time (a widget in a notebook), or (None, a no-op)."""
+    if not show:
+        return None, lambda: None
+    total = p.write_span_s + (p.settle_s if p.settle_s is not None else p.params.resync_delay_s)
+    bar = tqdm(total=round(total), unit="s", desc=f"fleet of {p.users:,} users", leave=False)
+
+    def tick(at: float) -> None:
+        bar.total = max(bar.total, round(at))
+        bar.update(round(at) - bar.n)
+
+    return tick, bar.close
+
+
+def _show_progress() -> bool:
+    """A terminal, or a Jupyter kernel (tqdm draws a widget there)."""
+    return sys.stderr.isatty() or "ipykernel" in sys.modules
 
 
 def fleet(users: int = 1000, *, devices_per_user: int = 1, notes_per_user: int = 20, writes_per_user: int = 20,
@@ -102,25 +359,28 @@ def fleet(users: int = 1000, *, devices_per_user: int = 1, notes_per_user: int =
     `settle_s=None` keeps going until the re-import has ended and every view agrees.
     `partitions` > 1 splits the users into that many independent servers run on `executor`
     (default: one process each, up to the cores). `**params`: `EmulatorParams` fields.
-    Writes meta.json, history.jsonl, events.jsonl, fleet.json, fleet.md and fleet.png/.svg.
+    `progress`: a bar over run time (None: on a terminal). Writes the run directory's
+    recording, fleet.json, fleet.md and fleet.png/.svg.
     """
     p = check_inputs(users=users, devices_per_user=devices_per_user, notes_per_user=notes_per_user,
                      writes_per_user=writes_per_user, write_every_s=write_every_s, poisson=poisson,
                      deploy_at_s=deploy_at_s, settle_s=settle_s, mode=mode, encoding=encoding, reimport=reimport,
                      seed=seed, partitions=partitions, **params)
-    path = Path(out) if out is not None else _default_dir()
+    path = Path(out) if out is not None else default_dir()
     meta = {"kind": "fleet", "backend": "emulator", **{k: v for k, v in dataclasses.asdict(p).items() if k != "params"},
-            "params": p.params.as_dict(), "partitions": partitions}
-    show = progress if progress is not None else sys.stderr.isatty()
+            "params": p.params.as_dict(), "partitions": partitions, "server_trace": False,
+            "trace_note": "a fleet records no merge trace"}
+    show = progress if progress is not None else _show_progress()
     with recording.RunRecorder(path, meta, flush_every=10_000) as rec:
         if partitions == 1:
-            world = FleetWorld(p)
+            world = _Fleet(p, 0, p.users)
             world.bootstrap()
-            bar = _bar(show, "fleet")
-            figures = world.run(_Recorder(rec), progress=(lambda t, total: bar(t, total)) if bar else None)
-            figures["collection_docs"] = len(world.collection)
-            if bar:
-                bar(None, None)
+            tick, close = _progress(show, p)
+            try:
+                figures = world.run(rec, progress=tick)
+            finally:
+                close()
+            del world  # the model is not needed for the analysis: free it first
         else:
             figures = _run_partitions(p, partitions, rec, executor)
         rec.finish({"finished": True, "duration_s": figures["ended_at_s"], **figures})
@@ -129,102 +389,37 @@ def fleet(users: int = 1000, *, devices_per_user: int = 1, notes_per_user: int =
     return analysis
 
 
-def check_inputs(*, partitions: int = 1, **inputs: Any) -> FleetParams:
-    """The fleet's parameters, checked (ValueError naming the first bad one), before any work."""
-    names = {f.name for f in dataclasses.fields(FleetParams)} - {"params"}
-    params = {k: v for k, v in inputs.items() if k not in names}
-    p = FleetParams(**{k: v for k, v in inputs.items() if k in names}, params=EmulatorParams.from_kwargs(**params))
-    if isinstance(partitions, bool) or not isinstance(partitions, int) or not 1 <= partitions <= p.users:
-        raise ValueError(f"partitions: must be an integer from 1 to users ({p.users}), got {partitions!r}")
-    return p
-
-
-def _run_partitions(p: FleetParams, partitions: int, rec: Any, executor: Executor | None) -> dict[str, Any]:
-    size = -(-p.users // partitions)
-    parts = [(first, min(size, p.users - first)) for first in range(0, p.users, size)]
-    delays = _partition_delays(p, parts)
-    own = None
-    if executor is None:
-        from concurrent.futures import ProcessPoolExecutor
-
-        own = executor = ProcessPoolExecutor(max_workers=min(len(parts), os.cpu_count() or 1))
-    try:
-        futures = [executor.submit(_run_partition, p, first, count, delay)
-                   for (first, count), delay in zip(parts, delays)]
-        results = [f.result() for f in futures]
-    finally:
-        if own is not None:
-            own.shutdown()
-    nemesis = [op for r in results for op in r["ops"] if op["process"] == "nemesis"]
-    halt = next((op for op in nemesis if op["f"] == "halt"), None)
-    resumes = [op for op in nemesis if op["f"] == "resume"]
-    ops: list[dict[str, Any]] = []
-    if any(op["f"] == "deploy" for op in nemesis):
-        ops.append(next(op for op in nemesis if op["f"] == "deploy"))
-    if halt is not None:  # the partitions' control planes stand for one: one halt, the last resume
-        total_docs = sum(r["collection_docs"] for r in results)
-        ops.append({**halt, "value": {**(halt["value"] or {}), "snapshot_docs": total_docs}})
-    if resumes:
-        ops.append(max(resumes, key=lambda op: op["time"]))
-    ops += [op for r in results for op in r["ops"] if op["process"] != "nemesis"]
-    ops.sort(key=lambda op: op["time"])
-    for op in ops:
-        rec.op(op["process"], op["type"], op["f"], op["value"], time=op["time"])
-    for event in sorted((e for r in results for e in r["events"]), key=lambda e: (e["time"], e.get("user", -1))):
-        rec.event(event)
-    return {"ended_at_s": max(r["ended_at_s"] for r in results), "converged": all(r["converged"] for r in results),
-            "reimport_batches": sum(r["reimport_batches"] for r in results),
-            "server_versions": sum(r["server_versions"] for r in results),
-            "collection_docs": sum(r["collection_docs"] for r in results)}
-
-
-def _default_dir() -> Path:
-    from repro_kit.writer import default_run_dir
-
-    run_dir = default_run_dir()
-    return run_dir.with_name("fleet-" + run_dir.name)
-
-
-def _bar(show: bool, desc: str) -> Any:
-    if not show:
-        return None
-    from tqdm.auto import tqdm
-
-    state: dict[str, Any] = {}
-
-    def update(t: float | None, total: float | None) -> None:
-        if t is None:
-            if "bar" in state:
-                state["bar"].close()
-            return
-        if "bar" not in state:
-            state["bar"] = tqdm(total=round(total or 1.0), unit="s", desc=desc, leave=False)
-        bar = state["bar"]
-        bar.total = max(bar.total, round(total or 0))
-        bar.update(round(t) - bar.n)
-
-    return update
+def default_dir() -> Path:
+    """A new fleet run directory under the runs root."""
+    return default_run_dir(prefix="fleet-")
 
 
 # ---------------------------------------------------------------------------------------
-# Analysis
+# Analysis: the one checker's verdict, by user
 
 
 @dataclasses.dataclass
 class FleetAnalysis:
-    """What one deploy did to a user base, read from a fleet run directory.
+    """What one deploy did to a user base: the run's `Analysis` grouped by user.
 
     `users`: one row per user (user, notes_written, notes_written_in_halt, orphaned,
     first_loss_at_s, root_children, nodes_total). `losses`: one row per orphaned note
     (user, node_id, lost_at_s: when the user's device showed it leave the root)."""
 
-    path: Path
-    meta: dict[str, Any]
+    analysis: Analysis
     users: pd.DataFrame
     losses: pd.DataFrame
     halt: tuple[float, float | None] | None
     batches: int
     deploy_at_s: float | None
+
+    @property
+    def path(self) -> Path:
+        return self.analysis.run.path
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return self.analysis.meta
 
     @property
     def halt_s(self) -> float | None:
@@ -240,8 +435,16 @@ class FleetAnalysis:
     def users_affected(self) -> int:
         return int((self.users["orphaned"] > 0).sum())
 
+    @property
+    def outcome(self) -> str:
+        """The one checker's verdict: "lost", "clean" or "inconclusive"."""
+        return self.analysis.verdict.outcome
+
     def summary(self) -> str:
         """The sentence a post-mortem quotes."""
+        verdict = self.analysis.verdict
+        if verdict.outcome == "inconclusive":
+            return f"Inconclusive: {verdict.inconclusive_reason}."
         n_users = len(self.users)
         halt = f"; translation was halted for {self.halt_s:,.0f} s" if self.halt_s is not None else ""
         if self.deploy_at_s is None:
@@ -251,7 +454,7 @@ class FleetAnalysis:
                 f"(of {n_users:,} users; {written:,} notes were written while translation was halted{halt}).")
 
     def figures(self) -> dict[str, Any]:
-        """fleet.json's content (FLEET_REPORT_KEYS)."""
+        """fleet.json's content."""
         m = self.meta
         first = self.losses["lost_at_s"].min() if len(self.losses) else None
         last = self.losses["lost_at_s"].max() if len(self.losses) else None
@@ -263,53 +466,45 @@ class FleetAnalysis:
             "notes_written": int(self.users["notes_written"].sum()),
             "notes_written_in_halt": int(self.users["notes_written_in_halt"].sum()),
             "notes_orphaned": self.notes_orphaned, "users_affected": self.users_affected,
-            "first_loss_at_s": None if first is None else round(float(first), 3),
-            "last_loss_at_s": None if last is None else round(float(last), 3),
-            "converged": m.get("converged"), "summary": self.summary(),
+            "first_loss_at_s": None if first is None or pd.isna(first) else round(float(first), 3),
+            "last_loss_at_s": None if last is None or pd.isna(last) else round(float(last), 3),
+            "converged": m.get("converged"), "verdict": self.outcome,
+            "inconclusive_reason": self.analysis.verdict.inconclusive_reason, "summary": self.summary(),
         }
 
 
-def load_fleet(path: str | os.PathLike[str]) -> FleetAnalysis:
-    """The analysis of a fleet run directory, from the recording alone."""
-    run = recording.load_run(path)
-    if run.meta.get("kind") != "fleet":
-        raise ValueError(f"not a fleet run (meta.json kind {run.meta.get('kind')!r}): {path}")
-    h, ev = run.history, run.events
-    nem = h[(h["process"].astype(str) == "nemesis").to_numpy(bool)]
-    deploy = nem.loc[(nem["f"].astype(str) == "deploy").to_numpy(bool), "time"]
-    halts = nem.loc[(nem["f"].astype(str) == "halt").to_numpy(bool), "time"]
-    resumes = nem.loc[(nem["f"].astype(str) == "resume").to_numpy(bool), "time"]
-    halt = (float(halts.min()), float(resumes.max()) if len(resumes) else None) if len(halts) else None
-    adds = h[(h["f"].astype(str) == "add").to_numpy(bool)]
-    invokes = adds[(adds["type"].astype(str) == "invoke").to_numpy(bool)]
-    acked = adds[(adds["type"].astype(str) == "ok").to_numpy(bool)]
-    user_col = "user" if "user" in ev.columns else None
-    finals = ev[(ev["kind"].astype(str) == "final").to_numpy(bool)] if user_col else ev.iloc[0:0]
-    leaves = ev[(ev["kind"].astype(str) == "leave").to_numpy(bool)] if user_col else ev.iloc[0:0]
-    in_halt_end = halt[1] if halt is not None and halt[1] is not None else run.end_s
-    # per user, vectorised: what they wrote (and while halted), what the server acknowledged,
-    # and which acknowledged notes their device's root no longer holds at the end
-    written = pd.DataFrame({"user": invokes["process"].astype(int).to_numpy(),
-                            "time": invokes["time"].to_numpy(float)})
+def load_fleet(path: str | os.PathLike[str] | Analysis) -> FleetAnalysis:
+    """The analysis of a fleet run directory, from the recording alone (through the one checker)."""
+    a = path if isinstance(path, Analysis) else analyse(recording.load_run(path))
+    if a.run.kind != "fleet":
+        raise ValueError(f"not a fleet run (meta.json kind {a.meta.get('kind')!r}): {a.run.path}")
+    return by_user(a)
+
+
+def by_user(a: Analysis) -> FleetAnalysis:
+    """The one analysis of a fleet run grouped by user (vectorised joins, no loop per user)."""
+    h = a.run.history
+    deploys = a.nemesis("deploy")
+    halts, resumes = a.nemesis("halt"), a.nemesis("resume")
+    halt = (halts[0][0], resumes[-1][0] if resumes else None) if halts else None
+    adds = h[(h["f"].astype(object) == "add").to_numpy(bool)]
+    invokes = adds[(adds["type"].astype(object) == "invoke").to_numpy(bool)]
+    in_halt_end = halt[1] if halt is not None and halt[1] is not None else a.run.end_s
+    written = pd.DataFrame({"user": invokes["process"].astype(int).to_numpy(), "time": invokes["time"].to_numpy(float)})
     written["in_halt"] = ((written["time"] >= halt[0]) & (written["time"] <= in_halt_end)) if halt is not None \
         else False
     per_user = written.groupby("user").agg(notes_written=("time", "size"), notes_written_in_halt=("in_halt", "sum"))
-    ack = pd.DataFrame({"user": acked["process"].astype(int).to_numpy(),
-                        "node_id": pd.Series(acked["node_id"].astype(str).to_numpy(), dtype=object)}).drop_duplicates()
-    children = list(finals["children"]) if len(finals) else []
-    final = pd.DataFrame({"user": finals["user"].astype(int).to_numpy() if len(finals) else np.empty(0, int),
-                          "root_children": finals["root_children"].astype(int).to_numpy() if len(finals) else [],
-                          "nodes_total": finals["nodes_total"].astype(int).to_numpy() if len(finals) else []})
-    kept = pd.DataFrame({"user": np.repeat(final["user"].to_numpy(), [len(c or []) for c in children]),
-                         "node_id": pd.Series([n for c in children for n in (c or [])], dtype=object)})
-    merged = ack.merge(kept.assign(kept=True), on=["user", "node_id"], how="left")
-    lost = merged.loc[merged["kept"].isna() & merged["user"].isin(final["user"]), ["user", "node_id"]]
-    left_at = pd.DataFrame({"user": leaves["user"].astype(int).to_numpy() if len(leaves) else np.empty(0, int),
-                            "node_id": pd.Series(leaves["node_id"].astype(str).to_numpy() if len(leaves) else [],
-                                                 dtype=object),
-                            "lost_at_s": leaves["time"].to_numpy(float) if len(leaves) else np.empty(0)})
-    left_at = left_at.groupby(["user", "node_id"], as_index=False)["lost_at_s"].max()
-    losses = lost.merge(left_at, on=["user", "node_id"], how="left").reset_index(drop=True)
+    reads = a.final_reads
+    final = pd.DataFrame({"user": np.fromiter((int(u) for u in reads), int, len(reads)),
+                          "root_children": [len(v.get("children") or ()) for v in reads.values()],
+                          "nodes_total": [int(v.get("nodes_total") or 0) for v in reads.values()]})
+    owner = pd.DataFrame({"node_id": invokes["node_id"].astype(str).to_numpy(),
+                          "user": invokes["process"].astype(int).to_numpy()}).drop_duplicates("node_id")
+    life = a.lifecycle
+    device = life[(life["observer"].astype(str) == "device").to_numpy(bool)]
+    lost_at = pd.DataFrame({"node_id": device["node_id"].astype(str).to_numpy(), "lost_at_s": device["lost_at"].to_numpy()})
+    losses = pd.DataFrame({"node_id": pd.Series(a.verdict.orphaned, dtype=object)}).merge(owner, on="node_id", how="left")
+    losses = losses.merge(lost_at, on="node_id", how="left")[["user", "node_id", "lost_at_s"]]
     by_loss = losses.groupby("user").agg(orphaned=("node_id", "size"), first_loss_at_s=("lost_at_s", "min"))
     users = final.set_index("user").join(per_user).join(by_loss)
     users = users.fillna({"notes_written": 0, "notes_written_in_halt": 0, "orphaned": 0}).reset_index()
@@ -317,32 +512,29 @@ def load_fleet(path: str | os.PathLike[str]) -> FleetAnalysis:
         users[col] = users[col].astype(int)
     users["first_loss_at_s"] = users["first_loss_at_s"].astype(float)
     users = users[["user", "notes_written", "notes_written_in_halt", "orphaned", "first_loss_at_s", "root_children",
-                   "nodes_total"]].sort_values("user")
-    batches = ev[(ev["kind"].astype(str) == "batch").to_numpy(bool)] if user_col else ev.iloc[0:0]
-    n_batches = run.meta.get("reimport_batches")
-    if n_batches is None:
-        resume_values = nem.loc[(nem["f"].astype(str) == "resume").to_numpy(bool), "value"]
-        n_batches = sum(int(v.get("batches", 0)) for v in resume_values if isinstance(v, dict)) or len(batches)
-    return FleetAnalysis(path=Path(path), meta=run.meta, users=users.reset_index(drop=True),
-                         losses=losses[["user", "node_id", "lost_at_s"]],
-                         halt=halt, batches=int(n_batches),
-                         deploy_at_s=float(deploy.min()) if len(deploy) else None)
+                   "nodes_total"]].sort_values("user").reset_index(drop=True)
+    batches = a.meta.get("reimport_batches")
+    if not isinstance(batches, int):
+        batches = sum(int(v.get("batches", 0)) for _t, v in resumes if isinstance(v, dict))
+    losses["user"] = losses["user"].astype("Int64")
+    return FleetAnalysis(analysis=a, users=users, losses=losses.reset_index(drop=True), halt=halt, batches=int(batches),
+                         deploy_at_s=deploys[0][0] if deploys else None)
 
 
-def fleet_figure(a: FleetAnalysis) -> Any:
+# ---------------------------------------------------------------------------------------
+# The report
+
+
+def fleet_figure(a: FleetAnalysis) -> Figure:
     """Losses over time (cumulative orphaned notes, the halt shaded) and per user."""
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
-
-    from repro_kit.plots import WINDOW_COLOR
-
     fig = Figure(figsize=(12, 4.2), layout="constrained")
     left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.6, 1]})
     times = np.sort(a.losses["lost_at_s"].dropna().to_numpy(float))
     end = float(a.meta.get("ended_at_s") or (times[-1] if len(times) else 1.0))
     if a.halt is not None:
-        left.axvspan(a.halt[0], a.halt[1] if a.halt[1] is not None else end, color=WINDOW_COLOR, alpha=0.35, lw=0,
-                     label=f"translation halted ({a.halt_s:,.0f} s)" if a.halt_s is not None else "translation halted")
+        left.axvspan(a.halt[0], a.halt[1] if a.halt[1] is not None else end, color=plots.WINDOW_COLOR, alpha=0.35,
+                     lw=0, label=f"translation halted ({a.halt_s:,.0f} s)" if a.halt_s is not None
+                     else "translation halted")
     if a.deploy_at_s is not None:
         left.axvline(a.deploy_at_s, color="#b8860b", ls="--", lw=1, label="deploy")
     if len(times):
@@ -369,18 +561,17 @@ def fleet_figure(a: FleetAnalysis) -> Any:
 
 def write_fleet_report(a: FleetAnalysis, out: str | os.PathLike[str] | None = None) -> dict[str, Path]:
     """fleet.json, fleet.md, fleet.png and fleet.svg in `out` (default: the run directory)."""
-    from repro_kit import plots
-
     folder = Path(out) if out is not None else a.path
     folder.mkdir(parents=True, exist_ok=True)
     data = a.figures()
     png, svg = plots.export(fleet_figure(a), folder / "fleet", formats=("png", "svg"))
     (folder / "fleet.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     top = a.users.sort_values(["orphaned", "user"], ascending=[False, True]).head(10)
-    lines = [f"# The blast radius of one schema deploy ({a.meta.get('mode')}, {a.meta.get('encoding')})", "",
+    lines = [f"# The blast radius of one schema deploy ({a.meta.get('mode', 'unknown')}, "
+             f"{a.meta.get('encoding', 'unknown')})", "",
              f"**{a.summary()}**", "", f"![losses over time and per user]({png.name})", "", "## In total", "",
              "| figure | value |", "|---|---|"]
-    lines += [f"| {k} | {v} |" for k, v in data.items() if k != "summary"]
+    lines += [f"| {k} | {'–' if v is None else v} |" for k, v in data.items() if k != "summary"]
     lines += ["", "## The most affected users", "", "| user | notes written | written while halted | orphaned | "
               "first loss (s) |", "|---|---|---|---|---|"]
     lines += [f"| {int(r.user)} | {int(r.notes_written)} | {int(r.notes_written_in_halt)} | {int(r.orphaned)} | "
@@ -389,4 +580,3 @@ def write_fleet_report(a: FleetAnalysis, out: str | os.PathLike[str] | None = No
               "each user's loss shows when the batch holding their root's `Clear` reaches their device.", ""]
     (folder / "fleet.md").write_text("\n".join(lines), encoding="utf-8")
     return {"json": folder / "fleet.json", "md": folder / "fleet.md", "png": png, "svg": svg}
-

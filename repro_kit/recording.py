@@ -27,9 +27,12 @@ import numpy as np
 import pandas as pd
 
 from repro_kit._atomic import write_text_atomic
+from repro_kit._runlock import RunLock
 
 __all__ = [
     "RunRecorder",
+    "MemoryRecorder",
+    "RUN_KINDS",
     "Run",
     "load_run",
     "latest_run",
@@ -48,6 +51,8 @@ EVENTS_FILE = "events.jsonl"
 TRACE_FILE = "trace.jsonl"
 
 OP_TYPES = ("invoke", "ok", "fail", "info")
+#: What a run directory holds (meta.json "kind"): one timed run, a fleet through one deploy, a replayed log.
+RUN_KINDS = ("run", "fleet", "replay")
 OBSERVERS = ("device", "atlas")
 EVENT_KINDS = ("enter", "leave", "doc_insert", "doc_delete", "counts", "batch", "poll")
 _INT_EVENT_COLUMNS = ("root_children", "nodes_total", "batch")
@@ -116,11 +121,14 @@ class RunRecorder:
         self.path = Path(path)
         if self.path.exists() and not self.path.is_dir():
             raise ValueError(f"path is not a directory: {self.path}")
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._run_lock = RunLock(self.path).acquire()  # one run at a time; a killed run's lock is stale
         held = [name for name in (META_FILE, HISTORY_FILE, EVENTS_FILE) if (self.path / name).exists()]
         if held:  # appending a second run to the first would corrupt both
+            self._run_lock.release()
             raise ValueError(f"out: {self.path} already holds a run ({held[0]}); choose a new directory or remove it")
-        self.path.mkdir(parents=True, exist_ok=True)
         base: dict[str, Any] = {
+            "kind": "run",
             "started_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds"),
             "versions": default_versions(),
         }
@@ -130,6 +138,7 @@ class RunRecorder:
         self._lock = threading.Lock()
         self._t0 = _time.monotonic()
         self._index = 0
+        self._counts = {HISTORY_FILE: 0, EVENTS_FILE: 0, TRACE_FILE: 0}  # lines written: meta.json says them at the end
         self._last_time = 0.0
         self._closed = False
         _write_json_atomic(self.path / META_FILE, self.meta)
@@ -175,6 +184,7 @@ class RunRecorder:
             self._history.write(_dumps(line) + "\n")
             self._flush(self._history)
             self._index += 1
+            self._counts[HISTORY_FILE] += 1
             self._last_time = max(self._last_time, t)
         return line
 
@@ -205,6 +215,7 @@ class RunRecorder:
             self._check_open()
             self._events.write(_dumps(line) + "\n")
             self._flush(self._events)
+            self._counts[EVENTS_FILE] += 1
             self._last_time = max(self._last_time, line["time"])
         return line
 
@@ -220,6 +231,7 @@ class RunRecorder:
                 self._trace = open(self.path / TRACE_FILE, "a", encoding="utf-8")
             self._trace.write(_dumps(line) + "\n")
             self._flush(self._trace)
+            self._counts[TRACE_FILE] += 1
         return line
 
     def _flush(self, fh: Any) -> None:
@@ -236,30 +248,33 @@ class RunRecorder:
 
     # -- lifecycle ---------------------------------------------------------------------
     def finish(self, extra_meta: Mapping[str, Any] | None = None) -> Path:
-        """Close the logs and rewrite meta.json atomically with finished=True (and duration_s)."""
+        """Close the logs and rewrite meta.json atomically with finished=True (and duration_s), and
+        how many lines each log holds (`records`), so a reader can tell a file cut short."""
         with self._lock:
-            if not self._closed:
-                self._history.close()
-                self._events.close()
-                if self._trace is not None:
-                    self._trace.close()
-                self._closed = True
+            self._close_files()
             self.meta.setdefault("duration_s", self._last_time)
             extra = _redact(dict(extra_meta or {}))
             self.meta.update(extra)
             self.meta["finished"] = extra.get("finished", True) is not False  # a stopped run says so
-            _write_json_atomic(self.path / META_FILE, self.meta)
+            self.meta["records"] = dict(self._counts)
+            try:
+                _write_json_atomic(self.path / META_FILE, self.meta)
+            finally:
+                self._run_lock.release()
         return self.path
 
     def close(self) -> None:
         """Close the logs without marking the run finished (what a crash leaves, minus the crash)."""
         with self._lock:
-            if not self._closed:
-                self._history.close()
-                self._events.close()
-                if self._trace is not None:
-                    self._trace.close()
-                self._closed = True
+            self._close_files()
+            self._run_lock.release()
+
+    def _close_files(self) -> None:
+        if not self._closed:
+            self._closed = True
+            for fh in (self._history, self._events, self._trace):
+                if fh is not None:
+                    fh.close()
 
     def _check_open(self) -> None:
         if self._closed:
@@ -275,6 +290,48 @@ class RunRecorder:
                 self.finish()
         else:
             self.close()
+
+
+class MemoryRecorder:
+    """A recorder that keeps ops, events and trace in lists: sweeps and fleet partitions need no
+    run directory. Same interface as `RunRecorder`; `load()` returns the run in memory."""
+
+    def __init__(self, path: Any = None, meta: Mapping[str, Any] | None = None) -> None:
+        self.path = path
+        self.meta: dict[str, Any] = {"kind": "run", **dict(meta or {})}
+        self.ops: list[dict[str, Any]] = []
+        self.events: list[dict[str, Any]] = []
+        self.trace_records: list[dict[str, Any]] = []
+
+    def __enter__(self) -> "MemoryRecorder":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def op(self, process: int | str, type: str, f: str, value: Any = None, time: float = 0.0) -> dict[str, Any]:
+        line = {"index": len(self.ops), "time": time, "process": process, "type": type, "f": f, "value": value}
+        self.ops.append(line)
+        return line
+
+    def event(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        line = dict(event)
+        self.events.append(line)
+        return line
+
+    def trace(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        line = dict(record)
+        self.trace_records.append(line)
+        return line
+
+    def finish(self, extra_meta: Mapping[str, Any] | None = None) -> None:
+        extra = dict(extra_meta or {})
+        self.meta.update(extra)
+        self.meta["finished"] = extra.get("finished", True) is not False
+
+    def load(self) -> "Run":
+        """The recorded run, in memory, typed as `load_run` types a run directory."""
+        return Run.from_records(self.meta, self.ops, self.events, self.trace_records, path=self.path)
 
 
 # ---------------------------------------------------------------------------------------
@@ -293,6 +350,15 @@ class Run:
     trace: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     """The sync server's trace (trace.jsonl): integrated changesets and what the merge discarded
     or rewrote, with rule names. Empty where the backend cannot see the server."""
+    incomplete: tuple[str, ...] = ()
+    """Why the evidence is not whole (a file cut short, meta.json missing or invalid): a verdict
+    from it would be a guess, so the checker calls such a run inconclusive and says why."""
+
+    @property
+    def kind(self) -> str:
+        """What the directory holds (meta.json "kind"): "run", "fleet" or "replay"."""
+        kind = self.meta.get("kind", "run")
+        return kind if kind in RUN_KINDS else "run"
 
     @classmethod
     def from_records(cls, meta: Mapping[str, Any], ops: list[dict[str, Any]], events: list[dict[str, Any]],
@@ -713,22 +779,53 @@ def load_run(path: str | os.PathLike[str]) -> Run:
     if not any(f.exists() for f in files):
         raise ValueError(f"not a run directory (no {META_FILE}, {HISTORY_FILE} or {EVENTS_FILE}): {p}")
     warnings: list[str] = []
-    meta: dict[str, Any] = {}
-    if files[0].exists():
-        try:
-            meta = json.loads(files[0].read_text(encoding="utf-8"))
-        except ValueError as err:
-            raise ValueError(f"{META_FILE} in {p} is not valid JSON ({str(err).splitlines()[0]})") from None
-        if not isinstance(meta, dict):
-            raise ValueError(f"{META_FILE} in {p} is not a JSON object")
-    else:
-        warnings.append(f"{META_FILE} missing")
+    meta, problem = _read_meta(files[0])
+    incomplete = [problem] if problem else []
     history, w1 = _load_history(files[1])
     events, w2 = _load_events(files[2])
     chunks, w3 = _read_jsonl(p / TRACE_FILE)
     trace = [record for chunk in chunks for record in chunk]
-    warnings += w1 + w2 + w3
-    return Run(path=p, meta=meta, history=history, events=events, warnings=tuple(warnings), trace=trace)
+    incomplete += _cut_short(meta, {HISTORY_FILE: len(history), EVENTS_FILE: len(events)}, w1 + w2)
+    # the trace explains a loss, it does not count one: a trace cut short is said, and leaves causes unexplained
+    trace_cut = _cut_short(meta, {TRACE_FILE: len(trace)}, [])
+    warnings += w1 + w2 + w3 + [w for w in incomplete + trace_cut if "last line is incomplete" not in w]
+    return Run(path=p, meta=meta, history=history, events=events, warnings=tuple(warnings), trace=trace,
+               incomplete=tuple(dict.fromkeys(incomplete)))
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _read_meta(path: Path) -> tuple[dict[str, Any], str | None]:
+    """meta.json, or ({}, why it cannot be trusted): missing, unreadable, not JSON (NaN and
+    Infinity included: the recorder never writes them), or not an object."""
+    if not path.exists():
+        return {}, f"{META_FILE} is missing (the run's parameters and whether it finished are unknown)"
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"), parse_constant=_reject_constant)
+    except (OSError, UnicodeDecodeError) as err:
+        return {}, f"{META_FILE} cannot be read ({getattr(err, 'strerror', None) or err})"
+    except ValueError as err:
+        return {}, f"{META_FILE} is not valid JSON ({str(err).splitlines()[0]})"
+    if not isinstance(meta, dict):
+        return {}, f"{META_FILE} is not a JSON object"
+    return meta, None
+
+
+def _cut_short(meta: Mapping[str, Any], loaded: Mapping[str, int], warnings: list[str]) -> list[str]:
+    """Files holding fewer (or more) records than the run said it wrote, or a cut last line."""
+    out = [w.replace("dropped an incomplete last line", "is cut short: its last line is incomplete")
+           for w in warnings if "incomplete last line" in w]
+    written = meta.get("records")
+    if not meta.get("finished") or not isinstance(written, Mapping):
+        return out
+    for name, count in loaded.items():
+        expected = written.get(name)
+        if isinstance(expected, int) and not isinstance(expected, bool) and count != expected:
+            how = "cut short" if count < expected else "holds records of another run"
+            out.append(f"{name} {how}: it holds {count:,} of the {expected:,} records the run wrote")
+    return out
 
 
 def _started_at(run_dir: Path) -> float:

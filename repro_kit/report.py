@@ -19,7 +19,7 @@ import numpy as np
 
 from .findings import Analysis, as_analysis
 from .recording import Run, _redact, _SECRET_KEY
-from .timeline import acknowledged_adds
+from ._timeline import acknowledged_adds
 
 __all__ = ["REPORT_KEYS", "build_report", "write_report", "render_markdown", "embed_images"]
 

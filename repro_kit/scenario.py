@@ -225,6 +225,12 @@ class Scenario:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "params"}
         return {**out, **self.params.as_dict()}
 
+    def run_meta(self) -> dict[str, Any]:
+        """What a run directory's meta.json says of the run (the session's part comes from the session)."""
+        return {"writes": self.writes, "interval_s": self.interval_s, "deploy_at_s": self.deploy_at_s,
+                "settle_s": self.settle_s, "poll_s": self.poll_s, "field": self.field, "bson_type": self.bson_type,
+                "pause_during_resync": self.pause_during_resync}
+
     def session_kwargs(self) -> dict[str, Any]:
         """`connect()` keywords for this scenario's session."""
         return {"mode": self.mode, "encoding": self.encoding, "reimport": self.reimport, "tree": self.tree,

@@ -22,10 +22,12 @@ import numpy as np
 import pandas as pd
 
 from repro_kit.emulator.params import EmulatorParams
-from repro_kit.recording import Run
+from repro_kit.driver import run_test
+from repro_kit.findings import analyse
+from repro_kit.recording import MemoryRecorder
 from repro_kit.scenario import Scenario, ScenarioError
 
-__all__ = ["sweep", "run_scenario", "SCENARIO_DEFAULTS", "RESULT_COLUMNS", "MemoryRecorder"]
+__all__ = ["sweep", "run_scenario", "SCENARIO_DEFAULTS", "RESULT_COLUMNS"]
 
 #: Keys a scenario may set, with the value used when it does not (`Scenario`'s defaults;
 #: deploy_at_s "auto" resolves to 5.5 s for these writes, and follows writes/interval_s).
@@ -33,7 +35,6 @@ SCENARIO_DEFAULTS: dict[str, Any] = {
     k: v for k, v in Scenario().flat().items() if k not in ("realtime", "poll_s", "field", "bson_type")
 }
 _SESSION_KEYS = ("mode", "encoding", "reimport", "tree", "seed")
-_RUN_KEYS = ("writes", "interval_s", "deploy_at_s", "settle_s", "pause_during_resync")
 _PARAM_KEYS = tuple(f.name for f in dataclasses.fields(EmulatorParams))
 
 #: Columns `sweep` adds after the scenario's inputs.
@@ -50,51 +51,6 @@ PROGRESS_THRESHOLD = 50
 _BATCHES_PER_WORKER = 32
 _MIN_BATCH = 8
 _SCHEDULER_ADDRESS = re.compile(r"^[a-z][a-z0-9+.-]*://\S+$")
-
-
-class MemoryRecorder:
-    """A run recorder that keeps ops and events in lists: sweeps need no run directory.
-
-    Same interface as `recording.RunRecorder` as `run_test` uses it; `load()` returns
-    the recorder itself, so `run_test` hands back the in-memory record.
-    """
-
-    def __init__(self, path: Any = None, meta: Mapping[str, Any] | None = None) -> None:
-        self.path = path
-        self.meta: dict[str, Any] = dict(meta or {})
-        self.ops: list[dict[str, Any]] = []
-        self.events: list[dict[str, Any]] = []
-        self.trace_records: list[dict[str, Any]] = []
-
-    def __enter__(self) -> "MemoryRecorder":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def op(self, process: int | str, type: str, f: str, value: Any = None, time: float = 0.0) -> dict[str, Any]:
-        line = {"index": len(self.ops), "time": time, "process": process, "type": type, "f": f, "value": value}
-        self.ops.append(line)
-        return line
-
-    def event(self, event: Mapping[str, Any]) -> dict[str, Any]:
-        line = dict(event)
-        self.events.append(line)
-        return line
-
-    def trace(self, record: Mapping[str, Any]) -> dict[str, Any]:
-        line = dict(record)
-        self.trace_records.append(line)
-        return line
-
-    def finish(self, extra_meta: Mapping[str, Any] | None = None) -> None:
-        extra = dict(extra_meta or {})
-        self.meta.update(extra)
-        self.meta["finished"] = extra.get("finished", True) is not False
-
-    def load(self) -> Run:
-        """The recorded run, in memory, typed as `load_run` types a run directory."""
-        return Run.from_records(self.meta, self.ops, self.events, self.trace_records, path=self.path)
 
 
 # -- validation ----------------------------------------------------------------------------
@@ -176,9 +132,6 @@ def _expand(scenarios: Any, grid: Mapping[str, Any]) -> list[dict[str, Any]]:
 def run_scenario(scenario: Mapping[str, Any]) -> dict[str, Any]:
     """Run one (validated) scenario on the emulator in virtual time; returns its result columns,
     read from the run's own analysis (`findings.Analysis.figures`), as for any recorded run."""
-    from repro_kit.findings import analyse
-    from repro_kit.writer import run_test
-
     sc = _scenario_of(scenario, "scenario")
     run = run_test(sc.connect(), scenario=sc, recorder=MemoryRecorder, progress=False)
     return analyse(run).figures()

@@ -22,7 +22,8 @@ from typing import Any
 import ipywidgets as w
 
 from repro_kit._session import Session
-from repro_kit.actions import Actions
+from repro_kit.client import connect
+from repro_kit.actions import COMMANDS, Actions
 
 __all__ = ["ControlPanel", "live_chart_png"]
 
@@ -108,8 +109,6 @@ class ControlPanel:
 
     def __init__(self, session: Session | None = None, runs_dir: str | Path | None = None) -> None:
         if session is None:
-            from repro_kit.client import connect
-
             session = connect(realtime=True)
         self.session = session
         self.lines: list[str] = []
@@ -134,16 +133,16 @@ class ControlPanel:
             b.on_click(lambda _b: handler())
             return b
 
-        self.add_button = button("Add to root", self.add_to_root)
-        self.run_button = button("Run test", self.run_test, "primary",
-                                 "Append a note to the root every interval; deploy by hand while it runs")
-        self.nodes_button = button("Print nodes", self.print_nodes)
-        self.info_button = button("Print info", self.print_info)
-        self.reset_button = button("Reset", self.ask_reset, "danger", "Delete this user's nodes (asks first)")
-        self.deploy_button = button("Deploy schema change", self.deploy, "warning",
-                                    "Add an optional field to the Node schema, now (also during a run)")
-        self.wait_button = button("Wait", self.wait, tip="Let time pass")
-        self.stop_button = button("Stop", self.stop, "danger", "End the running test; its partial run is kept")
+        # the command table the menu reads too: labels and tips, each with its handler here
+        handlers = {"add_to_root": self.add_to_root, "run_test": self.run_test, "print_nodes": self.print_nodes,
+                    "print_info": self.print_info, "reset": self.ask_reset, "deploy": self.deploy, "wait": self.wait,
+                    "stop": self.stop}
+        styles = {"run_test": "primary", "reset": "danger", "deploy": "warning", "stop": "danger"}
+        made = {c.name: button(c.label, handlers[c.name], styles.get(c.name, ""), c.tip) for c in COMMANDS}
+        self.add_button, self.run_button = made["add_to_root"], made["run_test"]
+        self.nodes_button, self.info_button = made["print_nodes"], made["print_info"]
+        self.reset_button, self.deploy_button = made["reset"], made["deploy"]
+        self.wait_button, self.stop_button = made["wait"], made["stop"]
         self.stop_button.disabled = True
 
         self.confirm_label = w.HTML()

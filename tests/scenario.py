@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from repro_kit._history import Event
 from repro_kit.client import connect
 
 WRITES = 20
@@ -14,8 +15,8 @@ def report_scenario(settle: float = 300.0, deploy_at: float | None = DEPLOY_AT, 
     """Append a node every second for 20 s, deploy an optional array field at `deploy_at`,
     then wait; return what each view showed along the way."""
     session = connect(**kwargs)
-    notes: list[Any] = []
-    session.subscribe(notes.append)
+    records: list[Any] = []
+    session.history(records.append)
     t0 = session.now()
     ids: list[str] = []
     deployed = False
@@ -38,6 +39,7 @@ def report_scenario(settle: float = 300.0, deploy_at: float | None = DEPLOY_AT, 
         "device": session.info(), "atlas": session.atlas.info(),
         "device_children": [n["_id"] for n in session.nodes()[1:]],
         "atlas_root": session.atlas.root(),
-        "batches": [(n.time - t0, n.batch) for n in notes if n.batch],
-        "notes": [(n.time, n.observer, n.root_children, n.nodes_total, n.entered, n.left, n.batch) for n in notes],
+        "batches": [(e.time - t0, e.fields["batch"]) for e in records
+                    if isinstance(e, Event) and e.kind == "batch" and e.observer == "device"],
+        "records": records,
     }

@@ -125,7 +125,7 @@ def test_report_of_a_missing_directory_exits_2(tmp_path, capsys):
 
 def test_one_analysis_per_run(tmp_path, monkeypatch):
     """The interval computation (the expensive part) runs once for `repro-kit run`."""
-    from repro_kit import timeline
+    from repro_kit import _timeline as timeline
 
     calls = []
     real = timeline._interval_arrays

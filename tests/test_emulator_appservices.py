@@ -1,5 +1,7 @@
 import pytest
 
+from repro_kit._history import Nemesis
+
 from repro_kit import _schema
 from repro_kit.client import connect
 
@@ -27,11 +29,15 @@ def test_deploy_sends_exactly_what_a_live_deploy_would():
 
 def test_production_deploy_halts_translation_development_does_not():
     prod, dev = connect(), connect(mode="development")
+    heard = {"prod": [], "dev": []}
+    prod.history(heard["prod"].append)
+    dev.history(heard["dev"].append)
     prod.deploy_schema_change("tags", "array<string>")
     dev.deploy_schema_change("tags", "array<string>")
     assert prod.translator.halted and not dev.translator.halted
-    assert [e["f"] for e in prod.nemesis_log()] == ["halt"]
-    assert dev.nemesis_log() == []
+    info = {k: [(r.type, r.f) for r in v if isinstance(r, Nemesis)] for k, v in heard.items()}
+    assert info == {"prod": [("invoke", "deploy"), ("info", "halt"), ("ok", "deploy")],
+                    "dev": [("invoke", "deploy"), ("ok", "deploy")]}
 
 
 def test_second_deploy_of_the_same_field_is_refused():

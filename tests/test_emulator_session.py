@@ -2,6 +2,8 @@
 
 import pytest
 
+from repro_kit._history import Event
+
 from repro_kit.client import connect
 from repro_kit.emulator.session import EmulatedSession
 from tests.scenario import WRITES, report_scenario
@@ -90,11 +92,11 @@ def test_reimport_new_values_reinserts_only_documents_holding_the_field():
     s.wait(1)
     s.collection.update_one({"_id": tagged}, {"$set": {"tags": ["x"]}})  # written in Atlas
     s.wait(1)
-    notes = []
-    s.subscribe(notes.append)
+    records = []
+    s.history(records.append)
     s.deploy_schema_change("tags", "array<string>")
     s.wait(200)
-    assert [n.batch for n in notes if n.batch] == [1]
+    assert [e.fields["batch"] for e in records if isinstance(e, Event) and e.kind == "batch"] == [1]
 
 
 def test_development_mode_has_no_halt_so_atlas_keeps_up():
@@ -107,7 +109,7 @@ def test_same_seed_same_outcome_event_for_event():
     a = report_scenario(seed=11)
     b = report_scenario(seed=11)
     assert a["ids"] == b["ids"]
-    assert a["notes"] == b["notes"]
+    assert a["records"] == b["records"]
     c = report_scenario(seed=12)
     assert c["ids"] != a["ids"]
 
@@ -159,7 +161,7 @@ def test_session_reuse_like_a_notebook():
     assert [n["_id"] for n in s.nodes()] == [root["_id"], a, b]
     assert s.atlas.info().root_children == 2
     assert {d["_id"] for d in s.atlas.nodes()} == {root["_id"], a, b}
-    assert s.is_acknowledged(a) and s.is_acknowledged(b)
+    assert {a, b} <= s.device.acked
 
 
 def test_reset_deletes_only_this_owners_nodes():

@@ -75,14 +75,17 @@ def test_resync_halts_snapshots_and_reimports_in_batches():
     for i in range(4):
         dev.add_to_root(str(i))
     env.run(until=1)
+    told = []
+    tr.nemesis_listeners.append(lambda f, value: told.append((env.now, f, value)))
     tr.resync(delay_s=10, batch_size=2, batch_interval_s=0.5)
     late = dev.add_to_root("during halt")
     env.run(until=5)
     assert atlas.find_one({"_id": late}) is None  # halted
-    assert tr.log[0]["f"] == "halt" and tr.log[0]["value"]["snapshot_docs"] == 5
+    assert told[0][1] == "halt" and told[0][2]["snapshot_docs"] == 5
+    assert tr.pending() == (1, 11)  # halted since, re-import due
     env.run(until=20)
-    assert [e["f"] for e in tr.log] == ["halt", "resume"]
-    assert tr.log[1]["value"]["batches"] == 3
+    assert [f for _, f, _ in told] == ["halt", "resume"]
+    assert told[1][2]["batches"] == 3 and told[1][0] == pytest.approx(12.0) and tr.pending() is None
     assert atlas.find_one({"_id": late}) is not None  # flushed after the halt lifted
     assert late not in dev.visible_children(dev.root_id())  # ... but orphaned by the re-import
 

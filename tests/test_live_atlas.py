@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from repro_kit._session import Notification
+from repro_kit._history import Notification
 from repro_kit.live.appservices_api import LiveError
 from repro_kit.live.atlas import (
     AtlasCollectionView,

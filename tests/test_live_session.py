@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 
+from repro_kit._history import Event, Nemesis, Op
 from repro_kit.live.appservices_api import ENV_PRIVATE_KEY, ENV_PUBLIC_KEY, LiveError, RetryPolicy
 from repro_kit.live.session import LiveSession, connect_live
 
@@ -64,25 +65,35 @@ def test_server_side_variant_writes_through_atlas_for_this_owner_only():
     other.close()
 
 
-def test_atlas_notifications_carry_session_time():
+def test_the_history_carries_atlas_events_in_session_time_and_its_own_acknowledged_adds():
     coll = FakeCollection()
     got = threading.Event()
-    notes = []
+    records = []
+
+    def hear(record):
+        records.append(record)
+        if isinstance(record, Event) and record.kind == "enter":
+            got.set()
+
     with live(coll, writes="atlas") as session:
         session.root()
-        unsubscribe = session.atlas.subscribe(lambda n: (notes.append(n), n.entered and got.set()))
+        unsubscribe = session.history(hear)
+        assert [r.kind for r in records] == ["doc_insert", "counts"]  # the baseline: the root, no children
         t_before = session.now()
         node_id = session.add_to_root("a")
         assert got.wait(10)
         unsubscribe()
-    assert notes[-1].entered == (node_id,) and notes[-1].time >= t_before
+    ops = [r for r in records if isinstance(r, Op)]
+    assert [(o.type, o.value) for o in ops] == [("invoke", node_id), ("ok", node_id)]  # MongoDB acknowledged it
+    enter = next(r for r in records if isinstance(r, Event) and r.kind == "enter")
+    assert enter.observer == "atlas" and enter.fields["node_id"] == node_id and enter.time >= t_before
 
 
-def test_device_subscribe_warns_once_and_is_a_noop():
+def test_the_live_backend_shows_atlas_only_and_says_why_for_the_device():
     with live(FakeCollection()) as session:
-        with pytest.warns(RuntimeWarning, match="no Realm SDK"):
-            unsubscribe = session.subscribe(lambda n: None)
-        unsubscribe()
+        assert session.observers == ("atlas",)
+        with pytest.raises(ValueError, match="sees Atlas only"):
+            session.view("device")
 
 
 def test_deploy_is_live_and_logged_for_the_recording():
@@ -90,12 +101,14 @@ def test_deploy_is_live_and_logged_for_the_recording():
         env = {ENV_PUBLIC_KEY: server.public_key, ENV_PRIVATE_KEY: server.private_key}
         session = connect_live(app_id=CLIENT_APP_ID, owner_id=OWNER, base_url=server.url, mongo_collection=FakeCollection(),
                                env=env, admin_kwargs={"poll_interval": 0.01}, retry=RetryPolicy(attempts=2, backoff=0.0))
+        records = []
         with session:
+            session.history(records.append)
             result = session.deploy_schema_change("tags", "array<string>")
         assert result.status == "successful"
         assert "tags" in server.schema_doc["schema"]["properties"]
-        [entry] = session.nemesis_log()
-        assert entry["f"] == "deployment" and entry["value"]["status"] == "successful"
+        invoke, ok = [r for r in records if isinstance(r, Nemesis)]
+        assert (invoke.type, invoke.f, ok.type, ok.value["status"]) == ("invoke", "deploy", "ok", "successful")
 
 
 def test_deploy_needs_an_app_id_and_keys():
@@ -113,7 +126,7 @@ def test_owner_defaults_to_a_new_anonymous_user():
     with FakeAppServices() as server:
         session = connect_live(app_id=CLIENT_APP_ID, base_url=server.url, mongo_collection=FakeCollection(), env={},
                                writes="atlas")
-        assert session.atlas.owner_id == "65" + "1".zfill(22)
+        assert session.user_id == "65" + "1".zfill(22)
         session.close()
     with pytest.raises(ValueError, match="owner_id"):
         connect_live(mongo_collection=FakeCollection(), env={})

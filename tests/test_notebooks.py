@@ -128,7 +128,7 @@ def test_03_makes_a_run_when_there_is_none_and_exports_the_report(tmp_path):
 
 def test_03_loads_the_newest_run_by_default(tmp_path):
     from repro_kit.client import connect
-    from repro_kit.writer import run_test
+    from repro_kit.driver import run_test
 
     run_test(connect(), writes=5, deploy_at_s=None, settle_s=5.0, out=tmp_path / "runs" / "a-old")
     newest = run_test(connect(), writes=10, deploy_at_s=2.5, settle_s=200.0, out=tmp_path / "runs" / "b-new")

@@ -106,7 +106,7 @@ def test_partial_run_says_so_in_the_title(tmp_path: Path) -> None:
 
 def test_sequence_diagram_of_a_lost_node_draws_the_lanes_and_marks_the_discard(tmp_path: Path) -> None:
     from repro_kit.client import connect
-    from repro_kit.writer import run_test
+    from repro_kit.driver import run_test
 
     run = run_test(connect(seed=3), out=tmp_path / "run")
     a = analyse(run)

@@ -269,7 +269,7 @@ def test_pyarrow_reads_the_synthetic_runs_as_the_python_path(tmp_path, monkeypat
 
 def test_pyarrow_reads_an_emulator_run_as_the_python_path(tmp_path, monkeypatch):
     from repro_kit.client import connect
-    from repro_kit.writer import run_test
+    from repro_kit.driver import run_test
 
     run_test(connect(seed=1, resync_delay_s=10.0), 6, 1.0, 2.5, 20.0, out=tmp_path / "emu", progress=False)
     _assert_same(tmp_path / "emu", monkeypatch, arrow=True)

@@ -102,8 +102,10 @@ def test_deploy_paths_never_show_keys_or_tokens(keys, caplog, capfd):
         with FakeAppServices(PUBLIC, PRIVATE) as other:
             session = connect_live(app_id=CLIENT_APP_ID, owner_id="u1", base_url=other.url, mongo_collection=FakeCollection(),
                                    admin_kwargs={"poll_interval": 0.01})
+            records = []
+            session.history(records.append)
             session.deploy_schema_change("tags", "string")
-            produced.add(repr(session), session.nemesis_log())
+            produced.add(repr(session), *(repr(r) for r in records))
             session.close()
             tokens += [f"access-token-{i}" for i in range(1, other.tokens_issued + 1)]
     captured = capfd.readouterr()

@@ -94,7 +94,7 @@ def test_production_replace_loses_and_each_mitigation_does_not():
 def test_a_row_agrees_with_check_on_the_recorded_run(tmp_path):
     from repro_kit.client import connect
     from repro_kit.findings import check
-    from repro_kit.writer import run_test
+    from repro_kit.driver import run_test
 
     row = sweep([FAST], processes=1).iloc[0]
     session = connect(resync_delay_s=FAST["resync_delay_s"])

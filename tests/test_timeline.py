@@ -11,7 +11,7 @@ import pytest
 
 from repro_kit.recording import RunRecorder, load_run
 from repro_kit.findings import check
-from repro_kit.timeline import final_counts, intervals, lifecycle
+from repro_kit._timeline import final_counts, intervals, lifecycle
 
 from runs import ROOT_ID, node_id, post_deploy_ids, record_scenario
 

@@ -18,12 +18,12 @@ from typing import Any, Callable
 
 import simpy
 
-from repro_kit._session import Notification
+from repro_kit._history import Notification, notification
 from repro_kit.emulator import ot
 from repro_kit.emulator._scheduling import ModelEnvironment, call_later, fired_before, has_heap, push_at
 from repro_kit.emulator.server import SERVER_PEER, SyncServer
 
-__all__ = ["Device"]
+__all__ = ["Device", "create_node", "TREES"]
 
 AckListener = Callable[[str, float], None]
 
@@ -203,7 +203,7 @@ class Device:
 
     def create_root(self, text: str = "root") -> str:
         pk = self.new_id()
-        self.write(_create_node(pk, text, self.owner_id, is_root=True))
+        self.write(create_node(pk, text, self.owner_id, is_root=True))
         return pk
 
     def add_to_root(self, text: str) -> str:
@@ -211,7 +211,7 @@ class Device:
         if root is None:
             raise RuntimeError("the user has no root node yet")
         pk = self.new_id()
-        ins = _create_node(pk, text, self.owner_id, is_root=False)
+        ins = create_node(pk, text, self.owner_id, is_root=False)
         if self.tree == "parent":
             ins.append({"op": "Update", "table": "Node", "object": pk, "field": "parent", "value": root,
                         "is_default": False})
@@ -357,20 +357,7 @@ class Device:
         return self.visible_children(self.root_id()), set(self.owned_ids())
 
     def _notify(self, before: tuple[list[str], set[str]], batch: int | None) -> None:
-        old_children, old_docs = before
-        new_children, new_docs = self._observe()
-        old_set, new_set = set(old_children), set(new_children)
-        note = Notification(
-            time=self.env.now,
-            observer="device",
-            root_children=len(new_children),
-            nodes_total=len(new_docs),
-            entered=tuple(c for c in new_children if c not in old_set),
-            left=tuple(c for c in old_children if c not in new_set),
-            inserted=tuple(sorted(new_docs - old_docs)),
-            deleted=tuple(sorted(old_docs - new_docs)),
-            batch=batch,
-        )
+        note = notification(self.env.now, "device", before, self._observe(), batch)
         for listener in list(self.listeners):
             listener(note)
 
@@ -403,7 +390,7 @@ class _Watchers(list):  # type: ignore[type-arg]
         return self
 
 
-def _create_node(pk: str, text: str, owner_id: str, is_root: bool) -> list[dict[str, Any]]:
+def create_node(pk: str, text: str, owner_id: str, is_root: bool) -> list[dict[str, Any]]:
     base = {"table": "Node", "object": pk}
     return [
         {"op": "CreateObject", **base},

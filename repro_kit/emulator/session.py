@@ -1,212 +1,145 @@
-"""The emulated backend wired together: device, sync server, translator, Atlas, control plane.
+"""The emulated backend wired together, once: device(s), sync server, translator, Atlas, control plane.
 
-Virtual time (SimPy's Environment) runs a 5-minute scenario in a fraction of a second;
-real time (SimPy's RealtimeEnvironment) runs it at wall-clock pace for live demos.
+`EmulatedWorld` is the model of one app: its users and their devices, in virtual time (SimPy's
+Environment: a 5-minute scenario in a fraction of a second) or real time (SimPy's
+RealtimeEnvironment, at wall-clock pace). `EmulatedSession` is one user's connection to it, the
+`Session` every front end drives; a fleet is one world with many users. Everything the world
+does reaches listeners as history records (`repro_kit._history`), each tagged with the user's
+process number, and this module is the one place that knows how the model is scheduled: the
+SimPy environment, the run loop and the garbage collector's pause are chosen here.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import random
 import threading
 import time
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import simpy
 import simpy.rt
 
-from repro_kit import _schema
-from repro_kit._session import AtlasView, DeployResult, Info, Listener, Notification, Session
+from repro_kit import _checks, _schema
+from repro_kit._history import (Event, Listener, Nemesis, Notification, Op, Record, Trace, baseline_events,
+                                events_of, notification)
+from repro_kit._session import DeployResult, Session, View
 from repro_kit.emulator._scheduling import ModelEnvironment, relaxed_gc, run_until
 from repro_kit.emulator.appservices import ControlPlane
 from repro_kit.emulator.atlas import AtlasCollection
-from repro_kit.emulator.device import TREES, Device
-from repro_kit.emulator.params import ENCODINGS, MODES, REIMPORTS, EmulatorParams
+from repro_kit.emulator.device import Device, create_node
+from repro_kit.emulator.params import EmulatorParams
 from repro_kit.emulator.server import SyncServer
 from repro_kit.emulator.translator import Translator
 
-__all__ = ["EmulatedSession", "EmulatedAtlasView"]
+__all__ = ["EmulatedWorld", "EmulatedSession", "STARTUP_SETTLE_S"]
 
 #: Virtual seconds the start-up waits so the root reaches Atlas before anything else.
 STARTUP_SETTLE_S = 1.0
-#: Longest stretch a real-time wait holds the session's lock.
+#: Longest stretch a real-time wait holds the world's lock.
 _REALTIME_SLICE_S = 0.05
 
 
-class EmulatedAtlasView(AtlasView):
-    """The owner's documents in the emulated Atlas collection."""
+@dataclasses.dataclass
+class _Subscription:
+    """One history listener and what it follows: some users (None: all), Atlas's view, the trace."""
 
-    def __init__(self, collection: AtlasCollection, owner_id: str, env: simpy.Environment, lock: threading.RLock,
-                 tree: str = "children") -> None:
-        self.tree = tree
-        self.collection = collection
+    listener: Listener
+    processes: frozenset[int] | None
+    atlas: bool
+    trace: bool
+
+    def wants(self, process: int) -> bool:
+        return self.processes is None or process in self.processes
+
+
+class _User:
+    """One owner of the app: their devices (the first is the one the user looks at), the process
+    number their records carry, and the writes not yet acknowledged."""
+
+    def __init__(self, owner_id: str, process: int) -> None:
         self.owner_id = owner_id
-        self._env = env
-        self._lock = lock
-
-    def nodes(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return list(self.collection.find({"owner_id": self.owner_id}))
-
-    def root(self) -> dict[str, Any] | None:
-        with self._lock:
-            return self.collection.find_one({"owner_id": self.owner_id, "isRoot": True})
-
-    def children(self, root: dict[str, Any] | None) -> list[str]:
-        """The root's children as Atlas holds them (the array, or the `parent` pointers)."""
-        if root is None:
-            return []
-        if self.tree == "parent":
-            return [d["_id"] for d in self.collection.find({"owner_id": self.owner_id, "parent": root["_id"]})]
-        return list(root.get("children", []))
-
-    def info(self) -> Info:
-        with self._lock:
-            root = self.root()
-            return Info(
-                user_id=self.owner_id,
-                root_id=root["_id"] if root else None,
-                nodes_total=self.collection.count_documents({"owner_id": self.owner_id}),
-                root_children=len(self.children(root)),
-            )
-
-    def subscribe(self, listener: Listener) -> Callable[[], None]:
-        root = self.root()
-        root_id = root["_id"] if root else None
-        children = self.children(root)
-        docs = {d["_id"] for d in self.collection.find({"owner_id": self.owner_id})}
-
-        def on_change(change: dict[str, Any]) -> None:
-            nonlocal root_id, children
-            _id, doc = change["documentKey"]["_id"], change["fullDocument"]
-            if not ((doc is not None and doc.get("owner_id") == self.owner_id) or _id in docs):
-                return  # another owner's document
-            inserted = (_id,) if doc is not None and _id not in docs else ()
-            deleted = (_id,) if doc is None else ()
-            docs.difference_update(deleted)
-            docs.update(inserted)
-            old = children
-            if doc is not None and doc.get("isRoot"):
-                root_id = _id
-            if self.tree == "parent":
-                children = self.children(self.root())
-            elif _id == root_id:
-                children = list(doc.get("children", [])) if doc is not None else []
-            old_set, new_set = set(old), set(children)
-            listener(Notification(
-                time=self._env.now,
-                observer="atlas",
-                root_children=len(children),
-                nodes_total=len(docs),
-                entered=tuple(c for c in children if c not in old_set),
-                left=tuple(c for c in old if c not in new_set),
-                inserted=inserted,
-                deleted=deleted,
-            ))
-
-        return self.collection.watch(on_change)
+        self.process = process
+        self.devices: list[Device] = []
+        self.pending: set[str] = set()
+        self.atlas: tuple[str | None, list[str], set[str]] | None = None  # (root, children, documents) while observed
+        self.listener: Callable[[Notification], None] | None = None  # on the first device, while followed
 
 
-class EmulatedSession(Session):
-    """One user of the emulated app, connected through one device (more can be added)."""
+class EmulatedWorld:
+    """One emulated app: its users, the sync server, the translator, Atlas and the control plane."""
 
-    backend = "emulator"
-
-    def __init__(
-        self,
-        mode: str = "production",
-        encoding: str = "replace",
-        seed: int = 0,
-        realtime: bool = False,
-        user_id: str | None = None,
-        tree: str = "children",
-        reimport: str = "all",
-        **params: Any,
-    ) -> None:
-        if mode not in MODES:
-            raise ValueError(f"mode: must be one of {', '.join(MODES)}, got {mode!r}")
-        if encoding not in ENCODINGS:
-            raise ValueError(f"encoding: must be one of {', '.join(ENCODINGS)}, got {encoding!r}")
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise ValueError(f"seed: must be an integer, got {seed!r}")
-        if not isinstance(realtime, bool):
-            raise ValueError(f"realtime: must be True or False, got {realtime!r}")
-        if tree not in TREES:
-            raise ValueError(f"tree: must be one of {', '.join(TREES)}, got {tree!r}")
-        if reimport not in REIMPORTS:
-            raise ValueError(f"reimport: must be one of {', '.join(REIMPORTS)}, got {reimport!r}")
-        self.reimport = reimport
-        self.params = EmulatorParams.from_kwargs(**params)
-        self.tree = tree
-        self.mode = mode
-        self.encoding = encoding
-        self.seed = seed
-        self.realtime = realtime
-        self.rng = random.Random(seed)
-        self.user_id = user_id or uuid.UUID(int=self.rng.getrandbits(128)).hex[:24]
+    def __init__(self, mode: str = "production", encoding: str = "replace", *, rng: random.Random,
+                 params: EmulatorParams, realtime: bool = False, tree: str = "children", reimport: str = "all") -> None:
+        self.mode, self.encoding, self.tree, self.reimport = mode, encoding, tree, reimport
+        self.params, self.realtime, self.rng = params, realtime, rng
         self.env: simpy.Environment = (
             simpy.rt.RealtimeEnvironment(factor=1.0, strict=False) if realtime else ModelEnvironment()
         )
-        self._lock = threading.RLock()
-        p = self.params
+        self.lock = threading.RLock()
+        p = params
         self.collection = AtlasCollection(_schema.COLLECTION)
         self.collection._clock = lambda: self.env.now
-        self.server = SyncServer(self.env, self.rng, p.download_latency_s, p.latency_jitter)
+        self.server = SyncServer(self.env, rng, p.download_latency_s, p.latency_jitter)
         self.translator = Translator(self.env, self.server, self.collection, encoding, p.translator_lag_s)
         self.control = ControlPlane(self.env, self.translator, mode, p, reimport)
-        self._next_peer = 2
-        self._trace_listeners: list[Callable[[dict[str, Any]], None]] = []
+        self.translator.nemesis_listeners.append(self._on_nemesis)
+        self.users: dict[str, _User] = {}
+        self.tag_users = False  # a fleet's events carry their user's process number
         self.devices: list[Device] = []
-        self.device = self.add_device()
-        self.atlas = EmulatedAtlasView(self.collection, self.user_id, self.env, self._lock, tree)
-        # Start-up, as the original tool: make sure the user has a root (then any prefill).
-        self.device.create_root()
-        for i in range(int(p.prefill)):
-            self.device.add_to_root(f"prefill {i + 1}")
-        self.wait_until(STARTUP_SETTLE_S)
-        self._settle()
+        self._next_peer = 2
+        self._subs: tuple[_Subscription, ...] = ()
+        self._unwatch_atlas: Callable[[], None] | None = None
+        self._tracing = False
 
-    def _settle(self) -> None:
-        """Let start-up writes reach the server and Atlas: a run starts from a synced app
-        (prefilled notes upload one by one, a round trip each, so many take seconds)."""
-        while not self.settled():
-            self.wait_until(self.env.now + STARTUP_SETTLE_S)
+    # -- users and devices ---------------------------------------------------------------------
+    def add_user(self, owner_id: str, process: int | None = None) -> _User:
+        with self.lock:
+            if owner_id in self.users:
+                raise ValueError(f"owner_id: {owner_id!r} is already a user of this app")
+            user = self.users[owner_id] = _User(owner_id, len(self.users) if process is None else process)
+            return user
 
-    def settled(self) -> bool:
-        """Nothing left to sync: every device idle, translation not halted, Atlas caught up."""
-        return self.translator.caught_up and all(d.idle for d in self.devices)
-
-    # -- devices and time ---------------------------------------------------------------
-    def add_device(self, owner_id: str | None = None) -> Device:
-        """Another device (peer) of this user, or of `owner_id`: for multi-device scenarios."""
-        with self._lock:
+    def add_device(self, owner_id: str) -> Device:
+        """Another device (peer) of `owner_id` (a user of the app: added if new)."""
+        with self.lock:
+            user = self.users.get(owner_id) or self.add_user(owner_id)
             p = self.params
-            device = Device(self.env, self.server, self._next_peer, owner_id or self.user_id, self.rng,
-                            p.upload_latency_s, int(p.clock_skew_ms), self.tree)
-            device.trace_listeners.extend(self._trace_listeners)
+            device = Device(self.env, self.server, self._next_peer, owner_id, self.rng, p.upload_latency_s,
+                            int(p.clock_skew_ms), self.tree)
             self._next_peer += 1
             self.devices.append(device)
+            user.devices.append(device)
+            device.ack_listeners.append(lambda pk, t, user=user: self._on_ack(user, pk, t))
+            if self._tracing:
+                device.trace_listeners.append(self._on_trace)
             return device
 
+    # -- time ----------------------------------------------------------------------------------
     def now(self) -> float:
-        return float(self.env.now)
+        """The world's time: the model's in virtual time, the wall clock's in real time (where the
+        model catches up on the next wait or operation)."""
+        return self.wall_now() if self.realtime else float(self.env.now)
 
     def wait_until(self, t: float) -> None:
-        """Run the model to session time `t`. In real time the wait sleeps outside the
-        session's lock and moves the model in slices, so other threads (a menu's Print info,
-        a panel's Deploy) act while a run waits, at most a slice later."""
+        """Run the model to time `t`. In virtual time the collector is paused meanwhile (the model
+        makes no cyclic garbage while it runs, and millions of live dicts would be rescanned for
+        nothing). In real time the wait sleeps outside the lock and moves the model in slices, so
+        other threads (a menu's Print info, a panel's Deploy) act while a run waits."""
         if not math.isfinite(t):
             raise ValueError(f"t: must be a finite time in seconds, got {t!r}")
         if not self.realtime:
-            with self._lock:
+            with self.lock:
                 if t > self.env.now:
-                    with relaxed_gc():
+                    with relaxed_gc(pause=True):
                         run_until(self.env, t)
             return
         while True:
-            with self._lock:
+            with self.lock:
                 now = self.env.now
                 if now >= t:
                     return
@@ -214,29 +147,292 @@ class EmulatedSession(Session):
             delay = target - self.wall_now()
             if delay > 0:
                 time.sleep(delay)
-            with self._lock:
+            with self.lock:
                 if target > self.env.now:
                     self.env.run(until=target)  # due by now: runs without sleeping
 
     def wall_now(self) -> float:
-        """Seconds of wall-clock time since the session started (the model's time in real time)."""
+        """Seconds of wall-clock time since the world started (the model's time in real time)."""
         env = self.env
         return time.monotonic() - env.real_start if isinstance(env, simpy.rt.RealtimeEnvironment) else float(env.now)
 
     def catch_up(self) -> None:
-        """In real time, let the model run up to the wall clock (what a clock thread calls)."""
+        """In real time, let the model run up to the wall clock (before any operation or read)."""
         if self.realtime:
             self.wait_until(self.wall_now())
 
+    def settled(self) -> bool:
+        """Nothing left to sync: every device idle, translation not halted, Atlas caught up."""
+        return self.translator.caught_up and all(d.idle for d in self.devices)
+
+    def settle(self, step_s: float = STARTUP_SETTLE_S, bound_s: float = 3600.0) -> None:
+        """Run until settled (a round trip per prefilled note takes a while), at most `bound_s`."""
+        end = self.env.now + bound_s
+        while not self.settled() and self.env.now < end:
+            self.wait_until(min(end, self.env.now + step_s))
+
+    # -- the users' operations -------------------------------------------------------------------
+    def write(self, user: _User, device: Device, text: str) -> str:
+        """`user` appends a note to their root on `device`: an `add` invoked now, acknowledged later."""
+        with self.lock:
+            self.catch_up()
+            if device.root_id() is None:
+                device.create_root()
+            pk = device.add_to_root(text)
+            user.pending.add(pk)
+            self._emit(Op(self.env.now, user.process, "invoke", "add", pk), user.process)
+            return pk
+
+    def reset(self, user: _User, device: Device) -> int:
+        """Delete `user`'s nodes (only theirs) from `device`: the original tool's Reset."""
+        with self.lock:
+            self.catch_up()
+            self._emit(Op(self.env.now, user.process, "invoke", "reset", None), user.process)
+            count = device.erase_owned()
+            self._emit(Op(self.env.now, user.process, "ok", "reset", count), user.process)
+            return count
+
+    # -- the fault -----------------------------------------------------------------------------
+    def deploy(self, field: str, bson_type: str) -> DeployResult:
+        """Deploy an optional field; the deploy and what the control plane does are nemesis records."""
+        with self.lock:
+            self.catch_up()
+            value = {"field": field, "bson_type": bson_type}
+            self._emit(Nemesis(self.env.now, "invoke", "deploy", value))
+            try:
+                result = self.control.deploy_schema_change(field, bson_type)
+            except Exception as exc:
+                self._emit(Nemesis(self.env.now, "fail", "deploy",
+                                   {**value, "error": str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}))
+                raise
+            self._emit(Nemesis(self.env.now, "ok" if result.status == "successful" else "fail", "deploy",
+                               {**value, "status": result.status}))
+            return result
+
+    # -- the history stream ------------------------------------------------------------------------
+    def history(self, listener: Listener, *, processes: frozenset[int] | None = None, atlas: bool = True,
+                trace: bool = True, baseline: bool = True) -> Callable[[], None]:
+        """Follow the world: ops, nemesis and device events of the users whose processes are in
+        `processes` (None: all), Atlas's events of those users (`atlas`), the merge's trace
+        (`trace`). `baseline`: first their current views and any halt under way."""
+        sub = _Subscription(listener, processes, atlas, trace)
+        with self.lock:
+            self.catch_up()
+            if baseline:
+                for record in self._baseline(sub):
+                    listener(record)
+            self._subs = (*self._subs, sub)
+            self._hook()
+
+        def unsubscribe() -> None:
+            with self.lock:
+                self._subs = tuple(s for s in self._subs if s is not sub)
+                self._hook()
+
+        return unsubscribe
+
+    def _baseline(self, sub: _Subscription) -> list[Record]:
+        now = self.env.now
+        out: list[Record] = []
+        halt = self.translator.halt
+        if halt is not None:  # a deploy before this listener came: its halt is still under way
+            since, value = halt
+            out.append(Nemesis(now, "info", "halt", {**value, "before_run": True, "halted_for_s": round(now - since, 6)}))
+        for user in self.users.values():
+            if not sub.wants(user.process) or not user.devices:
+                continue
+            device = user.devices[0]
+            out += self._tag(baseline_events(now, "device", device.visible_children(device.root_id()),
+                                             device.owned_ids()), user)
+            if sub.atlas:
+                root, children, docs = self._atlas_state(user.owner_id)
+                out += self._tag(baseline_events(now, "atlas", children, docs), user)
+        return out
+
+    def _hook(self) -> None:
+        """Attach the model's listeners that somebody needs, detach the rest (a device that nobody
+        watches takes its downloads in bulk; a server nobody traces builds no trace records)."""
+        tracing = any(s.trace for s in self._subs)
+        if tracing != self._tracing:
+            self._tracing = tracing
+            for listeners in (self.server.trace_listeners, *(d.trace_listeners for d in self.devices)):
+                if tracing:
+                    listeners.append(self._on_trace)
+                elif self._on_trace in listeners:
+                    listeners.remove(self._on_trace)
+        for user in self.users.values():
+            self._observe_device(user, any(s.wants(user.process) for s in self._subs))
+        watched = {user.owner_id for user in self.users.values() if any(s.atlas and s.wants(user.process) for s in self._subs)}
+        for user in self.users.values():
+            if user.owner_id in watched and user.atlas is None:
+                user.atlas = self._atlas_state(user.owner_id)
+            elif user.owner_id not in watched:
+                user.atlas = None
+        if watched and self._unwatch_atlas is None:
+            self._unwatch_atlas = self.collection.watch(self._on_atlas_change)
+        elif not watched and self._unwatch_atlas is not None:
+            self._unwatch_atlas()
+            self._unwatch_atlas = None
+
+    def _emit(self, record: Record, process: int | None = None, atlas: bool = False, trace: bool = False) -> None:
+        for sub in self._subs:
+            if (process is None or sub.wants(process)) and (not atlas or sub.atlas) and (not trace or sub.trace):
+                sub.listener(record)
+
+    def _observe_device(self, user: _User, wanted: bool) -> None:
+        """The user's first device is the one they look at: while someone follows the user, its
+        listener notifications become events (a device nobody watches takes downloads in bulk)."""
+        if not user.devices:
+            return
+        device = user.devices[0]
+        if wanted and user.listener is None:
+            user.listener = lambda note: self._on_device_note(user, note)
+            device.listeners.append(user.listener)
+        elif not wanted and user.listener is not None:
+            device.listeners.remove(user.listener)
+            user.listener = None
+
+    def _on_device_note(self, user: _User, note: Notification) -> None:
+        for event in self._tag(events_of(note), user):
+            self._emit(event, user.process)
+
+    def _on_ack(self, user: _User, pk: str, t: float) -> None:
+        if pk in user.pending:
+            user.pending.discard(pk)
+            self._emit(Op(t, user.process, "ok", "add", pk), user.process)
+
+    def _on_trace(self, record: dict[str, Any]) -> None:
+        self._emit(Trace(record.get("time", self.env.now), {k: v for k, v in record.items() if k != "time"}), trace=True)
+
+    def _on_nemesis(self, f: str, value: Any) -> None:
+        self._emit(Nemesis(self.env.now, "info", f, value))
+
+    def _tag(self, events: list[Event], user: _User) -> list[Event]:
+        if not self.tag_users:
+            return events
+        return [Event(e.time, e.observer, e.kind, {**e.fields, "user": user.process}) for e in events]
+
+    def _atlas_state(self, owner_id: str) -> tuple[str | None, list[str], set[str]]:
+        docs = list(self.collection.find({"owner_id": owner_id}))
+        root = next((d for d in docs if d.get("isRoot")), None)
+        return (None if root is None else root["_id"]), self._atlas_children(root, owner_id), {d["_id"] for d in docs}
+
+    def _atlas_children(self, root: dict[str, Any] | None, owner_id: str) -> list[str]:
+        """The root's children as Atlas holds them (the array, or the `parent` pointers)."""
+        if root is None:
+            return []
+        if self.tree == "parent":
+            return [d["_id"] for d in self.collection.find({"owner_id": owner_id, "parent": root["_id"]})]
+        return list(root.get("children", []))
+
+    def _on_atlas_change(self, change: dict[str, Any]) -> None:
+        _id, doc = change["documentKey"]["_id"], change["fullDocument"]
+        owner = doc.get("owner_id") if doc is not None else next(
+            (u.owner_id for u in self.users.values() if u.atlas is not None and _id in u.atlas[2]), None)
+        user = self.users.get(owner) if owner is not None else None
+        if user is None or user.atlas is None:
+            return  # another owner's document, or a user nobody watches in Atlas
+        root_id, children, docs = user.atlas
+        new_docs = set(docs)
+        if doc is None:
+            new_docs.discard(_id)
+        else:
+            new_docs.add(_id)
+        if doc is not None and doc.get("isRoot"):
+            root_id = _id
+        if self.tree == "parent":
+            new_children = self._atlas_children(self.collection.get(root_id) if root_id else None, user.owner_id)
+        elif _id == root_id:
+            new_children = list(doc.get("children", [])) if doc is not None else []
+        else:
+            new_children = children
+        user.atlas = (root_id, new_children, new_docs)
+        note = notification(self.env.now, "atlas", (children, docs), (new_children, new_docs))
+        for event in self._tag(events_of(note), user):
+            self._emit(event, user.process, atlas=True)
+
+
+class EmulatedSession(Session):
+    """One user of an emulated app, connected through one device (more can be added).
+
+    `EmulatedSession(...)` makes a new app for its user and starts up as the original tool
+    does (a root, any prefill, synced); `EmulatedSession.join(world, owner_id, process)` adds a
+    user to an app that exists (a fleet's)."""
+
+    backend = "emulator"
+    server_trace = True
+
+    def __init__(self, mode: str = "production", encoding: str = "replace", seed: int = 0, realtime: bool = False,
+                 user_id: str | None = None, tree: str = "children", reimport: str = "all", **params: Any) -> None:
+        _checks.session_choices(mode=mode, encoding=encoding, tree=tree, reimport=reimport, seed=seed,
+                                realtime=realtime)
+        rng = random.Random(seed)
+        user_id = user_id or uuid.UUID(int=rng.getrandbits(128)).hex[:24]
+        world = EmulatedWorld(mode, encoding, rng=rng, params=EmulatorParams.from_kwargs(**params),
+                              realtime=realtime, tree=tree, reimport=reimport)
+        self._attach(world, user_id, 0, seed)
+        self.device.create_root()
+        for i in range(int(self.params.prefill)):
+            self.device.add_to_root(f"prefill {i + 1}")
+        world.wait_until(STARTUP_SETTLE_S)
+        world.settle()
+
+    @classmethod
+    def join(cls, world: EmulatedWorld, owner_id: str, process: int) -> "EmulatedSession":
+        """A new user of `world`, with one device and nothing written yet."""
+        session = cls.__new__(cls)
+        session._attach(world, owner_id, process, None)
+        return session
+
+    def _attach(self, world: EmulatedWorld, owner_id: str, process: int, seed: int | None) -> None:
+        self.world = world
+        self.seed = seed
+        self.user_id = owner_id
+        self.user = world.add_user(owner_id, process)
+        self.device = world.add_device(owner_id)
+
+    # -- the model's parts, for tests, notebooks and benchmarks that look inside -------------------
+    mode = property(lambda self: self.world.mode)  # type: ignore[assignment]
+    encoding = property(lambda self: self.world.encoding)  # type: ignore[assignment]
+    realtime = property(lambda self: self.world.realtime)  # type: ignore[assignment]
+    tree = property(lambda self: self.world.tree)
+    reimport = property(lambda self: self.world.reimport)
+    params = property(lambda self: self.world.params)
+    env = property(lambda self: self.world.env)
+    rng = property(lambda self: self.world.rng)
+    server = property(lambda self: self.world.server)
+    translator = property(lambda self: self.world.translator)
+    collection = property(lambda self: self.world.collection)
+    control = property(lambda self: self.world.control)
+    devices = property(lambda self: self.world.devices)
+
+    def add_device(self, owner_id: str | None = None) -> Device:
+        """Another device of this user, or of `owner_id`: for multi-device scenarios."""
+        return self.world.add_device(owner_id or self.user_id)
+
+    def settled(self) -> bool:
+        return self.world.settled()
+
     def schema_fields(self) -> set[str]:
         """The field names of the app's current `Node` schema."""
-        with self._lock:
-            return set(self.control.schema.get("properties", {}))
+        with self.world.lock:
+            return set(self.world.control.schema.get("properties", {}))
 
-    # -- the original tool's operations --------------------------------------------------
+    def pending_halt(self) -> tuple[float, float | None] | None:
+        """(halted since, re-import due at) of a production deploy still under way, else None."""
+        with self.world.lock:
+            return self.world.translator.pending()
+
+    # -- Session -------------------------------------------------------------------------------
+    def now(self) -> float:
+        return self.world.now()
+
+    def wait_until(self, t: float) -> None:
+        self.world.wait_until(t)
+
     def root(self) -> dict[str, Any]:
-        with self._lock:
-            self.catch_up()
+        with self.world.lock:
+            self.world.catch_up()
             root_id = self.device.root_id()
             if root_id is None:
                 root_id = self.device.create_root()
@@ -245,86 +441,41 @@ class EmulatedSession(Session):
     def add_to_root(self, text: str) -> str:
         if not isinstance(text, str):
             raise ValueError(f"text: must be a string, got {text!r}")
-        with self._lock:
-            self.catch_up()
-            if self.device.root_id() is None:
-                self.device.create_root()
-            return self.device.add_to_root(text)
+        return self.world.write(self.user, self.device, text)
 
-    def nodes(self) -> list[dict[str, Any]]:
-        with self._lock:
-            self.catch_up()
-            root_id = self.device.root_id()
-            if root_id is None:
-                return []
-            return [self._node(root_id)] + [self._node(c) for c in self.device.visible_children(root_id)]
+    def reset(self) -> int:
+        return self.world.reset(self.user, self.device)
 
-    def all_nodes(self) -> list[dict[str, Any]]:
-        """Every node document of the user on the device, reachable or not."""
-        with self._lock:
-            return [self._node(pk) for pk in self.device.owned_ids()]
+    def deploy_schema_change(self, field: str, bson_type: str) -> DeployResult:
+        return self.world.deploy(field, bson_type)
+
+    def view(self, observer: str = "device") -> View:
+        with self.world.lock:
+            self.world.catch_up()
+            if observer == "device":
+                root_id = self.device.root_id()
+                root = None if root_id is None else self._node(root_id)
+                children = [self._node(c) for c in self.device.visible_children(root_id)] if root_id else []
+                return View("device", self.user_id, root, children, [self._node(pk) for pk in self.device.owned_ids()])
+            if observer == "atlas":
+                docs = list(self.world.collection.find({"owner_id": self.user_id}))
+                root = next((d for d in docs if d.get("isRoot")), None)
+                by_id = {d["_id"]: d for d in docs}
+                ids = self.world._atlas_children(root, self.user_id)
+                return View("atlas", self.user_id, root, [by_id[c] for c in ids if c in by_id], docs, links=len(ids))
+        raise ValueError(f"observer: must be 'device' or 'atlas', got {observer!r}")
 
     def _node(self, pk: str) -> dict[str, Any]:
         obj = copy.deepcopy(self.device.table[pk])
         obj["children"] = self.device.visible_children(pk)
         return obj
 
-    def info(self) -> Info:
-        with self._lock:
-            self.catch_up()
-            root_id = self.device.root_id()
-            return Info(
-                user_id=self.user_id,
-                root_id=root_id,
-                nodes_total=len(self.device.owned_ids()),
-                root_children=len(self.device.visible_children(root_id)),
-            )
-
-    def reset(self) -> int:
-        with self._lock:
-            self.catch_up()
-            return self.device.erase_owned()
-
-    def deploy_schema_change(self, field: str, bson_type: str) -> DeployResult:
-        with self._lock:
-            self.catch_up()
-            return self.control.deploy_schema_change(field, bson_type)
-
-    # -- observation -----------------------------------------------------------------------
-    def subscribe(self, listener: Listener) -> Callable[[], None]:
-        with self._lock:
-            self.device.listeners.append(listener)
-        return lambda: self.device.listeners.remove(listener) if listener in self.device.listeners else None
-
-    def subscribe_acks(self, listener: Callable[[str, float], None]) -> Callable[[], None]:
-        with self._lock:
-            self.device.ack_listeners.append(listener)
-        return lambda: self.device.ack_listeners.remove(listener) if listener in self.device.ack_listeners else None
-
-    def subscribe_trace(self, listener: Callable[[dict[str, Any]], None]) -> Callable[[], None]:
-        """The server's merge evidence and every device's own rebase of its local changes."""
-        with self._lock:
-            self._trace_listeners.append(listener)
-            self.server.trace_listeners.append(listener)
-            for device in self.devices:
-                device.trace_listeners.append(listener)
-
-        def unsubscribe() -> None:
-            with self._lock:
-                for listeners in (self._trace_listeners, self.server.trace_listeners,
-                                  *(d.trace_listeners for d in self.devices)):
-                    if listener in listeners:
-                        listeners.remove(listener)
-
-        return unsubscribe
-
-    def is_acknowledged(self, node_id: str) -> bool:
-        return node_id in self.device.acked
-
-    def nemesis_log(self) -> list[dict[str, Any]]:
-        return list(self.translator.log)
+    def history(self, listener: Listener) -> Callable[[], None]:
+        return self.world.history(listener, processes=frozenset({self.user.process}))
 
     def describe(self) -> dict[str, Any]:
         """The session's part of a run's metadata, with every model parameter."""
         return {**super().describe(), "reimport": self.reimport, "tree": self.tree, "seed": self.seed,
                 "params": self.params.as_dict()}
+
+

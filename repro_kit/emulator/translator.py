@@ -22,6 +22,7 @@ App Services docs until 2023-03-02) or only those that hold a value for the new 
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from typing import Any
 
 import simpy
@@ -60,9 +61,27 @@ class Translator:
         self._flush_scheduled = False
         self._queued_atlas_changes: list[dict[str, Any]] = []
         self._last_ts = 0
-        self.log: list[dict[str, Any]] = []  # control-plane happenings: halt/resume
+        #: Told of the control plane's happenings as they happen: `listener(f, value)`, f "halt" | "resume".
+        self.nemesis_listeners: list[Callable[[str, dict[str, Any]], None]] = []
+        #: (halted since, the halt's value) while a production deploy's halt is under way, else None.
+        self.halt: tuple[float, dict[str, Any]] | None = None
+        self._reimport_due: float | None = None
+        self._reimport: simpy.Process | None = None
+        self._generation = 0  # of the latest deploy's re-import: only it lifts the halt
+        self.resumes = 0  # re-import batches integrated by the deploys whose halt has lifted
         server.on_integrated(self._on_integrated)
         atlas.watch(self._on_atlas_change, ignore_source=SOURCE)
+
+    def pending(self) -> tuple[float, float | None] | None:
+        """(halted since, re-import due at) while a deploy's halt is under way (the due time is
+        None once the batches are going), else None."""
+        if self.halt is None:
+            return None
+        return self.halt[0], self._reimport_due
+
+    def _tell(self, f: str, value: dict[str, Any]) -> None:
+        for listener in list(self.nemesis_listeners):
+            listener(f, value)
 
     @property
     def caught_up(self) -> bool:
@@ -167,20 +186,38 @@ class Translator:
             raise ValueError(f"reimport: must be one of {', '.join(REIMPORTS)}, got {reimport!r}")
         if reimport == "new-values" and not field:
             raise ValueError("field: reimport='new-values' needs the deployed field's name")
+        superseded = None
+        if self._reimport is not None and self._reimport.is_alive and self._reimport_due is not None:
+            # A deploy while an earlier one's re-import is still waiting: the new deploy gets its own
+            # full halt and re-import (the earlier one's timer must not end this halt early).
+            superseded = self.halt[0] if self.halt is not None else None
+            self._reimport.interrupt("superseded by a later deploy")
         self.halted = True  # at once: nothing the deploy races with reaches Atlas
         snapshot = self.atlas.snapshot()
         if reimport == "new-values":
             snapshot = [doc for doc in snapshot if doc.get(field) is not None]
         base_version = self.applied_version
         base_state = {"Node": {pk: clone(obj) for pk, obj in self.mirror["Node"].items()}}
-        self.log.append({"time": self.env.now, "f": "halt",
-                         "value": {"snapshot_docs": len(snapshot), "snapshot_version": base_version,
-                                   "reimport": reimport}})
-        return self.env.process(self._reimport(snapshot, base_version, base_state, delay_s, batch_size, batch_interval_s))
+        value: dict[str, Any] = {"snapshot_docs": len(snapshot), "snapshot_version": base_version, "reimport": reimport,
+                                 "reimport_due_in_s": delay_s}
+        if superseded is not None:
+            value["supersedes_halt_at"] = superseded
+        self.halt = (self.env.now, value)
+        self._reimport_due = self.env.now + delay_s
+        self._tell("halt", value)
+        self._generation += 1
+        self._reimport = self.env.process(self._reimport_run(snapshot, base_version, base_state, delay_s, batch_size,
+                                                             batch_interval_s, self._generation))
+        return self._reimport
 
-    def _reimport(self, snapshot: list[dict[str, Any]], base_version: int, base_state: dict[str, Any],
-                  delay_s: float, batch_size: int, batch_interval_s: float):  # type: ignore[no-untyped-def]
-        yield self.env.timeout(delay_s)
+    def _reimport_run(self, snapshot: list[dict[str, Any]], base_version: int, base_state: dict[str, Any],
+                      delay_s: float, batch_size: int, batch_interval_s: float,
+                      generation: int):  # type: ignore[no-untyped-def]
+        try:
+            yield self.env.timeout(delay_s)
+        except simpy.Interrupt:
+            return  # superseded by a later deploy, which re-imports in its own time
+        self._reimport_due = None
         batches = -(-len(snapshot) // batch_size)
         for number, start in enumerate(range(0, len(snapshot), batch_size), 1):
             if start:
@@ -191,8 +228,12 @@ class Translator:
                 instructions.extend(self.encode(doc, base_state))
             note = {"reimport_batch": number, "reimport_batches": batches, "reimport_docs": len(docs)}
             self.server.integrate(SERVER_PEER, self._changeset(instructions), base_version, note, trusted=True)
+        if generation != self._generation:
+            return  # a later deploy came while these batches went: its halt goes on until its own re-import
         self.halted = False
-        self.log.append({"time": self.env.now, "f": "resume", "value": {"batches": -(-len(snapshot) // batch_size)}})
+        self.halt = None
+        self.resumes += batches
+        self._tell("resume", {"batches": batches})
         self._flush()
         queued, self._queued_atlas_changes = self._queued_atlas_changes, []
         for change in queued:

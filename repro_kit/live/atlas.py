@@ -20,7 +20,10 @@ import uuid
 from typing import Any, Callable, Iterable
 
 from repro_kit._schema import COLLECTION, DATABASE
-from repro_kit._session import AtlasView, Info, Listener, Notification
+from repro_kit._history import Notification, notification
+from repro_kit._session import Info
+
+NoteListener = Callable[[Notification], None]
 from repro_kit.live.appservices_api import LiveError, redact
 
 __all__ = [
@@ -210,28 +213,10 @@ class _Mirror:
             self.docs.clear()
 
 
-def _diff(before: tuple[tuple[str, ...], tuple[str, ...]], after: tuple[tuple[str, ...], tuple[str, ...]],
-          time_s: float) -> Notification | None:
-    (ids0, kids0), (ids1, kids1) = before, after
-    if before == after:
-        return None
-    set_ids0, set_ids1, set_kids0, set_kids1 = set(ids0), set(ids1), set(kids0), set(kids1)
-    return Notification(
-        time=time_s,
-        observer="atlas",
-        root_children=len(kids1),
-        nodes_total=len(ids1),
-        entered=tuple(dict.fromkeys(c for c in kids1 if c not in set_kids0)),
-        left=tuple(dict.fromkeys(c for c in kids0 if c not in set_kids1)),
-        inserted=tuple(i for i in ids1 if i not in set_ids0),
-        deleted=tuple(i for i in ids0 if i not in set_ids1),
-    )
-
-
 class _Feed:
     """One subscription: a change stream (or a poll) in a daemon thread, feeding one listener."""
 
-    def __init__(self, view: "AtlasCollectionView", listener: Listener) -> None:
+    def __init__(self, view: "AtlasCollectionView", listener: NoteListener) -> None:
         self.view = view
         self.listener = listener
         self.stop_event = threading.Event()
@@ -351,9 +336,11 @@ class _Feed:
         self._emit(before)
 
     def _emit(self, before: tuple[tuple[str, ...], tuple[str, ...]]) -> None:
-        note = _diff(before, self.mirror.state(), self.view.clock())
-        if note is None:
+        after = self.mirror.state()
+        if after == before:
             return
+        (ids0, kids0), (ids1, kids1) = before, after
+        note = notification(self.view.clock(), "atlas", (kids0, ids0), (kids1, ids1))
         try:
             self.listener(note)
         except Exception:
@@ -378,7 +365,7 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
-class AtlasCollectionView(AtlasView):
+class AtlasCollectionView:
     """One owner's `Node` documents in a pymongo collection (or anything with its methods).
 
     `mode`: "auto" (change stream, falling back to polling), "watch" (change stream only)
@@ -420,7 +407,7 @@ class AtlasCollectionView(AtlasView):
     def _raw_root(self) -> dict[str, Any] | None:
         return self.collection.find_one({"owner_id": self.owner_id, "isRoot": True})
 
-    # -- AtlasView --------------------------------------------------------------------------
+    # -- reads ------------------------------------------------------------------------------
     def nodes(self) -> list[dict[str, Any]]:
         return [present(d) for d in self._find_owner_docs()]
 
@@ -438,7 +425,7 @@ class AtlasCollectionView(AtlasView):
             root_children=len(root.get("children") or []) if root else 0,
         )
 
-    def subscribe(self, listener: Listener) -> Callable[[], None]:
+    def subscribe(self, listener: NoteListener) -> Callable[[], None]:
         """Follow the owner's documents from now on; returns an idempotent unsubscribe."""
         feed = _Feed(self, listener)
         self._feeds.append(feed)

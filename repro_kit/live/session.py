@@ -15,11 +15,11 @@ import logging
 import os
 import threading
 import time
-import warnings
 from typing import Any, Callable, Mapping
 
 from repro_kit._schema import COLLECTION, DATABASE, parse_bson_type, validate_field_name
-from repro_kit._session import DeployResult, Info, Listener, Session
+from repro_kit._history import Listener, Nemesis, Op, Stream, baseline_events, events_of
+from repro_kit._session import DeployResult, Session, View
 from repro_kit.live.appservices_api import DEFAULT_BASE_URL, AdminClient, ClientAPI, LiveError, redact
 from repro_kit.live.atlas import AtlasCollectionView, mask_uri, open_collection, present, uri_secrets
 
@@ -38,13 +38,15 @@ NO_PYTHON_SDK = (
 class LiveSession(Session):
     """A session whose deploy and Atlas view are live; see the module docstring for what is not.
 
-    `subscribe` (the device's listeners) cannot be observed from Python: it warns once and
-    returns a no-op unsubscribe, so the same watcher scripts run and record the Atlas side only.
+    Its one view is Atlas (`observers`): no device can be observed from Python. Its history
+    carries what it can see: Atlas's events, the deploy (nemesis records), and with
+    writes="atlas" its own adds, acknowledged when MongoDB acknowledged the write.
     """
 
     backend = "live"
     encoding = "unknown"  # the server's translator encoding is not observable
     realtime = True
+    observers = ("atlas",)
 
     def __init__(
         self,
@@ -60,7 +62,8 @@ class LiveSession(Session):
     ) -> None:
         if writes not in WRITES:
             raise ValueError(f"writes: must be 'app' or 'atlas', got {writes!r}")
-        self.atlas = atlas
+        self.collection_view = atlas
+        self.user_id = atlas.owner_id
         self.app_id = app_id
         self.writes = writes
         self.mode = mode
@@ -70,13 +73,13 @@ class LiveSession(Session):
         self._admin: AdminClient | None = None
         self._on_close = on_close
         self._start = time.monotonic()
-        self._nemesis: list[dict[str, Any]] = []
-        self._warned_subscribe = False
+        self._stream = Stream()
+        self._feed_stop: Callable[[], None] | None = None
         self._lock = threading.Lock()
         atlas.clock = self.now
 
     def __repr__(self) -> str:
-        return f"LiveSession(app_id={self.app_id!r}, owner_id={self.atlas.owner_id!r}, writes={self.writes!r})"
+        return f"LiveSession(app_id={self.app_id!r}, owner_id={self.user_id!r}, writes={self.writes!r})"
 
     # -- time --------------------------------------------------------------------------------
     def now(self) -> float:
@@ -87,20 +90,18 @@ class LiveSession(Session):
             time.sleep(min(remaining, 0.5))
 
     # -- reads (always live) -------------------------------------------------------------------
-    def nodes(self) -> list[dict[str, Any]]:
-        """The root, then its children in order, as Atlas has them (dangling links hidden)."""
-        root = self.atlas._raw_root()
-        if root is None:
-            return []
-        by_id = {str(d["_id"]): d for d in self.atlas._find_owner_docs()}
-        children = [by_id[str(c)] for c in root.get("children") or [] if str(c) in by_id]
-        return [present(root), *(present(c) for c in children)]
-
-    def all_nodes(self) -> list[dict[str, Any]]:
-        return self.atlas.nodes()
-
-    def info(self) -> Info:
-        return self.atlas.info()
+    def view(self, observer: str = "atlas") -> View:
+        """What Atlas holds for the owner: the root, its children in order (dangling links hidden),
+        every document. The live backend has no other view."""
+        if observer != "atlas":
+            raise ValueError(f"observer: the live backend sees Atlas only (no Python Realm SDK), got {observer!r}")
+        view = self.collection_view
+        docs = view._find_owner_docs()
+        root = next((d for d in docs if d.get("isRoot") is True), None)
+        by_id = {str(d["_id"]): d for d in docs}
+        children = [present(by_id[str(c)]) for c in (root.get("children") or []) if str(c) in by_id] if root else []
+        return View("atlas", self.user_id, present(root) if root else None, children, [present(d) for d in docs],
+                    links=len(root.get("children") or []) if root else 0)
 
     # -- writes: the server-side variant only ---------------------------------------------------
     def _require_atlas_writes(self, what: str) -> None:
@@ -110,20 +111,28 @@ class LiveSession(Session):
     def root(self) -> dict[str, Any]:
         """The owner's root. With writes='app' it must already exist (the app creates it)."""
         if self.writes == "atlas":
-            return self.atlas.ensure_root()
-        root = self.atlas.root()
+            return self.collection_view.ensure_root()
+        root = self.collection_view.root()
         if root is None:
-            raise LiveError(f"owner {self.atlas.owner_id!r} has no root node in Atlas yet: start your app, "
+            raise LiveError(f"owner {self.user_id!r} has no root node in Atlas yet: start your app, "
                             "which creates it (or pass writes='atlas')")
         return root
 
     def add_to_root(self, text: str) -> str:
+        """Writes through Atlas: the add is acknowledged when MongoDB acknowledges both writes."""
         self._require_atlas_writes("add_to_root")
-        return self.atlas.add_to_root(text)
+        node_id = self.collection_view.add_to_root(text)
+        t = self.now()
+        self._stream.emit(Op(t, 0, "invoke", "add", node_id))
+        self._stream.emit(Op(t, 0, "ok", "add", node_id))
+        return node_id
 
     def reset(self) -> int:
         self._require_atlas_writes("reset")
-        return self.atlas.reset()
+        self._stream.emit(Op(self.now(), 0, "invoke", "reset", None))
+        count = self.collection_view.reset()
+        self._stream.emit(Op(self.now(), 0, "ok", "reset", count))
+        return count
 
     # -- the fault: a live schema deploy ---------------------------------------------------------
     def _admin_client(self) -> AdminClient:
@@ -140,37 +149,58 @@ class LiveSession(Session):
         if not self.app_id:
             raise LiveError("deploy_schema_change: no App ID given (connect_live(app_id=...))")
         admin = self._admin_client()
-        started = self.now()
-        result = admin.deploy_optional_field(self.app_id, field, bson_type, self.collection, self.database)
+        value: dict[str, Any] = {"field": field, "bson_type": bson_type}
+        self._stream.emit(Nemesis(self.now(), "invoke", "deploy", value))
+        try:
+            result = admin.deploy_optional_field(self.app_id, field, bson_type, self.collection, self.database)
+        except Exception as exc:
+            self._stream.emit(Nemesis(self.now(), "fail", "deploy", {**value, "error": _first_line(exc)}))
+            raise
         deployment = admin.last_deployment or {}
-        value = {"status": result.status, "deployment_id": result.deployment_id, "started_at_s": round(started, 3)}
+        done = {**value, "status": result.status, "deployment_id": result.deployment_id}
         if deployment.get("status_error_message"):
-            value["error"] = str(deployment["status_error_message"])[:200]
-        with self._lock:
-            self._nemesis.append({"time": self.now(), "f": "deployment", "value": value})
+            done["error"] = str(deployment["status_error_message"])[:200]
+        self._stream.emit(Nemesis(self.now(), "ok" if result.status == "successful" else "fail", "deploy", done))
         return result
 
-    def nemesis_log(self) -> list[dict[str, Any]]:
+    # -- the stream --------------------------------------------------------------------------------
+    def history(self, listener: Listener) -> Callable[[], None]:
+        """Atlas's current state as baseline events, then everything this session sees happen."""
+        view = self.view("atlas")
+        for event in baseline_events(self.now(), "atlas", [c["_id"] for c in view.children],
+                                     [d["_id"] for d in view.documents]):
+            listener(event)
+        unsubscribe = self._stream.subscribe(listener)
         with self._lock:
-            return list(self._nemesis)
+            if self._feed_stop is None:
+                self._feed_stop = self.collection_view.subscribe(lambda note: self._stream.emit_all(events_of(note)))
 
-    # -- the device view: not observable -------------------------------------------------------
-    def subscribe(self, listener: Listener) -> Callable[[], None]:
-        """No device listeners live (no Python Realm SDK): warns once, returns a no-op."""
-        if not self._warned_subscribe:
-            self._warned_subscribe = True
-            warnings.warn("live backend: the device view cannot be observed from Python (no Realm SDK); "
-                          "only the Atlas view is recorded", RuntimeWarning, stacklevel=2)
-        return lambda: None
+        def stop() -> None:
+            unsubscribe()
+            with self._lock:
+                if not self._stream and self._feed_stop is not None:
+                    feed_stop, self._feed_stop = self._feed_stop, None
+                    feed_stop()
+
+        return stop
 
     def close(self) -> None:
-        self.atlas.close()
+        with self._lock:
+            if self._feed_stop is not None:
+                feed_stop, self._feed_stop = self._feed_stop, None
+                feed_stop()
+        self.collection_view.close()
         if self._admin is not None:
             self._admin.close()
             self._admin = None
         if self._on_close is not None:
             on_close, self._on_close = self._on_close, None
             on_close()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc)
+    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 def connect_live(

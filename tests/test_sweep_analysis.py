@@ -9,7 +9,7 @@ matplotlib.use("Agg")
 import pandas as pd
 import pytest
 
-from repro_kit import analysis
+from repro_kit import sweep_analysis as analysis
 
 
 def frame(rows):

@@ -7,9 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from repro_kit import recording
-from repro_kit.emulator.fleet import FleetParams, FleetWorld
-from repro_kit.fleets import fleet, load_fleet
+from repro_kit import findings, recording
+from repro_kit.fleets import FleetParams, _Fleet, fleet, load_fleet
 
 SMALL = {"users": 30, "notes_per_user": 5, "writes_per_user": 8, "write_every_s": 1.0, "deploy_at_s": 2.5,
          "resync_delay_s": 20.0, "resync_batch_size": 20}
@@ -87,17 +86,22 @@ def test_partitions_keep_the_halt_and_the_losses(tmp_path, small):
     assert parted.meta["converged"] is True and parted.meta["partitions"] == 3
 
 
-def test_the_fleet_run_directory_loads_like_any_run(small):
+def test_the_fleet_run_directory_loads_like_any_run_and_the_one_checker_judges_it(small):
     run = recording.load_run(small.path)
-    assert run.meta["kind"] == "fleet" and run.finished
+    assert run.meta["kind"] == "fleet" and run.finished and not run.incomplete
     adds = run.history[run.history.f == "add"]
     assert len(adds[adds.type == "invoke"]) == 30 * 8
-    assert set(run.events.kind.astype(str)) >= {"leave", "batch", "final"}
+    assert set(run.events.kind.astype(str)) >= {"doc_insert", "enter", "leave", "batch"}
+    reads = run.history[(run.history.f == "read") & (run.history.type == "ok")]
+    assert sorted(reads.process) == list(range(30))  # every user's final read
+    verdict = findings.analyse(run).verdict
+    assert verdict.outcome == "lost" and len(verdict.orphaned) == small.notes_orphaned
+    assert set(verdict.orphaned) == set(small.losses["node_id"])
 
 
 def test_a_plain_run_is_not_a_fleet(tmp_path):
     from repro_kit.client import connect
-    from repro_kit.writer import run_test
+    from repro_kit.driver import run_test
 
     run_test(connect(), writes=3, settle_s=5, out=tmp_path / "plain")
     with pytest.raises(ValueError, match="not a fleet run"):
@@ -115,13 +119,8 @@ def test_bad_fleet_input_names_the_parameter(tmp_path, kwargs, name):
 
 
 def test_the_world_agrees_with_itself_after_settling():
-    world = FleetWorld(FleetParams(users=4, notes_per_user=3, writes_per_user=3,
-                                   params=FleetParams().params.__class__(resync_delay_s=5.0)))
+    world = _Fleet(FleetParams(users=4, notes_per_user=3, writes_per_user=3,
+                               params=FleetParams().params.__class__(resync_delay_s=5.0)), 0, 4)
     world.bootstrap()
-
-    class Quiet:
-        def __getattr__(self, name):
-            return lambda *args: None
-
-    figures = world.run(Quiet())
-    assert figures["converged"] and world.quiet()
+    figures = world.run(recording.MemoryRecorder())
+    assert figures["converged"] and world.world.settled()

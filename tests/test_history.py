@@ -1,0 +1,130 @@
+"""The history stream: one listener hears every op, nemesis record, event and trace record of a
+session, in the order they happen, after the views' current state."""
+
+import threading
+
+import pytest
+
+from repro_kit._history import Event, Nemesis, Notification, Op, Stream, Trace, events_of, notification
+from repro_kit.client import connect
+
+
+def lines(records, kind=Event):
+    return [r for r in records if isinstance(r, kind)]
+
+
+def test_baseline_then_both_views_as_they_change():
+    s = connect(seed=1, prefill=2)
+    records = []
+    unsubscribe = s.history(records.append)
+    base = lines(records)
+    root = s.info().root_id
+    for obs in ("device", "atlas"):
+        kinds = [e.kind for e in base if e.observer == obs]
+        assert kinds.count("doc_insert") == 3 and kinds.count("enter") == 2 and kinds[-1] == "counts"
+        assert all(e.fields.get("node_id") != root for e in base if e.kind == "enter")
+    node = s.add_to_root("x")
+    s.wait(1)
+    mine = [e for e in lines(records) if e.fields.get("node_id") == node]
+    assert [(e.observer, e.kind) for e in mine] == [
+        ("device", "doc_insert"), ("device", "enter"), ("atlas", "doc_insert"), ("atlas", "enter")]
+    assert mine[2].time > mine[0].time  # Atlas sees it after upload + translation
+    unsubscribe()
+    count = len(records)
+    s.add_to_root("y")
+    s.wait(1)
+    assert len(records) == count  # unsubscribed: nothing more heard
+
+
+def test_an_add_is_invoked_then_acknowledged_and_the_trace_shows_its_changeset():
+    s = connect(seed=2)
+    records = []
+    s.history(records.append)
+    node = s.add_to_root("x")
+    assert lines(records, Op) == [Op(s.now(), 0, "invoke", "add", node)]  # the ack has not come yet
+    s.wait(1)
+    invoke, ok = lines(records, Op)
+    assert (ok.type, ok.value, ok.process) == ("ok", node, 0) and ok.time > invoke.time
+    integrated = [t for t in lines(records, Trace) if t.fields["kind"] == "integrate"]
+    assert any(i["object"] == node for t in integrated for i in t.fields["instructions"])
+    assert all(t.time <= ok.time for t in integrated)
+
+
+def test_the_deploy_and_the_control_plane_are_nemesis_records_in_causal_order():
+    s = connect(seed=1, resync_delay_s=10)
+    records = []
+    s.history(records.append)
+    s.add_to_root("a")
+    s.wait(1)
+    s.deploy_schema_change("tags", "array<string>")
+    s.add_to_root("b")
+    s.wait(20)
+    nemesis = [(r.type, r.f) for r in lines(records, Nemesis)]
+    assert nemesis == [("invoke", "deploy"), ("info", "halt"), ("ok", "deploy"), ("info", "resume")]
+    batches = [e for e in lines(records) if e.kind == "batch"]
+    assert [e.fields["batch"] for e in batches] == [2] and batches[0].observer == "device"
+    leaves = [e for e in lines(records) if e.kind == "leave"]
+    assert [e.observer for e in leaves] == ["device"] and leaves[0].time == batches[0].time
+    resume = next(r for r in lines(records, Nemesis) if r.f == "resume")
+    assert resume.time <= batches[0].time  # the last batch is integrated, then downloaded
+
+
+def test_a_listener_that_comes_during_a_halt_hears_it_first():
+    s = connect(seed=1, resync_delay_s=30)
+    s.deploy_schema_change("tags", "array<string>")
+    s.wait(5)
+    records = []
+    s.history(records.append)
+    halt = lines(records, Nemesis)
+    assert [(r.type, r.f) for r in halt] == [("info", "halt")]
+    assert halt[0].value["before_run"] is True and halt[0].value["halted_for_s"] == pytest.approx(5.0)
+
+
+def test_a_second_deploy_during_the_wait_gets_its_own_full_halt():
+    """The panel's stale halt: a deploy while an earlier one's re-import still waits must not be
+    cut short by the earlier timer; the re-import comes a full delay after the new deploy."""
+    s = connect(seed=1, resync_delay_s=30)
+    records = []
+    s.history(records.append)
+    s.deploy_schema_change("tags", "array<string>")
+    s.wait(20)
+    second = s.now()
+    s.deploy_schema_change("tags_2", "array<string>")
+    s.wait(15)
+    assert not [r for r in lines(records, Nemesis) if r.f == "resume"]  # the first timer did not end it
+    assert s.pending_halt() == (pytest.approx(second), pytest.approx(second + 30))
+    s.wait(30)
+    resumes = [r for r in lines(records, Nemesis) if r.f == "resume"]
+    assert len(resumes) == 1 and resumes[0].time >= second + 30
+    assert s.pending_halt() is None
+
+
+def test_the_one_diff_of_two_view_states():
+    note = notification(3.0, "atlas", (["a", "b", "b"], {"r", "a", "b"}), (["b", "c", "c"], {"r", "b", "c"}), batch=2)
+    assert note == Notification(3.0, "atlas", 3, 3, entered=("c",), left=("a",), inserted=("c",), deleted=("a",),
+                                batch=2)
+    kinds = [e.kind for e in events_of(note)]
+    assert kinds == ["doc_insert", "enter", "leave", "doc_delete", "batch", "counts"]
+
+
+def test_a_stream_is_safe_to_subscribe_to_from_several_threads():
+    stream = Stream()
+    heard: list[list[int]] = [[] for _ in range(8)]
+    stops = []
+
+    def join(k):
+        stops.append(stream.subscribe(heard[k].append))
+
+    threads = [threading.Thread(target=join, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stream.emit(1)
+    assert all(h == [1] for h in heard)
+    for stop in stops:
+        stop()
+    stream.emit(2)
+    assert all(h == [1] for h in heard) and not stream
+    with pytest.raises(ValueError, match="listener"):
+        stream.subscribe(None)
