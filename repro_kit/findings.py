@@ -208,7 +208,11 @@ class Analysis:
 
         Read from the history alone: a deploy that never happened though it was planned,
         translation still halted at the end, or a re-import not all of whose batches
-        reached the device."""
+        reached the device. A recording that knows it is incomplete says why in meta.json's
+        `inconclusive_reason` (a replayed log that lacks history the device had)."""
+        declared = self.meta.get("inconclusive_reason")
+        if declared:
+            return str(declared)
         end = self.run.end_s
         planned = self.meta.get("deploy_at_s")
         deploys = self.nemesis("deploy")
