@@ -189,6 +189,8 @@ def _write(w: _Writer, instr: Instruction) -> None:
             w.int(-1)
             w.ref(element)
         else:
+            if isinstance(element, bool) or not 0 <= element <= 2**32 - 1:
+                raise ChangesetError(len(w.out), f"path element {element} does not fit a uint32 list index")
             w.int(element)
     if isinstance(instr, Update):
         w.payload(instr.value)
