@@ -299,6 +299,7 @@ class _Replayer:
         self.ident: int | None = idents[-1] if idents else None
         self.own_origin = self.ident if self.ident is not None else 0
         self.at = _seconds(log, log.changesets)
+        self.erased: set[str] = set()
 
     def _say(self, bucket: list[str], text: str) -> None:
         if text not in bucket:
@@ -367,16 +368,23 @@ class _Replayer:
             free = [x for x in range(progress + 1, v + 1) if x not in taken]
             acked = [s for cv, s in sorted(by_cv.items()) if cv <= c and s.server_version is None]
             exact = len(free) == len(acked)
+            when = e.time if e.time is not None else self._line_time(e.line)
             if len(free) < len(acked):
                 self._say(self.notes, f"line {e.line}: more changes acknowledged than server versions free; "
                                       "their server versions are approximate")
             for step, version in zip(acked, free):
-                step.server_version, step.acked_at, step.ack_exact = version, e.time, exact
+                step.server_version, step.acked_at, step.ack_exact = version, when, exact
                 taken.add(version)
             if not exact and acked:
                 self._say(self.notes, f"line {e.line}: {len(acked)} of this client's changes were acknowledged "
                                       f"among {len(free)} server versions; which is which is approximate")
             progress = v
+
+    def _line_time(self, line: int) -> float:
+        """A line without a timestamp happened no earlier than the changesets logged before it."""
+        times = [c.time if c.time is not None else self.at(c.origin_timestamp)
+                 for c in self.log.changesets if c.line < line]
+        return max(times, default=0.0)
 
     def _check_order(self, order: list[Step]) -> None:
         last = None
@@ -486,7 +494,16 @@ class _Replayer:
             if ins["op"] == "CreateObject":
                 created.add(pk)
                 continue
-            if ins["op"] == "EraseObject" or pk in created:
+            if ins["op"] == "EraseObject":
+                self.erased.add(pk)
+                continue
+            target = ins.get("value") if ins.get("field") == LIST_FIELD else None
+            if isinstance(target, str) and target not in table and target not in created \
+                    and target not in self.erased:  # a link to an object the log never created: it predates it
+                table[target] = {"_id": target, "text": "", LIST_FIELD: []}
+                self._say(self.inconclusive, f"{TABLE}[{target}] was created before the log starts (first linked "
+                                             f"in {step.label}, log line {step.line})")
+            if pk in created:
                 continue
             if pk not in table:
                 table[pk] = {"_id": pk, "text": "", LIST_FIELD: []}
