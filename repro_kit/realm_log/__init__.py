@@ -8,6 +8,8 @@
 - `translate(instructions)`: into the kit's instruction format, or `Untranslatable` reasons.
 - `replay(path)`: the log through the kit's merge (`Replay`: steps, losses, `write_run(dir)`).
 - `register(subparsers)`: the `repro-kit replay` command.
+- `changesets_table(replay)`, `list_figure(replay)`: a replay as a DataFrame and a figure (notebook 06);
+  `SAMPLE_LOG`: the recorded realm-core 13.17.1 device log the kit ships.
 
 Submodules load on first use, so `from repro_kit import realm_log` (the CLI does it to build
 its parser) costs nothing until a log is read.
@@ -23,7 +25,7 @@ __all__ = [
     "SyncLog", "LogChangeset", "LogEvent", "LogError", "parse_log", "parse_log_text",
     "Translation", "Untranslatable", "translate",
     "Replay", "Step", "Loss", "BaseVersion", "replay", "replay_log", "origin_base",
-    "register", "SAMPLE_LOG",
+    "register", "SAMPLE_LOG", "changesets_table", "list_figure",
     "AddTable", "EraseTable", "AddColumn", "EraseColumn", "CreateObject", "EraseObject", "Update", "AddInteger",
     "ArrayInsert", "ArrayMove", "ArrayErase", "Clear", "SetInsert", "SetErase", "Payload", "Link", "GlobalKey",
     "ObjectId", "Timestamp", "Decimal128",
@@ -44,6 +46,7 @@ _LAZY: dict[str, str] = {
     "replay_log": "._replay", "origin_base": "._replay",
     "register": "._cli",
     "SAMPLE_LOG": "._sample",
+    "changesets_table": "._views", "list_figure": "._views",
     **{name: "._instructions" for name in _INSTRUCTIONS},
 }
 

@@ -125,6 +125,8 @@ class Replay:
     events: list[dict[str, Any]]
     ops: list[dict[str, Any]]
     encoding: str
+    list_history: list[tuple[Step, list[str]]] = dataclasses.field(default_factory=list)
+    """The root's list as the device saw it after each step (what notebook 06 draws)."""
 
     @property
     def lost(self) -> list[str]:
@@ -446,6 +448,7 @@ class _Replayer:
         replay = Replay(log=self.log, client_file_ident=self.ident, steps=steps, root_id=self.root, state=state,
                         losses=[], appends={}, inconclusive=self.inconclusive, notes=self.notes, trace=self.trace,
                         events=self.events, ops=[], encoding=self._encoding(steps))
+        replay.list_history = [(entry[0], list(entry[2].get(self.root, []))) for entry in timeline]
         self._record(replay, timeline)
         replay.losses = self._losses(replay, timeline)
         return replay
