@@ -186,3 +186,43 @@ def test_an_array_move_in_the_list_makes_the_replay_inconclusive():
     assert result.orphaned == ["a1", "a2", "a3"]  # the loss is still named
     listed = result.as_dict()["untranslatable"]
     assert listed and listed[0]["instruction"] == 'ArrayMove Node["root"].children[0]'
+
+
+def _recorded(source: str) -> list[dict]:
+    import json
+
+    return [r for r in map(json.loads, (DATA / "changesets.jsonl").read_text().splitlines()) if r["source"] == source]
+
+
+def test_a_debug_build_log_with_parsed_printouts_replays_the_same():
+    """Debug builds log `Changeset (parsed):` and realm-core's rendering after each changeset line
+    (FORMAT_NOTES: the *.debug_full.log files); those lines are skipped, the answer is the same."""
+    printed = {r["header_line_no"]: r["decoded_text"] for r in _recorded("device(A)")}
+    lines = DEVICE_LOG.read_text().splitlines()
+    out = []
+    for number, line in enumerate(lines, 1):
+        out.append(line)
+        if number - 1 in printed:  # the changeset line after a header
+            stamp = line.split(" ", 2)[:2]
+            out.append(f"{stamp[0]} trace: Connection[1]: Session[1]: Changeset (parsed):")
+            out += printed[number - 1].splitlines() + [""]
+    result = replay_log(parse_log_text("\n".join(out)))
+    assert result.losses[0].sentence() == replay(DEVICE_LOG).losses[0].sentence()
+    assert any("debug-build 'Changeset (parsed):' output" in s for s in result.log.skipped_lines())
+
+
+def test_the_clearing_clients_recorded_changesets_name_the_same_objects():
+    """Client B's changesets as realm-core logged them (headers and bytes from changesets.jsonl):
+    B's own Clear, not yet uploaded, discards A's appends when B integrates them."""
+    lines = []
+    for r in sorted(_recorded("reimport(B)"), key=lambda r: r["header_line_no"]):
+        lines.append(r["header"])
+        stamp = r["header"].split(" ")[0]
+        where = "Connection[1]: Session[2]: " if r["direction"] == "upload" else "Connection[1]: "
+        lines.append(f"{stamp} trace: {where}Changeset: {r['hex']}")
+    result = replay_log(parse_log_text("\n".join(lines)))
+    assert result.orphaned == ["a1", "a2", "a3"]
+    (loss,) = result.losses
+    assert (loss.outcome, loss.rule, loss.at) == ("never-entered", "clear-vs-array-insert", "device")
+    assert "(client version 4, based on server version 2)" in loss.sentence()
+    assert result.root_children() == ["c1", "c2", "c3", "p1"]  # final_states.json's final_B
