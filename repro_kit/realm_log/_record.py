@@ -20,20 +20,16 @@ Times are seconds since the log's first line.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from repro_kit.recording import RunRecorder
 
-if TYPE_CHECKING:
-    from ._replay import Replay
+from ._replay import Replay, log_digest
 
 __all__ = ["write_run"]
 
 
-def write_run(replay: "Replay", out: Path) -> Path:
+def write_run(replay: Replay, out: Path) -> Path:
     """Write `replay` into the run directory `out` (ValueError if it already holds a run)."""
-    from ._replay import log_digest  # same package; a function of the log file, not of the replay
-
     log = replay.log
     started = log.start.isoformat(timespec="milliseconds") if log.start is not None else None
     meta = {
