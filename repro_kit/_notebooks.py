@@ -52,7 +52,7 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "notebooks",
         help="copy the kit's Jupyter notebooks into a folder, to open with JupyterLab",
-        description="Copy the kit's notebooks (01_setup ... 05_fleet) into DIR and say how to open them.",
+        description="Copy the kit's notebooks (01_setup ... 06_replay) into DIR and say how to open them.",
     )
     p.add_argument("dir", nargs="?", default=DEFAULT_DIR, metavar="DIR",
                    help=f"destination folder, created if missing (default ./{DEFAULT_DIR})")

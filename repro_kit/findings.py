@@ -252,12 +252,16 @@ class Analysis:
         """Why the run cannot show whether the deploy loses data, or None.
 
         The evidence incomplete (a file cut short, meta.json missing or invalid, events that
-        disagree with the final read), a deploy that failed or never happened though one was
-        planned, translation still halted at the end, or a re-import not all of whose batches
-        reached the device."""
+        disagree with the final read; a recording that knows it is incomplete says why in
+        meta.json's `inconclusive_reason`, e.g. a replayed log that lacks history the device had),
+        a deploy that failed or never happened though one was planned, translation still halted
+        at the end, or a re-import not all of whose batches reached the device."""
         problem = self._evidence_problem()
         if problem is not None:
             return problem
+        declared = self.meta.get("inconclusive_reason")
+        if declared:
+            return str(declared)
         end = self.run.end_s
         planned = self.meta.get("deploy_at_s")
         deploys = self.nemesis("deploy")

@@ -40,11 +40,13 @@ pytestmark = pytest.mark.browser
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks"
-NAMES = ["01_setup", "02_write_and_deploy", "03_timeline", "04_sweeps", "05_fleet"]
+NAMES = ["01_setup", "02_write_and_deploy", "03_timeline", "04_sweeps", "05_fleet", "06_replay"]
 #: Figures each notebook draws at least (as in test_notebooks.py).
-MIN_IMAGES = {"01_setup": 0, "02_write_and_deploy": 1, "03_timeline": 2, "04_sweeps": 3, "05_fleet": 2}
+MIN_IMAGES = {"01_setup": 0, "02_write_and_deploy": 1, "03_timeline": 2, "04_sweeps": 3, "05_fleet": 2,
+              "06_replay": 1}
 #: Rendered ipywidgets each notebook shows at least (02: the control panel's many widgets).
-MIN_WIDGETS = {"01_setup": 0, "02_write_and_deploy": 10, "03_timeline": 0, "04_sweeps": 0, "05_fleet": 0}
+MIN_WIDGETS = {"01_setup": 0, "02_write_and_deploy": 10, "03_timeline": 0, "04_sweeps": 0, "05_fleet": 0,
+               "06_replay": 0}
 LIVE_VARS = ("MONGODB_URI", "REPRO_KIT_APP_ID", "REALM_APP_ID", "MONGODB_ATLAS_PUBLIC_API_KEY",
              "MONGODB_ATLAS_PRIVATE_API_KEY")
 

@@ -13,7 +13,7 @@ import pytest
 papermill = pytest.importorskip("papermill")
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
-NAMES = ["01_setup", "02_write_and_deploy", "03_timeline", "04_sweeps", "05_fleet"]
+NAMES = ["01_setup", "02_write_and_deploy", "03_timeline", "04_sweeps", "05_fleet", "06_replay"]
 LIVE_VARS = ("MONGODB_URI", "REPRO_KIT_APP_ID", "REALM_APP_ID", "MONGODB_ATLAS_PUBLIC_API_KEY",
              "MONGODB_ATLAS_PRIVATE_API_KEY")
 
@@ -183,3 +183,18 @@ def test_05_fleet_reports_the_blast_radius_and_the_halt_growing(tmp_path):
     html = "".join(o["data"].get("text/html", "") for o in outputs(nb) if "data" in o)
     assert "halt (s)" in html and "re-import batches" in html
     assert (tmp_path / "runs").is_dir()  # fleet runs go where every other run goes
+
+
+def test_06_replays_the_recorded_log_and_names_the_orphans(tmp_path):
+    nb = execute("06_replay", tmp_path, out_dir="runs/replay")
+    assert_no_errors(nb)
+    out = text(nb)
+    assert "log: device_trace.log; 7 changesets replayed; verdict: lost" in out
+    assert ("a1, a2, a3 left Node[root].children when the client integrated server version 6 from origin_file_ident 3 "
+            "(based on server version 2): Clear(root.children), rule clear-vs-array-insert") in out
+    assert "checker: 3 of 7 nodes orphaned" in out
+    assert "rule clear-vs-array-insert discarded the node's ArrayInsert(root.children[3] = a1)" in out
+    html = "".join(o["data"].get("text/html", "") for o in outputs(nb) if "data" in o)
+    assert "Clear root.children; ArrayInsert root.children[0] = c1" in html  # the decoded changesets' table
+    assert images(nb) >= 1  # the list as the device saw it
+    assert (tmp_path / "runs" / "replay" / "trace.jsonl").is_file()

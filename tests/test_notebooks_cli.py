@@ -26,9 +26,9 @@ def _one_error_line(err: str) -> str:
     return lines[0]
 
 
-def test_the_repository_has_the_five_notebooks():
+def test_the_repository_has_the_six_notebooks():
     assert NAMES == ["01_setup.ipynb", "02_write_and_deploy.ipynb", "03_timeline.ipynb", "04_sweeps.ipynb",
-                     "05_fleet.ipynb"]
+                     "05_fleet.ipynb", "06_replay.ipynb"]
     assert [s.name for s in _notebooks.notebook_sources()] == NAMES
 
 
