@@ -20,6 +20,7 @@ import json
 import math
 import os
 import sys
+import textwrap
 from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,8 @@ from repro_kit.emulator.fleet import FleetParams, FleetWorld
 from repro_kit.emulator.params import EmulatorParams
 from repro_kit.sweeps import MemoryRecorder
 
-__all__ = ["fleet", "FleetAnalysis", "load_fleet", "fleet_figure", "write_fleet_report", "FleetParams", "check_inputs"]
+__all__ = ["fleet", "FleetAnalysis", "load_fleet", "fleet_figure", "write_fleet_report", "FleetParams", "check_inputs",
+           "halt_growth"]
 
 FLEET_REPORT_KEYS = ("users", "devices_per_user", "notes_per_user", "writes_per_user", "deploy_at_s", "halt_s",
                      "reimport_batches", "collection_docs", "notes_written", "notes_written_in_halt",
@@ -216,7 +218,8 @@ class FleetAnalysis:
 
     `users`: one row per user (user, notes_written, notes_written_in_halt, orphaned,
     first_loss_at_s, root_children, nodes_total). `losses`: one row per orphaned note
-    (user, node_id, lost_at_s: when the user's device showed it leave the root)."""
+    (user, node_id, lost_at_s: when the user's device showed it leave the root, written_at_s:
+    when the user wrote it). `last_write_at_s`: the last note written by anyone."""
 
     path: Path
     meta: dict[str, Any]
@@ -225,6 +228,7 @@ class FleetAnalysis:
     halt: tuple[float, float | None] | None
     batches: int
     deploy_at_s: float | None
+    last_write_at_s: float | None = None
 
     @property
     def halt_s(self) -> float | None:
@@ -240,15 +244,60 @@ class FleetAnalysis:
     def users_affected(self) -> int:
         return int((self.users["orphaned"] > 0).sum())
 
+    def orphaned_by_write_time(self) -> dict[str, int]:
+        """The orphaned notes by when they were written: "before" the halt began, "in" it (to
+        the resume, or the run's end), "after" it, "unknown" (the history lacks the write)."""
+        written = self.losses["written_at_s"].to_numpy(float) if "written_at_s" in self.losses else np.full(len(self.losses), np.nan)
+        if self.halt is None:
+            return {"before": 0, "in": 0, "after": 0, "unknown": int(len(written))}
+        start = self.halt[0]
+        end = self.halt[1] if self.halt[1] is not None else math.inf
+        known = ~np.isnan(written)
+        return {"before": int((known & (written < start)).sum()),
+                "in": int((known & (written >= start) & (written <= end)).sum()),
+                "after": int((known & (written > end)).sum()), "unknown": int((~known).sum())}
+
+    def loss_window(self) -> str:
+        """Which notes were orphaned, by when they were written, from the recording: e.g. "all
+        4,350 notes written while it was halted, and 20 written in the 0.07 s before the deploy"."""
+        by = self.orphaned_by_write_time()
+        in_halt = int(self.users["notes_written_in_halt"].sum())
+        parts = []
+        if in_halt or by["in"]:
+            if by["in"] == in_halt:
+                parts.append(f"all {in_halt:,} notes written while it was halted" if in_halt != 1
+                             else "the 1 note written while it was halted")
+            elif by["in"] == 0:
+                parts.append(f"none of the {in_halt:,} notes written while it was halted")
+            else:
+                parts.append(f"{by['in']:,} of the {in_halt:,} notes written while it was halted")
+        if by["before"]:
+            first = float(self.losses.loc[self.losses["written_at_s"] < self.halt[0], "written_at_s"].min())
+            lead = self.halt[0] - first
+            parts.append(f"{by['before']:,} written in the {lead:.2f} s before the deploy")
+        if by["after"]:
+            parts.append(f"{by['after']:,} written after translation resumed")
+        if by["unknown"]:
+            parts.append(f"{by['unknown']:,} whose write the history does not show")
+        if not parts:
+            return "no note"
+        return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + f" and {parts[-1]}"
+
     def summary(self) -> str:
-        """The sentence a post-mortem quotes."""
+        """The sentence a post-mortem quotes: how many notes of how many users, and which notes
+        (by when they were written, against the halt), all from the recording."""
         n_users = len(self.users)
         halt = f"; translation was halted for {self.halt_s:,.0f} s" if self.halt_s is not None else ""
         if self.deploy_at_s is None:
             return f"No deploy: {self.notes_orphaned:,} notes of {self.users_affected:,} users orphaned{halt}."
-        written = int(self.users["notes_written_in_halt"].sum())
-        return (f"This deploy orphaned {self.notes_orphaned:,} notes of {self.users_affected:,} users "
-                f"(of {n_users:,} users; {written:,} notes were written while translation was halted{halt}).")
+        head = (f"This deploy orphaned {self.notes_orphaned:,} notes of {self.users_affected:,} users "
+                f"(of {n_users:,} users{halt})")
+        if self.halt is None:
+            return head + "."
+        if not self.notes_orphaned:
+            in_halt = int(self.users["notes_written_in_halt"].sum())
+            return f"{head}: none of the {in_halt:,} notes written while it was halted."
+        return f"{head}: {self.loss_window()}."
 
     def figures(self) -> dict[str, Any]:
         """fleet.json's content (FLEET_REPORT_KEYS)."""
@@ -310,6 +359,11 @@ def load_fleet(path: str | os.PathLike[str]) -> FleetAnalysis:
                             "lost_at_s": leaves["time"].to_numpy(float) if len(leaves) else np.empty(0)})
     left_at = left_at.groupby(["user", "node_id"], as_index=False)["lost_at_s"].max()
     losses = lost.merge(left_at, on=["user", "node_id"], how="left").reset_index(drop=True)
+    write_of = pd.DataFrame({"user": written["user"].to_numpy(),
+                             "node_id": pd.Series(invokes["node_id"].astype(str).to_numpy(), dtype=object),
+                             "written_at_s": written["time"].to_numpy(float)})
+    write_of = write_of.groupby(["user", "node_id"], as_index=False)["written_at_s"].min()
+    losses = losses.merge(write_of, on=["user", "node_id"], how="left")
     by_loss = losses.groupby("user").agg(orphaned=("node_id", "size"), first_loss_at_s=("lost_at_s", "min"))
     users = final.set_index("user").join(per_user).join(by_loss)
     users = users.fillna({"notes_written": 0, "notes_written_in_halt": 0, "orphaned": 0}).reset_index()
@@ -324,9 +378,42 @@ def load_fleet(path: str | os.PathLike[str]) -> FleetAnalysis:
         resume_values = nem.loc[(nem["f"].astype(str) == "resume").to_numpy(bool), "value"]
         n_batches = sum(int(v.get("batches", 0)) for v in resume_values if isinstance(v, dict)) or len(batches)
     return FleetAnalysis(path=Path(path), meta=run.meta, users=users.reset_index(drop=True),
-                         losses=losses[["user", "node_id", "lost_at_s"]],
+                         losses=losses[["user", "node_id", "lost_at_s", "written_at_s"]],
                          halt=halt, batches=int(n_batches),
-                         deploy_at_s=float(deploy.min()) if len(deploy) else None)
+                         deploy_at_s=float(deploy.min()) if len(deploy) else None,
+                         last_write_at_s=float(written["time"].max()) if len(written) else None)
+
+
+def halt_growth(runs: list[FleetAnalysis]) -> str:
+    """What runs that differ in the collection's size show, in one computed sentence: how the
+    halt and the last loss grew with the documents, and whether the notes orphaned did (they
+    grow only when writes go on into the longer halt)."""
+    rows = sorted((int(a.meta.get("collection_docs") or 0), a) for a in runs if a.halt_s is not None)
+    if len(rows) < 2:
+        raise ValueError("runs: give at least two fleet runs with a halt, differing in collection size")
+    docs = np.array([d for d, _ in rows], float)
+    halts = np.array([a.halt_s for _, a in rows], float)
+    last = [float(a.losses["lost_at_s"].max()) if len(a.losses) else math.nan for _, a in rows]
+    orphaned = [a.notes_orphaned for _, a in rows]
+    slope = float(np.polyfit(docs, halts, 1)[0]) if np.ptp(docs) > 0 else math.nan
+    per_doc = f" (about {slope:.3f} s more per document)" if math.isfinite(slope) else ""
+    lines = [f"From {docs[0]:,.0f} to {docs[-1]:,.0f} documents, translation stayed halted from "
+             f"{halts[0]:,.0f} s to {halts[-1]:,.0f} s{per_doc}"]
+    if all(math.isfinite(t) for t in last):
+        lines[0] += f", and the last loss showed {last[0]:,.0f} s to {last[-1]:,.0f} s into the run"
+    if orphaned == sorted(orphaned) and orphaned[-1] > orphaned[0]:
+        lines.append(f"the notes orphaned grew from {orphaned[0]:,} to {orphaned[-1]:,}: the longer halt "
+                     "caught more writes")
+    else:
+        ends = [a.last_write_at_s for _, a in rows]
+        shortest = min(a.halt[1] for _, a in rows if a.halt is not None and a.halt[1] is not None)
+        if all(e is not None for e in ends) and max(ends) < shortest:
+            lines.append(f"the notes orphaned stayed between {min(orphaned):,} and {max(orphaned):,}: every note "
+                         f"was written by {max(ends):.1f} s, before even the shortest halt ended "
+                         f"({shortest:,.0f} s), so a longer halt caught no more writes here")
+        else:
+            lines.append(f"the notes orphaned went {', '.join(f'{o:,}' for o in orphaned)}")
+    return "; ".join(lines) + "."
 
 
 def fleet_figure(a: FleetAnalysis) -> Any:
@@ -363,7 +450,7 @@ def fleet_figure(a: FleetAnalysis) -> Any:
     right.set_xlabel("orphaned notes per user")
     right.set_ylabel("users")
     right.set_title(f"Per user: {a.users_affected:,} of {len(a.users):,} affected", loc="left", fontsize=9)
-    fig.suptitle(a.summary(), fontsize=10, x=0.01, ha="left")
+    fig.suptitle("\n".join(textwrap.wrap(a.summary(), 140, break_on_hyphens=False)), fontsize=10, x=0.01, ha="left")
     return fig
 
 
