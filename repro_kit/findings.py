@@ -29,6 +29,8 @@ OUTCOMES = ("lost", "clean", "inconclusive")
 _DEVICE = "device"
 #: How many candidates an ambiguous id prefix names before "and N more".
 _CANDIDATES_SHOWN = 5
+#: Up to this many re-import batches are described size by size.
+_BATCHES_LISTED = 6
 
 
 def describe_batches(sizes: Sequence[int]) -> str:
@@ -42,7 +44,10 @@ def describe_batches(sizes: Sequence[int]) -> str:
     if len(sizes) == 1:
         return f"1 batch of {sizes[0]} {docs}"
     if len(set(sizes)) == 1:
-        return f"{len(sizes)} batches of {sizes[0]} {docs}"
+        return f"{len(sizes):,} batches of {sizes[0]:,} {docs}"
+    if len(sizes) > _BATCHES_LISTED:  # a whole collection's re-import: thousands of batches
+        return (f"{len(sizes):,} batches of {min(sizes):,} to {max(sizes):,} documents "
+                f"({sum(sizes):,} documents in all)")
     listed = ", ".join(str(s) for s in sizes[:-1]) + f" and {sizes[-1]}"
     return f"{len(sizes)} batches of {listed} documents"
 

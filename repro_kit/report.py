@@ -1,5 +1,6 @@
-"""The bug-report bundle: report.json (DESIGN.md keys, exactly) and a report.md a person
-pastes into a GitHub issue, with the timeline image beside it.
+"""The bug-report bundle: report.json (DESIGN.md keys, exactly), a report.md a person
+pastes into a GitHub issue, with the timeline image beside it, and report.html, the same
+report as one page that opens offline (`_report_html`).
 
 Only whitelisted meta keys are reported, and parameter values go through the same
 redaction as the recorder, so credentials never reach a report.

@@ -128,6 +128,7 @@ def test_analyse_takes_a_run_directory_path(tmp_path, default):
     ([1], "1 batch of 1 document"),
     ([20, 20], "2 batches of 20 documents"),
     ([20, 20, 6], "3 batches of 20, 20 and 6 documents"),
+    ([20] * 2229 + [10], "2,230 batches of 10 to 20 documents (44,590 documents in all)"),
 ])
 def test_batches_are_described_as_documents_per_batch(sizes, words):
     from repro_kit.findings import describe_batches
