@@ -80,9 +80,16 @@ def _check_dest(dest: Path, names: list[str], force: bool) -> list[Path]:
     return held
 
 
+def _is_root() -> bool:
+    """Running as root (containers, CI machines); never on a platform without user ids."""
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
 def _lab_command(dest: Path) -> str:
-    """How to start JupyterLab on `dest` from this environment."""
+    """How to start JupyterLab on `dest` from this environment. As root, JupyterLab refuses to
+    start without --allow-root, so it is added then (as `make lab` does), and only then."""
     where = shlex.quote(str(dest))
+    root = " --allow-root" if _is_root() else ""
     jupyter = shutil.which("jupyter")
     here = Path(sys.executable).parent
     try:
@@ -90,8 +97,8 @@ def _lab_command(dest: Path) -> str:
     except OSError:
         same_env = False
     if same_env:
-        return f"jupyter lab {where}"
-    return f"{shlex.quote(sys.executable)} -m jupyterlab {where}"  # this environment's JupyterLab, not PATH's
+        return f"jupyter lab{root} {where}"
+    return f"{shlex.quote(sys.executable)} -m jupyterlab{root} {where}"  # this environment's JupyterLab, not PATH's
 
 
 def run_notebooks(args: argparse.Namespace, stdout: Any = None, stderr: Any = None) -> int:

@@ -228,7 +228,7 @@ def _report_and_exit(analysis: Any, out: Path, fail_on_loss: bool) -> int:
     code = {"lost": 1, "inconclusive": 3}.get(data["verdict"], 0) if fail_on_loss else 0
     try:
         print(_summary(data, analysis.verdict))
-        for key in ("md", "json", "png", "svg", "sequence_png", "sequence_svg"):
+        for key in ("md", "html", "json", "png", "svg", "sequence_png", "sequence_svg"):
             if key in paths:
                 print(f"  {paths[key]}")
         sys.stdout.flush()
@@ -300,7 +300,7 @@ def _summary(data: dict[str, Any], verdict: Any) -> str:
     more = f" The run ended early ({verdict.inconclusive_reason}): more may be lost." if verdict.inconclusive_reason else ""
     return (f"{head}. LOST {data['lost_count']} of {data['nodes_created']} acknowledged nodes: orphaned "
             f"(documents kept, {data['nodes_total']} nodes in total, only {data['root_children']} in the root's "
-            f"children), first visible at {data['first_loss_at_s']} s; re-import batches {data['resync_batches']}. "
+            f"children), first visible at {data['first_loss_at_s']} s; re-import: {verdict.batches_phrase()}. "
             f"{cause}{more}")
 
 

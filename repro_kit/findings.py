@@ -12,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import os
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -19,13 +21,36 @@ import pandas as pd
 
 from . import _timeline as timeline
 from .causes import Cause, Evidence, Explanation, Step, changeset_label, describe_instruction, group_causes
-from .recording import Run
+from .recording import Run, load_run
 
-__all__ = ["Analysis", "analyse", "as_analysis", "check", "Verdict", "OUTCOMES"]
+__all__ = ["Analysis", "analyse", "as_analysis", "check", "Verdict", "OUTCOMES", "describe_batches"]
 
 OUTCOMES = ("lost", "clean", "inconclusive")
 _NO_TRACE = "the backend cannot see the sync server's merge"
 _DEVICE = "device"
+#: How many candidates an ambiguous id prefix names before "and N more".
+_CANDIDATES_SHOWN = 5
+#: Up to this many re-import batches are described size by size.
+_BATCHES_LISTED = 6
+
+
+def describe_batches(sizes: Sequence[int]) -> str:
+    """The re-import batches in words: "1 batch of 7 documents", "3 batches of 20, 20 and 6
+    documents", "no re-import batch". A batch's number is its size in documents; printed bare
+    ("[7]") it read as a count of batches."""
+    sizes = [int(s) for s in sizes]
+    if not sizes:
+        return "no re-import batch"
+    docs = "document" if sizes == [1] else "documents"
+    if len(sizes) == 1:
+        return f"1 batch of {sizes[0]} {docs}"
+    if len(set(sizes)) == 1:
+        return f"{len(sizes):,} batches of {sizes[0]:,} {docs}"
+    if len(sizes) > _BATCHES_LISTED:  # a whole collection's re-import: thousands of batches
+        return (f"{len(sizes):,} batches of {min(sizes):,} to {max(sizes):,} documents "
+                f"({sum(sizes):,} documents in all)")
+    listed = ", ".join(str(s) for s in sizes[:-1]) + f" and {sizes[-1]}"
+    return f"{len(sizes)} batches of {listed} documents"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +94,10 @@ class Verdict:
             why = "" if self.trace_available else f" ({self.no_trace})"
             parts.append(f"{len(self.unexplained)} unexplained{why}")
         return "Cause: " + "; ".join(parts) + "."
+
+    def batches_phrase(self) -> str:
+        """The re-import batches the device saw, in words (`describe_batches`)."""
+        return describe_batches(self.resync_batches)
 
     def summary(self) -> str:
         """The verdict in one or two sentences, naming the cause, e.g. "14 of 20 nodes orphaned ..."."""
@@ -352,13 +381,60 @@ class Analysis:
         }
 
     # -- explanations --------------------------------------------------------------------
-    def explain(self, node_id: str) -> Explanation:
-        """The causal chain of a lost node, from the recording (ValueError if it was not lost)."""
-        node = str(node_id)
+    @functools.cached_property
+    def node_ids(self) -> tuple[str, ...]:
+        """Every node id the run shows (the root, acknowledged nodes, nodes a view saw), root first."""
+        root = self.meta.get("root_id")
+        ids = ([str(root)] if root is not None else []) + list(self.verdict.acknowledged) \
+            + list(self._adds) + self.lifecycle["node_id"].astype(str).tolist()
+        return tuple(dict.fromkeys(ids))
+
+    def resolve_node(self, node_id: Any) -> str:
+        """The full id of `node_id`: a node of this run, or a unique prefix of one (the figures
+        show 8-character prefixes). ValueError, saying which, for None, "", an id that is no
+        node of this run, and a prefix that starts several (naming them)."""
+        if node_id is None:
+            raise ValueError(f"node_id: None given; pass a node's id or a unique prefix of it "
+                             f"(verdict.lost lists the {len(self.verdict.lost)} lost nodes)")
+        node = str(node_id).strip()
+        if not node:
+            raise ValueError(f"node_id: empty string given; pass a node's id or a unique prefix of it "
+                             f"(verdict.lost lists the {len(self.verdict.lost)} lost nodes)")
+        ids = self.node_ids
+        if node in ids:
+            return node
+        matches = [n for n in ids if n.startswith(node)]
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            shown = ", ".join(matches[:_CANDIDATES_SHOWN])
+            more = f" and {len(matches) - _CANDIDATES_SHOWN} more" if len(matches) > _CANDIDATES_SHOWN else ""
+            raise ValueError(f"node_id: prefix {node!r} is ambiguous: {len(matches)} nodes start with it "
+                             f"({shown}{more}); give more characters")
+        raise ValueError(f"node_id: {node!r} is no node of this run (neither the id of one of its "
+                         f"{len(ids)} nodes nor the prefix of one)")
+
+    def explain(self, node_id: Any) -> Explanation:
+        """The causal chain of a lost node, from the recording. `node_id` is its id or a unique
+        prefix of it. ValueError, saying which, when it names the root, a node that survived,
+        one never acknowledged, no node of the run, an ambiguous prefix, "" or None."""
+        node = self.resolve_node(node_id)
         if node not in self._device.lost:
-            raise ValueError(f"node_id: {node} is not a lost node of this run "
-                             f"({len(self._device.lost)} lost: see verdict.lost)")
+            raise ValueError(self._not_lost(node))
         return next(e for e in self._explanations if e.node_id == node)
+
+    def _not_lost(self, node: str) -> str:
+        """Why `node` (a node of this run) has no causal chain."""
+        n_lost = len(self._device.lost)
+        hint = f"verdict.lost lists the {n_lost} lost nodes" if n_lost else "this run lost no node"
+        if node == str(self.meta.get("root_id")):
+            return (f"node_id: {node} is not a lost node of this run: it is the root node, which holds the "
+                    f"children list ({hint})")
+        if node not in self.verdict.acknowledged:
+            return (f"node_id: {node} is not a lost node of this run: the server never acknowledged it, so "
+                    f"losing it is not a loss of acknowledged data ({hint})")
+        return (f"node_id: {node} is not a lost node of this run: it survived, in the root's children on the "
+                f"device at the end ({hint})")
 
     def explanations(self) -> list[Explanation]:
         """One explanation per lost node, in ack order (built once; the report, its figures and
@@ -461,18 +537,24 @@ def _order(step: Step) -> tuple[float, int]:
     return (math.inf if step.time is None else step.time, 0)
 
 
-def analyse(run: Run, stale_threshold_s: float = 1.0) -> Analysis:
-    """The one analysis of `run` (a loaded run directory, or an in-memory run from a sweep)."""
+def analyse(run: Run | str | os.PathLike[str], stale_threshold_s: float = 1.0) -> Analysis:
+    """The one analysis of `run`: a loaded run directory, an in-memory run from a sweep, or the
+    path of a run directory (str or PathLike; loaded with `load_run`)."""
+    if isinstance(run, (str, os.PathLike)):
+        if not str(run).strip():
+            raise ValueError(f"run: must name a run directory, got {str(run)!r}")
+        run = load_run(run)
     return Analysis(run, stale_threshold_s)
 
 
-def as_analysis(run: Run | Analysis) -> Analysis:
-    """Callers may hand a Run (analysed here, once) or the Analysis they already hold."""
+def as_analysis(run: Run | Analysis | str | os.PathLike[str]) -> Analysis:
+    """Callers may hand a Run or a run directory's path (analysed here, once) or the Analysis
+    they already hold."""
     if isinstance(run, Analysis):
         return run
-    if isinstance(run, Run):
+    if isinstance(run, (Run, str, os.PathLike)):
         return analyse(run)
-    raise ValueError(f"run: must be a Run or an Analysis, got {type(run).__name__}")
+    raise ValueError(f"run: must be a Run, an Analysis or a run directory's path, got {type(run).__name__}")
 
 
 def check(run: Run, stale_threshold_s: float = 1.0) -> Verdict:

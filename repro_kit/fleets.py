@@ -27,6 +27,7 @@ import math
 import os
 import random
 import sys
+import textwrap
 from collections.abc import Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
 from pathlib import Path
@@ -46,7 +47,7 @@ from repro_kit.emulator.session import EmulatedSession, EmulatedWorld
 from repro_kit.findings import Analysis, analyse
 
 __all__ = ["fleet", "FleetAnalysis", "FleetParams", "load_fleet", "fleet_figure", "write_fleet_report",
-           "check_inputs", "MAX_USERS", "BYTES_PER_NOTE"]
+           "check_inputs", "halt_growth", "MAX_USERS", "BYTES_PER_NOTE"]
 
 #: Most users one fleet run models.
 MAX_USERS = 200_000
@@ -404,7 +405,8 @@ class FleetAnalysis:
 
     `users`: one row per user (user, notes_written, notes_written_in_halt, orphaned,
     first_loss_at_s, root_children, nodes_total). `losses`: one row per orphaned note
-    (user, node_id, lost_at_s: when the user's device showed it leave the root)."""
+    (user, node_id, lost_at_s: when the user's device showed it leave the root, written_at_s:
+    when the user wrote it). `last_write_at_s`: the last note written by anyone."""
 
     analysis: Analysis
     users: pd.DataFrame
@@ -412,6 +414,7 @@ class FleetAnalysis:
     halt: tuple[float, float | None] | None
     batches: int
     deploy_at_s: float | None
+    last_write_at_s: float | None = None
 
     @property
     def path(self) -> Path:
@@ -440,8 +443,47 @@ class FleetAnalysis:
         """The one checker's verdict: "lost", "clean" or "inconclusive"."""
         return self.analysis.verdict.outcome
 
+    def orphaned_by_write_time(self) -> dict[str, int]:
+        """The orphaned notes by when they were written: "before" the halt began, "in" it (to
+        the resume, or the run's end), "after" it, "unknown" (the history lacks the write)."""
+        written = self.losses["written_at_s"].to_numpy(float)
+        if self.halt is None:
+            return {"before": 0, "in": 0, "after": 0, "unknown": int(len(written))}
+        start = self.halt[0]
+        end = self.halt[1] if self.halt[1] is not None else math.inf
+        known = ~np.isnan(written)
+        return {"before": int((known & (written < start)).sum()),
+                "in": int((known & (written >= start) & (written <= end)).sum()),
+                "after": int((known & (written > end)).sum()), "unknown": int((~known).sum())}
+
+    def loss_window(self) -> str:
+        """Which notes were orphaned, by when they were written, from the recording: e.g. "all
+        4,350 notes written while it was halted and 20 written in the 0.07 s before the deploy"."""
+        by = self.orphaned_by_write_time()
+        in_halt = int(self.users["notes_written_in_halt"].sum())
+        parts = []
+        if in_halt or by["in"]:
+            if by["in"] == in_halt:
+                parts.append(f"all {in_halt:,} notes written while it was halted" if in_halt != 1
+                             else "the 1 note written while it was halted")
+            elif by["in"] == 0:
+                parts.append(f"none of the {in_halt:,} notes written while it was halted")
+            else:
+                parts.append(f"{by['in']:,} of the {in_halt:,} notes written while it was halted")
+        if by["before"] and self.halt is not None:
+            first = float(self.losses.loc[self.losses["written_at_s"] < self.halt[0], "written_at_s"].min())
+            parts.append(f"{by['before']:,} written in the {self.halt[0] - first:.2f} s before the deploy")
+        if by["after"]:
+            parts.append(f"{by['after']:,} written after translation resumed")
+        if by["unknown"]:
+            parts.append(f"{by['unknown']:,} whose write the history does not show")
+        if not parts:
+            return "no note"
+        return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + f" and {parts[-1]}"
+
     def summary(self) -> str:
-        """The sentence a post-mortem quotes."""
+        """The sentence a post-mortem quotes: how many notes of how many users, and which notes
+        (by when they were written, against the halt), all from the one checker's verdict."""
         verdict = self.analysis.verdict
         if verdict.outcome == "inconclusive":
             return f"Inconclusive: {verdict.inconclusive_reason}."
@@ -449,9 +491,14 @@ class FleetAnalysis:
         halt = f"; translation was halted for {self.halt_s:,.0f} s" if self.halt_s is not None else ""
         if self.deploy_at_s is None:
             return f"No deploy: {self.notes_orphaned:,} notes of {self.users_affected:,} users orphaned{halt}."
-        written = int(self.users["notes_written_in_halt"].sum())
-        return (f"This deploy orphaned {self.notes_orphaned:,} notes of {self.users_affected:,} users "
-                f"(of {n_users:,} users; {written:,} notes were written while translation was halted{halt}).")
+        head = (f"This deploy orphaned {self.notes_orphaned:,} notes of {self.users_affected:,} users "
+                f"(of {n_users:,} users{halt})")
+        if self.halt is None:
+            return head + "."
+        if not self.notes_orphaned:
+            in_halt = int(self.users["notes_written_in_halt"].sum())
+            return f"{head}: none of the {in_halt:,} notes written while it was halted."
+        return f"{head}: {self.loss_window()}."
 
     def figures(self) -> dict[str, Any]:
         """fleet.json's content."""
@@ -504,7 +551,10 @@ def by_user(a: Analysis) -> FleetAnalysis:
     device = life[(life["observer"].astype(str) == "device").to_numpy(bool)]
     lost_at = pd.DataFrame({"node_id": device["node_id"].astype(str).to_numpy(), "lost_at_s": device["lost_at"].to_numpy()})
     losses = pd.DataFrame({"node_id": pd.Series(a.verdict.orphaned, dtype=object)}).merge(owner, on="node_id", how="left")
-    losses = losses.merge(lost_at, on="node_id", how="left")[["user", "node_id", "lost_at_s"]]
+    written_at = pd.DataFrame({"node_id": invokes["node_id"].astype(str).to_numpy(),
+                               "written_at_s": invokes["time"].to_numpy(float)}).groupby("node_id", as_index=False).min()
+    losses = losses.merge(lost_at, on="node_id", how="left").merge(written_at, on="node_id", how="left")
+    losses = losses[["user", "node_id", "lost_at_s", "written_at_s"]]
     by_loss = losses.groupby("user").agg(orphaned=("node_id", "size"), first_loss_at_s=("lost_at_s", "min"))
     users = final.set_index("user").join(per_user).join(by_loss)
     users = users.fillna({"notes_written": 0, "notes_written_in_halt": 0, "orphaned": 0}).reset_index()
@@ -518,7 +568,41 @@ def by_user(a: Analysis) -> FleetAnalysis:
         batches = sum(int(v.get("batches", 0)) for _t, v in resumes if isinstance(v, dict))
     losses["user"] = losses["user"].astype("Int64")
     return FleetAnalysis(analysis=a, users=users, losses=losses.reset_index(drop=True), halt=halt, batches=int(batches),
-                         deploy_at_s=deploys[0][0] if deploys else None)
+                         deploy_at_s=deploys[0][0] if deploys else None,
+                         last_write_at_s=float(written["time"].max()) if len(written) else None)
+
+
+def halt_growth(runs: list[FleetAnalysis]) -> str:
+    """What runs that differ in the collection's size show, in one computed sentence: how the
+    halt and the last loss grew with the documents, and whether the notes orphaned did (they
+    grow only when writes go on into the longer halt)."""
+    rows = sorted(((int(a.meta.get("collection_docs") or 0), a) for a in runs if a.halt_s is not None),
+                  key=lambda row: row[0])
+    if len(rows) < 2:
+        raise ValueError("runs: give at least two fleet runs with a halt, differing in collection size")
+    docs = np.array([d for d, _ in rows], float)
+    halts = np.array([a.halt_s for _, a in rows], float)
+    last = [float(a.losses["lost_at_s"].max()) if len(a.losses) else math.nan for _, a in rows]
+    orphaned = [a.notes_orphaned for _, a in rows]
+    slope = float(np.polyfit(docs, halts, 1)[0]) if np.ptp(docs) > 0 else math.nan
+    per_doc = f" (about {slope:.3f} s more per document)" if math.isfinite(slope) else ""
+    lines = [f"From {docs[0]:,.0f} to {docs[-1]:,.0f} documents, translation stayed halted from "
+             f"{halts[0]:,.0f} s to {halts[-1]:,.0f} s{per_doc}"]
+    if all(math.isfinite(t) for t in last):
+        lines[0] += f", and the last loss showed {last[0]:,.0f} s to {last[-1]:,.0f} s into the run"
+    if orphaned == sorted(orphaned) and orphaned[-1] > orphaned[0]:
+        lines.append(f"the notes orphaned grew from {orphaned[0]:,} to {orphaned[-1]:,}: the longer halt "
+                     "caught more writes")
+    else:
+        ends = [a.last_write_at_s for _, a in rows]
+        shortest = min(a.halt[1] for _, a in rows if a.halt is not None and a.halt[1] is not None)
+        if all(e is not None for e in ends) and max(e for e in ends if e is not None) < shortest:
+            lines.append(f"the notes orphaned stayed between {min(orphaned):,} and {max(orphaned):,}: every note "
+                         f"was written by {max(e for e in ends if e is not None):.1f} s, before even the shortest "
+                         f"halt ended ({shortest:,.0f} s), so a longer halt caught no more writes here")
+        else:
+            lines.append(f"the notes orphaned went {', '.join(f'{o:,}' for o in orphaned)}")
+    return "; ".join(lines) + "."
 
 
 # ---------------------------------------------------------------------------------------
@@ -555,7 +639,7 @@ def fleet_figure(a: FleetAnalysis) -> Figure:
     right.set_xlabel("orphaned notes per user")
     right.set_ylabel("users")
     right.set_title(f"Per user: {a.users_affected:,} of {len(a.users):,} affected", loc="left", fontsize=9)
-    fig.suptitle(a.summary(), fontsize=10, x=0.01, ha="left")
+    fig.suptitle("\n".join(textwrap.wrap(a.summary(), 140, break_on_hyphens=False)), fontsize=10, x=0.01, ha="left")
     return fig
 
 

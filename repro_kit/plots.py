@@ -9,6 +9,7 @@ state leaks between calls and any backend works; notebooks still display the Fig
 from __future__ import annotations
 
 import os
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,13 +17,15 @@ import matplotlib as mpl
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
 from matplotlib.lines import Line2D
-from matplotlib.patches import Patch
+from matplotlib.patches import Patch, Rectangle
 
 from .causes import describe_instruction
-from .findings import Analysis, as_analysis
+from .findings import Analysis, as_analysis, describe_batches
 from .recording import Run
 
 __all__ = ["swimlane", "counts", "timeline_figure", "sequence_diagram", "export", "STATE_COLORS", "FORMATS"]
@@ -44,7 +47,7 @@ def _x_end(a: Analysis) -> float:
     return a.run.end_s if a.run.end_s > 0 else 1.0
 
 
-def _mark_window_and_batches(ax: Axes, a: Analysis, *, annotate: bool = False, over: bool = False) -> None:
+def _mark_window_and_batches(ax: Axes, a: Analysis, *, over: bool = False) -> None:
     """Shade the deploy window and mark its edges and the device's resync batches."""
     window = a.deploy_window
     if window is not None:
@@ -52,13 +55,39 @@ def _mark_window_and_batches(ax: Axes, a: Analysis, *, annotate: bool = False, o
         ax.axvspan(window[0], window[1], color=WINDOW_COLOR, alpha=0.45 if over else 0.22, lw=0, zorder=0)
         for edge in window:
             ax.axvline(edge, color="#b8860b", lw=0.8, ls="--", zorder=3)
-    batches = a.batches
-    for t, size in zip(batches["time"], batches["batch"]):
+    for t in a.batches["time"]:
         ax.axvline(t, color=BATCH_COLOR, ls=":", lw=1.2, zorder=3)
-        if annotate:
-            ax.annotate(f"{int(size)} docs", (t, 1.0), xycoords=("data", "axes fraction"),
-                        xytext=(3, -3), textcoords="offset points", va="top", ha="left",
-                        fontsize=8, color=BATCH_COLOR)
+
+
+#: Batches closer than this fraction of the time axis share one label (they are 0.5 s apart).
+_BATCH_GROUP_FRACTION = 0.04
+#: Room above the highest count, as a fraction of it, for the batch labels (inside the frame).
+_COUNT_HEADROOM = 0.22
+
+
+def _batch_groups(a: Analysis, span: float) -> list[tuple[float, float, list[int]]]:
+    """(first time, last time, sizes) of each run of batches close together on the time axis."""
+    groups: list[tuple[float, float, list[int]]] = []
+    for t, size in zip(a.batches["time"].astype(float), a.batches["batch"].astype(int)):
+        if groups and t - groups[-1][1] <= _BATCH_GROUP_FRACTION * span:
+            groups[-1] = (groups[-1][0], float(t), groups[-1][2] + [int(size)])
+        else:
+            groups.append((float(t), float(t), [int(size)]))
+    return groups
+
+
+def _label_batches(ax: Axes, a: Analysis, end: float) -> list:
+    """One label per group of batches, "1 batch of 7 documents", inside the frame's top edge
+    (the y limit leaves room for it above the lines), clear of the group's dotted lines: right
+    of the last, or left of the first near the right edge."""
+    labels = []
+    for first, last, sizes in _batch_groups(a, end):
+        right_edge = last > 0.7 * end
+        labels.append(ax.annotate(
+            describe_batches(sizes), (first if right_edge else last, 1.0), xycoords=("data", "axes fraction"),
+            xytext=(-4 if right_edge else 4, -4), textcoords="offset points", va="top",
+            ha="right" if right_edge else "left", fontsize=8, color=BATCH_COLOR, zorder=6, gid="batch-label"))
+    return labels
 
 
 def _window_handles(a: Analysis) -> list:
@@ -66,7 +95,7 @@ def _window_handles(a: Analysis) -> list:
     if a.deploy_window is not None:
         handles.append(Patch(color=WINDOW_COLOR, alpha=0.4, label="deploy → resume (translation halted)"))
     if len(a.batches):
-        handles.append(Line2D([], [], color=BATCH_COLOR, ls=":", lw=1.2, label="resync batch (device)"))
+        handles.append(Line2D([], [], color=BATCH_COLOR, ls=":", lw=1.2, label="re-import batch reaching the device"))
     return handles
 
 
@@ -186,7 +215,7 @@ def counts(run: Run | Analysis, ax: Axes | None = None) -> Axes:
     styles = {"device": "-", "atlas": "--"}
     colors = {"root_children": "#1f6fb4", "nodes_total": "#555555"}
     names = {"root_children": "root's children", "nodes_total": "total nodes"}
-    _mark_window_and_batches(ax, a, annotate=True)
+    _mark_window_and_batches(ax, a)
     end = _x_end(a)
     for obs, grp in series.groupby("observer", observed=True, sort=True):
         for col in ("root_children", "nodes_total"):
@@ -204,7 +233,10 @@ def counts(run: Run | Analysis, ax: Axes | None = None) -> Axes:
     if verdict_loss is not None:
         ax.axvline(verdict_loss, color=STATE_COLORS["absent"], lw=1.2, ls="-.", zorder=5)
     ax.set_xlim(0.0, end)
-    ax.set_ylim(bottom=0)
+    top = float(np.nanmax(series[[c for c in ("root_children", "nodes_total") if c in series.columns]]
+                          .to_numpy(np.float64), initial=0.0)) if len(series) else 0.0
+    ax.set_ylim(0, max(top, 1.0) * (1 + _COUNT_HEADROOM) + (1 if len(a.batches) else 0))
+    _label_batches(ax, a, end)
     ax.set_ylabel("count")
     ax.set_xlabel(_X_LABEL)
     ax.set_title("root's children vs total nodes", loc="left", fontsize=9)
@@ -237,10 +269,9 @@ def _title(a: Analysis) -> str:
 
 
 def _headline(verdict) -> str:  # type: ignore[no-untyped-def]
-    """The verdict's first sentence and its cause, wrapped to fit a figure's title."""
-    import textwrap
-
-    return "\n".join(textwrap.wrap(verdict.summary(), 125))
+    """The verdict's first sentence and its cause, wrapped to fit a figure's title (never inside
+    a rule's hyphenated name)."""
+    return "\n".join(textwrap.wrap(verdict.summary(), 125, break_on_hyphens=False))
 
 
 def timeline_figure(run: Run | Analysis) -> Figure:
@@ -327,62 +358,145 @@ def _sequence_items(a: Analysis, node: str) -> list[dict]:
     return items
 
 
+# The diagram is laid out in inches (y) and lane units (x) on an axes placed by hand, so every
+# label can be measured and wrapped to the room it has before anything is drawn.
+_SEQ_WIDTH_IN = 11.0
+_SEQ_X = (-0.5, len(LANES) - 0.7)   # lane units: the time column on the left, the last lane's header
+_SEQ_MARGIN = 0.01                  # figure fraction left and right of the axes
+_SEQ_FONT = 8.0
+_SEQ_LINE_IN = 1.25 * _SEQ_FONT / 72  # one line of label text, inches
+_SEQ_PAD = 0.06                     # lane units between a label and the lifeline or bar it stops at
+_SEQ_GAP_IN = 0.16                  # inches between one row's lowest ink and the next row's highest
+_SEQ_ARROW_LIFT_IN = 0.07           # an arrow's label sits this far above its arrow
+_SEQ_HEADER_IN = 0.55               # room for the lane headers above the first row
+_HALT_HALF_WIDTH = 0.05             # lane units: the halt bar on the translator's lifeline
+
+
+def _wrap_to(text: str, width_in: float, renderer, prop: FontProperties, dpi: float) -> list[str]:  # type: ignore[no-untyped-def]
+    """Greedy word wrap measured with the renderer; a word wider than the room keeps a line of
+    its own (nothing is cut)."""
+    def width(line: str) -> float:
+        return renderer.get_text_width_height_descent(line, prop, ismath=False)[0] / dpi
+
+    lines: list[str] = []
+    for word in text.split():
+        if lines and width(f"{lines[-1]} {word}") <= width_in:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    return lines or [""]
+
+
+def _label_room(item: dict, x: dict[str, int], bar_rows: tuple[float, float] | None, k: int) -> tuple[float, float, str]:
+    """(left, right, ha) in lane units: where item k's label may go without crossing a lifeline
+    or the translator's halt bar (when the bar spans its row)."""
+    right_end = _SEQ_X[1]
+    bar = x["translator"] if bar_rows is not None and bar_rows[0] <= k <= bar_rows[1] else None
+    if item["kind"] in ("arrow", "blocked"):
+        lo, hi = sorted((x[item["src"]], x[item["dst"]]))
+        if bar is not None and lo <= bar <= hi:  # keep to the side of the bar with the most room
+            left, right = (lo, bar - _HALT_HALF_WIDTH), (bar + _HALT_HALF_WIDTH, hi)
+            lo, hi = left if left[1] - left[0] >= right[1] - right[0] else right
+        return lo + _SEQ_PAD, hi - _SEQ_PAD, "center"
+    lane = x[item["lane"]]
+    nxt = min([i for i in x.values() if i > lane], default=right_end)
+    lo, hi = lane + 0.08, nxt - _SEQ_PAD
+    if bar is not None and lo < bar - _HALT_HALF_WIDTH < hi:
+        hi = bar - _HALT_HALF_WIDTH - _SEQ_PAD
+    return lo, hi, "left"
+
+
 def sequence_diagram(run: Run | Analysis, node_id: str | None = None) -> Figure:
     """A sequence diagram of one lost node: lanes device, sync server, translator, Atlas;
     arrows for upload, ack, halt and snapshot, the re-import batch, the download; the
-    discarding merge rule marked in red. Rows follow the order of events (times on the
-    left), so seconds and minutes apart both stay readable.
+    discarding merge rule marked in red; the translator's halt as a bar on its lifeline. Rows
+    follow the order of events (times on the left), so seconds and minutes apart both stay
+    readable. Every label is wrapped to the room between the lifelines (and the halt bar) it
+    sits between, so none crosses another, a lifeline or the bar.
 
-    `node_id`: a lost node (default: the first explained one). ValueError if none was lost.
+    `node_id`: a lost node, or a unique prefix of its id (default: the first explained one).
+    ValueError if none was lost.
     """
     a = as_analysis(run)
     lost = a.verdict.lost
     if node_id is None:
         node_id = next((e.node_id for e in a.explanations() if e.explained), lost[0] if lost else None)
-    if node_id is None:
-        raise ValueError("node_id: the run lost no node, so there is no loss to draw")
-    node_id = str(node_id)
+        if node_id is None:
+            raise ValueError("node_id: the run lost no node, so there is no loss to draw")
+    node_id = a.resolve_node(node_id)
     if node_id not in lost:
-        raise ValueError(f"node_id: {node_id} is not a lost node of this run")
+        raise ValueError(a._not_lost(node_id))
     items = _sequence_items(a, node_id)
     x = {lane: i for i, lane in enumerate(LANES)}
-    n = max(len(items), 1)
-    fig = Figure(figsize=(11, 1.6 + 0.55 * n), layout="constrained")
-    ax = fig.subplots()
-    ax.set_xlim(-0.9, len(LANES) - 0.35)
-    ax.set_ylim(n + 0.2, -1.1)
-    for lane, i in x.items():
-        ax.plot([i, i], [-0.5, n - 0.2], color="#999999", lw=1, zorder=1)
-        ax.text(i, -0.75, lane, ha="center", va="center", fontsize=9, weight="bold",
-                bbox={"boxstyle": "round,pad=0.3", "fc": "#eef2f7", "ec": "#7a8ca3"})
     halt = next((k for k, it in enumerate(items) if it["kind"] == "arrow" and it["text"].startswith("halt")), None)
     resume = next((k for k, it in enumerate(items) if it["kind"] == "arrow" and it["text"].startswith("resume")), None)
-    if halt is not None:
-        end = resume if resume is not None else n - 0.5
-        ax.add_patch(mpl.patches.Rectangle((x["translator"] - 0.06, halt), 0.12, end - halt, color=WINDOW_COLOR,
-                                           alpha=0.6, lw=0, zorder=1.5))
+    bar_rows = None if halt is None else (halt, resume if resume is not None else len(items))
+
+    fig = Figure(figsize=(_SEQ_WIDTH_IN, 4.0))
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    inch_per_unit = _SEQ_WIDTH_IN * (1 - 2 * _SEQ_MARGIN) / (_SEQ_X[1] - _SEQ_X[0])
+    # measure and wrap every label, then stack the rows: each as tall as its label needs
+    rows, y = [], _SEQ_HEADER_IN
+    below_prev = 0.0
     for k, it in enumerate(items):
-        ax.text(-0.85, k, f"{it['t']:.2f} s", ha="left", va="center", fontsize=8, family="monospace", color="#444444")
+        weight = "bold" if it["kind"] == "discard" else "normal"
+        size = 8.5 if it["kind"] == "discard" else _SEQ_FONT
+        lo, hi, ha = _label_room(it, x, bar_rows, k)
+        lines = _wrap_to(it["text"], (hi - lo) * inch_per_unit, renderer,
+                         FontProperties(size=size, weight=weight), fig.dpi)
+        height = len(lines) * _SEQ_LINE_IN * size / _SEQ_FONT
+        if it["kind"] in ("arrow", "blocked"):
+            above, below = _SEQ_ARROW_LIFT_IN + height, 0.06
+        else:
+            above = below = max(height / 2, 0.08)
+        y += (below_prev + _SEQ_GAP_IN + above) if k else above
+        below_prev = below
+        rows.append({"y": y, "lines": lines, "lo": lo, "hi": hi, "ha": ha, "size": size, "weight": weight})
+    body_in = y + below_prev + 0.25
+
+    title = (f"Sequence of lost node {node_id[:8]}: " + a.verdict.cause_sentence().removeprefix("Cause: ")
+             if a.verdict.causes else f"Sequence of lost node {node_id[:8]}")
+    title_lines = textwrap.wrap(title, 120, break_on_hyphens=False)
+    title_in = 0.15 + len(title_lines) * 1.3 * 10 / 72
+    fig.set_size_inches(_SEQ_WIDTH_IN, title_in + body_in)
+    fig.text(0.005, 1 - 0.08 / (title_in + body_in), "\n".join(title_lines), ha="left", va="top", fontsize=10)
+    ax = fig.add_axes((_SEQ_MARGIN, 0.0, 1 - 2 * _SEQ_MARGIN, body_in / (title_in + body_in)))
+    ax.set_xlim(*_SEQ_X)
+    ax.set_ylim(body_in, 0.0)
+    ax.axis("off")
+    bottom = body_in - 0.15
+    for lane, i in x.items():
+        ax.plot([i, i], [_SEQ_HEADER_IN * 0.55, bottom], color="#999999", lw=1, zorder=1)
+        ax.text(i, _SEQ_HEADER_IN * 0.35, lane, ha="center", va="center", fontsize=9, weight="bold",
+                bbox={"boxstyle": "round,pad=0.3", "fc": "#eef2f7", "ec": "#7a8ca3"})
+    if bar_rows is not None:
+        top_y = rows[bar_rows[0]]["y"]
+        end_y = rows[bar_rows[1]]["y"] if bar_rows[1] < len(rows) else bottom
+        ax.add_patch(Rectangle((x["translator"] - _HALT_HALF_WIDTH, top_y), 2 * _HALT_HALF_WIDTH, end_y - top_y,
+                               color=WINDOW_COLOR, alpha=0.6, lw=0, zorder=1.5, gid="halt-bar",
+                               label="translation halted"))
+    for it, row in zip(items, rows):
+        k_y, text = row["y"], "\n".join(row["lines"])
+        ax.text(_SEQ_X[0] + 0.03, k_y, f"{it['t']:.2f} s", ha="left", va="center", fontsize=8, family="monospace",
+                color="#444444")
         if it["kind"] in ("arrow", "blocked"):
             x0, x1 = x[it["src"]], x[it["dst"]]
             blocked = it["kind"] == "blocked"
-            ax.annotate("", xy=(x1 if not blocked else (x0 + x1) / 2, k), xytext=(x0, k),
-                        arrowprops={"arrowstyle": "->" if not blocked else "-[", "lw": 1.3,
+            if blocked:  # stopped at the halt bar
+                x1 = x["translator"] - _HALT_HALF_WIDTH - 0.05 if x1 > x0 else x["translator"] + _HALT_HALF_WIDTH + 0.05
+            ax.annotate("", xy=(x1, k_y), xytext=(x0, k_y),
+                        arrowprops={"arrowstyle": "->" if not blocked else "-[, widthB=0.5, lengthB=0.25", "lw": 1.3,
                                     "color": "#888888" if blocked else "#1f4e79",
-                                    "ls": "--" if blocked else "-"}, zorder=3)
-            ax.text((x0 + x1) / 2, k - 0.18, it["text"], ha="center", va="bottom", fontsize=8,
-                    color="#888888" if blocked else "#1f2d3d")
-        elif it["kind"] == "discard":
-            i = x[it["lane"]]
-            ax.plot([i], [k], marker="X", ms=11, color=DISCARD_COLOR, zorder=4)
-            ax.text(i + 0.08, k, it["text"], ha="left", va="center", fontsize=8.5, color=DISCARD_COLOR, weight="bold")
+                                    "ls": "--" if blocked else "-", "shrinkA": 0, "shrinkB": 0}, zorder=3)
+            ax.text((row["lo"] + row["hi"]) / 2, k_y - _SEQ_ARROW_LIFT_IN, text, ha="center", va="bottom",
+                    fontsize=row["size"], color="#888888" if blocked else "#1f2d3d", linespacing=1.1)
         else:
             i = x[it["lane"]]
-            ax.plot([i], [k], marker="o", ms=5, color="#1f4e79", zorder=4)
-            ax.text(i + 0.08, k, it["text"], ha="left", va="center", fontsize=8, color="#1f2d3d")
-    ax.axis("off")
-    ax.set_title(f"Sequence of lost node {node_id[:8]}: " + a.verdict.cause_sentence().removeprefix("Cause: ")
-                 if a.verdict.causes else f"Sequence of lost node {node_id[:8]}", loc="left", fontsize=10, wrap=True)
+            discard = it["kind"] == "discard"
+            ax.plot([i], [k_y], marker="X" if discard else "o", ms=11 if discard else 5,
+                    color=DISCARD_COLOR if discard else "#1f4e79", zorder=4)
+            ax.text(row["lo"], k_y, text, ha="left", va="center", fontsize=row["size"], linespacing=1.1,
+                    color=DISCARD_COLOR if discard else "#1f2d3d", weight=row["weight"])
     return fig
 
 

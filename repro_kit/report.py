@@ -1,5 +1,6 @@
-"""The bug-report bundle: report.json (DESIGN.md keys, exactly) and a report.md a person
-pastes into a GitHub issue, with the timeline image beside it.
+"""The bug-report bundle: report.json (DESIGN.md keys, exactly), a report.md a person
+pastes into a GitHub issue, with the timeline image beside it, and report.html, the same
+report as one page that opens offline (`_report_html`).
 
 Only whitelisted meta keys are reported, and parameter values go through the same
 redaction as the recorder, so credentials never reach a report.
@@ -200,8 +201,9 @@ def render_markdown(run: Run | Analysis, report: dict[str, Any] | None = None, i
     )
     batches = a.batches
     if len(batches):
-        shown = ", ".join(f"{int(b)} at {t:.2f} s" for t, b in zip(batches["time"], batches["batch"]))
-        lines += ["", f"Resync batches seen by the device: {shown}."]
+        times = [f"{t:.2f}" for t in batches["time"]]
+        when = times[0] if len(times) == 1 else ", ".join(times[:-1]) + f" and {times[-1]}"
+        lines += ["", f"Re-import batches seen by the device: {verdict.batches_phrase()} (at {when} s)."]
     window = a.deploy_window
     if window is not None:
         lines += ["", f"Deploy window (deploy invoked → translation resumed): {window[0]:.2f} s → {window[1]:.2f} s."]
@@ -242,11 +244,14 @@ def render_markdown(run: Run | Analysis, report: dict[str, Any] | None = None, i
     return "\n".join(lines)
 
 
-def write_report(run: Run | Analysis, out_dir: str | os.PathLike[str] | None = None) -> dict[str, Path]:
-    """Write report.json, report.md, timeline.png and timeline.svg (and, when a lost node is
-    explained, sequence.png and sequence.svg) into `out_dir` (default: the run directory).
-    Returns {"json", "md", "png", "svg"[, "sequence_png", "sequence_svg"]} -> path."""
-    from . import plots  # figures only: every number comes from the analysis
+def write_report(run: Run | Analysis | str | os.PathLike[str],
+                 out_dir: str | os.PathLike[str] | None = None) -> dict[str, Path]:
+    """Write report.json, report.md, report.html (one self-contained page: the interactive
+    timeline, the causes, the sequence diagram; it opens offline), timeline.png and
+    timeline.svg (and, when a lost node is explained, sequence.png and sequence.svg) into
+    `out_dir` (default: the run directory). `run` may also be a run directory's path.
+    Returns {"json", "md", "html", "png", "svg"[, "sequence_png", "sequence_svg"]} -> path."""
+    from . import _report_html, plots  # figures only: every number comes from the analysis
 
     a = as_analysis(run)
     if out_dir is None and a.run.path is None:
@@ -267,6 +272,9 @@ def write_report(run: Run | Analysis, out_dir: str | os.PathLike[str] | None = N
         sequence = sequence_png.name
     paths["json"].write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     paths["md"].write_text(render_markdown(a, report, image=png.name, sequence_image=sequence), encoding="utf-8")
+    sequence_svg = paths["sequence_svg"].read_bytes() if "sequence_svg" in paths else None
+    paths["html"] = out / "report.html"
+    paths["html"].write_text(_report_html.render_html(a, report, sequence_svg), encoding="utf-8")
     return paths
 
 

@@ -118,6 +118,7 @@ def heatmap(df: pd.DataFrame, x: str | Sequence[str], y: str | Sequence[str], va
         else list(dict.fromkeys(frame.y))
     grid = frame.pivot_table(index="y", columns="x", values="v", aggfunc="mean").reindex(index=y_order,
                                                                                        columns=x_order)
+    owned = ax is None
     if ax is None:
         label_in = 0.075 * max(len(str(v)) for v in y_order)  # room for the y labels, in inches
         column_in = max(0.9, 0.085 * max(len(line) for v in x_order for line in str(v).splitlines()))
@@ -128,8 +129,7 @@ def heatmap(df: pd.DataFrame, x: str | Sequence[str], y: str | Sequence[str], va
     data = grid.to_numpy(dtype=float)
     vmax = np.nanmax(data) if np.isfinite(data).any() else 1.0
     image = ax.imshow(data, cmap=cmap, aspect="auto", vmin=0, vmax=max(vmax, 1.0))
-    ax.set_xticks(range(len(x_order)), x_order, rotation=30 if len(x_order) > 4 else 0, ha="right"
-                  if len(x_order) > 4 else "center")
+    ax.set_xticks(range(len(x_order)), x_order)  # turned by _fit_x_labels only if they cannot fit
     ax.set_yticks(range(len(y_order)), y_order)
     ax.set_xlabel(x if isinstance(x, str) else " · ".join(x))
     ax.set_ylabel(y if isinstance(y, str) else " · ".join(y))
@@ -140,7 +140,55 @@ def heatmap(df: pd.DataFrame, x: str | Sequence[str], y: str | Sequence[str], va
     fig.colorbar(image, ax=ax, label=value.replace("_", " "))
     ax.set_title(title or f"{value.replace('_', ' ')} per scenario")
     fig.tight_layout()
+    _fit_x_labels(fig, ax, resize=owned)
     return fig
+
+
+#: Pixels kept between neighbouring x tick labels.
+_LABEL_GAP_PX = 6
+#: A heatmap widens its own figure up to this many inches to fit its x labels; beyond, they turn.
+_MAX_WIDTH_IN = 18.0
+
+
+def _renderer(fig: Any) -> Any:
+    """A renderer for `fig` with every artist placed (the figure's own canvas when it has one)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = fig.canvas if hasattr(fig.canvas, "get_renderer") else FigureCanvasAgg(fig)
+    renderer = canvas.get_renderer()
+    fig.draw(renderer)  # places the tick labels where they will be drawn
+    return renderer
+
+
+def _x_labels_collide(fig: Any, ax: Any) -> tuple[bool, float]:
+    """(do neighbouring x tick labels touch or overlap, the widest label in pixels)."""
+    renderer = _renderer(fig)
+    boxes = sorted((t.get_window_extent(renderer) for t in ax.get_xticklabels() if t.get_text()), key=lambda b: b.x0)
+    widest = max((b.width for b in boxes), default=0.0)
+    return any(a.x1 + _LABEL_GAP_PX > b.x0 for a, b in zip(boxes, boxes[1:])), widest
+
+
+def _fit_x_labels(fig: Any, ax: Any, *, resize: bool) -> None:
+    """Measure the x tick labels once drawn: if neighbours collide, widen a figure the heatmap
+    made itself by what each column lacks (up to _MAX_WIDTH_IN); if they still do, or the
+    caller owns the figure, stand them upright, where each takes only a line's height of
+    width. Estimating text widths from character counts made two long labels run into one
+    ("mode=developmentmode=development")."""
+    collide, widest = _x_labels_collide(fig, ax)
+    n = len(ax.get_xticklabels())
+    if collide and resize and n:
+        column = ax.get_window_extent(_renderer(fig)).width / n
+        extra_in = (widest + 2 * _LABEL_GAP_PX - column) * n / fig.dpi
+        width = fig.get_figwidth() + max(extra_in, 0.1) + 0.2
+        if width <= _MAX_WIDTH_IN:
+            fig.set_size_inches(width, fig.get_figheight())
+            fig.tight_layout()
+            collide, _ = _x_labels_collide(fig, ax)
+    if collide:
+        for label in ax.get_xticklabels():
+            label.set_rotation(90)
+            label.set_horizontalalignment("center")
+        fig.tight_layout()
 
 
 def _sort_key(df: pd.DataFrame, key: str):  # type: ignore[no-untyped-def]
@@ -368,6 +416,28 @@ def sensitivity_figure(table: pd.DataFrame, *, ax: Any = None) -> Any:
     return fig
 
 
+def _what_differs(row: Mapping[str, Any]) -> list[str]:
+    """Each of the report's observations a sensitivity row lacks, said with its own numbers."""
+    lost, after = int(row["lost_count"]), int(row["writes_after_deploy"])
+    notes = "note" if after == 1 else "notes"
+    out = []
+    if not row["post_deploy_notes_lost"]:
+        if lost == 0:
+            out.append(f"none of the {after} {notes} written after the deploy was lost" if after
+                       else "no note was written after the deploy, and none was lost")
+        elif lost < after:
+            out.append(f"only {lost} of the {after} {notes} written after the deploy were lost")
+        else:
+            out.append(f"{lost} notes were lost, not the {after} written after the deploy")
+    if not row["loss_minutes_later"] and lost:
+        delay = row["first_loss_after_deploy_s"]
+        out.append(f"the loss showed {delay:.0f} s after the deploy, under a minute" if pd.notna(delay)
+                   else "when the loss showed is not recorded")
+    if not row["batches"]:
+        out.append("no re-import batch reached the device")
+    return out
+
+
 def sensitivity_summary(table: pd.DataFrame) -> str:
     """Which assumption values keep the report's outcome and which lose it, from the table's rows."""
     if not isinstance(table, pd.DataFrame) or "reproduced" not in table.columns:
@@ -377,8 +447,7 @@ def sensitivity_summary(table: pd.DataFrame) -> str:
     lines = [f"The report's outcome (every note written after the deploy lost, a minute or more later, after "
              f"re-import batches) appears in {len(kept)} of {len(table)} variants."]
     for _, row in lost.iterrows():
-        missing = [OBSERVATIONS[c] for c in OBSERVATIONS if not row[c]]
-        lines.append(f"With {row['assumption']} = {row['value']} it does not: no {'; no '.join(missing)}.")
+        lines.append(f"With {row['assumption']} = {row['value']} it does not: {'; '.join(_what_differs(row))}.")
     robust = [a for a, group in table.groupby("assumption", sort=False) if group["reproduced"].all()]
     if robust:
         lines.append("It does not depend on: " + ", ".join(robust) + ".")

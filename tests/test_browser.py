@@ -1017,6 +1017,126 @@ def test_harness_detects_an_exception_and_a_broken_widget(browser, lab, shots):
         run.page.close()
 
 
+# -- report.html, opened offline from file:// ----------------------------------------------------------
+_POINT_ON_BAR_JS = """
+([trace, node]) => {
+  // the middle of a bar of `trace` ("present" | "absent") on the device panel, for the node labelled `node`
+  const gd = document.getElementById('timeline');
+  const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+  const t = gd.data.find(d => d.name === trace && d.yaxis === 'y');
+  const i = t.y.indexOf(node);
+  if (i < 0) return null;
+  const box = gd.getBoundingClientRect();
+  return {x: box.left + xa._offset + xa.l2p(t.base[i] + t.x[i] / 2),
+          y: box.top + ya._offset + ya.l2p(ya.d2l(node))};
+}
+"""
+
+
+def _hover_text(page, trace: str, label: str) -> str:
+    """Move the mouse onto the node's bar (scrolled into view) and read what Plotly shows."""
+    point = page.evaluate(_POINT_ON_BAR_JS, [trace, label])
+    assert point is not None, f"no {trace} bar for {label}"
+    page.evaluate("y => window.scrollBy(0, y - 400)", point["y"])
+    point = page.evaluate(_POINT_ON_BAR_JS, [trace, label])
+    page.mouse.move(point["x"], point["y"])
+    return _wait(lambda: page.evaluate(
+        "() => (document.querySelector('#timeline .hoverlayer') || {}).textContent || ''"),
+        10, f"a hover label over {label}")
+
+
+@dataclass
+class OfflinePage:
+    """A page opened from file:// with every network request recorded and blocked."""
+
+    page: Any
+    context: Any
+    url: str
+    requests: list[str] = field(default_factory=list)
+    blocked: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def network(self) -> list[str]:
+        """Requests for anything but the page itself (data: and blob: URIs are not requests)."""
+        return [r for r in self.requests if r != self.url and not r.startswith(("data:", "blob:"))]
+
+
+def open_offline(browser, path: Path) -> OfflinePage:
+    url = path.resolve().as_uri()
+    context = browser.new_context(viewport=VIEWPORT, offline=True)
+    opened = OfflinePage(page=None, context=context, url=url)
+
+    def block(route):
+        if route.request.url == url:  # the page itself, from the disk
+            route.continue_()
+            return
+        opened.blocked.append(route.request.url)
+        route.abort()
+
+    context.route("**/*", block)
+    page = context.new_page()
+    page.on("request", lambda r: opened.requests.append(r.url))
+    page.on("pageerror", lambda e: opened.errors.append(str(e)))
+    page.on("console", lambda m: opened.errors.append(m.text) if m.type == "error" else None)
+    page.goto(url, wait_until="load")
+    opened.page = page
+    return opened
+
+
+def test_report_html_opens_offline_with_no_request_and_hovering_a_lost_node_shows_its_cause(
+        browser, tmp_path, shots):
+    """report.html from file://, every request recorded and anything but the page itself blocked:
+    the page loads nothing (Plotly, the data and the sequence diagram are inline), draws its chart,
+    and hovering a lost node's bar shows its cause; a kept node's shows no cause."""
+    from repro_kit.client import connect
+    from repro_kit.findings import analyse
+    from repro_kit.plots import _short_labels
+    from repro_kit.report import write_report
+    from repro_kit.driver import run_test
+
+    a = analyse(run_test(connect(seed=3), out=tmp_path / "run"))
+    rows = list(dict.fromkeys(a.intervals["node_id"].astype(str)))
+    label = dict(zip(rows, _short_labels(rows)))
+    opened = open_offline(browser, write_report(a)["html"])
+    page = opened.page
+    try:
+        page.wait_for_selector("#timeline .main-svg", timeout=30_000)
+        page.screenshot(path=str(shots / "report_html.png"), full_page=True)
+        lost = a.verdict.lost[0]
+        (cause,) = a.causes
+        text = _hover_text(page, "absent", label[lost])
+        page.screenshot(path=str(shots / "report_html_hover.png"))
+        assert lost in text and "LOST" in text
+        assert cause.describe() in text and f"rule {cause.rule}" in text
+        kept = a.verdict.acknowledged[0]
+        page.mouse.move(1, 1)
+        text = _hover_text(page, "present", label[kept])
+        assert kept in text and "kept" in text and "cause" not in text
+        # zoom into the re-import with its button: the axis follows
+        page.locator("#timeline .updatemenu-button", has_text="the re-import").click()
+        lo, hi = _wait(lambda: (lambda r: r if r[1] - r[0] < 10 else None)(
+            page.evaluate("() => document.getElementById('timeline')._fullLayout.xaxis.range")), 10, "zoom")
+        assert lo <= float(a.batches["time"].iloc[0]) <= hi
+    finally:
+        opened.context.close()
+    assert not opened.blocked, f"report.html asked the network for {opened.blocked}"
+    assert opened.network() == [], opened.requests
+    assert not opened.errors, opened.errors
+
+
+def test_the_offline_harness_sees_a_page_that_reaches_for_the_network(browser, tmp_path):
+    """The check above can fail: a page with a CDN script and a remote image is caught."""
+    page_path = tmp_path / "remote.html"
+    page_path.write_text("<!DOCTYPE html><html><head><script src='https://cdn.example.invalid/lib.js'></script>"
+                         "</head><body><img src='http://img.example.invalid/a.png'></body></html>")
+    opened = open_offline(browser, page_path)
+    try:
+        _wait(lambda: len(opened.blocked) >= 2, 10, "the blocked requests")
+    finally:
+        opened.context.close()
+    assert sorted(opened.network()) == ["http://img.example.invalid/a.png", "https://cdn.example.invalid/lib.js"]
+
+
 # -- the classifiers, without a browser -------------------------------------------------------------
 def test_error_in_stderr_tells_exceptions_from_warnings():
     ipython = ("---------------------------------------------------------------------------\n"

@@ -60,6 +60,82 @@ def test_explain_gives_the_causal_chain_in_time_order(default):
         default.explain(default.verdict.acknowledged[0])  # written before the deploy: kept
 
 
+def test_explain_says_which_kind_of_id_has_no_chain(default):
+    """A surviving node, the root, an unknown id, "" and None each get their own reason."""
+    v = default.verdict
+    cases = {
+        v.acknowledged[0]: "it survived, in the root's children on the device at the end",
+        default.meta["root_id"]: "it is the root node",
+        "f" * 36: "is no node of this run",
+        "": "empty string given",
+        None: "None given",
+    }
+    messages = []
+    for node_id, reason in cases.items():
+        with pytest.raises(ValueError) as raised:
+            default.explain(node_id)
+        message = str(raised.value)
+        assert reason in message and message.startswith("node_id: "), (node_id, message)
+        assert "\n" not in message
+        messages.append(message.split(" (")[0])
+    assert len(set(messages)) == len(messages)  # no two kinds share a message
+    with pytest.raises(ValueError, match="empty string given"):
+        default.explain("   ")
+
+
+def test_explain_takes_the_prefix_the_figures_show(default):
+    from repro_kit import plots
+
+    node = default.verdict.lost[3]
+    short = plots._short_labels(list(default.node_ids))[list(default.node_ids).index(node)]
+    assert short == node[:8]
+    assert default.explain(short) == default.explain(node) == default.explain(node[:12])
+    assert default.resolve_node(short) == node
+    with pytest.raises(ValueError, match="it survived"):  # a unique prefix of a surviving node says so too
+        default.explain(default.verdict.acknowledged[0][:8])
+
+
+def test_an_ambiguous_prefix_names_its_candidates(default):
+    ids = list(default.node_ids)
+    # 21+ uuid4 ids over 16 hex digits: some first digit starts at least two of them
+    first = next(c for c in "0123456789abcdef" if sum(n.startswith(c) for n in ids) >= 2)
+    candidates = [n for n in ids if n.startswith(first)]
+    with pytest.raises(ValueError, match="ambiguous") as raised:
+        default.explain(first)
+    message = str(raised.value)
+    assert f"{len(candidates)} nodes start with it" in message
+    for n in candidates[:5]:
+        assert n in message
+    if len(candidates) > 5:
+        assert f"and {len(candidates) - 5} more" in message
+
+
+def test_analyse_takes_a_run_directory_path(tmp_path, default):
+    path = default.run.path
+    for given in (path, str(path)):
+        a = analyse(given)
+        assert a.verdict.lost == default.verdict.lost and a.causes == default.causes
+    assert check(str(path)).lost == default.verdict.lost
+    with pytest.raises(ValueError, match="run directory not found"):
+        analyse(tmp_path / "missing")
+    with pytest.raises(ValueError, match="must name a run directory"):
+        analyse("")
+
+
+@pytest.mark.parametrize("sizes, words", [
+    ([], "no re-import batch"),
+    ([7], "1 batch of 7 documents"),
+    ([1], "1 batch of 1 document"),
+    ([20, 20], "2 batches of 20 documents"),
+    ([20, 20, 6], "3 batches of 20, 20 and 6 documents"),
+    ([20] * 2229 + [10], "2,230 batches of 10 to 20 documents (44,590 documents in all)"),
+])
+def test_batches_are_described_as_documents_per_batch(sizes, words):
+    from repro_kit.findings import describe_batches
+
+    assert describe_batches(sizes) == words
+
+
 def test_each_piece_is_computed_once(default):
     assert default.intervals is default.intervals
     assert default.verdict is default.verdict
@@ -149,6 +225,8 @@ def test_synthetic_runs_without_server_trace_flag_are_judged_as_recorded(tmp_pat
 def test_analyse_rejects_what_is_not_a_run():
     with pytest.raises(ValueError, match="run"):
         analyse("runs/x")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="must be a loaded Run"):
+        analyse(42)  # type: ignore[arg-type]
 
 
 SCENARIOS = [

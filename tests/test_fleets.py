@@ -42,6 +42,23 @@ def test_the_summary_and_the_report_say_it_in_one_sentence(small):
     assert (small.path / "fleet.png").stat().st_size > 0 and (small.path / "fleet.svg").stat().st_size > 0
 
 
+def test_the_summary_says_which_notes_were_orphaned_by_when_they_were_written(small):
+    """Every note written while translation was halted, and the few written just before the deploy
+    (not yet in Atlas when it was snapshotted): the summary says both, with the numbers."""
+    in_halt = int(small.users["notes_written_in_halt"].sum())
+    by = small.orphaned_by_write_time()
+    assert by["in"] == in_halt and by["after"] == 0 and by["unknown"] == 0
+    assert by["before"] + by["in"] == small.notes_orphaned
+    before = small.losses[small.losses["written_at_s"] < small.halt[0]]
+    assert len(before) == by["before"] > 0  # the loss window opens slightly before the deploy
+    lead = small.halt[0] - before["written_at_s"].min()
+    assert 0 < lead < 0.3
+    sentence = small.summary()
+    assert f"all {in_halt:,} notes written while it was halted and {by['before']:,} written in the " \
+           f"{lead:.2f} s before the deploy." in sentence
+    assert "notes were written while translation was halted" not in sentence  # no count beside the total
+
+
 def test_each_loss_shows_when_its_users_batch_arrives(small):
     first, last = small.losses["lost_at_s"].min(), small.losses["lost_at_s"].max()
     assert first >= SMALL["deploy_at_s"] + SMALL["resync_delay_s"]

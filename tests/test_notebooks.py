@@ -45,6 +45,15 @@ def images(nb: nbformat.NotebookNode) -> int:
     return sum(1 for o in outputs(nb) if "image/png" in o.get("data", {}))
 
 
+def cell_images(cell) -> int:
+    return sum(1 for o in cell.get("outputs", []) if "image/png" in o.get("data", {}))
+
+
+def markdown(nb: nbformat.NotebookNode) -> str:
+    """The notebook's prose, joined (what a reader reads beside the outputs)."""
+    return " ".join(" ".join(c.source.split()) for c in nb.cells if c.cell_type == "markdown")
+
+
 def assert_no_errors(nb: nbformat.NotebookNode) -> None:
     errors = [o for o in outputs(nb) if o.get("output_type") == "error"]
     assert not errors, f"{errors[0]['ename']}: {errors[0]['evalue']}"
@@ -81,9 +90,15 @@ def test_02_runs_the_panel_and_the_experiment_and_saves_the_run(tmp_path):
     nb = execute("02_write_and_deploy", tmp_path, panel_realtime=False)  # virtual time: deterministic clicks
     assert_no_errors(nb)
     out = text(nb)
-    # before Wait Atlas has not seen the new node; after Wait it has
+    # before Wait Atlas has not seen the new node; after Wait it has: the panel's lines and the
+    # sentences computed from the counts (what the text above the cell points to) agree
     assert "Atlas (a refresh of the Node collection): 1 node documents, 0 children in the root" in out
     assert "Atlas (a refresh of the Node collection): 2 node documents, 1 children in the root" in out
+    assert ("Right after Add to root: Atlas has not seen the device's latest changes yet: Atlas shows 1 node "
+            "document and 0 children in the root, the device 2 nodes and 1 child in the root.") in out
+    assert "After Wait (2 s): Atlas agrees with the device: 2 node documents, 1 child in the root." in out
+    prose = markdown(nb)
+    assert "Atlas has not seen the node yet" not in prose  # the old claim, true only in virtual time
     assert lost_count(nb) == 14  # the report's scenario: writes at 6..19 s fall in the deploy window
     assert "device: 21 nodes, root has 6 children" in out  # documents kept, children lost
     runs = [p for p in (tmp_path / "runs").iterdir() if p.is_dir()]
@@ -122,6 +137,8 @@ def test_03_makes_a_run_when_there_is_none_and_exports_the_report(tmp_path):
                  "sequence.png", "sequence.svg"):
         assert (run_dir / name).exists(), name
     assert "14 nodes lost to one Clear(root.children) in re-import batch 1" in out  # the explanation
+    assert "re-import seen by the device: 1 batch of 7 documents" in out
+    assert (run_dir / "report.html").exists() and "report.html" in markdown(nb)
     assert "rule clear-vs-array-insert discarded the node's ArrayInsert" in out
     assert images(nb) >= 3  # swimlanes, counts and the sequence diagram
 
@@ -152,8 +169,13 @@ def test_04_sweeps_render_heatmaps_and_conclude_from_the_results(tmp_path):
     assert "The re-import batch size (resync_batch_size) does not change how many nodes are lost." in out
     # sensitivity: computed by the sweep, not typed in
     assert "appears in 13 of 18 variants" in out
-    assert "With root at the deploy = empty (deploy 0 s) it does not" in out
-    assert "With re-import scope = new-values it does not" in out
+    # the prose before the table claims it: a deploy while the root has no children loses nothing
+    assert "A deploy while the root has no children loses nothing" in markdown(nb)
+    assert ("With root at the deploy = empty (deploy 0 s) it does not: none of the 20 notes written after the "
+            "deploy was lost.") in out
+    assert ("With re-import scope = new-values it does not: none of the 14 notes written after the deploy was "
+            "lost; no re-import batch reached the device.") in out
+    assert "no every" not in out
     assert os.listdir(tmp_path) == ["04_sweeps.out.ipynb"]  # sweeps keep runs in memory
 
 
@@ -175,11 +197,26 @@ def test_03_finds_the_clis_runs_from_the_notebooks_folder_and_shows_report_image
 
 
 def test_05_fleet_reports_the_blast_radius_and_the_halt_growing(tmp_path):
+    from repro_kit import fleets
+
     nb = execute("05_fleet", tmp_path, users=40, writes_per_user=8, halt_sizes=[0, 10, 30])
     assert_no_errors(nb)
     out = text(nb)
     assert re.search(r"This deploy orphaned [\d,]+ notes of \d+ users \(of 40 users", out)
-    assert images(nb) >= 2
+    # every sentence that states a result is the one computed from the runs it describes
+    first, *growth_runs = [fleets.load_fleet(p) for p in sorted((tmp_path / "runs").iterdir())]
+    assert len(growth_runs) == 3
+    assert first.summary() in out
+    in_halt = int(first.users["notes_written_in_halt"].sum())
+    assert f"all {in_halt:,} notes written while it was halted" in first.summary()
+    assert first.notes_orphaned == in_halt + first.orphaned_by_write_time()["before"]
+    assert fleets.halt_growth(growth_runs) in out
+    prose = markdown(nb)
+    for stale in ("nobody else lost anything", "grows linearly", "the report's timings"):
+        assert stale not in prose, stale
+    # each figure drawn once: the fleet figure and the halt plot
+    assert images(nb) == 2
+    assert [n for n in map(cell_images, nb.cells) if n > 1] == []
     html = "".join(o["data"].get("text/html", "") for o in outputs(nb) if "data" in o)
     assert "halt (s)" in html and "re-import batches" in html
     assert (tmp_path / "runs").is_dir()  # fleet runs go where every other run goes

@@ -113,3 +113,14 @@ def test_listed_in_the_help(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     assert "notebooks" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("euid, allow_root", [(0, True), (1000, False)])
+def test_the_printed_command_starts_jupyterlab_as_root_too(tmp_path, capsys, monkeypatch, euid, allow_root):
+    """JupyterLab refuses to run as root without --allow-root: as `make lab`, the command printed
+    adds it then, and only then."""
+    monkeypatch.setattr(os, "geteuid", lambda: euid, raising=False)
+    assert main(["notebooks", str(tmp_path / "nb")]) == 0
+    command = capsys.readouterr().out.strip().splitlines()[-1]
+    assert ("--allow-root" in command) is allow_root, command
+    assert command.endswith(str((tmp_path / "nb").resolve())) and ("jupyter lab" in command or "-m jupyterlab" in command)

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import PolyCollection
+from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+from matplotlib.text import Text
 
 from repro_kit import plots
 from repro_kit.findings import analyse
@@ -114,6 +119,7 @@ def test_sequence_diagram_of_a_lost_node_draws_the_lanes_and_marks_the_discard(t
     texts = [t.get_text() for t in fig.axes[0].texts]
     for lane in plots.LANES:
         assert lane in texts
+    texts = [" ".join(t.split()) for t in texts]  # labels are wrapped to their room
     assert any(t.startswith("clear-vs-array-insert: discards ArrayInsert(root.children") for t in texts)
     for needle in ("upload", "download the batch"):
         assert any(needle in t for t in texts), needle
@@ -127,5 +133,79 @@ def test_sequence_diagram_needs_a_lost_node(run, tmp_path: Path) -> None:
     clean = load_run(record_scenario(tmp_path / "clean", loss=False))
     with pytest.raises(ValueError, match="lost no node"):
         plots.sequence_diagram(clean)
-    with pytest.raises(ValueError, match="not a lost node"):
+    with pytest.raises(ValueError, match="no node of this run"):
         plots.sequence_diagram(run, "nope")
+    with pytest.raises(ValueError, match="not a lost node"):
+        plots.sequence_diagram(run, analyse(run).verdict.acknowledged[0])
+
+
+# -- layout: measured with the renderer, so a label that overlaps shows as a failing box ---------
+
+
+def _drawn(fig: Figure):
+    """The figure drawn once with Agg; its renderer (every box below is in display pixels)."""
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return canvas.get_renderer()
+
+
+def _labels(fig: Figure) -> list[Text]:
+    return [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+
+
+@pytest.fixture(scope="module")
+def lost_runs(tmp_path_factory):
+    """Emulator runs whose sequence diagrams differ: the report's defaults, a late deploy, a
+    prefilled user with three re-import batches."""
+    from repro_kit.client import connect
+    from repro_kit.driver import run_test
+
+    base = tmp_path_factory.mktemp("lost")
+    return [analyse(run_test(connect(seed=3, **kw), out=base / str(i), **run_kw))
+            for i, (kw, run_kw) in enumerate([({}, {}), ({}, {"deploy_at_s": 12.5}), ({"prefill": 45}, {})])]
+
+
+def test_sequence_labels_stay_clear_of_the_halt_bar_each_other_and_the_lifelines(lost_runs) -> None:
+    for a in lost_runs:
+        for node in (a.verdict.lost[0], a.verdict.lost[-1]):
+            fig = plots.sequence_diagram(a, node)
+            renderer = _drawn(fig)
+            (ax,) = fig.axes
+            (bar,) = [p for p in ax.patches if isinstance(p, Rectangle)
+                      and to_hex(p.get_facecolor(), keep_alpha=False) == plots.WINDOW_COLOR]
+            bar_box = bar.get_window_extent(renderer)
+            lifelines = [line.get_window_extent(renderer) for line in ax.get_lines()
+                         if len(set(line.get_xdata())) == 1 and len(line.get_xdata()) == 2]
+            assert len(lifelines) == len(plots.LANES)
+            frame = fig.bbox
+            labels = _labels(fig)
+            boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in labels]
+            for text, box in boxes:
+                assert not box.overlaps(bar_box), f"{text!r} overlaps the halt bar"
+                assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1, text
+                if text not in plots.LANES:  # a lane's header sits on its lifeline; nothing else does
+                    crossed = [life for life in lifelines if box.x0 < life.x0 < box.x1
+                               and box.y0 < life.y1 and life.y0 < box.y1]
+                    assert not crossed, f"{text!r} crosses a lifeline"
+            for i, (text, box) in enumerate(boxes):
+                for other, other_box in boxes[i + 1:]:
+                    assert not box.overlaps(other_box), f"{text!r} overlaps {other!r}"
+
+
+def test_the_batch_label_stays_inside_the_counts_frame_above_the_lines(run, lost_runs) -> None:
+    cases = [(analyse(run), "1 batch of 6 documents"), (lost_runs[0], "1 batch of 7 documents"),
+             (lost_runs[2], "3 batches of 20, 20 and 12 documents")]
+    for a, words in cases:
+        for ax in (plots.counts(a), plots.timeline_figure(a).axes[-1]):
+            renderer = _drawn(ax.figure)
+            frame = ax.get_window_extent(renderer)
+            (label,) = [t for t in ax.texts if "batch" in t.get_text()]
+            assert label.get_text() == words
+            box = label.get_window_extent(renderer)
+            assert frame.x0 + 1 < box.x0 and box.x1 < frame.x1 - 1, "the label must not touch the frame's sides"
+            assert frame.y0 + 1 < box.y0 and box.y1 < frame.y1 - 1, "the label must not touch the frame's top"
+            highest = max(ax.transData.transform((0, y))[1] for line in ax.get_lines()
+                          for y in np.asarray(line.get_ydata(), float) if np.isfinite(y) and line.get_label()[0] != "_")
+            assert box.y0 > highest, "the label must sit above every count line"
+            batch_xs = [ax.transData.transform((t, 0))[0] for t in a.batches["time"]]
+            assert not [x for x in batch_xs if box.x0 <= x <= box.x1], "the label must not sit on a batch line"

@@ -97,6 +97,56 @@ def test_heatmap_annotates_every_cell_and_combines_columns():
         analysis.heatmap(df, "nope", "mode")
 
 
+def test_heatmap_x_labels_never_run_into_each_other():
+    """Notebook 04's mode x encoding heatmap: measured, neighbouring labels keep apart (they
+    once read "mode=developmentmode=development"), on a figure the heatmap makes and on an
+    Axes the caller gives (there they turn instead)."""
+    from matplotlib.figure import Figure
+
+    from repro_kit.sweep_analysis import _LABEL_GAP_PX, _renderer
+
+    rows = [{"mode": m, "encoding": e, "tree": t, "pause_during_resync": pz, "lost_count": 0}
+            for m in ("production", "development") for e in ("replace", "diff")
+            for t in ("children", "parent") for pz in (False, True)]
+    own = analysis.heatmap(frame(rows), ["mode", "encoding"], ["tree", "pause_during_resync"])
+    small = Figure(figsize=(9, 3))
+    given = analysis.heatmap(frame(rows), ["mode", "encoding"], ["tree", "pause_during_resync"], ax=small.subplots())
+    for fig in (own, given):
+        ax = fig.axes[0]
+        renderer = _renderer(fig)
+        boxes = sorted((t.get_window_extent(renderer) for t in ax.get_xticklabels()), key=lambda b: b.x0)
+        assert len(boxes) == 4
+        for left, right in zip(boxes, boxes[1:]):
+            assert left.x1 + _LABEL_GAP_PX <= right.x0, (left, right)
+        assert all(fig.bbox.x0 <= b.x0 and b.x1 <= fig.bbox.x1 for b in boxes)
+    assert own.axes[0].get_xticklabels()[0].get_rotation() == 0  # widened, not turned
+    assert given.axes[0].get_xticklabels()[0].get_rotation() == 90  # the caller's size is kept
+
+
+def test_sensitivity_summary_says_what_is_missing_in_words():
+    table = pd.DataFrame([
+        {"assumption": "list encoding", "value": "diff", "is_default": False, "lost_count": 0,
+         "writes_after_deploy": 14, "first_loss_after_deploy_s": float("nan"), "resync_batches": 1,
+         "post_deploy_notes_lost": False, "loss_minutes_later": False, "batches": True, "reproduced": False},
+        {"assumption": "re-import scope", "value": "new-values", "is_default": False, "lost_count": 0,
+         "writes_after_deploy": 14, "first_loss_after_deploy_s": float("nan"), "resync_batches": 0,
+         "post_deploy_notes_lost": False, "loss_minutes_later": False, "batches": False, "reproduced": False},
+        {"assumption": "resync delay (s)", "value": "30", "is_default": False, "lost_count": 14,
+         "writes_after_deploy": 14, "first_loss_after_deploy_s": 30.05, "resync_batches": 1,
+         "post_deploy_notes_lost": True, "loss_minutes_later": False, "batches": True, "reproduced": False},
+        {"assumption": "x", "value": "y", "is_default": False, "lost_count": 3,
+         "writes_after_deploy": 14, "first_loss_after_deploy_s": 181.0, "resync_batches": 1,
+         "post_deploy_notes_lost": False, "loss_minutes_later": True, "batches": True, "reproduced": False},
+    ])
+    text = analysis.sensitivity_summary(table)
+    assert "With list encoding = diff it does not: none of the 14 notes written after the deploy was lost." in text
+    assert ("With re-import scope = new-values it does not: none of the 14 notes written after the deploy was "
+            "lost; no re-import batch reached the device.") in text
+    assert "With resync delay (s) = 30 it does not: the loss showed 30 s after the deploy, under a minute." in text
+    assert "With x = y it does not: only 3 of the 14 notes written after the deploy were lost." in text
+    assert "no every" not in text and "no loss a minute" not in text
+
+
 def test_combine_labels_studies_and_fills_defaults():
     a = frame([{"encoding": "diff", "lost_count": 0}])
     b = frame([{"resync_delay_s": 5.0, "lost_count": 5}])
