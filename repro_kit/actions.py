@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from repro_kit import _schema
+from repro_kit._errors import describe_os_error
 from repro_kit._session import Notification, Session
 from repro_kit.scenario import DEFAULT_BSON_TYPE, DEFAULT_FIELD, Scenario
 
@@ -263,7 +264,7 @@ class Actions:
             self.emit(analysis.verdict.summary())
             self.emit(f"Report: {Path(out) / 'report.md'}")
         except Exception as exc:
-            self._say_error("Run test", exc)
+            self._say_error("Run test", exc, out)
 
     def stop(self, timeout: float | None = 30.0) -> list[str]:
         """End the running test at its next step; the partial run stays loadable."""
@@ -282,9 +283,17 @@ class Actions:
         return not self.running
 
     # -- the end ---------------------------------------------------------------------------
-    def _say_error(self, action: str, exc: BaseException) -> None:
+    def _say_error(self, action: str, exc: BaseException, where: Path | None = None) -> None:
+        """One line: a file-system error in words naming the path, bad input as its message;
+        only an unexpected error (a bug) keeps its Python name."""
         text = str(exc).strip().splitlines()
-        self.last_error = f"{action} failed: {type(exc).__name__}: {text[0] if text else '(no message)'}"
+        first = text[0] if text else "(no message)"
+        if isinstance(exc, OSError):
+            self.last_error = f"{action} failed: {describe_os_error(exc, where)}"
+        elif isinstance(exc, ValueError):
+            self.last_error = f"{action} failed: {first}"
+        else:
+            self.last_error = f"{action} failed: {type(exc).__name__}: {first}"
         self.emit(self.last_error)
 
     def close(self) -> None:

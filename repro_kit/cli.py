@@ -1,6 +1,9 @@
 """`repro-kit`: the original tool's menu, plus `run`, `report`, `deploy` and `audit`.
 
-Bad input exits 2 with one line naming the problem; never a traceback.
+Bad input exits 2 with one line naming the problem; never a traceback. A job that cannot
+be done (disk full, read-only, unreachable server) exits 4 with one line in words naming
+the path or host; 1 and 3 are kept for a loss and an inconclusive run under --fail-on-loss
+(`repro_kit._errors.EXIT_CODES`).
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ import sys
 import threading
 from pathlib import Path
 from typing import Any, TextIO
+
+from repro_kit import _errors
 
 __all__ = ["main", "Menu"]
 
@@ -107,13 +112,19 @@ def _out_dir(text: str | None) -> Path:
         probe.touch()
         probe.unlink()
     except OSError as exc:
-        raise _UsageError(f"--out: cannot write to {out} ({exc.strerror or type(exc).__name__})") from None
+        reason = _errors.os_error_reason(exc)
+        if exc.errno in _errors.NOT_WRITABLE:  # a real place the kit may not write to: could not do the job
+            raise _errors.CannotDoTheJob(f"--out: cannot write to {out} ({reason})") from None
+        raise _UsageError(f"--out: cannot write to {out} ({reason})") from None
     return out
 
 
 def _build_parser() -> _Parser:
-    parser = _Parser(prog=PROG, description="Reproduce, explain and audit the Realm Sync schema-deploy data loss.")
+    parser = _Parser(prog=PROG, description="Reproduce, explain and audit the Realm Sync schema-deploy data loss.",
+                     epilog=_errors.exit_codes_epilog(*_errors.EXIT_CODES),
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    verdict_codes = _errors.exit_codes_epilog(0, 1, 2, 3, 4, 130)
 
     def scenario_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--backend", default="emulator", choices=("emulator",),
@@ -138,7 +149,8 @@ def _build_parser() -> _Parser:
         p.add_argument("--field", default="tags", help="the optional field the deploy adds (default tags)")
         p.add_argument("--bson-type", default="array<string>", help="its BSON type (default array<string>)")
 
-    run = sub.add_parser("run", help="one timed write-plus-deploy scenario, with report and timeline")
+    run = sub.add_parser("run", help="one timed write-plus-deploy scenario, with report and timeline",
+                         epilog=verdict_codes, formatter_class=argparse.RawDescriptionHelpFormatter)
     scenario_options(run)
     run.add_argument("--realtime", action="store_true", help="run at wall-clock pace instead of virtual time")
     run.add_argument("--no-deploy", action="store_true", help="run the writes without deploying (a control run)")
@@ -149,7 +161,9 @@ def _build_parser() -> _Parser:
 
     fleet = sub.add_parser("fleet", help="many users through one deploy: how many notes of how many users it orphans",
                            description="A production-sized user base through one schema deploy on the emulator; "
-                                       "writes DIR/fleet.md, fleet.json and fleet.png/.svg beside the recording.")
+                                       "writes DIR/fleet.md, fleet.json and fleet.png/.svg beside the recording.",
+                           epilog=_errors.exit_codes_epilog(0, 1, 2, 4, 130),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     fleet.add_argument("--users", type=_integer, default=1000, help="users of the app (default 1000)")
     fleet.add_argument("--devices-per-user", type=_integer, default=1, help="devices each user has (default 1)")
     fleet.add_argument("--notes-per-user", type=_integer, default=20,
@@ -173,7 +187,8 @@ def _build_parser() -> _Parser:
     fleet.add_argument("--fail-on-loss", action="store_true", help="exit 1 when any note was orphaned")
     fleet.set_defaults(func=_cmd_fleet)
 
-    report = sub.add_parser("report", help="rebuild a run directory's report and figures without re-running it")
+    report = sub.add_parser("report", help="rebuild a run directory's report and figures without re-running it",
+                            epilog=verdict_codes, formatter_class=argparse.RawDescriptionHelpFormatter)
     report.add_argument("dir", type=Path, help="a run directory (finished, killed or partial)")
     report.add_argument("--fail-on-loss", action="store_true",
                         help="exit 1 when acknowledged nodes were lost, 3 when the run is inconclusive")
@@ -181,7 +196,9 @@ def _build_parser() -> _Parser:
 
     menu = sub.add_parser("menu", help="the interactive menu (also what no arguments start)",
                           description="The original tool's menu, in real time: Run test goes on while you deploy "
-                                      "by hand, print info and nodes, or stop it.")
+                                      "by hand, print info and nodes, or stop it.",
+                          epilog=_errors.exit_codes_epilog(0, 2, 4, 130),
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
     scenario_options(menu)
     menu.add_argument("--virtual", action="store_true",
                       help="virtual time: no time passes between choices except by Wait (fast experiments)")
@@ -202,6 +219,7 @@ def _build_parser() -> _Parser:
 def _cmd_run(args: argparse.Namespace) -> int:
     scenario = _scenario(args)  # every input checked before anything runs or touches the disk
     out = _out_dir(args.out)
+    args.workdir = out
     from repro_kit import findings, writer
 
     session = scenario.connect()
@@ -251,6 +269,7 @@ def _cmd_fleet(args: argparse.Namespace) -> int:
         name, _, problem = str(exc).partition(": ")
         raise _UsageError(f"{flags.get(name, name)}: {problem}") from None
     out = _out_dir(args.out if args.out is not None else str(fleets._default_dir()))
+    args.workdir = out
     analysis = fleets.fleet(**kwargs, out=out, progress=None)
     try:
         print(analysis.summary())
@@ -449,9 +468,11 @@ class Menu:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line; returns the exit code (`repro_kit._errors.EXIT_CODES`, the README's table)."""
     argv = sys.argv[1:] if argv is None else argv
     if not argv:
         argv = ["menu"]
+    args: argparse.Namespace | None = None
     try:
         parser = _build_parser()
         args = parser.parse_args(argv)
@@ -460,26 +481,34 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except _UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
+        return _errors.BAD_INPUT
     except ValueError as exc:
         print(f"{PROG}: error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
-        return 2
+        return _errors.BAD_INPUT
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+        return _errors.INTERRUPTED
     except BrokenPipeError:
         _silence_stdout()
-        return 0
-    except Exception as exc:  # one line, never a traceback
+        return _errors.DONE
+    except OSError as exc:  # disk full, permission, read-only: could not do the job, said in words
+        where = getattr(args, "workdir", None) or getattr(args, "dir", None)
+        print(f"{PROG}: error: {_errors.describe_os_error(exc, where)}", file=sys.stderr)
+        return _errors.CANNOT
+    except _errors.CannotDoTheJob as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return _errors.CANNOT
+    except Exception as exc:  # one line, never a traceback; never 1, which means "nodes were lost"
         try:
             from repro_kit.live.appservices_api import LiveError
         except ImportError:  # pragma: no cover
             LiveError = ()  # type: ignore[assignment,misc]
+        first = str(exc).splitlines()[0] if str(exc) else ""
         if LiveError and isinstance(exc, LiveError):
-            print(f"{PROG}: error: {exc}", file=sys.stderr)
-            return 1
-        print(f"{PROG}: error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", file=sys.stderr)
-        return 1
+            print(f"{PROG}: error: {first}", file=sys.stderr)
+        else:  # a bug: its name helps the report
+            print(f"{PROG}: error: internal error ({type(exc).__name__}: {first}); please report it", file=sys.stderr)
+        return _errors.CANNOT
 
 
 if __name__ == "__main__":  # pragma: no cover
