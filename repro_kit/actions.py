@@ -164,11 +164,29 @@ class Actions:
         """The field a deploy adds by default: `tags`, or `tags_2`, ... once the schema has it."""
         return _schema.next_field_name(self.session.schema_fields(), DEFAULT_FIELD)
 
+    def check_field(self, field: str) -> str:
+        """`field` if a deploy can add it to this session's schema, else ValueError saying why in
+        one line: a name the schema already has (children, text, ...) is refused here, before
+        anything is deployed or recorded in a running test."""
+        known = self.session.schema_fields()
+        taken = [*_schema.NODE_FIELDS, *sorted(set(known or ()) - set(_schema.NODE_FIELDS))]
+        try:
+            return _schema.validate_field_name(field, taken=taken)
+        except ValueError as exc:
+            reason = str(exc).split(": ", 1)[-1]
+            raise ValueError(f"field {reason}; nothing was deployed (the next free name is "
+                             f"{self.default_field()})") from None
+
     def deploy(self, field: str | None = None, bson_type: str | None = None) -> list[str]:
         """Deploy an optional field; during a Run test it is recorded in that run (and its
-        scheduled deploy, if any, is skipped: the user deployed by hand)."""
-        field = field or self.default_field()
+        scheduled deploy, if any, is skipped: the user deployed by hand). A field name the
+        schema already has, or a bad BSON type, raises ValueError (one line) and deploys nothing."""
+        field = self.check_field(field or self.default_field())
         bson_type = bson_type or DEFAULT_BSON_TYPE
+        try:
+            _schema.parse_bson_type(bson_type)
+        except ValueError as exc:
+            raise ValueError(f"{exc}; nothing was deployed") from None
         control = self._control
         result = None
         if control is not None and self.running:

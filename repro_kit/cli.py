@@ -229,7 +229,38 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"{PROG}: interrupted at {session.now():.1f} s of the run; the partial run is kept in {out} "
               f"(`{PROG} report {out}` analyses it)", file=sys.stderr)
         return 130
+    except OSError:
+        raise  # disk full, read-only: exit 4, said by main()
+    except Exception:
+        stopped = _run_stopped_by_a_failed_deploy(out)
+        if stopped is None:
+            raise
+        # The deploy failed and stopped the run: its partial run is the evidence, and its verdict
+        # is inconclusive (never clean: nothing was deployed), reported like any other.
+        run, at = stopped
+        print(f"{PROG}: the schema deploy failed at {at:.1f} s and stopped the run; the partial run is kept in {out}",
+              file=sys.stderr)
     return _report_and_exit(findings.analyse(run), out, args.fail_on_loss)
+
+
+def _run_stopped_by_a_failed_deploy(out: Path) -> tuple[Any, float] | None:
+    """(the partial run in `out`, when its deploy failed) if its history ends in a failed deploy
+    (the writer records the failure, then re-raises it), else None: any other error is not a
+    verdict to report."""
+    from repro_kit import recording
+
+    try:
+        run = recording.load_run(out)
+    except (OSError, ValueError):
+        return None
+    h = run.history
+    if h.empty:
+        return None
+    nemesis = h.loc[(h["process"].astype(str) == "nemesis").to_numpy(bool)]
+    last = nemesis.iloc[-1] if len(nemesis) else None
+    if last is None or str(last["f"]) != "deploy" or str(last["type"]) != "fail":
+        return None
+    return run, float(last["time"])
 
 
 def _report_and_exit(analysis: Any, out: Path, fail_on_loss: bool) -> int:
@@ -443,6 +474,8 @@ class Menu:
         elif label == "Deploy schema change":
             default = a.default_field() if args.field == "tags" else args.field
             field = self.ask(f"Field name [{default}]: ")
+            if field:
+                a.check_field(field)  # a name the schema has is refused now, before the type is asked
             bson_type = None if field is None else self.ask(f"BSON type [{args.bson_type}]: ")
             if field is None or bson_type is None:
                 self.say("Deploy cancelled; nothing deployed.")
