@@ -140,8 +140,8 @@ class Actions:
         """The original four lines, then what a refresh of the Atlas page shows."""
         info, atlas = self.session.info(), self.session.atlas.info()
         return [
-            f"User id: {info.user_id}",
-            f"Root node id: {info.root_id}",
+            f"User id: {info.user_id if info.user_id is not None else 'unknown'}",
+            f"Root node id: {info.root_id if info.root_id is not None else 'none yet (Add to root creates it)'}",
             f"Total node objects: {info.nodes_total}",
             f"Number of children in root: {info.root_children}",
             f"Atlas (a refresh of the Node collection): {atlas.nodes_total} node documents, "

@@ -9,6 +9,7 @@ the path or host; 1 and 3 are kept for a loss and an inconclusive run under --fa
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import threading
 from pathlib import Path
@@ -271,7 +272,7 @@ def _report_and_exit(analysis: Any, out: Path, fail_on_loss: bool) -> int:
     data = report.build_report(analysis)
     code = {"lost": 1, "inconclusive": 3}.get(data["verdict"], 0) if fail_on_loss else 0
     try:
-        print(_summary(data, analysis.verdict))
+        print(_summary(data, analysis))
         for key in ("md", "json", "png", "svg", "sequence_png", "sequence_svg"):
             if key in paths:
                 print(f"  {paths[key]}")
@@ -312,28 +313,65 @@ def _cmd_fleet(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from repro_kit import findings, recording
+    from repro_kit import _strict_json, findings, recording
 
+    _strict_json.check_meta(args.dir)  # NaN/Infinity in meta.json: refused in one line, never "nan s"
     run = recording.load_run(args.dir)
     for warning in run.warnings:
         print(f"note: {warning}", file=sys.stderr)
     return _report_and_exit(findings.analyse(run), Path(args.dir), args.fail_on_loss)
 
 
-def _summary(data: dict[str, Any], verdict: Any) -> str:
-    head = (f"{data['backend']} {data['mode']} encoding={data['encoding']}: {data['writes']} writes, "
-            f"deploy at {data['deploy_at_s']} s")
+def _known(value: Any) -> bool:
+    """A value a person can read as a fact: not None, not NaN or infinity."""
+    return value is not None and not (isinstance(value, float) and not math.isfinite(value))
+
+
+def _count(value: Any) -> str:
+    return str(value) if _known(value) else "unknown"
+
+
+def _deploy_words(meta: dict[str, Any], analysis: Any) -> str:
+    """When the run deployed, in words: "deploy at 5.5 s", "no deploy", "deploy unknown"."""
+    planned = meta.get("deploy_at_s")
+    if isinstance(planned, (int, float)) and not isinstance(planned, bool) and math.isfinite(planned):
+        return f"deploy at {planned:g} s"
+    made = [t for t, _v in analysis.nemesis("deploy")]
+    if made:  # by hand (the menu, the panel), or a run without meta: the history says when
+        return f"deploy at {min(made):g} s"
+    if "deploy_at_s" in meta and planned is None:
+        return "no deploy"
+    return "deploy time unknown"
+
+
+def _summary(data: dict[str, Any], analysis: Any) -> str:
+    """The verdict in one line, in words: never "None" or "nan" (an unknown is said to be one)."""
+    verdict = analysis.verdict
+    meta = analysis.meta if isinstance(analysis.meta, dict) else {}
+    if not any(_known(data.get(k)) for k in ("backend", "mode", "encoding")):
+        setup = "unknown set-up (no meta.json)" if not meta else "unknown set-up"
+    else:
+        setup = (f"{data['backend'] if _known(data['backend']) else 'unknown backend'} "
+                 f"{data['mode'] if _known(data['mode']) else 'unknown mode'} "
+                 f"encoding={data['encoding'] if _known(data['encoding']) else 'unknown'}")
+    writes = f"{data['writes']} writes" if _known(data.get("writes")) else "writes unknown"
+    head = f"{setup}: {writes}, {_deploy_words(meta, analysis)}"
+    counts = f"root children {_count(data['root_children'])}, nodes {_count(data['nodes_total'])}"
     if data["verdict"] == "inconclusive":
-        return (f"{head}. INCONCLUSIVE: {verdict.inconclusive_reason}; no acknowledged node lost so far "
-                f"(root children {data['root_children']}, nodes {data['nodes_total']}). Run longer to see the re-import.")
+        reason = verdict.inconclusive_reason or "the recording cannot show the outcome"
+        advice = " Run longer to see the re-import." if "re-import" in reason or "halted" in reason else ""
+        return f"{head}. INCONCLUSIVE: {reason}; no acknowledged node lost so far ({counts}).{advice}"
     if data["verdict"] == "clean":
-        return f"{head}. No acknowledged node was lost (root children {data['root_children']}, nodes {data['nodes_total']})."
+        return f"{head}. No acknowledged node was lost ({counts})."
     cause = verdict.cause_sentence() or ""
     more = f" The run ended early ({verdict.inconclusive_reason}): more may be lost." if verdict.inconclusive_reason else ""
+    first = (f", first visible at {data['first_loss_at_s']:g} s" if _known(data.get("first_loss_at_s"))
+             else ", first visible at an unrecorded time")
+    batches = (f"re-import batches {data['resync_batches']}" if data.get("resync_batches")
+               else "no re-import batch reached the device")
     return (f"{head}. LOST {data['lost_count']} of {data['nodes_created']} acknowledged nodes: orphaned "
-            f"(documents kept, {data['nodes_total']} nodes in total, only {data['root_children']} in the root's "
-            f"children), first visible at {data['first_loss_at_s']} s; re-import batches {data['resync_batches']}. "
-            f"{cause}{more}")
+            f"(documents kept, {_count(data['nodes_total'])} nodes in total, only {_count(data['root_children'])} "
+            f"in the root's children){first}; {batches}. {cause}{more}")
 
 
 def _cmd_menu(args: argparse.Namespace) -> int:
@@ -397,8 +435,8 @@ class Menu:
         s = self.session
         info = s.info()
         clock = "real time" if s.realtime else "virtual time (only Wait moves the clock)"
-        self.say(f"Connected ({s.backend}, {s.mode} mode, {clock}). User id: {info.user_id}; "
-                 f"root node id: {info.root_id}.")
+        root = info.root_id if info.root_id is not None else "none yet (Add to root creates it)"
+        self.say(f"Connected ({s.backend}, {s.mode} mode, {clock}). User id: {info.user_id}; root node id: {root}.")
         self.say(self._menu_line())
         interrupts = 0
         try:

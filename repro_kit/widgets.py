@@ -304,7 +304,7 @@ class ControlPanel:
         now = self.session.now()
 
         def cell(name: str, key: str) -> str:
-            children, total = latest.get(key, (None, None))
+            children, total = ("unknown" if v is None else v for v in latest.get(key, (None, None)))
             return f"<td style='padding:2px 12px'><b>{name}</b>: root's children <b>{children}</b>, nodes <b>{total}</b></td>"
 
         note = " <span style='color:#b06000'>(the views differ)</span>" if differ else ""

@@ -145,6 +145,7 @@ def test_a_deploy_that_raises_mid_run_gives_inconclusive_exit_3(tmp_path, capsys
     captured = capsys.readouterr()
     first = captured.out.splitlines()[0]
     assert "INCONCLUSIVE: the schema deploy at 5.5 s failed (the control plane is unavailable (HTTP 503))" in first
+    assert "Run longer" not in first
     assert captured.err.strip() == (f"repro-kit: the schema deploy failed at 5.5 s and stopped the run; the partial "
                                     f"run is kept in {out}")
     report = json.loads((out / "report.json").read_text())
