@@ -6,8 +6,8 @@ repository's own `notebooks/` folder beside the package is used instead.
 
 `register(subparsers)` adds the subcommand to the CLI; its function prints its own one-line
 errors (`repro-kit: error: ...`) and returns 2 on bad input (DIR is a file, a notebook is
-already there without --force, the location cannot be written), 1 when the install has no
-notebooks at all.
+already there without --force), 4 when the job cannot be done (the location cannot be
+written: permission, read-only, disk full; or the install has no notebooks at all).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from repro_kit import _errors
 from repro_kit._atomic import write_bytes_atomic
 
 __all__ = ["register", "run_notebooks", "notebook_sources", "DEFAULT_DIR"]
@@ -31,6 +32,10 @@ SUFFIX = ".ipynb"
 
 
 class _BadInput(Exception):
+    pass
+
+
+class _Cannot(Exception):
     pass
 
 
@@ -53,6 +58,8 @@ def register(subparsers: Any) -> None:
         "notebooks",
         help="copy the kit's Jupyter notebooks into a folder, to open with JupyterLab",
         description="Copy the kit's notebooks (01_setup ... 06_replay) into DIR and say how to open them.",
+        epilog=_errors.exit_codes_epilog(0, 2, 4, 130),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("dir", nargs="?", default=DEFAULT_DIR, metavar="DIR",
                    help=f"destination folder, created if missing (default ./{DEFAULT_DIR})")
@@ -102,14 +109,15 @@ def _lab_command(dest: Path) -> str:
 
 
 def run_notebooks(args: argparse.Namespace, stdout: Any = None, stderr: Any = None) -> int:
-    """Copy the notebooks into `args.dir`; the exit code (0, 1 no notebooks installed, 2 bad input)."""
+    """Copy the notebooks into `args.dir`; the exit code (0, 2 bad input, 4 cannot write them or
+    none installed)."""
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
     sources = notebook_sources()
     if not sources:
         print(f"{PROG}: error: this install of repro_kit has no notebooks (repro_kit/notebooks/ is missing); "
               f"reinstall it from a wheel or sdist", file=stderr)
-        return 1
+        return _errors.CANNOT
     try:
         if not str(args.dir).strip():
             raise _BadInput(f"DIR: must name a folder, got {str(args.dir)!r}")
@@ -117,17 +125,21 @@ def run_notebooks(args: argparse.Namespace, stdout: Any = None, stderr: Any = No
         held = _check_dest(dest, [s.name for s in sources], bool(args.force))
         try:
             dest.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise _BadInput(f"DIR: cannot create {dest} ({exc.strerror or type(exc).__name__})") from None
+        except OSError as exc:  # read-only, no permission, full: exit 4; a path that cannot exist: 2
+            fail = _Cannot if exc.errno in _errors.NOT_WRITABLE else _BadInput
+            raise fail(f"DIR: cannot create {dest} ({_errors.os_error_reason(exc)})") from None
         for src in sources:
             target = dest / src.name
             try:
                 write_bytes_atomic(target, src.read_bytes())
             except OSError as exc:
-                raise _BadInput(f"cannot write {target} ({exc.strerror or type(exc).__name__})") from None
+                raise _Cannot(f"cannot write {target} ({_errors.os_error_reason(exc)})") from None
     except _BadInput as exc:
         print(f"{PROG}: error: {exc}", file=stderr)
-        return 2
+        return _errors.BAD_INPUT
+    except _Cannot as exc:
+        print(f"{PROG}: error: {exc}", file=stderr)
+        return _errors.CANNOT
     shown = dest.resolve()
     replaced = f", replacing {len(held)} already there" if held else ""
     print(f"Copied {len(sources)} notebooks to {shown}{replaced}:", file=stdout)

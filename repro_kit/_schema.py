@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Iterable
 from typing import Any
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "BSON_TYPES",
     "parse_bson_type",
     "validate_field_name",
+    "NODE_FIELDS",
     "add_optional_field",
     "next_field_name",
 ]
@@ -91,8 +93,17 @@ _FIELD_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _ARRAY_RE = re.compile(r"^array\s*<\s*([A-Za-z]+)\s*>$", re.IGNORECASE)
 
 
-def validate_field_name(field: Any) -> str:
-    """Return `field` if it can be a new top-level property name, else raise ValueError."""
+#: The fields the report's Node schema already has (its properties and relationships): a
+#: deploy adds a new optional field, so none of these can be its name.
+NODE_FIELDS: tuple[str, ...] = tuple(dict.fromkeys([*NODE_SCHEMA["properties"], *NODE_RELATIONSHIPS]))
+
+
+def validate_field_name(field: Any, taken: Iterable[str] | None = None) -> str:
+    """Return `field` if it can be a new top-level property name, else raise ValueError.
+
+    `taken`: the names the schema already has (default: the report's Node schema,
+    `NODE_FIELDS`), so a deploy of `children` or `text` is refused before anything runs
+    rather than failing mid-run."""
     if not isinstance(field, str) or not _FIELD_RE.match(field):
         raise ValueError(
             f"field: {field!r} is not a valid field name "
@@ -100,6 +111,11 @@ def validate_field_name(field: Any) -> str:
         )
     if field.startswith("_"):
         raise ValueError(f"field: {field!r} is reserved (names starting with '_' belong to the server)")
+    names = list(NODE_FIELDS if taken is None else taken)
+    if field in names:
+        shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+        raise ValueError(f"field: {field!r} already exists in the Node schema ({shown}); "
+                         "a deploy adds a new optional field: choose another name")
     return field
 
 
@@ -126,13 +142,11 @@ def _bson_name(name: str, original: str) -> str:
 
 def add_optional_field(schema: dict[str, Any], field: str, bson_type: str) -> dict[str, Any]:
     """Return a copy of `schema` with an optional property added; `required` is never touched."""
-    validate_field_name(field)
-    prop = parse_bson_type(bson_type)
     properties = schema.get("properties")
     if not isinstance(properties, dict):
         raise ValueError("schema: has no 'properties' object")
-    if field in properties:
-        raise ValueError(f"field: {field!r} already exists in the schema")
+    validate_field_name(field, taken=properties)
+    prop = parse_bson_type(bson_type)
     new = copy.deepcopy(schema)
     new["properties"][field] = prop
     return new

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from repro_kit import _schema, driver, findings, recording, report
+from repro_kit._errors import describe_os_error
 from repro_kit._history import Event, Nemesis, Record
 from repro_kit._session import Session
 from repro_kit.scenario import DEFAULT_BSON_TYPE, DEFAULT_FIELD, Scenario
@@ -175,8 +176,8 @@ class Actions:
         """The original four lines, then what a refresh of the Atlas page shows."""
         info, atlas = self.session.info(), self.session.atlas.info()
         return [
-            f"User id: {info.user_id}",
-            f"Root node id: {info.root_id}",
+            f"User id: {info.user_id if info.user_id is not None else 'unknown'}",
+            f"Root node id: {info.root_id if info.root_id is not None else 'none yet (Add to root creates it)'}",
             f"Total node objects: {info.nodes_total}",
             f"Number of children in root: {info.root_children}",
             f"Atlas (a refresh of the Node collection): {atlas.nodes_total} node documents, "
@@ -195,16 +196,39 @@ class Actions:
         self.session.reset()
         return [f"Deleting {count} nodes"]
 
+    def _schema_fields(self) -> set[str]:
+        """The field names of the app's current schema, where the backend knows them (the emulator)."""
+        fields = getattr(self.session, "schema_fields", None)
+        return set(fields()) if fields is not None else set()
+
     def default_field(self) -> str:
         """The field a deploy adds by default: `tags`, or `tags_2`, ... once the schema has it."""
-        fields = getattr(self.session, "schema_fields", None)
-        return _schema.next_field_name(fields() if fields is not None else set(), DEFAULT_FIELD)
+        return _schema.next_field_name(self._schema_fields(), DEFAULT_FIELD)
+
+    def check_field(self, field: str) -> str:
+        """`field` if a deploy can add it to this session's schema, else ValueError saying why in
+        one line: a name the schema already has (children, text, ...) is refused here, before
+        anything is deployed or recorded in a running test."""
+        known = self._schema_fields()
+        taken = [*_schema.NODE_FIELDS, *sorted(known - set(_schema.NODE_FIELDS))]
+        try:
+            return _schema.validate_field_name(field, taken=taken)
+        except ValueError as exc:
+            reason = str(exc).split(": ", 1)[-1]
+            raise ValueError(f"field {reason}; nothing was deployed (the next free name is "
+                             f"{self.default_field()})") from None
 
     def deploy(self, field: str | None = None, bson_type: str | None = None) -> list[str]:
         """Deploy an optional field; during a Run test it is recorded in that run (from the session's
-        history), and the run's scheduled deploy, if any, is skipped: the user deployed by hand."""
-        field = field or self.default_field()
+        history), and the run's scheduled deploy, if any, is skipped: the user deployed by hand. A
+        field name the schema already has, or a bad BSON type, raises ValueError (one line) and
+        deploys nothing."""
+        field = self.check_field(field or self.default_field())
         bson_type = bson_type or DEFAULT_BSON_TYPE
+        try:
+            _schema.parse_bson_type(bson_type)
+        except ValueError as exc:
+            raise ValueError(f"{exc}; nothing was deployed") from None
         result = self.session.deploy_schema_change(field, bson_type)
         now = self.session.now()
         control = self._control
@@ -284,7 +308,7 @@ class Actions:
             self.emit(analysis.verdict.summary())
             self.emit(f"Report: {Path(out) / 'report.md'}")
         except Exception as exc:
-            self._say_error("Run test", exc)
+            self._say_error("Run test", exc, out)
 
     def stop(self, timeout: float | None = 30.0) -> list[str]:
         """End the running test at its next step; the partial run stays loadable."""
@@ -303,9 +327,17 @@ class Actions:
         return not self.running
 
     # -- the end ---------------------------------------------------------------------------
-    def _say_error(self, action: str, exc: BaseException) -> None:
+    def _say_error(self, action: str, exc: BaseException, where: Path | None = None) -> None:
+        """One line: a file-system error in words naming the path, bad input as its message;
+        only an unexpected error (a bug) keeps its Python name."""
         text = str(exc).strip().splitlines()
-        self.last_error = f"{action} failed: {type(exc).__name__}: {text[0] if text else '(no message)'}"
+        first = text[0] if text else "(no message)"
+        if isinstance(exc, OSError):
+            self.last_error = f"{action} failed: {describe_os_error(exc, where)}"
+        elif isinstance(exc, ValueError):
+            self.last_error = f"{action} failed: {first}"
+        else:
+            self.last_error = f"{action} failed: {type(exc).__name__}: {first}"
         self.emit(self.last_error)
 
     def close(self) -> None:

@@ -1,15 +1,21 @@
 """`repro-kit`: the original tool's menu, plus `run`, `report`, `deploy` and `audit`.
 
-Bad input exits 2 with one line naming the problem; never a traceback.
+Bad input exits 2 with one line naming the problem; never a traceback. A job that cannot
+be done (disk full, read-only, unreachable server) exits 4 with one line in words naming
+the path or host; 1 and 3 are kept for a loss and an inconclusive run under --fail-on-loss
+(`repro_kit._errors.EXIT_CODES`).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import threading
 from pathlib import Path
 from typing import Any, TextIO
+
+from repro_kit import _errors
 
 __all__ = ["main", "Menu"]
 
@@ -111,13 +117,19 @@ def _out_dir(text: str | None) -> Path:
         probe.touch()
         probe.unlink()
     except OSError as exc:
-        raise _UsageError(f"--out: cannot write to {out} ({exc.strerror or type(exc).__name__})") from None
+        reason = _errors.os_error_reason(exc)
+        if exc.errno in _errors.NOT_WRITABLE:  # a real place the kit may not write to: could not do the job
+            raise _errors.CannotDoTheJob(f"--out: cannot write to {out} ({reason})") from None
+        raise _UsageError(f"--out: cannot write to {out} ({reason})") from None
     return out
 
 
 def _build_parser() -> _Parser:
-    parser = _Parser(prog=PROG, description="Reproduce, explain and audit the Realm Sync schema-deploy data loss.")
+    parser = _Parser(prog=PROG, description="Reproduce, explain and audit the Realm Sync schema-deploy data loss.",
+                     epilog=_errors.exit_codes_epilog(*_errors.EXIT_CODES),
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    verdict_codes = _errors.exit_codes_epilog(0, 1, 2, 3, 4, 130)
 
     def scenario_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--backend", default="emulator", choices=("emulator",),
@@ -142,7 +154,8 @@ def _build_parser() -> _Parser:
         p.add_argument("--field", default="tags", help="the optional field the deploy adds (default tags)")
         p.add_argument("--bson-type", default="array<string>", help="its BSON type (default array<string>)")
 
-    run = sub.add_parser("run", help="one timed write-plus-deploy scenario, with report and timeline")
+    run = sub.add_parser("run", help="one timed write-plus-deploy scenario, with report and timeline",
+                         epilog=verdict_codes, formatter_class=argparse.RawDescriptionHelpFormatter)
     scenario_options(run)
     run.add_argument("--realtime", action="store_true", help="run at wall-clock pace instead of virtual time")
     run.add_argument("--no-deploy", action="store_true", help="run the writes without deploying (a control run)")
@@ -153,7 +166,9 @@ def _build_parser() -> _Parser:
 
     fleet = sub.add_parser("fleet", help="many users through one deploy: how many notes of how many users it orphans",
                            description="A production-sized user base through one schema deploy on the emulator; "
-                                       "writes DIR/fleet.md, fleet.json and fleet.png/.svg beside the recording.")
+                                       "writes DIR/fleet.md, fleet.json and fleet.png/.svg beside the recording.",
+                           epilog=_errors.exit_codes_epilog(0, 1, 2, 4, 130),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     fleet.add_argument("--users", type=_integer, default=1000, help="users of the app (default 1000)")
     fleet.add_argument("--devices-per-user", type=_integer, default=1, help="devices each user has (default 1)")
     fleet.add_argument("--notes-per-user", type=_integer, default=20,
@@ -177,7 +192,8 @@ def _build_parser() -> _Parser:
     fleet.add_argument("--fail-on-loss", action="store_true", help="exit 1 when any note was orphaned")
     fleet.set_defaults(func=_cmd_fleet)
 
-    report = sub.add_parser("report", help="rebuild a run directory's report and figures without re-running it")
+    report = sub.add_parser("report", help="rebuild a run directory's report and figures without re-running it",
+                            epilog=verdict_codes, formatter_class=argparse.RawDescriptionHelpFormatter)
     report.add_argument("dir", type=Path, help="a run directory (finished, killed or partial)")
     report.add_argument("--fail-on-loss", action="store_true",
                         help="exit 1 when acknowledged nodes were lost, 3 when the run is inconclusive")
@@ -185,7 +201,9 @@ def _build_parser() -> _Parser:
 
     menu = sub.add_parser("menu", help="the interactive menu (also what no arguments start)",
                           description="The original tool's menu, in real time: Run test goes on while you deploy "
-                                      "by hand, print info and nodes, or stop it.")
+                                      "by hand, print info and nodes, or stop it.",
+                          epilog=_errors.exit_codes_epilog(0, 2, 4, 130),
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
     scenario_options(menu)
     menu.add_argument("--virtual", action="store_true",
                       help="virtual time: no time passes between choices except by Wait (fast experiments)")
@@ -207,6 +225,7 @@ def _build_parser() -> _Parser:
 def _cmd_run(args: argparse.Namespace) -> int:
     scenario = _scenario(args)  # every input checked before anything runs or touches the disk
     out = _out_dir(args.out)
+    args.workdir = out
     from repro_kit import driver, findings
 
     session = scenario.connect()
@@ -216,7 +235,38 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"{PROG}: interrupted at {session.now():.1f} s of the run; the partial run is kept in {out} "
               f"(`{PROG} report {out}` analyses it)", file=sys.stderr)
         return 130
+    except OSError:
+        raise  # disk full, read-only: exit 4, said by main()
+    except Exception:
+        stopped = _run_stopped_by_a_failed_deploy(out)
+        if stopped is None:
+            raise
+        # The deploy failed and stopped the run: its partial run is the evidence, and its verdict
+        # is inconclusive (never clean: nothing was deployed), reported like any other.
+        run, at = stopped
+        print(f"{PROG}: the schema deploy failed at {at:.1f} s and stopped the run; the partial run is kept in {out}",
+              file=sys.stderr)
     return _report_and_exit(findings.analyse(run), out, args.fail_on_loss)
+
+
+def _run_stopped_by_a_failed_deploy(out: Path) -> tuple[Any, float] | None:
+    """(the partial run in `out`, when its deploy failed) if its history ends in a failed deploy
+    (the writer records the failure, then re-raises it), else None: any other error is not a
+    verdict to report."""
+    from repro_kit import recording
+
+    try:
+        run = recording.load_run(out)
+    except (OSError, ValueError):
+        return None
+    h = run.history
+    if h.empty:
+        return None
+    nemesis = h.loc[(h["process"].astype(str) == "nemesis").to_numpy(bool)]
+    last = nemesis.iloc[-1] if len(nemesis) else None
+    if last is None or str(last["f"]) != "deploy" or str(last["type"]) != "fail":
+        return None
+    return run, float(last["time"])
 
 
 def _report_and_exit(analysis: Any, out: Path, fail_on_loss: bool) -> int:
@@ -227,7 +277,7 @@ def _report_and_exit(analysis: Any, out: Path, fail_on_loss: bool) -> int:
     data = report.build_report(analysis)
     code = {"lost": 1, "inconclusive": 3}.get(data["verdict"], 0) if fail_on_loss else 0
     try:
-        print(_summary(data, analysis.verdict))
+        print(_summary(data, analysis))
         for key in ("md", "html", "json", "png", "svg", "sequence_png", "sequence_svg"):
             if key in paths:
                 print(f"  {paths[key]}")
@@ -256,6 +306,7 @@ def _cmd_fleet(args: argparse.Namespace) -> int:
         name, _, problem = str(exc).partition(": ")
         raise _UsageError(f"{flags.get(name, name)}: {problem}") from None
     out = _out_dir(args.out if args.out is not None else str(fleets.default_dir()))
+    args.workdir = out
     return _fleet_report_and_exit(fleets.fleet(**kwargs, out=out, progress=None), out, args.fail_on_loss)
 
 
@@ -274,9 +325,11 @@ def _fleet_report_and_exit(analysis: Any, out: Path, fail_on_loss: bool) -> int:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     """Any run directory's report, rebuilt from its recording: a run's or a replay's report.md and
-    figures, a fleet's fleet.md, with the verdict its own command printed."""
+    figures, a fleet's fleet.md, with the verdict its own command printed. A meta.json that cannot
+    be trusted (missing, not JSON, NaN) makes the verdict inconclusive, with the reason."""
     from repro_kit import findings, fleets, recording
 
+    args.workdir = Path(args.dir)
     run = recording.load_run(args.dir)
     for warning in run.warnings:
         print(f"note: {warning}", file=sys.stderr)
@@ -288,20 +341,58 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return _report_and_exit(analysis, Path(args.dir), args.fail_on_loss)
 
 
-def _summary(data: dict[str, Any], verdict: Any) -> str:
-    head = (f"{data['backend']} {data['mode']} encoding={data['encoding']}: {data['writes']} writes, "
-            f"deploy at {data['deploy_at_s']} s")
+def _known(value: Any) -> bool:
+    """A value a person can read as a fact: not None, not NaN or infinity."""
+    return value is not None and not (isinstance(value, float) and not math.isfinite(value))
+
+
+def _count(value: Any) -> str:
+    return str(value) if _known(value) else "unknown"
+
+
+def _deploy_words(meta: dict[str, Any], analysis: Any) -> str:
+    """When the run deployed, in words: "deploy at 5.5 s", "no deploy", "deploy unknown"."""
+    planned = meta.get("deploy_at_s")
+    if isinstance(planned, (int, float)) and not isinstance(planned, bool) and math.isfinite(planned):
+        return f"deploy at {planned:g} s"
+    made = [t for t, _v in analysis.nemesis("deploy")]
+    if made:  # by hand (the menu, the panel), or a run without meta: the history says when
+        return f"deploy at {min(made):g} s"
+    if "deploy_at_s" in meta and planned is None:
+        return "no deploy"
+    return "deploy time unknown"
+
+
+def _summary(data: dict[str, Any], analysis: Any) -> str:
+    """The verdict in one line, in words: never "None" or "nan" (an unknown is said to be one)."""
+    verdict = analysis.verdict
+    meta = analysis.meta if isinstance(analysis.meta, dict) else {}
+    if not any(_known(data.get(k)) for k in ("backend", "mode", "encoding")):
+        missing = any(r.startswith("meta.json is missing") for r in analysis.run.incomplete)
+        setup = ("unknown set-up (no meta.json)" if missing else "unknown set-up (meta.json unusable)") if not meta \
+            else "unknown set-up"
+    else:
+        setup = (f"{data['backend'] if _known(data['backend']) else 'unknown backend'} "
+                 f"{data['mode'] if _known(data['mode']) else 'unknown mode'} "
+                 f"encoding={data['encoding'] if _known(data['encoding']) else 'unknown'}")
+    writes = f"{data['writes']} writes" if _known(data.get("writes")) else "writes unknown"
+    head = f"{setup}: {writes}, {_deploy_words(meta, analysis)}"
+    counts = f"root children {_count(data['root_children'])}, nodes {_count(data['nodes_total'])}"
     if data["verdict"] == "inconclusive":
-        return (f"{head}. INCONCLUSIVE: {verdict.inconclusive_reason}; no acknowledged node lost so far "
-                f"(root children {data['root_children']}, nodes {data['nodes_total']}). Run longer to see the re-import.")
+        reason = verdict.inconclusive_reason or "the recording cannot show the outcome"
+        advice = " Run longer to see the re-import." if "re-import" in reason or "halted" in reason else ""
+        return f"{head}. INCONCLUSIVE: {reason}; no acknowledged node lost so far ({counts}).{advice}"
     if data["verdict"] == "clean":
-        return f"{head}. No acknowledged node was lost (root children {data['root_children']}, nodes {data['nodes_total']})."
+        return f"{head}. No acknowledged node was lost ({counts})."
     cause = verdict.cause_sentence() or ""
     more = f" The run ended early ({verdict.inconclusive_reason}): more may be lost." if verdict.inconclusive_reason else ""
+    first = (f", first visible at {data['first_loss_at_s']:g} s" if _known(data.get("first_loss_at_s"))
+             else ", first visible at an unrecorded time")
+    batches = (f"re-import: {verdict.batches_phrase()}" if data.get("resync_batches")
+               else "no re-import batch reached the device")
     return (f"{head}. LOST {data['lost_count']} of {data['nodes_created']} acknowledged nodes: orphaned "
-            f"(documents kept, {data['nodes_total']} nodes in total, only {data['root_children']} in the root's "
-            f"children), first visible at {data['first_loss_at_s']} s; re-import: {verdict.batches_phrase()}. "
-            f"{cause}{more}")
+            f"(documents kept, {_count(data['nodes_total'])} nodes in total, only {_count(data['root_children'])} "
+            f"in the root's children){first}; {batches}. {cause}{more}")
 
 
 def _cmd_menu(args: argparse.Namespace) -> int:
@@ -365,8 +456,8 @@ class Menu:
         s = self.session
         info = s.info()
         clock = "real time" if s.realtime else "virtual time (only Wait moves the clock)"
-        self.say(f"Connected ({s.backend}, {s.mode} mode, {clock}). User id: {info.user_id}; "
-                 f"root node id: {info.root_id}.")
+        root = info.root_id if info.root_id is not None else "none yet (Add to root creates it)"
+        self.say(f"Connected ({s.backend}, {s.mode} mode, {clock}). User id: {info.user_id}; root node id: {root}.")
         self.say(self._menu_line())
         interrupts = 0
         try:
@@ -453,6 +544,8 @@ class Menu:
         args = self.args
         default = self.actions.default_field() if args.field == "tags" else args.field
         field = self.ask(f"Field name [{default}]: ")
+        if field:
+            self.actions.check_field(field)  # a name the schema has is refused now, before the type is asked
         bson_type = None if field is None else self.ask(f"BSON type [{args.bson_type}]: ")
         if field is None or bson_type is None:
             self.say("Deploy cancelled; nothing deployed.")
@@ -480,9 +573,11 @@ class Menu:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line; returns the exit code (`repro_kit._errors.EXIT_CODES`, the README's table)."""
     argv = sys.argv[1:] if argv is None else argv
     if not argv:
         argv = ["menu"]
+    args: argparse.Namespace | None = None
     try:
         parser = _build_parser()
         args = parser.parse_args(argv)
@@ -491,26 +586,34 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except _UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
+        return _errors.BAD_INPUT
     except ValueError as exc:
         print(f"{PROG}: error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
-        return 2
+        return _errors.BAD_INPUT
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+        return _errors.INTERRUPTED
     except BrokenPipeError:
         _silence_stdout()
-        return 0
-    except Exception as exc:  # one line, never a traceback
+        return _errors.DONE
+    except OSError as exc:  # disk full, permission, read-only: could not do the job, said in words
+        where = getattr(args, "workdir", None) or getattr(args, "dir", None)
+        print(f"{PROG}: error: {_errors.describe_os_error(exc, where)}", file=sys.stderr)
+        return _errors.CANNOT
+    except _errors.CannotDoTheJob as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return _errors.CANNOT
+    except Exception as exc:  # one line, never a traceback; never 1, which means "nodes were lost"
         try:
             from repro_kit.live.appservices_api import LiveError
         except ImportError:  # pragma: no cover
             LiveError = ()  # type: ignore[assignment,misc]
+        first = str(exc).splitlines()[0] if str(exc) else ""
         if LiveError and isinstance(exc, LiveError):
-            print(f"{PROG}: error: {exc}", file=sys.stderr)
-            return 1
-        print(f"{PROG}: error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", file=sys.stderr)
-        return 1
+            print(f"{PROG}: error: {first}", file=sys.stderr)
+        else:  # a bug: its name helps the report
+            print(f"{PROG}: error: internal error ({type(exc).__name__}: {first}); please report it", file=sys.stderr)
+        return _errors.CANNOT
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -89,6 +89,7 @@ class Driver:
         self.t0 = clock.now()
         self.deploys = 0
         self.deploying = False  # the schedule's own deploy is under way (any other is by hand)
+        self._by_hand = False  # the latest deploy was made by hand
         self.halted = False
         self.pending: dict[int, dict[str, None]] = {}  # process -> node ids invoked, not yet acknowledged
         self.lateness: list[float] = []
@@ -109,9 +110,11 @@ class Driver:
                 self._op(record, t)
             elif isinstance(record, Nemesis):
                 value = record.value
-                if record.f == "deploy" and record.type == "invoke":
-                    self.deploys += 1
-                    if not self.deploying and isinstance(value, dict):  # not the schedule's: a deploy by hand
+                if record.f == "deploy":
+                    if record.type == "invoke":
+                        self.deploys += 1
+                        self._by_hand = not self.deploying  # not the schedule's: a deploy by hand
+                    if self._by_hand and isinstance(value, dict):
                         value = {**value, "manual": True}
                 self.halted = {"halt": True, "resume": False}.get(record.f, self.halted)
                 self.rec.op(process="nemesis", type=record.type, f=record.f, value=value, time=t)

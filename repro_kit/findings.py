@@ -298,7 +298,7 @@ class Analysis:
             if planned is not None:
                 return f"the run stopped at {end:.1f} s, before the deploy planned at {float(planned):g} s"
             return f"the run stopped at {end:.1f} s, before any schema deploy"
-        failed = self._failed_deploy(planned)
+        failed = self._deploy_not_made(planned)
         if failed is not None:
             return failed
         halts, resumes = self.nemesis("halt"), self.nemesis("resume")
@@ -314,21 +314,27 @@ class Analysis:
                 return f"the device had received {seen} of {expected} re-import batches when the run ended at {end:.1f} s"
         return None
 
-    def _failed_deploy(self, planned: Any) -> str | None:
-        """A deploy was asked for (planned, or invoked by hand) but none succeeded: nothing was tested."""
-        sub = self._nemesis_ops
-        if sub.empty and planned is None:
+    def _deploy_not_made(self, planned: Any) -> str | None:
+        """Why no deploy took effect though one was asked for (planned in meta, or invoked), or
+        None: a run whose deploy failed, never completed or never happened shows nothing about
+        what a deploy does, so it is never clean."""
+        ops = self._nemesis_ops
+        rows = ops.loc[(ops["f"].astype(object) == "deploy").to_numpy(bool)] if not ops.empty else ops
+        types = rows["type"].astype(str).tolist() if not rows.empty else []
+        if "ok" in types:
             return None
-        deploy = sub.loc[(sub["f"].astype(object) == "deploy").to_numpy(bool)] if not sub.empty else sub
-        if not deploy.empty and (deploy["type"].astype(object) == "ok").any():
-            return None
-        failures = deploy.loc[(deploy["type"].astype(object) == "fail").to_numpy(bool)] if not deploy.empty else deploy
-        if len(failures):
-            value = failures["value"].iloc[0]
-            why = value.get("error") or value.get("status") if isinstance(value, dict) else None
-            return f"the schema deploy at {float(failures['time'].iloc[0]):.1f} s failed ({why or 'no reason given'})"
-        if planned is not None and self.run.finished:
-            return f"the deploy planned at {float(planned):g} s never happened"
+        if "fail" in types:
+            at = next(t for t, typ in zip(rows["time"], types) if typ == "fail")
+            value = next(v for v, typ in zip(rows["value"], types) if typ == "fail")
+            value = value if isinstance(value, dict) else {}
+            because = (f" ({value['error']})" if value.get("error") else
+                       f" (deployment status {value['status']!r})" if value.get("status") else "")
+            return f"the schema deploy at {float(at):.1f} s failed{because}: nothing was deployed"
+        if "invoke" in types:
+            at = rows["time"].iloc[types.index("invoke")]
+            return f"the schema deploy invoked at {float(at):.1f} s never completed"
+        if planned is not None:
+            return f"the schema deploy planned at {float(planned):g} s never happened"
         return None
 
     @functools.cached_property

@@ -8,10 +8,12 @@ state leaks between calls and any backend works; notebooks still display the Fig
 
 from __future__ import annotations
 
+import math
 import os
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib as mpl
 import numpy as np
@@ -255,13 +257,19 @@ def counts(run: Run | Analysis, ax: Axes | None = None) -> Axes:
 def _title(a: Analysis) -> str:
     run = a.run
     m = run.meta
-    parts = [str(m[k]) for k in ("backend", "mode") if m.get(k) is not None]
-    if m.get("encoding") is not None:
+    def known(value: Any) -> bool:  # never "None" or "nan" in a title
+        return value is not None and not (isinstance(value, float) and not math.isfinite(value))
+
+    parts = [str(m[k]) for k in ("backend", "mode") if known(m.get(k))]
+    if known(m.get("encoding")):
         parts.append(f"encoding={m['encoding']}")
-    if m.get("writes") is not None:
+    if known(m.get("writes")):
         parts.append(f"{m['writes']} writes")
-    if m.get("deploy_at_s") is not None:
-        parts.append(f"deploy at {m['deploy_at_s']} s")
+    if known(m.get("deploy_at_s")):
+        parts.append(f"deploy at {m['deploy_at_s']:g} s" if isinstance(m["deploy_at_s"], (int, float))
+                     else f"deploy at {m['deploy_at_s']} s")
+    elif "deploy_at_s" in m and m["deploy_at_s"] is None:
+        parts.append("no deploy")
     if not run.finished:
         parts.append("partial run (not finished)")
     headline = _headline(a.verdict)
@@ -322,7 +330,8 @@ def _sequence_items(a: Analysis, node: str) -> list[dict]:
                       "text": f"ack (server version {version})" if version is not None else "ack"})
     for t, value in a.nemesis("deploy"):
         if isinstance(value, dict) and "status" not in value:
-            items.append({"t": t, "kind": "note", "lane": "translator", "text": f"schema deploy: add {value.get('field')}"})
+            field = f" {value['field']}" if value.get("field") is not None else " a field"
+            items.append({"t": t, "kind": "note", "lane": "translator", "text": f"schema deploy: add{field}"})
     halts = a.nemesis("halt")
     for t, value in halts:
         snap = value.get("snapshot_version") if isinstance(value, dict) else None
@@ -335,9 +344,11 @@ def _sequence_items(a: Analysis, node: str) -> list[dict]:
     record = explanation.discard if explanation is not None else None
     if explanation is not None and explanation.cause is not None and record is not None:
         cs = explanation.cause.changeset
-        label = (f"re-import batch {cs.get('reimport_batch')} (based on version {cs.get('base_version')}): "
-                 f"{cs.get('instruction')} + ArrayInserts") if cs.get("origin") == "re-import" \
-            else f"changeset version {cs.get('version')}: {cs.get('instruction')}"
+        batch = f" {cs['reimport_batch']}" if cs.get("reimport_batch") is not None else ""
+        based = f" (based on version {cs['base_version']})" if cs.get("base_version") is not None else ""
+        version = f" version {cs['version']}" if cs.get("version") is not None else ""
+        label = (f"re-import batch{batch}{based}: {cs.get('instruction')} + ArrayInserts"
+                 if cs.get("origin") == "re-import" else f"changeset{version}: {cs.get('instruction')}")
         t = cs.get("time") if cs.get("time") is not None else float(record.get("time", 0.0))
         src = "translator" if cs.get("origin") in ("re-import", "server") else "device"
         items.append({"t": t, "kind": "arrow", "src": src, "dst": "sync server", "text": label})

@@ -28,6 +28,7 @@ import pandas as pd
 
 from repro_kit._atomic import write_text_atomic
 from repro_kit._runlock import RunLock
+from repro_kit._strict_json import loads_finite
 
 __all__ = [
     "RunRecorder",
@@ -793,21 +794,19 @@ def load_run(path: str | os.PathLike[str]) -> Run:
                incomplete=tuple(dict.fromkeys(incomplete)))
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a number JSON allows")
-
-
 def _read_meta(path: Path) -> tuple[dict[str, Any], str | None]:
     """meta.json, or ({}, why it cannot be trusted): missing, unreadable, not JSON (NaN and
     Infinity included: the recorder never writes them), or not an object."""
     if not path.exists():
         return {}, f"{META_FILE} is missing (the run's parameters and whether it finished are unknown)"
     try:
-        meta = json.loads(path.read_text(encoding="utf-8"), parse_constant=_reject_constant)
+        meta = loads_finite(path.read_text(encoding="utf-8"), META_FILE)
     except (OSError, UnicodeDecodeError) as err:
         return {}, f"{META_FILE} cannot be read ({getattr(err, 'strerror', None) or err})"
-    except ValueError as err:
+    except json.JSONDecodeError as err:
         return {}, f"{META_FILE} is not valid JSON ({str(err).splitlines()[0]})"
+    except ValueError as err:  # NaN or Infinity, named
+        return {}, str(err)
     if not isinstance(meta, dict):
         return {}, f"{META_FILE} is not a JSON object"
     return meta, None

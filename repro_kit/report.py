@@ -87,8 +87,8 @@ def build_report(run: Run | Analysis) -> dict[str, Any]:
 
 
 def _md(value: Any) -> str:
-    """A table-cell-safe rendering."""
-    if value is None:
+    """A table-cell-safe rendering: never "None" or "nan" (an unknown shows as a dash)."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "–"
     if isinstance(value, bool):
         return "yes" if value else "no"
@@ -134,7 +134,8 @@ def _causes_lines(a: Analysis) -> list[str]:
     verdict = a.verdict
     lines = ["", "## Why these nodes were lost", ""]
     if not a.trace_available:
-        lines += [f"This backend ({a.meta.get('backend')}) cannot see the sync server's merge, so the run holds no "
+        backend = f" ({a.meta['backend']})" if a.meta.get("backend") is not None else ""
+        lines += [f"This backend{backend} cannot see the sync server's merge, so the run holds no "
                   "trace to explain the loss from; `repro-kit run` on the emulator records one."]
         return lines
     for cause in verdict.causes:
@@ -150,8 +151,10 @@ def _causes_lines(a: Analysis) -> list[str]:
             continue
         record = exp.discard or {}
         where = record.get("instruction_in")
+        version = exp.cause.changeset.get("version")
         rows.append([i, f"`{exp.node_id}`", f"`{exp.cause.rule}`",
-                     f"{exp.cause.changeset.get('instruction')} in version {exp.cause.changeset.get('version')}",
+                     f"{exp.cause.changeset.get('instruction')}"
+                     + (f" in version {version}" if version is not None else ""),
                      f"its ArrayInsert from version {where}" if isinstance(where, int) else "its unacknowledged ArrayInsert"])
     lines += _table(["#", "node id", "rule", "discarding instruction", "what it discarded"], rows)
     first = next((e for e in a.explanations() if e.explained), None)
@@ -178,7 +181,10 @@ def render_markdown(run: Run | Analysis, report: dict[str, Any] | None = None, i
         lines += [f"![timeline of the run]({image})", ""]
 
     lines += ["## Parameters", ""]
-    lines += _table(["parameter", "value"], [[k, meta[k]] for k in _META_WHITELIST if k in meta])
+    shown = [[k, "none (no deploy)" if k == "deploy_at_s" and meta[k] is None else meta[k]]
+             for k in _META_WHITELIST if k in meta]
+    lines += _table(["parameter", "value"], shown) if shown else [
+        "Unknown: the run directory has no meta.json (or it names no parameter)."]
     params = _safe_params(meta.get("params"))
     if params:
         lines += ["", "Model/backend parameters:", ""] + _table(["parameter", "value"], params)
@@ -208,8 +214,10 @@ def render_markdown(run: Run | Analysis, report: dict[str, Any] | None = None, i
     if window is not None:
         lines += ["", f"Deploy window (deploy invoked → translation resumed): {window[0]:.2f} s → {window[1]:.2f} s."]
     if verdict.outcome == "inconclusive" or verdict.inconclusive_reason:
-        lines += ["", f"> **Inconclusive:** {verdict.inconclusive_reason}. Run longer (`--settle`) to see the "
-                      "re-import's outcome."]
+        reason = verdict.inconclusive_reason or "the recording cannot show the outcome"
+        advice = (" Run longer (`--settle`) to see the re-import's outcome."
+                  if "re-import" in reason or "halted" in reason else "")
+        lines += ["", f"> **Inconclusive:** {reason}.{advice}"]
 
     lines += ["", f"## Lost nodes ({len(verdict.lost)})", ""]
     if verdict.lost:
@@ -224,7 +232,7 @@ def render_markdown(run: Run | Analysis, report: dict[str, Any] | None = None, i
         if sequence_image:
             lines += ["", f"![sequence diagram of one lost node]({sequence_image})"]
     else:
-        lines += ["None: every acknowledged node is in the root's children at the end."]
+        lines += ["No node was lost: every acknowledged node is in the root's children at the end."]
 
     nemesis = _nemesis_rows(run)
     if nemesis:

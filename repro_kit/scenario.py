@@ -152,15 +152,17 @@ class Scenario:
                 raise ScenarioError("deploy_at_s", f"must fall within the run (0 to {self.end_s:g} s: the last write "
                                     f"at {last:g} s plus {self.settle_s:g} s of settling), got {self.deploy_at_s!r}")
             object.__setattr__(self, "deploy_at_s", float(at))
-        if self.deploy_at_s is not None:
-            try:
-                _schema.validate_field_name(self.field)
-            except ValueError as exc:
-                raise ScenarioError("field", str(exc).split(": ", 1)[-1]) from None
-            try:
-                _schema.parse_bson_type(self.bson_type)
-            except ValueError as exc:
-                raise ScenarioError("bson_type", str(exc).split(": ", 1)[-1]) from None
+        # Checked even without a scheduled deploy: the menu and the panel deploy by hand with
+        # them, and a name the Node schema already has (children, text, ...) would only fail
+        # mid-run, leaving a run that deployed nothing.
+        try:
+            _schema.validate_field_name(self.field)
+        except ValueError as exc:
+            raise ScenarioError("field", str(exc).split(": ", 1)[-1]) from None
+        try:
+            _schema.parse_bson_type(self.bson_type)
+        except ValueError as exc:
+            raise ScenarioError("bson_type", str(exc).split(": ", 1)[-1]) from None
         events = self.estimated_events
         if events > MAX_EVENTS:
             culprit = "poll_s" if self.end_s / self.poll_s > EVENTS_PER_NOTE * self.notes else "writes"

@@ -21,6 +21,7 @@ from typing import Any
 
 import ipywidgets as w
 
+from repro_kit._errors import describe_os_error
 from repro_kit._session import Session
 from repro_kit.client import connect
 from repro_kit.actions import COMMANDS, Actions
@@ -33,9 +34,16 @@ SHOWN_LINES = 18
 CHART_PERIOD_S = 1.0
 
 
-def _one_line(exc: BaseException) -> str:
+def _one_line(action: str, exc: BaseException) -> str:
+    """An action's error as the panel shows it: bad input (a ValueError) and a file-system
+    error in words, without Python's exception names; anything else keeps its name (a bug)."""
+    if isinstance(exc, OSError):
+        return f"{action} failed: {describe_os_error(exc)}"
     text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else '(no message)'}"
+    first = text[0] if text else "(no message)"
+    if isinstance(exc, ValueError):
+        return f"{action} failed: {first}"
+    return f"{action} failed: {type(exc).__name__}: {first}"
 
 
 def live_chart_png(series: list[tuple[float, str, int, int]], marks: list[tuple[float, str, Any]], now: float,
@@ -213,7 +221,7 @@ class ControlPanel:
                                f"white-space:pre-wrap'>{body}</pre>")
 
     def _error(self, action: str, exc: BaseException) -> None:
-        line = f"{action} failed: {_one_line(exc)}"
+        line = _one_line(action, exc)
         self.errors.append(line)
         self.say(line)
         self.error_html.value = f"<span style='color:#b00020'>{html.escape(line)}</span>"
@@ -295,7 +303,7 @@ class ControlPanel:
         now = self.session.now()
 
         def cell(name: str, key: str) -> str:
-            children, total = latest.get(key, (None, None))
+            children, total = ("unknown" if v is None else v for v in latest.get(key, (None, None)))
             return f"<td style='padding:2px 12px'><b>{name}</b>: root's children <b>{children}</b>, nodes <b>{total}</b></td>"
 
         note = " <span style='color:#b06000'>(the views differ)</span>" if differ else ""

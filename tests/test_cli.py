@@ -232,14 +232,16 @@ def test_menu_reset_needs_confirmation():
 def test_menu_run_test_and_bad_input(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     s = connect(seed=2, resync_delay_s=10)
-    menu, out = menu_for(s, ["2", "10", "6", "bad name", "string", "7", "soon", "7", "inf", "7", "nan", "4"])
+    menu, out = menu_for(s, ["2", "10", "6", "bad name", "7", "soon", "7", "inf", "7", "nan", "4"])
     assert menu.loop() == 0  # end of input ends the menu
     text = out.getvalue()
     assert 'Adding node with text "Test node 1" (4 remaining)' in text
     assert 'Adding node with text "Test node 5" (0 remaining)' in text
     assert "3 of 5 nodes orphaned" in text and "Run test finished; the run is in runs" in text
     assert "Unknown choice '10'" in text
-    assert "error: field:" in text and "error: seconds: not a number: 'soon'" in text
+    assert "error: field 'bad name' is not a valid field name" in text and "nothing was deployed" in text
+    assert "BSON type [" not in text  # a refused name is said at once, before the type is asked
+    assert "error: seconds: not a number: 'soon'" in text
     assert "error: seconds: must be a number from 0 to 86,400, got inf" in text
     assert "got nan" in text and "Total node objects: 6" in text  # the menu went on after every error
     assert list(Path("runs").iterdir())

@@ -67,11 +67,12 @@ def test_deploy_succeeds_with_exit_0(server, monkeypatch):
     assert fake.schema_doc["schema"]["properties"]["tags"] == {"bsonType": "array", "items": {"bsonType": "string"}}
 
 
-def test_failed_deployment_exits_1_with_the_servers_reason(server, monkeypatch):
+def test_failed_deployment_exits_4_with_the_servers_reason(server, monkeypatch):
+    """A deployment that failed is a job not done (4), never 1 ("nodes were lost")."""
     fake, env = server
     fake.deploy_outcome = "failed"
     code, out, err = run(deploy_args(fake), env=env)
-    assert code == 1
+    assert code == 4
     assert err.startswith("repro-kit: error: deployment ") and err.endswith("failed: schema change requires terminating sync\n")
 
 
@@ -130,15 +131,19 @@ def test_audit_uri_from_environment_or_exit_2(monkeypatch):
     assert code == 2 and err == "repro-kit: error: --mongodb-uri: required (or set MONGODB_URI)\n"
 
 
-def test_unreachable_server_exits_1_with_a_masked_uri():
+def test_unreachable_server_exits_4_with_a_masked_uri():
     uri = "mongodb://alice:hunter2-pw@127.0.0.1:9/?directConnection=true"
     code, out, err = run(parse("audit", "--mongodb-uri", uri, "--timeout", "0.2"))
-    assert code == 1 and out == ""
-    assert err.startswith("repro-kit: error: MongoDB at mongodb://alice:****@127.0.0.1:9/") and err.count("\n") == 1
-    assert "hunter2" not in err
+    assert code == 4 and out == ""
+    assert err.startswith("repro-kit: error: --mongodb-uri: no MongoDB server answered at "
+                          "mongodb://alice:****@127.0.0.1:9/") and err.count("\n") == 1
+    assert "hunter2" not in err and "Error" not in err and "[Errno" not in err
 
 
 def test_malformed_uri_is_bad_input_exit_2_masked():
     code, out, err = run(parse("audit", "--mongodb-uri", "mongodb://alice:hunter2-pw@/db"))
     assert code == 2 and out == "" and err.count("\n") == 1
-    assert "not valid" in err and "hunter2" not in err
+    assert err.startswith("repro-kit: error: --mongodb-uri: ") and "no host" in err and "hunter2" not in err
+    code, out, err = run(parse("audit", "--mongodb-uri", "mongodb://alice:hunter2-pw@h:99999/db"))
+    assert code == 2 and err.startswith("repro-kit: error: --mongodb-uri: ") and "not valid" in err
+    assert "hunter2" not in err and err.count("\n") == 1

@@ -80,23 +80,23 @@ def test_bad_destination_is_one_line_and_exit_2(tmp_path, capsys, make, arg, wor
     assert all(w in line for w in words), line
 
 
-def test_unwritable_location_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
+def test_unwritable_location_is_one_line_and_exit_4(tmp_path, capsys, monkeypatch):
     def refuse(path, data):
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr(_notebooks, "write_bytes_atomic", refuse)
-    assert main(["notebooks", str(tmp_path / "nb")]) == 2
+    assert main(["notebooks", str(tmp_path / "nb")]) == 4  # could not do the job, not bad input
     line = _one_error_line(capsys.readouterr().err)
-    assert "cannot write" in line and "Permission denied" in line
+    assert "cannot write" in line and "permission denied" in line and "Error" not in line
 
 
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes anywhere")
-def test_read_only_folder_is_one_line_and_exit_2(tmp_path, capsys):
+def test_read_only_folder_is_one_line_and_exit_4(tmp_path, capsys):
     locked = tmp_path / "locked"
     locked.mkdir()
     locked.chmod(0o500)
     try:
-        assert main(["notebooks", str(locked / "nb")]) == 2
+        assert main(["notebooks", str(locked / "nb")]) == 4
     finally:
         locked.chmod(0o700)
     assert "cannot create" in _one_error_line(capsys.readouterr().err)
@@ -104,7 +104,7 @@ def test_read_only_folder_is_one_line_and_exit_2(tmp_path, capsys):
 
 def test_an_install_without_notebooks_says_so(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(_notebooks, "notebook_sources", lambda: [])
-    assert main(["notebooks", str(tmp_path / "nb")]) == 1
+    assert main(["notebooks", str(tmp_path / "nb")]) == 4
     assert "no notebooks" in _one_error_line(capsys.readouterr().err)
     assert not (tmp_path / "nb").exists()
 

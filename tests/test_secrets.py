@@ -85,10 +85,10 @@ def test_deploy_paths_never_show_keys_or_tokens(keys, caplog, capfd):
         server.expire_token()  # 401 then re-login
         server.add_draft()  # 409 then discard
         server.deploy_outcome = "failed"
-        assert run_cmd(commands.run_deploy, deploy_ns(server.url), produced) == 1
+        assert run_cmd(commands.run_deploy, deploy_ns(server.url), produced) == 4  # the deployment failed: could not do the job
         # a server that echoes the credentials back in its error text
         server.fail("POST", "/mongodb-cloud/login", 401, {"error": f"invalid username {PUBLIC} / key {PRIVATE}"})
-        assert run_cmd(commands.run_deploy, deploy_ns(server.url), produced) == 1
+        assert run_cmd(commands.run_deploy, deploy_ns(server.url), produced) == 4
         server.fail("GET", "/auth/profile", 500, {"error": f"boom while checking {PRIVATE}"})
         client = AdminClient(PUBLIC, PRIVATE, base_url=server.url, retry=RetryPolicy(attempts=1), sleep=lambda s: None)
         with pytest.raises(LiveError) as info:
@@ -126,8 +126,8 @@ def test_audit_paths_never_show_the_uri_password(keys, caplog, capfd, monkeypatc
         return argparse.Namespace(**{**base, **kw})
 
     # unreachable server, URI from the environment and from the flag
-    assert run_cmd(commands.run_audit, ns(), produced) == 1
-    assert run_cmd(commands.run_audit, ns(mongodb_uri=URI.replace("127.0.0.1:9", "127.0.0.1:1")), produced) == 1
+    assert run_cmd(commands.run_audit, ns(), produced) == 4  # no server answered: could not do the job
+    assert run_cmd(commands.run_audit, ns(mongodb_uri=URI.replace("127.0.0.1:9", "127.0.0.1:1")), produced) == 4
     # a malformed URI holding the password
     assert run_cmd(commands.run_audit, ns(mongodb_uri=f"mongodb://alice:{URI_PASSWORD}@/nohost"), produced) in (1, 2)
     # a repair on a stand-in collection reached through that URI: files written too
@@ -169,7 +169,7 @@ def test_cli_subprocess_never_shows_keys(tmp_path: Path):
             done = subprocess.run([sys.executable, "-m", "repro_kit", *argv], capture_output=True, text=True,
                                   env=env, cwd=tmp_path, timeout=120)
             outputs.append((done.returncode, done.stdout + done.stderr))
-    assert [code for code, _ in outputs] == [1, 0, 1]
+    assert [code for code, _ in outputs] == [4, 0, 4]
     for _, text in outputs:
         for secret in (PUBLIC, PRIVATE, URI_PASSWORD, "access-token-", "refresh-token-"):
             assert secret not in text

@@ -13,6 +13,7 @@ import email.utils
 import logging
 import os
 import time
+import urllib.parse
 from typing import Any, Callable, Iterable, Literal, Mapping
 
 import requests
@@ -153,12 +154,14 @@ class _Http:
                 cause = f"timed out waiting for the server (read timeout {self._read_timeout()} s)"
                 if method not in _IDEMPOTENT:  # the server may have acted on it: never resend
                     raise self._fail(method, path, cause) from None
-            except requests.exceptions.ConnectionError as exc:
-                cause = f"connection failed ({type(exc).__name__})"
+            except requests.exceptions.ConnectionError as exc:  # said in words, naming the host, not the class
+                host = urllib.parse.urlsplit(url).netloc or url
+                cause = f"connection failed: cannot connect to {host}"
                 if isinstance(exc, requests.exceptions.ConnectTimeout):
-                    cause = "timed out connecting to the server"
-            except requests.exceptions.RequestException as exc:
-                raise self._fail(method, path, f"request failed ({type(exc).__name__})") from None
+                    cause = f"timed out connecting to the server at {host}"
+            except requests.exceptions.RequestException:
+                host = urllib.parse.urlsplit(url).netloc or url
+                raise self._fail(method, path, f"the request to {host} could not be sent") from None
             else:
                 status = response.status_code
                 log.debug("%s %s -> %s (attempt %d)", method, path, status, attempt)

@@ -17,6 +17,7 @@ import threading
 import time
 import urllib.parse
 import uuid
+import warnings
 from typing import Any, Callable, Iterable
 
 from repro_kit._schema import COLLECTION, DATABASE
@@ -78,11 +79,13 @@ def open_collection(
         if not isinstance(value, str) or not value:
             raise ValueError(f"{name}: must be a non-empty string, got {value!r}")
     try:
-        client = pymongo.MongoClient(
-            uri, uuidRepresentation="standard", serverSelectionTimeoutMS=server_selection_timeout_ms,
-            appname="repro-kit", **client_kwargs,
-        )
-    except (pymongo.errors.InvalidURI, ValueError) as exc:
+        with warnings.catch_warnings():  # the driver only warns of an unknown or bad URI option: refuse it
+            warnings.simplefilter("error", UserWarning)
+            client = pymongo.MongoClient(
+                uri, uuidRepresentation="standard", serverSelectionTimeoutMS=server_selection_timeout_ms,
+                appname="repro-kit", **client_kwargs,
+            )
+    except (pymongo.errors.InvalidURI, ValueError, UserWarning) as exc:
         raise ValueError(redact(f"mongodb_uri: {mask_uri(uri)} is not valid: {exc}", uri_secrets(uri))) from None
     except pymongo.errors.ConfigurationError as exc:
         if not uri.startswith("mongodb+srv://"):  # nothing was looked up: the URI itself is bad

@@ -1,9 +1,11 @@
 """`repro-kit deploy` and `repro-kit audit`: the live backend's command-line subcommands.
 
 `register(subparsers)` adds both; each sets `func(args) -> exit code`. The functions
-print their own one-line errors (`repro-kit: error: ...`) and return 2 on bad input,
-1 on a live failure, so they behave the same when called directly. Secrets (API keys,
-tokens, the URI's password) never reach the output: the URI is shown masked.
+print their own one-line errors (`repro-kit: error: ...`) and return 2 on bad input
+(naming the flag), 4 when the job could not be done (a server unreachable, a deployment
+that failed, a backup that cannot be written), so they behave the same when called
+directly; never 1, which means "nodes were lost". Secrets (API keys, tokens, the URI's
+password) never reach the output: the URI is shown masked.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
+from repro_kit import _errors
 from repro_kit._schema import COLLECTION, DATABASE, parse_bson_type, validate_field_name
 from repro_kit.live.appservices_api import DEFAULT_BASE_URL, ENV_PRIVATE_KEY, ENV_PUBLIC_KEY, AdminClient, LiveError, redact
 from repro_kit.live.atlas import mask_uri, open_collection, uri_secrets
@@ -45,6 +48,8 @@ def register(subparsers: Any) -> None:
         help="add an optional field to the app's schema through the Admin API (the report's deploy)",
         description=f"Deploy an additive schema change to a live App Services app. API key from "
                     f"{ENV_PUBLIC_KEY} / {ENV_PRIVATE_KEY}.",
+        epilog=_errors.exit_codes_epilog(0, 2, 4, 130),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     deploy.add_argument("--backend", default="live", choices=("live",), help="only 'live' deploys to a real app")
     deploy.add_argument("--app-id", required=True, help="the client App ID (e.g. myapp-abcde)")
@@ -66,6 +71,8 @@ def register(subparsers: Any) -> None:
         "audit",
         help="list nodes no path from their owner's root reaches; --repair re-attaches them",
         description="Audit a Node collection for orphans (dry run unless --repair; a repair backs the root up first).",
+        epilog=_errors.exit_codes_epilog(0, 2, 4, 130),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     audit.add_argument("--mongodb-uri", default=None, help="MongoDB connection string (default: $MONGODB_URI)")
     audit.add_argument("--database", default=DATABASE, help=f"database (default {DATABASE})")
@@ -135,7 +142,8 @@ def _error(message: str, code: int, err: TextIO) -> int:
 
 def run_deploy(args: argparse.Namespace, *, out: TextIO | None = None, err: TextIO | None = None,
                env: dict[str, str] | None = None) -> int:
-    """`repro-kit deploy`: 0 when the deployment succeeded, 1 when it failed or errored, 2 on bad input."""
+    """`repro-kit deploy`: 0 when the deployment succeeded, 2 on bad input, 4 when it failed or the
+    server could not be reached."""
     out, err = out or sys.stdout, err or sys.stderr
     environ = os.environ if env is None else env
     try:
@@ -145,17 +153,17 @@ def run_deploy(args: argparse.Namespace, *, out: TextIO | None = None, err: Text
                                       poll_interval=getattr(args, "poll_interval", 2.0),
                                       existing_draft=getattr(args, "existing_draft", "discard"))
     except ValueError as exc:
-        return _error(str(exc), 2, err)
+        return _error(str(exc), _errors.BAD_INPUT, err)
     except LiveError as exc:
-        return _error(str(exc), 1, err)
+        return _error(str(exc), _errors.CANNOT, err)
     started = time.monotonic()
     try:
         result = client.deploy_optional_field(args.app_id, args.field, args.bson_type,
                                               getattr(args, "collection", COLLECTION), getattr(args, "database", DATABASE))
     except ValueError as exc:
-        return _error(str(exc), 2, err)
+        return _error(str(exc), _errors.BAD_INPUT, err)
     except LiveError as exc:
-        return _error(str(exc), 1, err)
+        return _error(str(exc), _errors.CANNOT, err)
     finally:
         client.close()
     elapsed = time.monotonic() - started
@@ -163,8 +171,60 @@ def run_deploy(args: argparse.Namespace, *, out: TextIO | None = None, err: Text
           f"to {args.app_id}: {result.status} after {elapsed:.1f} s", file=out)
     if result.status != "successful":
         reason = (client.last_deployment or {}).get("status_error_message") or "no reason given"
-        return _error(f"deployment {result.deployment_id} {result.status}: {reason}", 1, err)
+        return _error(f"deployment {result.deployment_id} {result.status}: {reason}", _errors.CANNOT, err)
     return 0
+
+
+def _check_uri(uri: str, flag: str) -> None:
+    """What the driver would refuse, or look up in DNS, said first and naming the flag: the
+    scheme, and for `mongodb+srv://` one host name with a dot in it and no port (SRV gives
+    the ports)."""
+    scheme, sep, rest = uri.partition("://")
+    if not sep or scheme not in ("mongodb", "mongodb+srv"):
+        shown = f"{scheme}://..." if sep else "no scheme"  # never the rest: it may hold a password
+        raise ValueError(f"{flag}: must start with mongodb:// or mongodb+srv://, got {shown}")
+    hosts = rest.split("/", 1)[0].split("?", 1)[0].rpartition("@")[2]
+    if not hosts:
+        raise ValueError(f"{flag}: {mask_uri(uri)} names no host")
+    if scheme == "mongodb+srv":
+        if "," in hosts:
+            raise ValueError(f"{flag}: a mongodb+srv:// URI names exactly one host (DNS gives the rest), "
+                             f"got {mask_uri(uri)}")
+        if hosts.startswith("[") or re.search(r":\d*$", hosts):
+            raise ValueError(f"{flag}: a mongodb+srv:// URI must not include a port (the SRV record gives it), "
+                             f"got {mask_uri(uri)}")
+        if "." not in hosts.strip("."):
+            raise ValueError(f"{flag}: a mongodb+srv:// host must be a domain name with a dot "
+                             f"(like cluster0.abcde.mongodb.net), got {mask_uri(uri)}")
+
+
+_ERRNO = re.compile(r"\s*\[Errno -?\d+\]\s*")
+
+
+def _driver_words(text: str) -> str:
+    """A driver's message as one plain line: no "[Errno N]", no timeout or topology dump, no
+    Python exception names."""
+    first = (text.strip().splitlines() or [""])[0]
+    for cut in (" (configured timeouts", ", Timeout:", ", Topology Description", ", full error:"):
+        first = first.split(cut)[0]
+    first = _ERRNO.sub(" ", first).strip()
+    first = re.sub(r"\b[A-Z][A-Za-z]*(Error|Exception)\b:?\s*", "", first).strip()
+    return first[:300].rstrip(".") or "no reason given"
+
+
+def _mongo_failure(exc: Exception, flag: str, uri: str, timeout: float) -> str:
+    """A MongoDB failure in words, naming the flag and the (masked) server."""
+    import pymongo.errors
+
+    where = mask_uri(uri)
+    words = _driver_words(str(exc))
+    if isinstance(exc, pymongo.errors.ServerSelectionTimeoutError):
+        return f"{flag}: no MongoDB server answered at {where} within {timeout:g} s ({words})"
+    if isinstance(exc, (pymongo.errors.AutoReconnect, pymongo.errors.NetworkTimeout, pymongo.errors.ConnectionFailure)):
+        return f"{flag}: lost the connection to MongoDB at {where} ({words})"
+    if isinstance(exc, pymongo.errors.OperationFailure):
+        return f"{flag}: MongoDB at {where} refused the audit ({words})"
+    return f"{flag}: MongoDB at {where} failed ({words})"
 
 
 #: Opens (client, collection) for `run_audit`; tests swap it for a stand-in.
@@ -173,26 +233,33 @@ _open_collection: Callable[..., tuple[Any, Any]] = open_collection
 
 def run_audit(args: argparse.Namespace, *, out: TextIO | None = None, err: TextIO | None = None,
               env: dict[str, str] | None = None) -> int:
-    """`repro-kit audit`: 0 when the audit (and any repair) completed, 1 on a live failure, 2 on bad input."""
+    """`repro-kit audit`: 0 when the audit (and any repair) completed, 2 on bad input, 4 when the
+    server cannot be reached or the job cannot be done. Every message about the server names
+    `--mongodb-uri`; the URI's password never shows."""
     import pymongo.errors
 
     out, err = out or sys.stdout, err or sys.stderr
     uri = args.mongodb_uri or (os.environ if env is None else env).get("MONGODB_URI")
+    flag = "--mongodb-uri" if args.mongodb_uri else "--mongodb-uri (from $MONGODB_URI)"
     if not uri:
-        return _error("--mongodb-uri: required (or set MONGODB_URI)", 2, err)
+        return _error("--mongodb-uri: required (or set MONGODB_URI)", _errors.BAD_INPUT, err)
+    secrets = uri_secrets(uri)
     try:
         timeout = _seconds("--timeout", getattr(args, "timeout", 10.0), most=3_600.0)
         _check_names(args.database, args.collection)
+        _check_uri(uri, flag)
     except ValueError as exc:
-        return _error(str(exc), 2, err)
-    secrets = uri_secrets(uri)
+        return _error(redact(str(exc), secrets), _errors.BAD_INPUT, err)
     try:
         client, collection = _open_collection(uri, args.database, args.collection,
                                               server_selection_timeout_ms=max(1, int(timeout * 1000)))
-    except ValueError as exc:
-        return _error(redact(str(exc), secrets), 2, err)
-    except LiveError as exc:
-        return _error(str(exc), 1, err)
+    except ValueError as exc:  # the driver refused the URI's text: bad input
+        return _error(redact(f"{flag}: {_driver_words(str(exc).removeprefix('mongodb_uri: '))}", secrets),
+                      _errors.BAD_INPUT, err)
+    except LiveError as exc:  # an SRV record that does not resolve: the network's answer
+        text = str(exc).removeprefix(f"MongoDB URI {mask_uri(uri)}: ")
+        return _error(redact(f"{flag}: cannot find the servers of {mask_uri(uri)}: {_driver_words(text)}", secrets),
+                      _errors.CANNOT, err)
     try:
         result = find_orphans(collection, args.owner_id, method=args.method)
         repairs = []
@@ -203,13 +270,13 @@ def run_audit(args: argparse.Namespace, *, out: TextIO | None = None, err: TextI
                 if owner.orphans:
                     repairs.append(repair(collection, owner.owner_id, backup_dir, apply=True, method=args.method))
     except ValueError as exc:
-        return _error(redact(str(exc), secrets), 2, err)
+        return _error(redact(str(exc), secrets), _errors.BAD_INPUT, err)
     except LiveError as exc:
-        return _error(redact(str(exc), secrets), 1, err)
+        return _error(redact(str(exc), secrets), _errors.CANNOT, err)
     except pymongo.errors.PyMongoError as exc:
-        first = (str(exc).splitlines() or [type(exc).__name__])[0]
-        first = first.split(" (configured timeouts")[0].split(", Topology Description")[0][:300]
-        return _error(redact(f"MongoDB at {mask_uri(uri)}: {type(exc).__name__}: {first}", secrets), 1, err)
+        return _error(redact(_mongo_failure(exc, flag, uri, timeout), secrets), _errors.CANNOT, err)
+    except OSError as exc:  # the root's backup could not be written: nothing was repaired after it
+        return _error(redact(f"--backup-dir: {_errors.describe_os_error(exc)}", secrets), _errors.CANNOT, err)
     finally:
         if client is not None:
             client.close()
