@@ -78,12 +78,12 @@ class RunLock:
             except FileExistsError:
                 why = self.busy()
                 if why is not None:
-                    raise RunDirectoryBusy(f"{self.path.parent} is {why}; choose another directory") from None
+                    raise RunDirectoryBusy(f"out: {self.path.parent} is {why}; choose another directory") from None
                 self.path.unlink(missing_ok=True)  # stale: its process is gone
                 continue
             self.held = True
             return self
-        raise RunDirectoryBusy(f"{self.path.parent}: could not take its run lock ({self.path.name})")
+        raise RunDirectoryBusy(f"out: {self.path.parent}: could not take its run lock ({self.path.name})")
 
     def _create(self, content: str) -> None:
         """The lock file, complete or not at all: written aside, then hard-linked into place

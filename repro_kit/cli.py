@@ -328,8 +328,12 @@ def _cmd_report(args: argparse.Namespace) -> int:
     figures, a fleet's fleet.md, with the verdict its own command printed. A meta.json that cannot
     be trusted (missing, not JSON, NaN) makes the verdict inconclusive, with the reason."""
     from repro_kit import findings, fleets, recording
+    from repro_kit._runlock import RunLock
 
     args.workdir = Path(args.dir)
+    busy = RunLock(args.dir).busy() if Path(args.dir).is_dir() else None
+    if busy:  # its run is still writing: a report now would be of half a run, and race its own report
+        raise _UsageError(f"DIR: {args.dir} is {busy}; report it once that run has ended")
     run = recording.load_run(args.dir)
     for warning in run.warnings:
         print(f"note: {warning}", file=sys.stderr)
@@ -381,6 +385,8 @@ def _summary(data: dict[str, Any], analysis: Any) -> str:
     if data["verdict"] == "inconclusive":
         reason = verdict.inconclusive_reason or "the recording cannot show the outcome"
         advice = " Run longer to see the re-import." if "re-import" in reason or "halted" in reason else ""
+        if analysis.run.incomplete:  # no count from incomplete evidence, not even "none so far"
+            return f"{head}. INCONCLUSIVE: {reason} ({counts} at the end).{advice}"
         return f"{head}. INCONCLUSIVE: {reason}; no acknowledged node lost so far ({counts}).{advice}"
     if data["verdict"] == "clean":
         return f"{head}. No acknowledged node was lost ({counts})."
@@ -588,7 +594,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return _errors.BAD_INPUT
     except ValueError as exc:
-        print(f"{PROG}: error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
+        line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if line.startswith("out: "):  # the recorder's refusal of a run directory, named as the flag
+            line = "--" + line
+        print(f"{PROG}: error: {line}", file=sys.stderr)
         return _errors.BAD_INPUT
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)

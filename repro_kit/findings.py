@@ -159,7 +159,15 @@ class Analysis:
 
     @functools.cached_property
     def final_counts(self) -> dict[str, dict[str, Any]]:
-        return timeline.final_counts(self.run)
+        """Each view's counts at the end: the last ones its events reported, or for the user's own
+        view the final read where the run made one (what was there, whatever the events say)."""
+        counts = timeline.final_counts(self.run)
+        reads = self.final_reads
+        if len(reads) == 1:
+            (read,) = reads.values()
+            counts[self.judged] = {"root_children": len(read.get("children") or ()),
+                                   "nodes_total": read.get("nodes_total")}
+        return counts
 
     @functools.cached_property
     def batches(self) -> pd.DataFrame:

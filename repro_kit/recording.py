@@ -789,7 +789,7 @@ def load_run(path: str | os.PathLike[str]) -> Run:
     incomplete += _cut_short(meta, {HISTORY_FILE: len(history), EVENTS_FILE: len(events)}, w1 + w2)
     # the trace explains a loss, it does not count one: a trace cut short is said, and leaves causes unexplained
     trace_cut = _cut_short(meta, {TRACE_FILE: len(trace)}, [])
-    warnings += w1 + w2 + w3 + [w for w in incomplete + trace_cut if "last line is incomplete" not in w]
+    warnings += w1 + w2 + w3 + [w for w in incomplete + trace_cut if "is cut short: its last line" not in w]
     return Run(path=p, meta=meta, history=history, events=events, warnings=tuple(warnings), trace=trace,
                incomplete=tuple(dict.fromkeys(incomplete)))
 
@@ -814,7 +814,7 @@ def _read_meta(path: Path) -> tuple[dict[str, Any], str | None]:
 
 def _cut_short(meta: Mapping[str, Any], loaded: Mapping[str, int], warnings: list[str]) -> list[str]:
     """Files holding fewer (or more) records than the run said it wrote, or a cut last line."""
-    out = [w.replace("dropped an incomplete last line", "is cut short: its last line is incomplete")
+    out = [re.sub(r"^(\S+): dropped an incomplete last line \((\d+)\)$", r"\1 is cut short: its last line (\2) is incomplete", w)
            for w in warnings if "incomplete last line" in w]
     written = meta.get("records")
     if not meta.get("finished") or not isinstance(written, Mapping):
