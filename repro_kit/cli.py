@@ -578,6 +578,12 @@ class Menu:
         return False
 
 
+def _commands(parser: argparse.ArgumentParser) -> list[str]:
+    """The subcommands `parser` knows, in the order they were added."""
+    actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return [name for action in actions for name in action.choices]
+
+
 def main(argv: list[str] | None = None) -> int:
     """The command line; returns the exit code (`repro_kit._errors.EXIT_CODES`, the README's table)."""
     argv = sys.argv[1:] if argv is None else argv
@@ -588,7 +594,8 @@ def main(argv: list[str] | None = None) -> int:
         parser = _build_parser()
         args = parser.parse_args(argv)
         if not getattr(args, "func", None):
-            raise _UsageError("choose a command: run, fleet, report, menu, deploy, audit or notebooks")
+            commands = list(_commands(parser))
+            raise _UsageError(f"choose a command: {', '.join(commands[:-1])} or {commands[-1]}")
         return int(args.func(args) or 0)
     except _UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)

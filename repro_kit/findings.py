@@ -538,8 +538,9 @@ class Analysis:
             if obs == _DEVICE:
                 t = None if pd.isna(row.lost_at) else float(row.lost_at)
                 batch = self.batches[(self.batches["time"] - (t or -1)).abs() < 1e-6]
-                how = "integrated the re-import batch and " if len(batch) else ""
-                steps.append(Step(t, "device", f"the device {how}the node left the root's children; {doc}"))
+                what = ("the device integrated the re-import batch and the node left the root's children"
+                        if len(batch) else "on the device, the node left the root's children")
+                steps.append(Step(t, "device", f"{what}; {doc}"))
             elif obs == "atlas":
                 window = self.deploy_window
                 t = window[1] if window is not None and self.nemesis("resume") else None
