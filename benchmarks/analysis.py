@@ -32,8 +32,9 @@ TARGET_MIB = 1024.0
 OBSERVERS = ("device", "atlas")
 
 
-def synthesise(path: Path, events: int = 1_000_000, seed: int = 0) -> dict[str, Any]:
-    """Write a run of about `events` events to `path`; returns its shape."""
+def synthesise(path: Path, events: int = 1_000_000, seed: int = 0, format: str = "arrow") -> dict[str, Any]:
+    """Write a run of about `events` events to `path` (a columnar recording by default, as bulk
+    recordings are; `format="jsonl"` for JSON lines); returns its shape."""
     from repro_kit.recording import RunRecorder
 
     rng = random.Random(seed)
@@ -70,7 +71,7 @@ def synthesise(path: Path, events: int = 1_000_000, seed: int = 0) -> dict[str, 
         seq += 1
     stream.sort(key=lambda item: (item[0], item[1]))
     ops.sort()
-    with RunRecorder(path, {"backend": "synthetic", "writes": nodes}) as rec:
+    with RunRecorder(path, {"backend": "synthetic", "writes": nodes}, format=format) as rec:
         for at, kind, pk in ops:
             rec.op(0, kind, "add", pk, time=round(at, 6))
         for _, _, event in stream:
