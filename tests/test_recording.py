@@ -401,3 +401,33 @@ def test_without_pyarrow_the_python_path_reads_the_run(tmp_path, monkeypatch):
     monkeypatch.setattr(recording, "_arrow_modules", False)  # as when `import pyarrow` fails
     assert recording._load_events_arrow(path / EVENTS_FILE) is None
     __import__("pandas").testing.assert_frame_equal(load_run(path).events, with_arrow.events)
+
+
+def test_the_versions_table_is_what_importlib_metadata_finds(tmp_path, monkeypatch):
+    """default_versions lists sys.path's folders once instead of asking importlib.metadata seven
+    times; the versions must be the ones importlib.metadata gives, first folder first."""
+    import importlib.metadata as metadata
+
+    from repro_kit.recording import _VERSIONED, default_versions
+
+    def expected() -> dict:
+        out = {}
+        for dist in _VERSIONED:
+            try:
+                out[dist] = metadata.version(dist)
+            except metadata.PackageNotFoundError:
+                pass
+        return out
+
+    versions = default_versions()
+    assert {k: v for k, v in versions.items() if k != "python"} == expected()
+    shadow = tmp_path / "shadow"
+    (shadow / "SimPy-9.9.dist-info").mkdir(parents=True)  # another spelling of the name, earlier on sys.path
+    (shadow / "SimPy-9.9.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: SimPy\nVersion: 9.9\n\nbody")
+    (shadow / "pandas.egg-info").mkdir()
+    (shadow / "pandas.egg-info" / "PKG-INFO").write_text("Metadata-Version: 1.0\nName: pandas\nVersion: 0.0.1\n")
+    (shadow / "numpy-1.0.dist-info").mkdir()  # no METADATA: importlib.metadata decides
+    monkeypatch.syspath_prepend(str(shadow))
+    shadowed = default_versions()
+    assert shadowed["simpy"] == "9.9" and shadowed["pandas"] == "0.0.1"
+    assert {k: v for k, v in shadowed.items() if k != "python"} == expected()
