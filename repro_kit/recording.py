@@ -187,6 +187,15 @@ def _write_json_atomic(path: Path, obj: Any) -> None:
     write_text_atomic(path, json.dumps(obj, default=_json_default, indent=2, ensure_ascii=False) + "\n")
 
 
+def _arrow_module(needing: str) -> Any:
+    """`_arrow_log`, imported for columnar recordings only (pyarrow); a one-line ValueError without pyarrow."""
+    try:
+        from repro_kit import _arrow_log
+    except ImportError:
+        raise ValueError(f"{needing} needs pyarrow, which is not installed (pip install pyarrow)") from None
+    return _arrow_log
+
+
 class _JsonlSink:
     """A JSON-lines log: each record is one line, written now (flushed by the recorder)."""
 
@@ -226,6 +235,7 @@ class RunRecorder:
             raise ValueError(f"meta must be a mapping, got {type(meta).__name__}")
         if format not in FORMATS:
             raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
+        arrow_log = _arrow_module('format="arrow"') if format == "arrow" else None  # before touching the disk
         if flush_every is None:
             flush_every = 1 if format == "jsonl" else ARROW_BATCH_ROWS
         if isinstance(flush_every, bool) or not isinstance(flush_every, int) or flush_every < 1:
@@ -260,11 +270,9 @@ class RunRecorder:
         _write_json_atomic(self.path / META_FILE, self.meta)
         self._history: Any
         self._events: Any
-        if format == "arrow":
-            from repro_kit import _arrow_log  # pyarrow, imported for columnar recordings only
-
-            self._history = _arrow_log.LogWriter(self.path / HISTORY_ARROW, "history")
-            self._events = _arrow_log.LogWriter(self.path / EVENTS_ARROW, "events")
+        if arrow_log is not None:
+            self._history = arrow_log.LogWriter(self.path / HISTORY_ARROW, "history")
+            self._events = arrow_log.LogWriter(self.path / EVENTS_ARROW, "events")
         else:
             self._history = _JsonlSink(self.path / HISTORY_FILE)
             self._events = _JsonlSink(self.path / EVENTS_FILE)
@@ -1072,8 +1080,7 @@ def load_run(path: str | os.PathLike[str]) -> Run:
     logs: tuple[str, str] = (HISTORY_FILE, EVENTS_FILE)
     if any((p / name).exists() for name in (HISTORY_ARROW, EVENTS_ARROW)):
         # a columnar recording (its JSON lines, if exported too, hold the same records)
-        from repro_kit import _arrow_log  # pyarrow, imported for columnar runs only
-
+        _arrow_log = _arrow_module(f"{p} holds a columnar recording ({HISTORY_ARROW}, {EVENTS_ARROW}): reading it")
         logs = (HISTORY_ARROW, EVENTS_ARROW)
         history, w1 = _arrow_log.load(p / HISTORY_ARROW, "history")
         events, w2 = _arrow_log.load(p / EVENTS_ARROW, "events")
