@@ -134,7 +134,7 @@ def test_a_scenario_recorded_columnar_is_judged_as_recorded_as_json_lines(tmp_pa
 
 def test_an_emulator_run_recorded_columnar_is_the_same_run(tmp_path, monkeypatch):
     from repro_kit.client import connect
-    from repro_kit.writer import run_test
+    from repro_kit.driver import run_test
 
     text = run_test(connect(seed=1, resync_delay_s=10.0), 6, 1.0, 2.5, 20.0, out=tmp_path / "jsonl", progress=False)
     monkeypatch.setitem(RunRecorder.__init__.__kwdefaults__, "format", "arrow")

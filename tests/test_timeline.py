@@ -180,7 +180,7 @@ def test_many_events_vectorised(tmp_path: Path) -> None:
 def test_the_linear_time_stable_sort_is_numpys_stable_sort() -> None:
     import numpy as np
 
-    from repro_kit.timeline import _stable_argsort
+    from repro_kit._timeline import _stable_argsort
 
     rng = np.random.default_rng(1)
     for high in (1, 5, 1 << 16, (1 << 16) + 1, 1 << 20, 1 << 32, 1 << 40):
