@@ -26,6 +26,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -151,21 +152,27 @@ class LogWriter:
         self._rows: list[dict[str, Any]] = []
         self._fh = open(path, "ab")
 
+    @property
+    def name(self) -> str:
+        return self._fh.name
+
     def write(self, line: dict[str, Any]) -> None:
         self._rows.append({k: _kept(v) for k, v in line.items()})
 
     def flush(self) -> None:
+        fh = self._fh  # a local: a failed write is named by the traceback (`_errors`)
         if self._rows:
             data = encode_batch(self._rows, self.log)
             self._rows = []
-            self._fh.write(data)
-        self._fh.flush()
+            fh.write(data)
+        fh.flush()
 
     def close(self) -> None:
+        fh = self._fh
         try:
             self.flush()
         finally:
-            self._fh.close()
+            fh.close()
 
 
 # -- reading --------------------------------------------------------------------------------------
@@ -430,7 +437,7 @@ def export_jsonl(run_dir: Path) -> list[Path]:
             continue
         arrow_log, _ = load(source, log)
         target = run_dir / text_name
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")  # `_atomic`'s naming
         try:
             with open(tmp, "w", encoding="utf-8") as fh:
                 for record in arrow_log.records():

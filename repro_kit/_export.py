@@ -5,9 +5,9 @@ events as Arrow batches (history.arrows, events.arrows). This writes history.jso
 events.jsonl beside them, one record per line as a JSON-lines recording would hold it;
 `load_run` reads either and gives the same DataFrames (it prefers the columnar logs).
 
-`register(subparsers)` adds the subcommand to the CLI. Exit codes: 0 written (or nothing to
-do: the run is JSON lines already), 2 bad input (DIR is not a run directory; one line naming
-it), 4 the files could not be written (one line naming the path).
+`register(subparsers)` adds the subcommand to the CLI. Exit codes (`_errors`): 0 written (or
+nothing to do: the run is JSON lines already), 2 bad input (DIR is not a run directory; one
+line naming it), 4 the files could not be written (one line in words naming the path).
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import os
 import sys
 from pathlib import Path
 from typing import Any
+
+from repro_kit import _errors
 
 __all__ = ["register", "run_export"]
 
@@ -30,6 +32,8 @@ def register(subparsers: Any) -> None:
         help="write a columnar run's history and events as JSON lines (history.jsonl, events.jsonl)",
         description="Write DIR/history.jsonl and DIR/events.jsonl from a columnar run's Arrow logs "
                     "(history.arrows, events.arrows), one record per line.",
+        epilog=_errors.exit_codes_epilog(_errors.DONE, _errors.BAD_INPUT, _errors.CANNOT, _errors.INTERRUPTED),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("dir", type=Path, metavar="DIR", help="a run directory")
     p.add_argument("--jsonl", action="store_true", required=True,
@@ -46,22 +50,21 @@ def run_export(args: argparse.Namespace, stdout: Any = None, stderr: Any = None)
     run_dir = Path(args.dir)
     if not run_dir.is_dir():
         print(f"{PROG}: error: DIR: {run_dir} is not a directory", file=stderr)
-        return 2
+        return _errors.BAD_INPUT
     names = (recording.META_FILE, *recording.LOG_FILES)
     if not any((run_dir / name).exists() for name in names):
         print(f"{PROG}: error: DIR: {run_dir} is not a run directory (no {', '.join(names)})", file=stderr)
-        return 2
+        return _errors.BAD_INPUT
     if not any((run_dir / name).exists() for name in (recording.HISTORY_ARROW, recording.EVENTS_ARROW)):
         print(f"{run_dir} is recorded as JSON lines already: nothing to export", file=stdout)
-        return 0
+        return _errors.DONE
     from repro_kit import _arrow_log
 
     try:
         written = _arrow_log.export_jsonl(run_dir)
-    except OSError as exc:
-        where = exc.filename or run_dir
-        print(f"{PROG}: error: cannot write {where} ({exc.strerror or type(exc).__name__})", file=stderr)
-        return 4
+    except OSError as exc:  # in words, naming the file (never the temporary one beside it)
+        print(f"{PROG}: error: {_errors.describe_os_error(exc, run_dir)}", file=stderr)
+        return _errors.CANNOT
     for path in written:
         print(f"  {path} ({os.path.getsize(path):,} bytes)", file=stdout)
-    return 0
+    return _errors.DONE

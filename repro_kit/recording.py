@@ -13,6 +13,7 @@ plain columns (`_columns`), so judging a run needs neither pandas nor pyarrow.
 from __future__ import annotations
 
 import datetime as _dt
+import io
 import itertools
 import json
 import math
@@ -196,20 +197,33 @@ def _arrow_module(needing: str) -> Any:
     return _arrow_log
 
 
-class _JsonlSink:
-    """A JSON-lines log: each record is one line, written now (flushed by the recorder)."""
+class _JsonlSink(io.IOBase):
+    """A JSON-lines log: each record is one line, written now (flushed by the recorder). It is a
+    file to `_errors` (an IOBase with a name), as is the file it writes through, so a failed
+    write is named by the traceback whichever frame it is raised in."""
 
     def __init__(self, path: Path) -> None:
+        super().__init__()
         self._fh = open(path, "a", encoding="utf-8")
 
+    @property
+    def name(self) -> str:
+        return self._fh.name
+
     def write(self, line: dict[str, Any]) -> None:
-        self._fh.write(_dumps(line) + "\n")
+        fh = self._fh
+        fh.write(_dumps(line) + "\n")
 
     def flush(self) -> None:
-        self._fh.flush()
+        fh = self._fh
+        fh.flush()
 
     def close(self) -> None:
-        self._fh.close()
+        fh = self._fh
+        try:
+            super().close()  # flushes
+        finally:
+            fh.close()
 
 
 class RunRecorder:

@@ -326,9 +326,23 @@ def test_export_that_cannot_write_exits_4_naming_the_file(tmp_path, capsys):
     (run / "events.jsonl").mkdir()  # the file cannot be written: a folder holds its name
     assert main(["export", str(run), "--jsonl"]) == 4
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and str(run / "events.jsonl") in err
-    assert "IsADirectoryError" not in err and "Traceback" not in err
+    assert err == f"repro-kit: error: is a directory: {run / 'events.jsonl'}"
     assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_export_into_a_read_only_run_directory_exits_4_in_words(tmp_path):
+    try:
+        from readonly import run_cli_read_only
+    except ImportError:  # tests/ imported as a package
+        from tests.readonly import run_cli_read_only
+
+    run = _record(tmp_path / "run", "arrow", _OPS, CASES["kit events"])
+    proc = run_cli_read_only(run, ["export", str(run), "--jsonl"], tmp_path)
+    assert proc.returncode == 4, (proc.returncode, proc.stderr)
+    line = proc.stderr.strip()
+    assert len(line.splitlines()) == 1 and line.startswith("repro-kit: error: ") and str(run) in line
+    assert "read-only file system" in line or "permission denied" in line
+    assert "Error" not in line and "[Errno" not in line
 
 
 # -- no pandas, no pyarrow for a run's verdict -------------------------------------------------------
