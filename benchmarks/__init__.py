@@ -18,7 +18,7 @@ from typing import Any
 __all__ = ["row", "format_table", "write_results", "ROW_KEYS", "MODULES"]
 
 #: Benchmark modules in the order `python -m benchmarks` runs them.
-MODULES = ("virtual_time", "sweep_scenarios", "scale", "fleet_users", "analysis", "realtime")
+MODULES = ("virtual_time", "sweep_scenarios", "scale", "fleet_users", "analysis", "fresh_process", "realtime")
 
 ROW_KEYS = ("figure", "value", "unit", "target", "met", "details")
 

@@ -9,12 +9,19 @@ so a million events take seconds, not minutes.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+import functools
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
+from ._columns import EventArrays, HistoryArrays
 from .recording import Run
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+# pandas is imported only where a DataFrame is returned: the verdict is computed on numpy
+# columns, so judging a run in a fresh process does not pay pandas' ~0.3 s import (issue 21).
 
 __all__ = [
     "intervals", "lifecycle", "ObserverVerdict", "final_counts", "acknowledged_adds", "resync_batches",
@@ -28,68 +35,67 @@ _DEVICE = "device"
 # Inputs
 
 
+def _acks(h: HistoryArrays) -> tuple[list[str], np.ndarray]:
+    """Acknowledged adds, first ack per node, ordered by ack time (stable; NaN last)."""
+    rows = np.flatnonzero(h.rows("add", "ok") & (h.node_id != None))  # noqa: E711 (elementwise)
+    rows = rows[np.argsort(h.time[rows], kind="stable")]
+    first: dict[str, int] = {}
+    for row, node in zip(rows.tolist(), h.node_id[rows].tolist()):
+        first.setdefault(node, row)
+    return list(first), h.time[list(first.values())].astype(np.float64)
+
+
 def acknowledged_adds(run: Run) -> pd.DataFrame:
     """Acknowledged adds, first ack per node, ordered by ack time: [node_id, ack_at]."""
-    h = run.history
-    if h.empty:
+    import pandas as pd
+
+    h = run._columns("history")
+    if not len(h):
         return pd.DataFrame({"node_id": pd.Series(dtype="str"), "ack_at": pd.Series(dtype="float64")})
-    is_ack = (h["f"].astype(object) == "add").to_numpy(bool) & (h["type"].astype(object) == "ok").to_numpy(bool)
-    acks = h.loc[is_ack & h["node_id"].notna().to_numpy(bool), ["node_id", "time"]]
-    acks = acks.sort_values("time", kind="stable").drop_duplicates("node_id", keep="first")
-    return pd.DataFrame({
-        "node_id": acks["node_id"].astype("str").to_numpy(),
-        "ack_at": acks["time"].to_numpy(dtype=np.float64),
-    })
+    ids, at = _acks(h)
+    return pd.DataFrame({"node_id": np.array(ids, dtype=object), "ack_at": at})
 
 
-def _observers(run: Run) -> list[str]:
+def _observers(ev: EventArrays) -> list[str]:
     """Observers in the run, device first (the user's view is the one `check` judges)."""
-    col = run.events["observer"]
-    if isinstance(col.dtype, pd.CategoricalDtype):  # the categories in use, without a million-row astype
-        codes = np.unique(col.cat.codes.to_numpy())
-        seen = col.cat.categories[codes[codes >= 0]].tolist()
-    else:
-        seen = col.dropna().astype(object).unique().tolist()
+    used = np.bincount(ev.observer[ev.observer >= 0], minlength=len(ev.observers))
+    seen = [ev.observers[c] for c in np.flatnonzero(used)]
     return [_DEVICE] + sorted(str(o) for o in seen if o != _DEVICE)
 
 
 class _Coded:
     """The run's node ids and observers as dense integer codes, shared by every step."""
 
-    def __init__(self, run: Run) -> None:
-        ev = run.events
+    def __init__(self, run: Run, events: EventArrays | None = None, history: HistoryArrays | None = None) -> None:
+        ev = events if events is not None else run._columns("events")
+        h = history if history is not None else run._columns("history")
         self.end = run.end_s
-        self.observers = _observers(run)
+        self.observers = _observers(ev)
         obs_index = {o: i for i, o in enumerate(self.observers)}
-        self.acks = acknowledged_adds(run)
-        # the node events: a node id and an observer (column arrays and masks, no row selection
-        # of the string column)
-        ids = ev["node_id"]
-        id_present = ids.notna().to_numpy(bool)
-        obs_present = ev["observer"].notna().to_numpy(bool)
-        has_node = id_present & obs_present
-        if not obs_present[id_present].all():  # ids seen without an observer are no node's evidence
-            ids = ids[has_node]
-        # one factorisation over acked ids then event ids: codes index `self.nodes`, uniques in
-        # order of first appearance (on the string dtype itself: no million-object array)
-        all_ids = pd.concat([self.acks["node_id"], ids], ignore_index=True)
-        codes, uniques = pd.factorize(all_ids)  # a missing id: code -1 (masked out below)
-        self.node_ids = pd.array(uniques, dtype="str")  # the same ids, for building str columns by take
-        self.nodes = np.asarray(uniques, dtype=object)
-        n_ack = len(self.acks)
-        self.ack_node = codes[:n_ack]
+        self.ack_ids, ack_at = _acks(h)
+        # the node events: a node id and an observer (ids seen without an observer are no node's evidence)
+        has_node = (ev.node >= 0) & (ev.observer >= 0)
+        # node codes: the events' own, then acknowledged ids no event names (any code order gives
+        # the same results: every output is sorted by ack time or first seen, then id)
+        nodes = list(ev.node_ids)
+        index = {n: i for i, n in enumerate(nodes)}
+        ack_node = []
+        for node in self.ack_ids:
+            code = index.get(node)
+            if code is None:
+                code = index[node] = len(nodes)
+                nodes.append(node)
+            ack_node.append(code)
+        self.nodes = np.array(nodes, dtype=object)
+        self.ack_node = np.array(ack_node, dtype=np.int64)
         self.ack_at = np.full(len(self.nodes), np.nan)
-        self.ack_at[self.ack_node] = self.acks["ack_at"].to_numpy()
-        ev_codes = codes[n_ack:]
-        self.ev_node = ev_codes[has_node] if len(ev_codes) == len(ev) else ev_codes
-        obs_cat = ev["observer"].astype(pd.CategoricalDtype(self.observers))
-        self.ev_obs = obs_cat.cat.codes.to_numpy(np.int64)[has_node]
-        self.ev_time = ev["time"].to_numpy(np.float64)[has_node]
-        kind = ev["kind"]
-        if not isinstance(kind.dtype, pd.CategoricalDtype):
-            kind = kind.astype(object).astype("category")
-        self._kind_codes = kind.cat.codes.to_numpy()[has_node]
-        self._kind_names = {str(k): i for i, k in enumerate(kind.cat.categories)}
+        self.ack_at[self.ack_node] = ack_at
+        self.ev_node = ev.node[has_node]
+        remap = np.array([obs_index.get(str(o), -1) for o in ev.observers] + [-1], dtype=np.int64)
+        self.ev_obs = remap[ev.observer[has_node]]
+        self.ev_time = ev.time[has_node]
+        self._kind_codes = ev.kind[has_node]
+        self._kind_names = {str(k): i for i, k in enumerate(ev.kinds)}
         self.n_obs = len(self.observers)
         self.obs_index = obs_index
 
@@ -100,6 +106,23 @@ class _Coded:
         """Mask of the node events of this kind (compares integer codes, not strings)."""
         code = self._kind_names.get(kind)
         return np.zeros(len(self._kind_codes), bool) if code is None else self._kind_codes == code
+
+    def node_column(self, codes: np.ndarray) -> Any:
+        """Node ids as the plain string dtype, taken by code."""
+        import pandas as pd
+
+        return pd.array(self.nodes, dtype="str").take(codes)
+
+    @functools.cached_property
+    def rank(self) -> np.ndarray:
+        """Display/sort order of nodes: by ack time, else first seen anywhere, then id."""
+        first_any = np.full(len(self.nodes), np.inf)
+        np.minimum.at(first_any, self.ev_node, self.ev_time)
+        key = np.where(np.isnan(self.ack_at), first_any, self.ack_at)
+        order = np.lexsort((self.nodes.astype(str), key))
+        rank = np.empty(len(self.nodes), np.int64)
+        rank[order] = np.arange(len(self.nodes))
+        return rank
 
 
 # ---------------------------------------------------------------------------------------
@@ -143,13 +166,9 @@ def _interval_arrays(c: _Coded) -> dict[str, np.ndarray]:
     init_time = known[u_pair]
     init_time = np.where(init_state == 1, np.minimum(init_time, 0.0), init_time)  # present since before t=0
 
-    # merge start rows with transitions, a start row first at equal times (it comes first in the
-    # concatenation and the sort is stable), then keep only real state changes
-    pair = np.concatenate([u_pair, t_pair])
-    time = np.concatenate([init_time, t_time])
-    state = np.concatenate([init_state, t_state])
-    order = _pair_time_order(pair, time)
-    pair, time, state = pair[order], time[order], state[order]
+    # merge start rows with transitions, a start row first at equal times, then keep only real
+    # state changes
+    pair, time, state = _merge_starts(u_pair, init_time, init_state, t_pair, t_time, t_state)
     new_group = np.ones(len(pair), bool)
     new_group[1:] = pair[1:] != pair[:-1]
     keep = new_group.copy()
@@ -167,12 +186,54 @@ def _interval_arrays(c: _Coded) -> dict[str, np.ndarray]:
     return {"pair": pair[~drop], "state": state[~drop], "start": time[~drop], "end": end[~drop], "known": known}
 
 
+def _merge_starts(u_pair: np.ndarray, u_time: np.ndarray, u_state: np.ndarray, t_pair: np.ndarray,
+                  t_time: np.ndarray, t_state: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Start rows (one per pair, sorted by pair) and transitions (sorted by pair then time) as
+    one stream sorted by pair then time, a start row first at equal times: what the stable sort
+    of their concatenation gives. A start is the earliest time its pair is known, so it precedes
+    the pair's transitions, and the merge is two searches; otherwise (a NaN time) that sort."""
+    first_t = np.searchsorted(t_pair, u_pair, side="left")  # each pair's first transition
+    has_t = first_t < len(t_pair)
+    has_t[has_t] = t_pair[first_t[has_t]] == u_pair[has_t]
+    if np.all(u_time[has_t] <= t_time[first_t[has_t]]):
+        u_at = np.arange(len(u_pair)) + first_t
+        t_at = np.arange(len(t_pair)) + np.searchsorted(u_pair, t_pair, side="right")
+        pair = np.empty(len(u_pair) + len(t_pair), np.int64)
+        time = np.empty(len(pair), np.float64)
+        state = np.empty(len(pair), np.int8)
+        for at, p, t, st in ((u_at, u_pair, u_time, u_state), (t_at, t_pair, t_time, t_state)):
+            pair[at], time[at], state[at] = p, t, st
+        return pair, time, state
+    pair = np.concatenate([u_pair, t_pair])
+    time = np.concatenate([u_time, t_time])
+    state = np.concatenate([u_state, t_state])
+    order = _pair_time_order(pair, time)
+    return pair[order], time[order], state[order]
+
+
+def _stable_argsort(keys: np.ndarray) -> np.ndarray:
+    """np.argsort(keys, kind="stable") for integer keys, in linear time where it can: numpy sorts
+    16-bit integers by radix, so keys in [0, 2**32) are sorted 16 bits at a time, low half
+    first (each pass stable). 5x faster than the merge sort on the million-event run's pairs."""
+    if len(keys) == 0 or int(keys.min()) < 0 or int(keys.max()) >= 1 << 32:
+        return np.argsort(keys, kind="stable")
+    if int(keys.max()) < 1 << 16:
+        return np.argsort(keys.astype(np.uint16), kind="stable")
+    low = np.argsort((keys & 0xFFFF).astype(np.uint16), kind="stable")
+    return low[np.argsort((keys[low] >> 16).astype(np.uint16), kind="stable")]
+
+
 def _pair_time_order(pair: np.ndarray, time: np.ndarray) -> np.ndarray:
-    """np.lexsort((time, pair)), the stable sort by pair then time, at about half the cost:
-    the times are replaced by their ranks (equal times, NaNs included, share one) and the sort
-    runs on one integer key."""
+    """np.lexsort((time, pair)), the stable sort by pair then time, cheaper. Recordings come in
+    time order, so the stable sort by pair alone usually leaves each pair's times in order, and
+    then it is that sort (checked, NaN fails the check); otherwise the times are replaced by
+    their ranks (equal times, NaNs included, share one) and the sort runs on one integer key."""
     if len(pair) == 0:
         return np.lexsort((time, pair))
+    order = _stable_argsort(pair)
+    p, t = pair[order], time[order]
+    if np.all((t[1:] >= t[:-1]) | (p[1:] != p[:-1])):
+        return order
     uniq, time_rank = np.unique(time, return_inverse=True)
     width = len(uniq)
     if int(pair.max()) >= (1 << 62) // max(width, 1) or int(pair.min()) < 0:
@@ -193,26 +254,17 @@ def _block_order(pair: np.ndarray, key: np.ndarray) -> np.ndarray:
     return offsets + np.arange(len(pair))
 
 
-def _node_rank(c: _Coded) -> np.ndarray:
-    """Display/sort order of nodes: by ack time, else first seen anywhere, then id."""
-    first_any = np.full(len(c.nodes), np.inf)
-    np.minimum.at(first_any, c.ev_node, c.ev_time)
-    key = np.where(np.isnan(c.ack_at), first_any, c.ack_at)
-    order = np.lexsort((c.nodes.astype(str), key))
-    rank = np.empty(len(c.nodes), np.int64)
-    rank[order] = np.arange(len(c.nodes))
-    return rank
-
-
 def _intervals_frame(c: _Coded, arr: dict[str, np.ndarray]) -> pd.DataFrame:
+    import pandas as pd
+
     node = arr["pair"] // c.n_obs
     obs = arr["pair"] % c.n_obs
-    rank = _node_rank(c)
+    rank = c.rank
     # np.lexsort((start, rank[node], obs)): rows come sorted by pair then start, and a pair is
     # one (node, observer), so sorting whole pairs by (observer, rank) gives the same order
     order = _block_order(arr["pair"], obs * len(c.nodes) + rank[node])
     return pd.DataFrame({
-        "node_id": c.node_ids.take(node[order]),
+        "node_id": c.node_column(node[order]),
         "observer": pd.Categorical.from_codes(obs[order], categories=c.observers),
         "state": pd.Categorical.from_codes(1 - arr["state"][order].astype(np.int64), categories=list(STATES)),
         "start": arr["start"][order],
@@ -236,24 +288,26 @@ def intervals(run: Run) -> pd.DataFrame:
 # Lifecycle
 
 
-def _lifecycle(c: _Coded, arr: dict[str, np.ndarray]) -> pd.DataFrame:
+def _lifecycle_arrays(c: _Coded, arr: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Core of `lifecycle`: one entry per (node, observer) in the lifecycle's row order."""
     pair, state, start = arr["pair"], arr["state"], arr["start"]
-    pairs, first_idx, counts = np.unique(pair, return_index=True, return_counts=True)
+    # the rows come sorted by pair: each pair's rows are one run (what np.unique would find)
+    first_idx = np.flatnonzero(np.concatenate([[True], pair[1:] != pair[:-1]])) if len(pair) else np.zeros(0, np.int64)
+    pairs = pair[first_idx]
+    counts = np.diff(np.append(first_idx, len(pair)))
     last_idx = first_idx + counts - 1
     n_pairs = len(c.nodes) * c.n_obs
-    slot = np.full(n_pairs, -1, np.int64)
-    slot[pairs] = np.arange(len(pairs))
+    group = np.repeat(np.arange(len(pairs)), counts)
 
     present = state == 1
-    first_present = np.full(len(pairs), np.inf)
-    np.minimum.at(first_present, slot[pair], np.where(present, start, np.inf))
+    first_present = np.minimum.reduceat(np.where(present, start, np.inf), first_idx) if len(pair) else np.zeros(0)
     first_present[np.isinf(first_present)] = np.nan
 
     final_present = state[last_idx] == 1
     ever_present = ~np.isnan(first_present)
     # absences after the node was first shown (the wait before that is staleness, not absence)
-    absent_after = (~present) & (start > first_present[slot[pair]])
-    absences = np.bincount(slot[pair][absent_after], minlength=len(pairs))
+    absent_after = (~present) & (start > first_present[group])
+    absences = np.add.reduceat(absent_after.astype(np.int64), first_idx) if len(pair) else np.zeros(0, np.int64)
     last_start = start[last_idx]
     last_change = np.where((counts > 1) | final_present, last_start, np.nan)
     lost_at = np.where(~final_present & ever_present, last_start, np.nan)
@@ -278,12 +332,12 @@ def _lifecycle(c: _Coded, arr: dict[str, np.ndarray]) -> pd.DataFrame:
     doc_at_end = doc_state[pairs]
     doc_exists = np.where(doc_at_end >= 0, doc_at_end == 1, final_present)
 
-    rank = _node_rank(c)
+    rank = c.rank
     order = np.lexsort((rank[node], obs))
     acked = ~np.isnan(c.ack_at[node])
-    return pd.DataFrame({
-        "node_id": c.node_ids.take(node[order]),
-        "observer": pd.Categorical.from_codes(obs[order], categories=c.observers),
+    return {
+        "node": node[order],
+        "observer": obs[order],
         "acknowledged": acked[order],
         "known_at": known[order],
         "first_present": first_present[order],
@@ -293,7 +347,25 @@ def _lifecycle(c: _Coded, arr: dict[str, np.ndarray]) -> pd.DataFrame:
         "absences": absences[order].astype(np.int64),
         "stale_s": stale_s[order],
         "lost_at": lost_at[order],
+    }
+
+
+LIFECYCLE_COLUMNS = ("node_id", "observer", "acknowledged", "known_at", "first_present", "last_change",
+                     "final_present", "doc_exists_at_end", "absences", "stale_s", "lost_at")
+
+
+def _lifecycle_frame(c: _Coded, life: dict[str, np.ndarray]) -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.DataFrame({
+        "node_id": c.node_column(life["node"]),
+        "observer": pd.Categorical.from_codes(life["observer"], categories=c.observers),
+        **{col: life[col] for col in LIFECYCLE_COLUMNS[2:]},
     })
+
+
+def _lifecycle(c: _Coded, arr: dict[str, np.ndarray]) -> pd.DataFrame:
+    return _lifecycle_frame(c, _lifecycle_arrays(c, arr))
 
 
 def lifecycle(run: Run) -> pd.DataFrame:
@@ -324,32 +396,53 @@ class ObserverVerdict:
     first_loss_at_s: float | None
 
 
-def _observer_verdict(life: pd.DataFrame, observer: str, threshold: float) -> ObserverVerdict:
-    rows = life[(life["observer"] == observer).to_numpy(bool) & life["acknowledged"].to_numpy(bool)]
-    lost_rows = rows[~rows["final_present"].to_numpy(bool)]
-    lost = lost_rows["node_id"].astype(str).tolist()
-    orphaned = lost_rows.loc[lost_rows["doc_exists_at_end"].to_numpy(bool), "node_id"].astype(str).tolist()
-    stale = rows.loc[(rows["stale_s"] > threshold).to_numpy(bool, na_value=False), "node_id"].astype(str).tolist()
-    lost_at = lost_rows["lost_at"].dropna()
+def _observer_verdict(c: _Coded, life: dict[str, np.ndarray], observer: str, threshold: float) -> ObserverVerdict:
+    rows = (life["observer"] == c.obs_index.get(observer, -1)) & life["acknowledged"]
+    lost_rows = rows & ~life["final_present"]
+
+    def ids(mask: np.ndarray) -> list[str]:
+        return [str(n) for n in c.nodes[life["node"][mask]]]
+
+    with np.errstate(invalid="ignore"):
+        stale = rows & (life["stale_s"] > threshold)  # NaN (never shown) is not stale
+    lost_at = life["lost_at"][lost_rows]
+    lost_at = lost_at[~np.isnan(lost_at)]
     first = float(lost_at.min()) if len(lost_at) else None
-    return ObserverVerdict(observer=observer, lost=lost, orphaned=orphaned, stale=stale, first_loss_at_s=first)
+    return ObserverVerdict(observer=observer, lost=ids(lost_rows), orphaned=ids(lost_rows & life["doc_exists_at_end"]),
+                           stale=ids(stale), first_loss_at_s=first)
 
 
-def _events_with(run: Run, *columns: str) -> pd.DataFrame:
-    """run.events with optional columns guaranteed (a Run built in memory may lack them)."""
-    ev = run.events
-    missing = [c for c in columns if c not in ev.columns]
-    if missing:
-        ev = ev.assign(**{c: pd.Series(pd.NA, index=ev.index, dtype="Int64") for c in missing})
-    return ev
+def _batches(ev: EventArrays, observer: str = _DEVICE) -> tuple[np.ndarray, np.ndarray]:
+    """Times and sizes of one observer's batch events, in time order (stable)."""
+    values, missing = ev.count("batch")
+    mask = (ev.kind == ev.code_of(ev.kinds, "batch")) & (ev.observer == ev.code_of(ev.observers, observer))
+    mask &= ~missing & ~np.isnan(ev.time)
+    times, sizes = ev.time[mask], values[mask]
+    order = np.argsort(times, kind="stable")
+    return times[order], sizes[order]
 
 
 def resync_batches(run: Run, observer: str = _DEVICE) -> pd.DataFrame:
     """Batch events of one observer in time order: [time, batch]."""
-    ev = _events_with(run, "batch")
-    mask = (ev["kind"] == "batch").to_numpy(bool) & (ev["observer"] == observer).to_numpy(bool)
-    b = ev.loc[mask, ["time", "batch"]].dropna().sort_values("time", kind="stable")
-    return pd.DataFrame({"time": b["time"].to_numpy(np.float64), "batch": b["batch"].to_numpy(np.int64)})
+    import pandas as pd
+
+    times, sizes = _batches(run._columns("events"), observer)
+    return pd.DataFrame({"time": times, "batch": sizes})
+
+
+def _final_counts(ev: EventArrays) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {o: {"root_children": None, "nodes_total": None} for o in _observers(ev)}
+    kinds = [ev.code_of(ev.kinds, k) for k in ("counts", "poll")]
+    rows = np.flatnonzero(np.isin(ev.kind, kinds) & (ev.observer >= 0))
+    rows = rows[np.argsort(ev.time[rows], kind="stable")]  # by time (NaN last), ties in file order
+    last: dict[int, int] = {}
+    for code, row in zip(ev.observer[rows].tolist(), rows.tolist()):
+        last[code] = row
+    columns = {name: ev.count(name) for name in ("root_children", "nodes_total")}
+    for code, row in last.items():
+        out[str(ev.observers[code])] = {name: None if missing[row] else int(values[row])
+                                        for name, (values, missing) in columns.items()}
+    return out
 
 
 def final_counts(run: Run) -> dict[str, dict[str, Any]]:
@@ -358,16 +451,4 @@ def final_counts(run: Run) -> dict[str, dict[str, Any]]:
     Taken from the last "counts"/"poll" event of that view; None when the view never
     reported counts.
     """
-    ev = _events_with(run, "root_children", "nodes_total")
-    kinds = ev["kind"].astype(object)
-    mask = kinds.isin(["counts", "poll"]).to_numpy(bool)
-    sub = ev.loc[mask, ["time", "observer", "root_children", "nodes_total"]]
-    sub = sub.assign(_seq=np.arange(len(sub))).sort_values(["time", "_seq"], kind="stable")
-    last = sub.groupby("observer", observed=True).tail(1)
-    out: dict[str, dict[str, Any]] = {o: {"root_children": None, "nodes_total": None} for o in _observers(run)}
-    for row in last.itertuples(index=False):  # one row per observer
-        out[str(row.observer)] = {
-            "root_children": None if pd.isna(row.root_children) else int(row.root_children),
-            "nodes_total": None if pd.isna(row.nodes_total) else int(row.nodes_total),
-        }
-    return out
+    return _final_counts(run._columns("events"))

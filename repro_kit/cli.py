@@ -215,10 +215,11 @@ def _build_parser() -> _Parser:
         live_commands = None
     if live_commands is not None and hasattr(live_commands, "register"):
         live_commands.register(sub)
-    from repro_kit import _notebooks, realm_log
+    from repro_kit import _export, _notebooks, realm_log
 
     _notebooks.register(sub)
     realm_log.register(sub)
+    _export.register(sub)
     return parser
 
 

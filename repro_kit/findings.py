@@ -14,14 +14,21 @@ import functools
 import math
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from . import _timeline as timeline
+from ._columns import nan_max
 from .causes import Cause, Evidence, Explanation, Step, changeset_label, describe_instruction, group_causes
 from .recording import Run, load_run
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+# pandas is imported only where a DataFrame is returned (intervals, lifecycle, batches): the
+# verdict is computed on numpy columns (`_columns`), so a fresh process judging a run does not
+# pay pandas' ~0.3 s import (issue 21, `python -X importtime`).
 
 __all__ = ["Analysis", "analyse", "as_analysis", "check", "Verdict", "OUTCOMES", "describe_batches"]
 
@@ -140,12 +147,24 @@ class Analysis:
 
     # -- the timeline --------------------------------------------------------------------
     @functools.cached_property
+    def _events(self) -> Any:
+        return self.run._columns("events")
+
+    @functools.cached_property
+    def _history(self) -> Any:
+        return self.run._columns("history")
+
+    @functools.cached_property
     def _coded(self) -> timeline._Coded:
-        return timeline._Coded(self.run)
+        return timeline._Coded(self.run, self._events, self._history)
 
     @functools.cached_property
     def _arrays(self) -> dict[str, np.ndarray]:
         return timeline._interval_arrays(self._coded)
+
+    @functools.cached_property
+    def _life(self) -> dict[str, np.ndarray]:
+        return timeline._lifecycle_arrays(self._coded, self._arrays)
 
     @functools.cached_property
     def intervals(self) -> pd.DataFrame:
@@ -155,13 +174,13 @@ class Analysis:
     @functools.cached_property
     def lifecycle(self) -> pd.DataFrame:
         """One row per (node, observer) (see `timeline.lifecycle`)."""
-        return timeline._lifecycle(self._coded, self._arrays)
+        return timeline._lifecycle_frame(self._coded, self._life)
 
     @functools.cached_property
     def final_counts(self) -> dict[str, dict[str, Any]]:
         """Each view's counts at the end: the last ones its events reported, or for the user's own
         view the final read where the run made one (what was there, whatever the events say)."""
-        counts = timeline.final_counts(self.run)
+        counts = timeline._final_counts(self._events)
         reads = self.final_reads
         if len(reads) == 1:
             (read,) = reads.values()
@@ -170,43 +189,43 @@ class Analysis:
         return counts
 
     @functools.cached_property
+    def _batches(self) -> tuple[np.ndarray, np.ndarray]:
+        return timeline._batches(self._events)
+
+    @functools.cached_property
     def batches(self) -> pd.DataFrame:
         """The re-import batches the device saw: [time, batch (documents)]."""
-        return timeline.resync_batches(self.run)
+        import pandas as pd
+
+        times, sizes = self._batches
+        return pd.DataFrame({"time": times, "batch": sizes})
 
     @functools.cached_property
     def deploy_window(self) -> tuple[float, float] | None:
         """(deploy invoked, translation resumed); without a resume, until the last device batch
         after the deploy, or the run end. None: no deploy."""
-        h = self.run.history
-        if h.empty:
+        h = self._history
+        deploys = h.time[h.rows("deploy", "invoke")]
+        if not len(deploys):
             return None
-        f = h["f"].astype(object)
-        deploys = h.loc[((f == "deploy") & (h["type"].astype(object) == "invoke")).to_numpy(bool), "time"]
-        if deploys.empty:
-            return None
-        start = float(deploys.min())
-        resumes = h.loc[((f == "resume") & (h["time"] >= start)).to_numpy(bool), "time"]
-        if not resumes.empty:
+        start = -nan_max(-deploys)  # pandas' min: NaN skipped
+        with np.errstate(invalid="ignore"):
+            resumes = h.time[h.rows("resume") & (h.time >= start)]
+        if len(resumes):
             return start, float(resumes.min())
-        after = self.batches[self.batches["time"] >= start]
-        end = float(after["time"].max()) if len(after) else self.run.end_s
+        times = self._batches[0]
+        after = times[times >= start]
+        end = float(after.max()) if len(after) else self.run.end_s
         return start, max(end, start)
 
     @functools.cached_property
-    def _nemesis_ops(self) -> pd.DataFrame:
-        h = self.run.history
-        if h.empty:
-            return h
-        return h.loc[(h["process"].astype(str) == "nemesis").to_numpy(bool)].sort_values("time", kind="stable")
+    def _nemesis_rows(self) -> list[int]:
+        return self._history.nemesis_rows()
 
     def nemesis(self, f: str) -> list[tuple[float, Any]]:
         """(time, value) of every nemesis op named `f` ("deploy", "halt", "resume"), in time order."""
-        sub = self._nemesis_ops
-        if sub.empty:
-            return []
-        sub = sub.loc[(sub["f"].astype(object) == f).to_numpy(bool)]
-        return [(float(t), v) for t, v in zip(sub["time"], sub["value"])]
+        h = self._history
+        return [(float(h.time[i]), h.value[i]) for i in self._nemesis_rows if h.f[i] == f]
 
     # -- the evidence --------------------------------------------------------------------
     @functools.cached_property
@@ -236,7 +255,8 @@ class Analysis:
     # -- the verdict ---------------------------------------------------------------------
     @functools.cached_property
     def _by_observer(self) -> dict[str, timeline.ObserverVerdict]:
-        return {o: timeline._observer_verdict(self.lifecycle, o, self.stale_threshold_s) for o in self._coded.observers}
+        return {o: timeline._observer_verdict(self._coded, self._life, o, self.stale_threshold_s)
+                for o in self._coded.observers}
 
     @functools.cached_property
     def judged(self) -> str:
@@ -254,11 +274,9 @@ class Analysis:
     def final_reads(self) -> dict[Any, dict[str, Any]]:
         """The driver's final read of each process's device view: {process: {"root_id", "children",
         "nodes_total"}} (Jepsen's set-full final read); empty for runs recorded without one."""
-        h = self.run.history
-        if h.empty:
-            return {}
-        reads = h.loc[((h["f"].astype(object) == "read") & (h["type"].astype(object) == "ok")).to_numpy(bool)]
-        return {p: v for p, v in zip(reads["process"], reads["value"]) if isinstance(v, dict)}
+        h = self._history
+        reads = np.flatnonzero(h.rows("read", "ok")).tolist()
+        return {h.process[i]: h.value[i] for i in reads if isinstance(h.value[i], dict)}
 
     @functools.cached_property
     def _lost_by_read(self) -> list[str] | None:
@@ -266,11 +284,11 @@ class Analysis:
         reads = self.final_reads
         if not reads:
             return None
-        h = self.run.history
-        acks = h.loc[((h["f"].astype(object) == "add") & (h["type"].astype(object) == "ok")).to_numpy(bool)]
-        owner = {str(n): p for n, p in zip(acks["node_id"], acks["process"])}
+        h = self._history
+        acks = np.flatnonzero(h.rows("add", "ok")).tolist()
+        owner = {str(h.node_id[i]): h.process[i] for i in acks}
         kept = {p: set(map(str, v.get("children") or ())) for p, v in reads.items()}
-        return [n for n in self._coded.acks["node_id"].astype(str) if owner.get(n) in kept and n not in kept[owner[n]]]
+        return [n for n in self._coded.ack_ids if owner.get(n) in kept and n not in kept[owner[n]]]
 
     def _evidence_problem(self) -> str | None:
         """Why the recording cannot be trusted for a count: a file cut short, meta.json missing or
@@ -317,7 +335,7 @@ class Analysis:
                 return (f"translation was still halted when the run ended at {end:.1f} s (halted at "
                         f"{last_halt:.1f} s; the re-import had not run)")
             expected = later[0][1].get("batches") if isinstance(later[0][1], dict) else None
-            seen = int((self.batches["time"] >= last_halt).sum())
+            seen = int((self._batches[0] >= last_halt).sum())
             if isinstance(expected, int) and seen < expected:
                 return f"the device had received {seen} of {expected} re-import batches when the run ended at {end:.1f} s"
         return None
@@ -326,20 +344,19 @@ class Analysis:
         """Why no deploy took effect though one was asked for (planned in meta, or invoked), or
         None: a run whose deploy failed, never completed or never happened shows nothing about
         what a deploy does, so it is never clean."""
-        ops = self._nemesis_ops
-        rows = ops.loc[(ops["f"].astype(object) == "deploy").to_numpy(bool)] if not ops.empty else ops
-        types = rows["type"].astype(str).tolist() if not rows.empty else []
+        h = self._history
+        rows = [i for i in self._nemesis_rows if h.f[i] == "deploy"]  # in time order
+        types = [str(h.type[i]) for i in rows]
         if "ok" in types:
             return None
         if "fail" in types:
-            at = next(t for t, typ in zip(rows["time"], types) if typ == "fail")
-            value = next(v for v, typ in zip(rows["value"], types) if typ == "fail")
+            at, value = h.time[rows[types.index("fail")]], h.value[rows[types.index("fail")]]
             value = value if isinstance(value, dict) else {}
             because = (f" ({value['error']})" if value.get("error") else
                        f" (deployment status {value['status']!r})" if value.get("status") else "")
             return f"the schema deploy at {float(at):.1f} s failed{because}: nothing was deployed"
         if "invoke" in types:
-            at = rows["time"].iloc[types.index("invoke")]
+            at = h.time[rows[types.index("invoke")]]
             return f"the schema deploy invoked at {float(at):.1f} s never completed"
         if planned is not None:
             return f"the schema deploy planned at {float(planned):g} s never happened"
@@ -348,7 +365,7 @@ class Analysis:
     @functools.cached_property
     def verdict(self) -> Verdict:
         c = self._coded
-        acked = c.acks["node_id"].astype(str).tolist()
+        acked = list(c.ack_ids)
         ack_rank = {n: i for i, n in enumerate(acked)}
         by = self._by_observer
         stale = sorted({n for v in by.values() for n in v.stale}, key=ack_rank.__getitem__)
@@ -366,7 +383,7 @@ class Analysis:
         return Verdict(
             acknowledged=acked, lost=lost, orphaned=orphaned, stale=stale,
             first_loss_at_s=device.first_loss_at_s,
-            resync_batches=[int(b) for b in self.batches["batch"]],
+            resync_batches=[int(b) for b in self._batches[1]],
             valid={"lost": False, "clean": True}.get(outcome), by_observer=by,
             stale_threshold_s=self.stale_threshold_s, outcome=outcome, inconclusive_reason=reason,
             causes=self.causes if lost else (), unexplained=self.unexplained if lost else (),
@@ -461,13 +478,10 @@ class Analysis:
 
     @functools.cached_property
     def _adds(self) -> dict[str, dict[str, float]]:
-        h = self.run.history
+        h = self._history
         out: dict[str, dict[str, float]] = {}
-        if h.empty:
-            return out
-        adds = h[(h["f"].astype(object) == "add").to_numpy(bool) & h["node_id"].notna().to_numpy(bool)]
-        for node, typ, t in zip(adds["node_id"].astype(str), adds["type"].astype(str), adds["time"]):
-            out.setdefault(node, {}).setdefault(typ, float(t))
+        for row in np.flatnonzero(h.rows("add") & (h.node_id != None)).tolist():  # noqa: E711 (elementwise)
+            out.setdefault(str(h.node_id[row]), {}).setdefault(str(h.type[row]), float(h.time[row]))
         return out
 
     def _explain(self, node: str) -> Explanation:
@@ -526,6 +540,8 @@ class Analysis:
 
     def _aftermath(self, node: str) -> list[Step]:
         """When each view lost it, and whether its document survived."""
+        import pandas as pd
+
         life = self.lifecycle
         rows = life[(life["node_id"].astype(str) == node).to_numpy(bool)]
         steps: list[Step] = []

@@ -21,6 +21,29 @@ def test_each_benchmark_produces_rows_with_the_expected_keys(name):
         assert r["met"] in (True, False, None)
         assert r["value"] is None or r["value"] >= 0
     assert any(r["target"] for r in rows), "every benchmark states at least one target"
+    if name == "sweep_scenarios":  # the same rows wherever the sweep ran (the timings are not judged)
+        on_dask = [r for r in rows if "Dask" in r["figure"] and "skipped" not in r["details"]]
+        assert all(r["details"]["rows_identical"] for r in on_dask)
+        assert len(on_dask) == 2 or all("skipped" in r["details"] for r in rows if "Dask" in r["figure"])
+
+
+def test_the_command_line_dask_cluster_is_stopped_when_the_work_fails():
+    pytest.importorskip("distributed")
+    import os
+
+    from distributed import Client
+
+    from benchmarks.sweep_scenarios import cli_cluster
+
+    with pytest.raises(RuntimeError, match="the sweep failed"):
+        with cli_cluster(1) as address:
+            with Client(address, set_as_default=False) as client:
+                pids = [client.run_on_scheduler(os.getpid), *client.run(os.getpid).values()]
+            raise RuntimeError("the sweep failed")
+    assert len(pids) == 2
+    for pid in pids:  # stopped and reaped: no such process any more
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
 
 
 def test_scale_smoke_converges_with_and_without_loss():

@@ -185,7 +185,7 @@ def test_readme_has_one_table_of_every_exit_code():
     assert "could not do the job" in rows["4"] and "--fail-on-loss" in rows["1"] and "--fail-on-loss" in rows["3"]
 
 
-@pytest.mark.parametrize("command", ["run", "fleet", "report", "menu", "deploy", "audit", "notebooks"])
+@pytest.mark.parametrize("command", ["run", "fleet", "report", "menu", "deploy", "audit", "notebooks", "export"])
 def test_each_commands_help_lists_its_exit_codes(command, capsys):
     with pytest.raises(SystemExit):
         main([command, "--help"])

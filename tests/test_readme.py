@@ -62,7 +62,7 @@ def _synopsis_flags() -> dict[str, set[str]]:
 
 def test_every_flag_in_the_readme_synopsis_is_in_help_and_the_reverse():
     synopsis = _synopsis_flags()
-    assert set(synopsis) == {"menu", "run", "fleet", "report", "deploy", "audit", "notebooks", "replay"}
+    assert set(synopsis) == {"menu", "run", "fleet", "report", "deploy", "audit", "notebooks", "replay", "export"}
     for command, flags in synopsis.items():
         assert flags == _help_flags(command), (command, sorted(flags ^ _help_flags(command)))
 

@@ -214,6 +214,7 @@ def _load_both(path: Path, monkeypatch: pytest.MonkeyPatch):
     from repro_kit import recording
 
     out = []
+    monkeypatch.setattr(recording, "_ARROW_MIN_BYTES", 0)  # small files too: the two readers compared
     for use_arrow in (True, False):
         monkeypatch.setattr(recording, "_USE_ARROW", use_arrow)
         try:
@@ -283,7 +284,7 @@ def test_pyarrow_reads_the_benchmark_run_as_the_python_path(tmp_path, monkeypatc
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from benchmarks.analysis import synthesise
 
-    synthesise(tmp_path / "bench", events=3_000, seed=5)
+    synthesise(tmp_path / "bench", events=3_000, seed=5, format="jsonl")
     _assert_same(tmp_path / "bench", monkeypatch, arrow=True)
 
 
@@ -400,3 +401,33 @@ def test_without_pyarrow_the_python_path_reads_the_run(tmp_path, monkeypatch):
     monkeypatch.setattr(recording, "_arrow_modules", False)  # as when `import pyarrow` fails
     assert recording._load_events_arrow(path / EVENTS_FILE) is None
     __import__("pandas").testing.assert_frame_equal(load_run(path).events, with_arrow.events)
+
+
+def test_the_versions_table_is_what_importlib_metadata_finds(tmp_path, monkeypatch):
+    """default_versions lists sys.path's folders once instead of asking importlib.metadata seven
+    times; the versions must be the ones importlib.metadata gives, first folder first."""
+    import importlib.metadata as metadata
+
+    from repro_kit.recording import _VERSIONED, default_versions
+
+    def expected() -> dict:
+        out = {}
+        for dist in _VERSIONED:
+            try:
+                out[dist] = metadata.version(dist)
+            except metadata.PackageNotFoundError:
+                pass
+        return out
+
+    versions = default_versions()
+    assert {k: v for k, v in versions.items() if k != "python"} == expected()
+    shadow = tmp_path / "shadow"
+    (shadow / "SimPy-9.9.dist-info").mkdir(parents=True)  # another spelling of the name, earlier on sys.path
+    (shadow / "SimPy-9.9.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: SimPy\nVersion: 9.9\n\nbody")
+    (shadow / "pandas.egg-info").mkdir()
+    (shadow / "pandas.egg-info" / "PKG-INFO").write_text("Metadata-Version: 1.0\nName: pandas\nVersion: 0.0.1\n")
+    (shadow / "numpy-1.0.dist-info").mkdir()  # no METADATA: importlib.metadata decides
+    monkeypatch.syspath_prepend(str(shadow))
+    shadowed = default_versions()
+    assert shadowed["simpy"] == "9.9" and shadowed["pandas"] == "0.0.1"
+    assert {k: v for k, v in shadowed.items() if k != "python"} == expected()

@@ -175,3 +175,17 @@ def test_many_events_vectorised(tmp_path: Path) -> None:
     last = events.groupby("node_id", observed=True)["kind"].last().astype(str)
     expected_lost = {n for n in nodes if last.get(n, "leave") == "leave"}
     assert set(v.lost) == expected_lost
+
+
+def test_the_linear_time_stable_sort_is_numpys_stable_sort() -> None:
+    import numpy as np
+
+    from repro_kit._timeline import _stable_argsort
+
+    rng = np.random.default_rng(1)
+    for high in (1, 5, 1 << 16, (1 << 16) + 1, 1 << 20, 1 << 32, 1 << 40):
+        for n in (0, 1, 7, 1000, 50_000):
+            keys = rng.integers(0, high, n)
+            assert (_stable_argsort(keys) == np.argsort(keys, kind="stable")).all(), (high, n)
+    keys = np.array([3, -1, 3, 0])  # negative keys: numpy's own sort
+    assert (_stable_argsort(keys) == np.argsort(keys, kind="stable")).all()
