@@ -21,7 +21,7 @@ import numpy as np
 from . import _timeline as timeline
 from ._columns import nan_max
 from .causes import Cause, Evidence, Explanation, Step, changeset_label, describe_instruction, group_causes
-from .recording import Run, load_run
+from .recording import EVENTS_ARROW, EVENTS_FILE, Run, load_run
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -298,7 +298,9 @@ class Analysis:
         by_read = self._lost_by_read
         if by_read is not None and set(by_read) != set(self._device.lost):
             differ = len(set(by_read) ^ set(self._device.lost))
-            return (f"events.jsonl disagrees with the final read of the device on {differ} node(s): "
+            path = self.run.path
+            events = EVENTS_ARROW if path is not None and (path / EVENTS_ARROW).exists() else EVENTS_FILE
+            return (f"{events} disagrees with the final read of the device on {differ} node(s): "
                     "the events are incomplete")
         return None
 
