@@ -101,6 +101,7 @@ class Actions:
         self.halt: tuple[float, float | None] | None = None  # (halted since, re-import due at) while under way
         self.run_t0: float | None = None  # session time the latest Run test started: the user's clock's zero
         self.analysing = False  # a run has ended and its verdict is being computed
+        self.starting = False  # a Run test waits for an earlier deploy's re-import before its first write
         self._lock = threading.Lock()
         self._run_thread: threading.Thread | None = None
         self._control: driver.RunControl | None = None
@@ -343,6 +344,10 @@ class Actions:
         thread = self._run_thread
         return thread is not None and thread.is_alive()
 
+    def current_run_dir(self) -> Path | None:
+        """The running test's run directory, or None."""
+        return self._run_out if self.running else None
+
     def progress(self) -> tuple[float, float] | None:
         """(elapsed, total) seconds of the running test, or None."""
         control = self._control
@@ -355,7 +360,8 @@ class Actions:
 
     def run_test(self, writes: int = 20, interval_s: float = 1.0, deploy_at_s: float | str | None = None,
                  settle_s: float = 300.0, field: str | None = None, bson_type: str | None = None) -> list[str]:
-        """Start the report's Run test in its own thread and return at once.
+        """Start the report's Run test in its own thread and return at once. Its first lines are
+        emitted (not returned), before the run's own lines.
 
         `deploy_at_s=None` (the default): no automatic deploy; deploy by hand while it runs,
         as the report's author did. A number (or "auto"): deploy then, unless the user
@@ -371,26 +377,42 @@ class Actions:
             on_write=lambda n, text, remaining: self.emit(f'Adding node with text "{text}" ({remaining} remaining)'))
         self._control, self._run_out = control, out
         self._run_started_wall = time.monotonic()
-        self.run_t0 = self.session.now()  # the user's clock restarts (the driver's t0 is this instant or later)
+        waiting = self.waiting_for()
+        if waiting is None:
+            self.run_t0 = self.session.now()  # the user's clock restarts (the driver's t0 is this instant or later)
+        self.starting = waiting is not None
         self.last_error = None
         self.analysing = False
-        thread = threading.Thread(target=self._run, args=(scenario, out, control), name="repro_kit: Run test",
-                                  daemon=True)
-        self._run_thread = thread
-        thread.start()
         deploy = ("no automatic deploy: deploy the schema change by hand while it runs, as in the report"
                   if scenario.deploy_at_s is None else
                   f"the schema change deployed at {scenario.deploy_at_s:g} s unless you deploy it by hand first")
         lines = [f"Run test: {scenario.writes} writes {scenario.interval_s:g} s apart, then {scenario.settle_s:g} s of "
                  f"watching ({scenario.end_s:g} s in all); {deploy}. Recording to {shown_path(out)}"]
-        waiting = self.waiting_for()
-        if waiting:  # an earlier deploy's halt goes on: say so, it is what this run starts in
-            lines.append(f"(Still waiting from before: {waiting}. A deploy in this run gets its own full halt and "
-                         f"re-import.)")
-        return lines
+        if waiting:  # an earlier deploy's halt goes on: a run inside it could not show the loss
+            lines.append(f"Run test waits for the earlier deploy's re-import first ({waiting}): a run started inside "
+                         f"a halt cannot show the loss (its notes reach Atlas only after that re-import). It starts "
+                         f"when translation resumes, its clock from 0; Stop cancels it.")
+        # Said before the run's thread starts, so they come before anything the run says (in
+        # virtual time a run can be over before this method could return its lines).
+        self.emit("\n".join(lines))
+        thread = threading.Thread(target=self._run, args=(scenario, out, control), name="repro_kit: Run test",
+                                  daemon=True)
+        self._run_thread = thread
+        thread.start()
+        return []
 
     def _run(self, scenario: Scenario, out: Path, control: driver.RunControl) -> None:
         try:
+            if self.starting:
+                while self.halt is not None:  # the earlier deploy's re-import first (run_test said why)
+                    if control.stop_requested:
+                        self.emit("Run test cancelled before its first write (it waited for the re-import): "
+                                  "nothing recorded.")
+                        return
+                    self.session.wait_until(self.session.now() + _CLOCK_PERIOD_S)
+                self.run_t0 = self.session.now()
+                self.starting = False
+                self.emit("Run test starts now: translation has resumed; times are seconds since this start.")
             run = driver.run_test(self.session, scenario=scenario, out=out, progress=False, control=control)
             self.analysing = True
             if control.stopped_at_s is not None:
@@ -407,7 +429,7 @@ class Actions:
         except Exception as exc:
             self._say_error("Run test", exc, out)
         finally:
-            self.analysing = False
+            self.analysing = self.starting = False
 
     def stop(self, timeout: float | None = 30.0) -> list[str]:
         """End the running test at its next step; the partial run stays loadable."""
