@@ -414,6 +414,8 @@ class Actions:
                 self.starting = False
                 self.emit("Run test starts now: translation has resumed; times are seconds since this start.")
             run = driver.run_test(self.session, scenario=scenario, out=out, progress=False, control=control)
+            if control.t0 is not None:
+                self.run_t0 = control.t0  # the recorded run's zero stays the clock's until the next Run test
             self.analysing = True
             if control.stopped_at_s is not None:
                 self.emit(f"Run test stopped at {control.stopped_at_s:.1f} s: the partial run is kept in "
