@@ -196,11 +196,12 @@ class Actions:
             return
         changed, batch = self._changed["device"], self._batch
         self._changed["device"], self._batch = False, None
-        self.emit(f"\t: User has {total} total nodes")
+        lines = [f"\t: User has {total} total nodes"]  # the two listeners' lines of one change: one block
         if changed or batch:
-            self.emit(f"\t: Root has {children} children")
+            lines.append(f"\t: Root has {children} children")
         if batch:
-            self.emit(f"\t  (a re-import batch of {batch} documents from the server, at {self.at(event.time)})")
+            lines.append(f"\t  (a re-import batch of {batch} documents from the server, at {self.at(event.time)})")
+        self.emit("\n".join(lines))
 
     def _on_nemesis(self, record: Nemesis) -> None:
         value = record.value if isinstance(record.value, dict) else {}

@@ -474,14 +474,11 @@ class Menu:
     def ask(self, prompt: str) -> str | None:
         """One line of input; None at end of input (which cancels the question)."""
         if self._terminal:
-            def shown() -> None:  # readline has drawn the prompt: lines from now on go above it
-                with self._say_lock:
-                    self._prompt = prompt
-
-            if self._readline is not None:
-                self._readline.set_pre_input_hook(shown)
-            else:  # pragma: no cover - no readline (Windows): the prompt is as good as drawn
-                shown()
+            # Lines from now on go above the prompt. (Not from readline's pre-input hook: a Ctrl-C
+            # landing inside a hook is swallowed by readline; a line in the instant before readline
+            # draws the prompt shows it twice, which is only cosmetic.)
+            with self._say_lock:
+                self._prompt = prompt
             try:
                 line = input(prompt)
             except EOFError:
@@ -631,15 +628,17 @@ class Menu:
             finally:
                 done.set()
 
-        self.say(f"Waiting {seconds:g} s (Ctrl-C cancels)…")
-        threading.Thread(target=wait, name="repro_kit menu: Wait", daemon=True).start()
+        worker = threading.Thread(target=wait, name="repro_kit menu: Wait", daemon=True)
         try:  # an Event, not Thread.join: a join interrupted by Ctrl-C can forget its thread (CPython 3.11)
+            self.say(f"Waiting {seconds:g} s (Ctrl-C cancels)…")
+            worker.start()
             while not done.wait(0.1):
                 pass
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # whenever it lands, from the line above on: the wait is cancelled
             cancel.set()
-            done.wait()
-        result = answer[0] if answer else ["Wait cancelled."]
+            if worker.ident is not None:
+                done.wait()
+        result = answer[0] if answer else [f"Wait cancelled at {self.actions.at(self.session.now())}."]
         if isinstance(result, Exception):
             raise result
         self._show(result)

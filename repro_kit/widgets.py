@@ -10,8 +10,8 @@ status (both views' counts, the clock, what the session waits for with a countdo
 "analysing…"), the verdict in a result box beside it, the buttons, a live chart (redrawn every
 second while a run goes; seconds since Run test started) and the log. The log keeps the whole
 history and scrolls: it follows new lines while its view is at the bottom and stays put when the
-user scrolled up (a column-reverse box whose lines are appended, never rewritten, so the
-browser's scroll anchoring holds the view). Export writes the run's report (report.md,
+user scrolled up (a column-reverse box whose blocks of lines are appended, never rewritten, so
+the browser's scroll anchoring holds the view). Export writes the run's report (report.md,
 report.html, the timeline and sequence figures) and the live chart (PNG and SVG) into the run
 directory and shows them as links JupyterLab opens, with the run directory as a link that opens
 it in Lab's file browser. An action's exception shows in the panel as one line: an error is
@@ -41,9 +41,6 @@ from repro_kit.client import connect
 
 __all__ = ["ControlPanel", "live_chart_png", "lab_location"]
 
-#: Lines one log block holds before the next block starts (blocks are appended, never rewritten
-#: once full, so the browser keeps a reader's place in the history).
-BLOCK_LINES = 12
 #: Height of the log's scrolling box: its newest lines stay in view with the rest of the panel.
 LOG_HEIGHT = "230px"
 #: Seconds between redraws of the live chart while a run goes (at least once a second).
@@ -308,14 +305,12 @@ class ControlPanel:
         new = str(text).rstrip("\n").split("\n")
         with self._lines_lock:
             self.lines.extend(new)
-            if self._blocks and len(self._blocks[-1][1]) + len(new) <= BLOCK_LINES:
-                block, held = self._blocks[-1]
-                held.extend(new)
-                block.value = self._block_html(held)
-            else:  # a new block; one answer stays whole in one block (Print nodes keeps its head line)
-                block = w.HTML(self._block_html(new), layout=w.Layout(width="100%"))
-                self._blocks.append((block, list(new)))
-                self.log_column.children = (*self.log_column.children, block)
+            # a new block for each say, never a block rewritten: the browser's scroll anchoring then
+            # keeps a reader's place, and at the bottom the view follows (a block that grew in place
+            # could pull the view up with it); one answer stays whole (Print nodes keeps its head line)
+            block = w.HTML(self._block_html(new), layout=w.Layout(width="100%"))
+            self._blocks.append((block, list(new)))
+            self.log_column.children = (*self.log_column.children, block)
 
     def _error(self, action: str, exc: BaseException) -> None:
         line = _one_line(action, exc)
