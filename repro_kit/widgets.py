@@ -10,8 +10,8 @@ status (both views' counts, the clock, what the session waits for with a countdo
 "analysing…"), the verdict in a result box beside it, the buttons, a live chart (redrawn every
 second while a run goes; seconds since Run test started) and the log. The log keeps the whole
 history and scrolls: it follows new lines while its view is at the bottom and stays put when the
-user scrolled up (a column-reverse box whose blocks of lines are appended, never rewritten, so
-the browser's scroll anchoring holds the view). Export writes the run's report (report.md,
+user scrolled up (a column-reverse box: its scroll origin is its newest line, so at the bottom
+the view follows, and scrolled up it stays that far from the bottom instead of jumping to it). Export writes the run's report (report.md,
 report.html, the timeline and sequence figures) and the live chart (PNG and SVG) into the run
 directory and shows them as links JupyterLab opens, with the run directory as a link that opens
 it in Lab's file browser. An action's exception shows in the panel as one line: an error is
@@ -272,7 +272,11 @@ class ControlPanel:
 
         self.buttons = [self.add_button, self.run_button, self.nodes_button, self.info_button, self.reset_button,
                         self.deploy_button, self.wait_button, self.stop_button, self.export_button]
-        title = w.HTML(f"<b>repro_kit control panel</b> &middot; {html.escape(self.session.backend)}, "
+        # No scroll anchoring in the log: the browser would otherwise hold whichever line it chose
+        # as its anchor (the oldest, once the log has been scrolled to its top) and stop following;
+        # the column-reverse box alone keeps the view at the newest line while it is at the bottom.
+        title = w.HTML("<style>.rk-log { overflow-anchor: none; }</style>"
+                       f"<b>repro_kit control panel</b> &middot; {html.escape(self.session.backend)}, "
                        f"{html.escape(str(getattr(self.session, 'mode', '')))} mode, "
                        f"{'real time' if self.session.realtime else 'virtual time'}; times are seconds since "
                        f"the latest Run test started")
