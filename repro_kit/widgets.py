@@ -198,6 +198,7 @@ class ControlPanel:
         self._closed = threading.Event()
         self._chart_drawn_at = -1.0
         self._chart_series_len = -1
+        self._chart_title = ""
         self._ticker = threading.Thread(target=self._tick, name="repro_kit panel: live view", daemon=True)
         self._ticker.start()
         self._refresh()
@@ -459,9 +460,10 @@ class ControlPanel:
         if result != self.result_html.value:
             self.result_html.value = result
         series, marks = a.snapshot()
-        due = running or len(series) != self._chart_series_len
+        title = self.progress_label.value if running else "device (solid) and Atlas (dashed)"
+        due = running or len(series) != self._chart_series_len or title != self._chart_title
         if due and (not chart_only or time.monotonic() - self._chart_drawn_at >= CHART_PERIOD_S):
-            title = self.progress_label.value if running else "device (solid) and Atlas (dashed)"
+            self._chart_title = title
             self.chart.value = live_chart_png(series, marks, self.session.now(), start=a.run_t0, title=title)
             self._chart_drawn_at = time.monotonic()
             self._chart_series_len = len(series)
