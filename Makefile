@@ -21,8 +21,11 @@ test: $(STAMP)
 	MPLBACKEND=Agg $(PY) -m pytest -q
 
 # As root (containers, these machines) JupyterLab needs --allow-root; as a user it must not be forced.
+# Lab's root is the checkout, so its file browser lists runs/ (where the CLI, the panel and the
+# notebooks record) and reports/ beside notebooks/, which it opens on.
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/
+	$(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) --ServerApp.root_dir=. \
+		--LabApp.default_url=/lab/tree/notebooks
 
 bench: $(STAMP)
 	$(PY) -m benchmarks

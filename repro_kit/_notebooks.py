@@ -1,5 +1,8 @@
 """`repro-kit notebooks [DIR]`: copy the kit's Jupyter notebooks out of the installed package.
 
+Runs are recorded in `recording.runs_root()` whatever the current directory; DIR/runs is made a
+link to it (unless it is inside DIR already), so JupyterLab started on DIR lists them.
+
 A wheel carries notebooks/*.ipynb as package data under `repro_kit/notebooks/` (setup.py
 copies them at build time). An editable or source-tree install has no such copy, so the
 repository's own `notebooks/` folder beside the package is used instead.
@@ -23,6 +26,7 @@ from typing import Any
 
 from repro_kit import _errors
 from repro_kit._atomic import write_bytes_atomic
+from repro_kit.recording import RUNS_ENV, runs_root
 
 __all__ = ["register", "run_notebooks", "notebook_sources", "DEFAULT_DIR"]
 
@@ -145,6 +149,32 @@ def run_notebooks(args: argparse.Namespace, stdout: Any = None, stderr: Any = No
     print(f"Copied {len(sources)} notebooks to {shown}{replaced}:", file=stdout)
     for src in sources:
         print(f"  {src.name}", file=stdout)
+    print(_runs_link(shown), file=stdout)
     print("Start JupyterLab on them with:", file=stdout)
     print(f"  {_lab_command(shown)}", file=stdout)
     return 0
+
+
+def _runs_link(dest: Path) -> str:
+    """Make the default run location visible in JupyterLab's file browser on `dest`: runs made by
+    the CLI, the panel and the notebooks go to `recording.runs_root()`; unless that is inside
+    `dest` already, `dest/runs` becomes a link to it (made once, never over a file or folder of
+    the user's). Returns the sentence that says where runs go."""
+    root = runs_root().expanduser().absolute()
+    where = f"Runs are recorded in {root} (${RUNS_ENV} changes it)"
+    try:
+        root.resolve().relative_to(dest.resolve())
+        return f"{where}: inside this folder, so JupyterLab lists them."
+    except ValueError:
+        pass
+    link = dest / "runs"
+    if link.is_symlink() and link.resolve() == root.resolve():
+        return f"{where}; {link} links there, so JupyterLab lists them."
+    if link.exists() or link.is_symlink():
+        return f"{where}; {link} is something else, so JupyterLab shows them only if started above both."
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(root, target_is_directory=True)
+    except OSError as exc:  # no symbolic links here (some Windows set-ups): say where they are instead
+        return f"{where}; a link from {link} could not be made ({_errors.os_error_reason(exc)})."
+    return f"{where}; {link} links there, so JupyterLab's file browser lists them."

@@ -8,6 +8,11 @@ lines, a run's verdict) go to `emit` as they happen, from whichever thread made 
 from the session's history stream, the same records a run directory holds. Wording follows
 stashpad/realm-bug-cli, so a session here reads like the report's video.
 
+One clock for the user: every time shown (listener lines, deploy and halt lines, Wait, the
+status, the verdict) is seconds since the latest Run test started (`at`); before the first Run
+test, session time, and said so ("12.0 s of the session"). What the session waits for (a
+deploy's halt and its re-import) is `waiting_for()`, with a countdown.
+
 Time is the user's: on a real-time session a clock thread keeps the model at the wall clock,
 so a deploy made by hand minutes into a run, an Atlas refresh or the listener lines of a
 re-import happen when they would have; a Run test goes on in its own thread while the user
@@ -17,6 +22,7 @@ acts, and Stop ends it, keeping a partial run.
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -29,12 +35,30 @@ from repro_kit._history import Event, Nemesis, Record
 from repro_kit._session import Session
 from repro_kit.scenario import DEFAULT_BSON_TYPE, DEFAULT_FIELD, Scenario
 
-__all__ = ["Actions", "Command", "COMMANDS", "MAX_WAIT_S"]
+__all__ = ["Actions", "Command", "COMMANDS", "MAX_WAIT_S", "countdown", "shown_path"]
 
 #: Longest single Wait (a day): a typo cannot freeze the tool.
 MAX_WAIT_S = 86_400.0
 
 _CLOCK_PERIOD_S = 0.2
+
+
+def countdown(seconds: float) -> str:
+    """A time left as a person reads a timer: "2:41", "1:02:05" (never negative)."""
+    whole = max(0, int(round(seconds)))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def shown_path(path: str | Path) -> str:
+    """A path as a line shows it: relative to the current directory when inside it ("runs/2024..."),
+    else in full."""
+    target = Path(path)
+    try:
+        return str(target.resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return str(target)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +99,9 @@ class Actions:
         self.series: list[tuple[float, str, int, int]] = []  # (time, observer, root_children, nodes_total)
         self.marks: list[tuple[float, str, Any]] = []  # (time, "halt" | "resume" | "batch" | "deploy", value)
         self.halt: tuple[float, float | None] | None = None  # (halted since, re-import due at) while under way
+        self.run_t0: float | None = None  # session time the latest Run test started: the user's clock's zero
+        self.analysing = False  # a run has ended and its verdict is being computed
+        self.starting = False  # a Run test waits for an earlier deploy's re-import before its first write
         self._lock = threading.Lock()
         self._run_thread: threading.Thread | None = None
         self._control: driver.RunControl | None = None
@@ -103,6 +130,46 @@ class Actions:
     def now(self) -> float:
         return self.session.now()
 
+    def run_time(self, t: float | None = None) -> float | None:
+        """Session time `t` (default now) as seconds since the latest Run test started; None before one."""
+        control = self._control
+        t0 = control.t0 if control is not None and control.t0 is not None else self.run_t0
+        if t0 is None:
+            return None
+        return (self.session.now() if t is None else t) - t0
+
+    def at(self, t: float) -> str:
+        """Session time `t` on the user's clock: "5.9 s" (since the latest Run test started),
+        "40.2 s before this Run test", or, before any Run test, "12.0 s of the session"."""
+        rel = self.run_time(t)
+        if rel is None:
+            return f"{t:.1f} s of the session"
+        if rel < -0.05:
+            return f"{-rel:.1f} s before this Run test"
+        return f"{max(rel, 0.0):.1f} s"
+
+    def clock_words(self) -> str:
+        """The clock as the status line shows it."""
+        rel = self.run_time()
+        if rel is None:
+            return f"session time {self.session.now():.1f} s (no Run test yet)"
+        return f"{max(rel, 0.0):.1f} s since Run test started"
+
+    def waiting_for(self) -> str | None:
+        """What the session waits for, or None: "translation halted since 5.9 s; re-import due at
+        185.9 s (in 2:41)"; once due, "re-import under way"."""
+        halt = self.halt
+        if halt is None:
+            return None
+        since, due = halt
+        head = f"translation halted since {self.at(since)}"
+        if due is None:
+            return f"{head}; re-import time unknown"
+        left = due - self.session.now()
+        if left <= 0:
+            return f"{head}; re-import under way (due at {self.at(due)})"
+        return f"{head}; re-import due at {self.at(due)} (in {countdown(left)})"
+
     # -- what the views show, as it happens ------------------------------------------------
     def _on_record(self, record: Record) -> None:
         if isinstance(record, Event):
@@ -129,18 +196,23 @@ class Actions:
             return
         changed, batch = self._changed["device"], self._batch
         self._changed["device"], self._batch = False, None
-        self.emit(f"\t: User has {total} total nodes")
+        lines = [f"\t: User has {total} total nodes"]  # the two listeners' lines of one change: one block
         if changed or batch:
-            self.emit(f"\t: Root has {children} children")
+            lines.append(f"\t: Root has {children} children")
         if batch:
-            self.emit(f"\t  (a re-import batch of {batch} documents from the server, at {event.time:.1f} s)")
+            lines.append(f"\t  (a re-import batch of {batch} documents from the server, at {self.at(event.time)})")
+        self.emit("\n".join(lines))
 
     def _on_nemesis(self, record: Nemesis) -> None:
         value = record.value if isinstance(record.value, dict) else {}
+        earlier = self.halt
         if record.f == "halt":
             since = record.time - float(value.get("halted_for_s", 0.0))
             delay = value.get("reimport_due_in_s")
-            self.halt = (since, since + float(delay) if isinstance(delay, (int, float)) else None)
+            due = since + float(delay) if isinstance(delay, (int, float)) else None
+            # a deploy during an earlier one's wait: translation stays halted since the first, the
+            # re-import is the new deploy's own, a full delay after it
+            self.halt = (min(since, earlier[0]) if earlier is not None else since, due)
         elif record.f == "resume":
             self.halt = None
         with self._lock:
@@ -149,9 +221,17 @@ class Actions:
         if self._baseline:
             return
         if record.f == "halt":
-            self.emit(f"[App Services] translation halted at {record.time:.1f} s; Atlas was snapshotted")
+            due = self.halt[1] if self.halt is not None else None
+            reimport = f"; its re-import is due at {self.at(due)}" if due is not None else ""
+            if earlier is not None:
+                self.emit(f"[App Services] a new deploy at {self.at(record.time)}: translation stays halted (since "
+                          f"{self.at(earlier[0])}); Atlas was snapshotted again{reimport}, a full wait after this "
+                          f"deploy (the earlier re-import is cancelled)")
+            else:
+                self.emit(f"[App Services] translation halted at {self.at(record.time)}; Atlas was snapshotted"
+                          f"{reimport}")
         elif record.f == "resume":
-            self.emit(f"[App Services] translation resumed at {record.time:.1f} s")
+            self.emit(f"[App Services] translation resumed at {self.at(record.time)}")
 
     def snapshot(self) -> tuple[list[tuple[float, str, int, int]], list[tuple[float, str, Any]]]:
         """Copies of the views' counts over time and the control-plane marks (the live chart's data)."""
@@ -182,6 +262,8 @@ class Actions:
             f"Number of children in root: {info.root_children}",
             f"Atlas (a refresh of the Node collection): {atlas.nodes_total} node documents, "
             f"{atlas.root_children} children in the root",
+            *([f"Waiting: {waiting}"] if (waiting := self.waiting_for()) else []),
+            f"Clock: {self.clock_words()}",
         ]
 
     def reset_question(self) -> str:
@@ -194,7 +276,9 @@ class Actions:
             raise ValueError("Reset: a Run test is running; Stop it first")
         count = self.session.info().nodes_total
         self.session.reset()
-        return [f"Deleting {count} nodes"]
+        waiting = self.waiting_for()
+        return [f"Deleting {count} nodes"] + ([f"(Still waiting: {waiting}; a new deploy gets its own full halt "
+                                               f"and re-import.)"] if waiting else [])
 
     def _schema_fields(self) -> set[str]:
         """The field names of the app's current schema, where the backend knows them (the emulator)."""
@@ -231,30 +315,39 @@ class Actions:
             raise ValueError(f"{exc}; nothing was deployed") from None
         result = self.session.deploy_schema_change(field, bson_type)
         now = self.session.now()
-        control = self._control
-        into = (f" ({now - control.t0:.1f} s into the Run test)"
-                if control is not None and self.running and control.t0 is not None else "")
-        lines = [f"Deployed the optional field {field} ({bson_type}) at {now:.1f} s of the session{into}: "
-                 f"{result.status}."]
+        lines = [f"Deployed the optional field {field} ({bson_type}) at {self.at(now)}: {result.status}."]
         if self.session.mode == "production":
             delay = getattr(getattr(self.session, "params", None), "resync_delay_s", None)
-            when = f" in about {delay:g} s" if delay is not None else " in a few minutes"
+            when = (f" at {self.at(now + float(delay))} (in about {delay:g} s)" if delay is not None
+                    else " in a few minutes")
             lines.append(f"Production mode: translation to Atlas halts; the server re-imports the collection{when}.")
         return lines
 
-    def wait(self, seconds: Any) -> list[str]:
-        """Let `seconds` pass (in real time, really; in virtual time, at once)."""
+    def wait(self, seconds: Any, cancel: threading.Event | None = None) -> list[str]:
+        """Let `seconds` pass (in real time, really; in virtual time, at once). Setting `cancel`
+        (from another thread) ends a real-time wait at its next slice: "Wait cancelled at ..."."""
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds != seconds \
                 or not 0 <= seconds <= MAX_WAIT_S:
             raise ValueError(f"seconds: must be a number from 0 to {MAX_WAIT_S:,.0f}, got {seconds!r}")
-        self.session.wait(float(seconds))
-        return [f"Clock at {self.session.now():.1f} s."]
+        if cancel is None or not self.session.realtime:
+            self.session.wait(float(seconds))
+            return [f"Clock at {self.at(self.session.now())}."]
+        target = self.session.now() + float(seconds)
+        while self.session.now() < target:
+            if cancel.is_set():
+                return [f"Wait cancelled at {self.at(self.session.now())}."]
+            self.session.wait_until(min(target, self.session.now() + _CLOCK_PERIOD_S))
+        return [f"Clock at {self.at(self.session.now())}."]
 
     # -- Run test -----------------------------------------------------------------------------
     @property
     def running(self) -> bool:
         thread = self._run_thread
         return thread is not None and thread.is_alive()
+
+    def current_run_dir(self) -> Path | None:
+        """The running test's run directory, or None."""
+        return self._run_out if self.running else None
 
     def progress(self) -> tuple[float, float] | None:
         """(elapsed, total) seconds of the running test, or None."""
@@ -268,7 +361,8 @@ class Actions:
 
     def run_test(self, writes: int = 20, interval_s: float = 1.0, deploy_at_s: float | str | None = None,
                  settle_s: float = 300.0, field: str | None = None, bson_type: str | None = None) -> list[str]:
-        """Start the report's Run test in its own thread and return at once.
+        """Start the report's Run test in its own thread and return at once. Its first lines are
+        emitted (not returned), before the run's own lines.
 
         `deploy_at_s=None` (the default): no automatic deploy; deploy by hand while it runs,
         as the report's author did. A number (or "auto"): deploy then, unless the user
@@ -284,31 +378,61 @@ class Actions:
             on_write=lambda n, text, remaining: self.emit(f'Adding node with text "{text}" ({remaining} remaining)'))
         self._control, self._run_out = control, out
         self._run_started_wall = time.monotonic()
+        waiting = self.waiting_for()
+        if waiting is None:
+            self.run_t0 = self.session.now()  # the user's clock restarts (the driver's t0 is this instant or later)
+        self.starting = waiting is not None
         self.last_error = None
+        self.analysing = False
+        deploy = ("no automatic deploy: deploy the schema change by hand while it runs, as in the report"
+                  if scenario.deploy_at_s is None else
+                  f"the schema change deployed at {scenario.deploy_at_s:g} s unless you deploy it by hand first")
+        lines = [f"Run test: {scenario.writes} writes {scenario.interval_s:g} s apart, then {scenario.settle_s:g} s of "
+                 f"watching ({scenario.end_s:g} s in all); {deploy}. Recording to {shown_path(out)}"]
+        if waiting:  # an earlier deploy's halt goes on: a run inside it could not show the loss
+            lines.append(f"Run test waits for the earlier deploy's re-import first ({waiting}): a run started inside "
+                         f"a halt cannot show the loss (its notes reach Atlas only after that re-import). It starts "
+                         f"when translation resumes, its clock from 0; Stop cancels it.")
+        # Said before the run's thread starts, so they come before anything the run says (in
+        # virtual time a run can be over before this method could return its lines).
+        self.emit("\n".join(lines))
         thread = threading.Thread(target=self._run, args=(scenario, out, control), name="repro_kit: Run test",
                                   daemon=True)
         self._run_thread = thread
         thread.start()
-        deploy = ("no automatic deploy: deploy the schema change by hand while it runs, as in the report"
-                  if scenario.deploy_at_s is None else
-                  f"the schema change deployed at {scenario.deploy_at_s:g} s unless you deploy it by hand first")
-        return [f"Run test: {scenario.writes} writes {scenario.interval_s:g} s apart, then {scenario.settle_s:g} s of "
-                f"watching ({scenario.end_s:g} s in all); {deploy}. Recording to {out}"]
+        return []
 
     def _run(self, scenario: Scenario, out: Path, control: driver.RunControl) -> None:
         try:
+            if self.starting:
+                while self.halt is not None:  # the earlier deploy's re-import first (run_test said why)
+                    if control.stop_requested:
+                        self.emit("Run test cancelled before its first write (it waited for the re-import): "
+                                  "nothing recorded.")
+                        return
+                    self.session.wait_until(self.session.now() + _CLOCK_PERIOD_S)
+                self.run_t0 = self.session.now()
+                self.starting = False
+                self.emit("Run test starts now: translation has resumed; times are seconds since this start.")
             run = driver.run_test(self.session, scenario=scenario, out=out, progress=False, control=control)
-            analysis = findings.analyse(run)
-            self.last_run, self.last_analysis = run, analysis
-            report.write_report(analysis, out)
+            if control.t0 is not None:
+                self.run_t0 = control.t0  # the recorded run's zero stays the clock's until the next Run test
+            self.analysing = True
             if control.stopped_at_s is not None:
-                self.emit(f"Run test stopped at {control.stopped_at_s:.1f} s: the partial run is kept in {out}.")
+                self.emit(f"Run test stopped at {control.stopped_at_s:.1f} s: the partial run is kept in "
+                          f"{shown_path(out)}. Analysing…")
             else:
-                self.emit(f"Run test finished; the run is in {out}.")
+                self.emit(f"Run test finished; the run is in {shown_path(out)}. Analysing…")
+            analysis = findings.analyse(run)
+            report.write_report(analysis, out)
+            self.last_run, self.last_analysis = run, analysis
+            self.analysing = False
             self.emit(analysis.verdict.summary())
-            self.emit(f"Report: {Path(out) / 'report.md'}")
+            self.emit(f"Report: {shown_path(Path(out) / 'report.md')}")
         except Exception as exc:
             self._say_error("Run test", exc, out)
+        finally:
+            self.analysing = self.starting = False
 
     def stop(self, timeout: float | None = 30.0) -> list[str]:
         """End the running test at its next step; the partial run stays loadable."""
@@ -317,7 +441,7 @@ class Actions:
             return ["No Run test is running."]
         control.stop()
         thread.join(timeout)
-        return [f"(`repro-kit report {self._run_out}` analyses the partial run again at any time.)"]
+        return [f"(`repro-kit report {shown_path(self._run_out)}` analyses the partial run again at any time.)"]
 
     def wait_for_run(self, timeout: float | None = None) -> bool:
         """Block until the running test (if any) has ended; True when it has."""

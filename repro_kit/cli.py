@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import threading
 from pathlib import Path
@@ -407,6 +408,13 @@ def _cmd_menu(args: argparse.Namespace) -> int:
     return Menu(scenario.connect(), args).loop()
 
 
+def _is_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # closed or not a file
+        return False
+
+
 def _silence_stdout() -> None:
     """After EPIPE, point stdout at /dev/null so the interpreter's final flush is quiet too."""
     import os
@@ -419,9 +427,13 @@ class Menu:
     """The original tool's menu over `Actions`, driven by any input stream (a test feeds it lines).
 
     Listener lines and a Run test's lines print as they happen, from the run's thread; the
-    prompt stays open meanwhile, so the user deploys by hand, prints info or stops the run.
-    Ctrl-C stops a running test (its partial run is kept) and returns to the prompt; with
-    nothing running, a second Ctrl-C in a row exits. End of input at a question cancels it.
+    prompt stays open meanwhile, so the user deploys by hand, prints info or stops the run. At a
+    terminal the prompt is read with readline and redrawn below every line that arrives while it
+    waits (with what was typed so far), so the user never types without a visible prompt; from
+    a pipe (a script, a test) lines are read plainly and nothing is redrawn. Ctrl-C stops a
+    running test (its partial run is kept) or cancels a Wait, and returns to the prompt; at the
+    prompt with nothing running, a second Ctrl-C in a row exits. End of input at a question
+    cancels it.
     """
 
     def __init__(self, session: Any, args: argparse.Namespace, stdin: TextIO | None = None,
@@ -433,20 +445,58 @@ class Menu:
         self.stdin = stdin or sys.stdin
         self.stdout = stdout or sys.stdout
         self._say_lock = threading.Lock()
+        self._prompt: str | None = None  # the prompt on screen while input is awaited (a terminal only)
+        self._readline: Any = None
+        self._erase = ""
+        if stdin is None and stdout is None and _is_terminal(sys.stdin) and _is_terminal(sys.stdout):
+            try:  # only at a terminal, and only where it exists (POSIX): input() then edits lines with it
+                import readline
+            except ImportError:  # pragma: no cover - Windows: input() without line editing
+                readline = None
+            self._readline = readline
+            # "\r" + erase-line, except on a terminal that cannot (TERM=dumb): there, a new line
+            self._erase = "\n" if os.environ.get("TERM", "") in ("", "dumb") else "\r\x1b[K"
+            self._terminal = True
+        else:
+            self._terminal = False
         self.actions = Actions(session, emit=self.say)
         #: The menu's choices: the command table both front ends read, then Exit.
         self.options: tuple[tuple[str, Any], ...] = (
             *((c.label, getattr(self, f"_{c.name}")) for c in COMMANDS), ("Exit", self._exit))
 
     def say(self, text: str = "") -> None:
+        """Print a block of lines; at a terminal, while a prompt waits, above it, the prompt and
+        what was typed redrawn below."""
         with self._say_lock:
             try:
-                print(text, file=self.stdout, flush=True)
+                if self._prompt is None:
+                    print(text, file=self.stdout, flush=True)
+                    return
+                typed = self._readline.get_line_buffer() if self._readline is not None else ""
+                self.stdout.write(f"{self._erase}{text}\n{self._prompt}{typed}")
+                self.stdout.flush()
             except BrokenPipeError:
                 pass
 
     def ask(self, prompt: str) -> str | None:
         """One line of input; None at end of input (which cancels the question)."""
+        if self._terminal:
+            # Lines from now on go above the prompt. (Not from readline's pre-input hook: a Ctrl-C
+            # landing inside a hook is swallowed by readline; a line in the instant before readline
+            # draws the prompt shows it twice, which is only cosmetic.)
+            with self._say_lock:
+                self._prompt = prompt
+            try:
+                line = input(prompt)
+            except EOFError:
+                line = None
+            finally:
+                with self._say_lock:
+                    self._prompt = None
+            if line is None:
+                self.say()
+                return None
+            return line.strip()
         with self._say_lock:
             self.stdout.write(prompt)
             self.stdout.flush()
@@ -465,6 +515,7 @@ class Menu:
         clock = "real time" if s.realtime else "virtual time (only Wait moves the clock)"
         root = info.root_id if info.root_id is not None else "none yet (Add to root creates it)"
         self.say(f"Connected ({s.backend}, {s.mode} mode, {clock}). User id: {info.user_id}; root node id: {root}.")
+        self.say("Times are seconds since the latest Run test started (session time before the first, said so).")
         self.say(self._menu_line())
         interrupts = 0
         try:
@@ -568,7 +619,36 @@ class Menu:
             seconds = float(text or "0")
         except ValueError:
             raise ValueError(f"seconds: not a number: {text!r}") from None
-        self._show(self.actions.wait(seconds))
+        if not self.session.realtime:
+            self._show(self.actions.wait(seconds))
+            return
+        # Real time: the wait goes on in a thread, so Ctrl-C here cancels it (at its next slice)
+        # and never lands inside the model's step.
+        cancel, done = threading.Event(), threading.Event()
+        answer: list[Any] = []
+
+        def wait() -> None:
+            try:
+                answer.append(self.actions.wait(seconds, cancel=cancel))
+            except Exception as exc:  # bad input: said by the loop, like any other choice's
+                answer.append(exc)
+            finally:
+                done.set()
+
+        worker = threading.Thread(target=wait, name="repro_kit menu: Wait", daemon=True)
+        try:  # an Event, not Thread.join: a join interrupted by Ctrl-C can forget its thread (CPython 3.11)
+            self.say(f"Waiting {seconds:g} s (Ctrl-C cancels)…")
+            worker.start()
+            while not done.wait(0.1):
+                pass
+        except KeyboardInterrupt:  # whenever it lands, from the line above on: the wait is cancelled
+            cancel.set()
+            if worker.ident is not None:
+                done.wait()
+        result = answer[0] if answer else [f"Wait cancelled at {self.actions.at(self.session.now())}."]
+        if isinstance(result, Exception):
+            raise result
+        self._show(result)
 
     def _stop(self) -> None:
         self._show(self.actions.stop())

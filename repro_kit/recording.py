@@ -1181,12 +1181,15 @@ def project_root(start: str | os.PathLike[str] | None = None) -> Path | None:
 
 
 def runs_root() -> Path:
-    """Where runs are recorded by default, for the CLI, the control panel and the notebooks alike:
-    $REPRO_KIT_RUNS if set, else the checkout's runs/, else ./runs."""
+    """Where runs are recorded by default, for the CLI, the control panel and the notebooks alike,
+    whatever the current directory: $REPRO_KIT_RUNS if set; else, when repro_kit is imported
+    from a checkout (an editable install, `make`), that checkout's runs/ (JupyterLab started by
+    `make lab` lists it); else ~/repro-kit-runs (`repro-kit notebooks` links it beside the
+    notebooks it copies, so JupyterLab lists it there too)."""
     if os.environ.get(RUNS_ENV):
-        return Path(os.environ[RUNS_ENV])
-    root = project_root()
-    return (root / "runs") if root is not None else Path("runs")
+        return Path(os.environ[RUNS_ENV]).expanduser()
+    checkout = project_root(Path(__file__).resolve().parent)  # the package's checkout, never the cwd's
+    return checkout / "runs" if checkout is not None else Path.home() / "repro-kit-runs"
 
 
 def _runs_under(root: Path) -> list[Path]:

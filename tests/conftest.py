@@ -8,6 +8,14 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 SUMMARY = pytest.StashKey[list]()
 
 
+@pytest.fixture(autouse=True)
+def _runs_in_the_tests_own_folder(tmp_path, monkeypatch):
+    """The default run location no longer follows the current directory (`recording.runs_root`:
+    the checkout's runs/): every test records under its own tmp_path/runs unless it says otherwise,
+    so no test writes into the checkout."""
+    monkeypatch.setenv("REPRO_KIT_RUNS", str(tmp_path / "runs"))
+
+
 @pytest.fixture
 def summary_line(request):
     """Call with a string: it is printed at the end of the test run, whatever the verbosity."""

@@ -320,9 +320,10 @@ def _stop(proc: subprocess.Popen, server: "Lab | None" = None) -> None:
     proc.wait(timeout=30)
 
 
-def _lab_env(home: Path) -> dict[str, str]:
-    # without REPRO_KIT_RUNS, runs go to runs/ beside the notebooks: the temporary copy's
-    env = {k: v for k, v in os.environ.items() if k not in LIVE_VARS and k != "REPRO_KIT_RUNS"}
+def _lab_env(home: Path, root: Path) -> dict[str, str]:
+    # runs go to runs/ inside Lab's root (the temporary copy's), where its file browser lists them
+    env = {k: v for k, v in os.environ.items() if k not in LIVE_VARS}
+    env["REPRO_KIT_RUNS"] = str(root / "runs")
     env["MPLBACKEND"] = "Agg"
     for name in ("JUPYTERLAB_SETTINGS_DIR", "JUPYTERLAB_WORKSPACES_DIR", "JUPYTER_RUNTIME_DIR",
                  "JUPYTER_CONFIG_DIR"):
@@ -336,14 +337,28 @@ def _lab_env(home: Path) -> dict[str, str]:
     return env
 
 
+#: The panel's resync delay in the served copy of notebook 02 (its parameter, as papermill would set
+#: it): a real-time session waits through whole re-imports in seconds, not minutes.
+PANEL_RESYNC_S = 20.0
+
+
+def _shorten_the_panels_resync(path: Path) -> None:
+    nb = nbformat.read(path, as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    assert "resync_delay_s = 180.0" in cell.source, cell.source
+    cell.source = cell.source.replace("resync_delay_s = 180.0", f"resync_delay_s = {PANEL_RESYNC_S}")
+    nbformat.write(nb, path)
+
+
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory):
     """JupyterLab on a free loopback port, serving a temporary copy of notebooks/."""
     root = tmp_path_factory.mktemp("lab-notebooks")
     for notebook in sorted(NOTEBOOKS.glob("*.ipynb")):
         shutil.copy2(notebook, root / notebook.name)
+    _shorten_the_panels_resync(root / "02_write_and_deploy.ipynb")
     home = tmp_path_factory.mktemp("lab-home")
-    env = _lab_env(home)
+    env = _lab_env(home, root)
     token = uuid.uuid4().hex
     last_error = ""
     for _attempt in range(3):  # the free port can be taken between choosing it and binding it
@@ -514,45 +529,53 @@ def panel_locator(page):
     return outputs.filter(has=page.get_by_role("button", name="Print info", exact=True)).first
 
 
-#: What the panel shows, read in one go (one consistent snapshot): the log (an HTML widget holding
-#: a <pre> of the newest lines, under "(N earlier lines: panel.text)" once there are more), the
-#: status table, the progress label, the live chart, the Confirm/Cancel pair, the error line and
-#: which buttons are enabled. The log's tabs arrive as non-breaking spaces: read as spaces.
+#: What the panel shows, read in one go (one consistent snapshot): the log (every line, in the
+#: blocks of its scrolling box), the status, the result box, the progress label, the live chart,
+#: the Confirm/Cancel pair, the error line, the export links and which buttons are enabled, and
+#: where each sits on the screen (the log's newest line: in the log's view and the window's).
+#: The log's tabs arrive as non-breaking spaces: read as spaces.
 _PANEL_STATE_JS = """
 (panel) => {
-  const contents = [...panel.querySelectorAll('.widget-html-content')];
-  const log = contents.find(c => c.querySelector('pre'));
-  const status = contents.find(c => c.querySelector('table'));
-  let hidden = 0, lines = [];
-  if (log) {
-    const head = log.querySelector('div');
-    const m = head ? /\\((\\d+) earlier lines/.exec(head.textContent) : null;
-    hidden = m ? Number(m[1]) : 0;
-    const text = log.querySelector('pre').textContent.replace(/\\u00a0/g, ' ');
-    lines = text === '' ? [] : text.split('\\n');
-  }
+  const logBox = panel.querySelector('.rk-log');
+  const blocks = logBox ? [...logBox.querySelectorAll('pre.rk-lines')] : [];
+  const lines = blocks.flatMap(b => b.textContent.replace(/\\u00a0/g, ' ').split('\\n'));
   const buttons = {};
   for (const b of panel.querySelectorAll('button')) buttons[b.textContent.trim()] = !b.disabled;
   const confirm = [...panel.querySelectorAll('button')].find(b => b.textContent.trim() === 'Confirm reset');
   const box = confirm ? confirm.closest('.widget-hbox') : null;
-  const img = panel.querySelector('img.widget-image');
+  const img = panel.querySelector('.rk-chart img, img.rk-chart, img.widget-image');
   const label = panel.querySelector('div.widget-label');
-  const error = panel.querySelector('.widget-html-content span[style*="b00020"]');
+  const error = panel.querySelector('.rk-error span');
+  const rect = el => { if (!el) return null; const r = el.getBoundingClientRect();
+                       return {top: r.top, bottom: r.bottom, left: r.left, right: r.right}; };
+  const last = blocks.length ? blocks[blocks.length - 1] : null;
+  const status = panel.querySelector('.rk-status');
+  const result = panel.querySelector('.rk-result');
+  const exported = panel.querySelector('.rk-export');
   return {
-    hidden, lines, buttons,
-    status: status ? status.textContent : '',
+    hidden: 0, lines, buttons,
+    status: status ? status.innerText : '',
+    result: result ? result.innerText : '',
+    export_text: exported ? exported.innerText : '',
+    export_files: exported ? [...exported.querySelectorAll('a.rk-export-file')].map(a => a.textContent) : [],
     progress: label ? label.textContent.trim() : '',
     confirm_shown: !!box && getComputedStyle(box).display !== 'none',
     confirm_text: box ? (box.querySelector('.widget-html-content') || {}).textContent || '' : '',
     chart: img ? {src: img.getAttribute('src') || '', ok: img.complete && img.naturalWidth > 0} : null,
     error: error ? error.textContent : '',
+    where: {viewport: window.innerHeight, panel: rect(panel), status: rect(status), result: rect(result),
+            buttons: rect(panel.querySelector('button')), log: rect(logBox), last: rect(last),
+            stop: rect([...panel.querySelectorAll('button')].find(b => b.textContent.trim() === 'Stop')),
+            scroll: logBox ? logBox.scrollTop : 0},
   };
 }
 """
 
-#: The status line: "Device: root's children 2, nodes 3 | Atlas: root's children 2, nodes 3 | t = 4.1 s".
+#: The status: "Device: root's children 2, nodes 3   Atlas: root's children 2, nodes 3 [(the views
+#: differ)]", then "t = 4.1 s since Run test started" (or "t = session time 4.1 s (no Run test
+#: yet)"), then what the session waits for and "analysing…" when they apply.
 _STATUS = re.compile(r"Device: root's children (\d+), nodes (\d+)\s*Atlas: root's children (\d+), nodes (\d+)"
-                     r"\s*t = ([\d.]+) s(.*)", re.S)
+                     r"(.*?)\s*t = (?:session time )?([\d.]+) s(.*)", re.S)
 #: A line the model's listeners print on their own (the original tool's), between an action's lines.
 _LISTENER = re.compile(r"^\s+(?::|\(a re-import batch)|^\[App Services\]")
 
@@ -571,15 +594,14 @@ class Status:
         m = _STATUS.search(text)
         if m is None:
             return None
-        return cls(int(m[1]), int(m[2]), int(m[3]), int(m[4]), float(m[5]), "views differ" in m[6])
+        return cls(int(m[1]), int(m[2]), int(m[3]), int(m[4]), float(m[6]), "views differ" in m[5])
 
 
 class PanelDriver:
     """Notebook 02's control panel, clicked and read as a person would, in the browser.
 
-    The log shows only its newest 18 lines, so every read records the lines it sees by their
-    position in the whole log (the "(N earlier lines)" header gives the count): a wait can then
-    look at every line that came after a click, even those since scrolled away.
+    The log holds every line (it scrolls); every read records the lines by their position in the
+    whole log, so a wait can look at every line that came after a click.
     """
 
     def __init__(self, page, shots: Path, lab: Lab) -> None:
@@ -790,7 +812,7 @@ def test_02_control_panel_renders_with_its_buttons(panel):
     assert state["parsed"] is not None, f"status line not understood: {state['status']!r}"
     # what the notebook's own clicks (Add, Print info, Wait 2 s, Print info) left in the log
     shown = "\n".join(state["lines"])
-    assert re.search(r"^Clock at \d+\.\d s\.$", shown, re.M), shown
+    assert re.search(r"^Clock at \d+\.\d s of the session\.$", shown, re.M), shown  # no Run test yet: labelled
     assert "Atlas (a refresh of the Node collection): 2 node documents, 1 children in the root" in shown, shown
     panel.assert_no_failure()
 
@@ -848,7 +870,7 @@ def test_02_panel_wait_with_the_seconds_typed(panel):
     panel.type_into("seconds", "1")  # the default is 10 s
     before = panel.status()
     mark = panel.click("Wait")
-    clock = float(panel.wait_line(r"Clock at ([\d.]+) s\.", mark, "Wait's clock line")[1])
+    clock = float(panel.wait_line(r"Clock at ([\d.]+) s(?: of the session)?\.", mark, "Wait's clock line")[1])
     waited = clock - before.t
     assert 0.9 <= waited < 9, f"Wait moved the clock {waited:.1f} s (from {before.t} s to {clock} s); 1 s was typed"
     panel.assert_no_failure(mark)
@@ -858,15 +880,19 @@ def test_02_panel_deploy_schema_change(panel):
     panel.idle()
     field = panel.next_field()  # "tags": the notebook's panel has not deployed yet
     mark = panel.click("Deploy schema change")
-    m = panel.wait_line(r"Deployed the optional field (\w+) \(array<string>\) at [\d.]+ s of the session"
-                          r"(?: \([\d.]+ s into the Run test\))?: (\w+)\.", mark,
-                        "Deploy's line")
+    m = panel.wait_line(r"Deployed the optional field (\w+) \(array<string>\) at [\d.]+ s(?: of the session)?: "
+                        r"(\w+)\.", mark, "Deploy's line")
     assert (m[1], m[2]) == (field, "successful"), m[0]
     # production mode: translation halts; the re-import comes minutes later
-    panel.wait_line(r"Production mode: translation to Atlas halts; the server re-imports the collection in .+\.",
-                    mark, "Deploy's production-mode line")
-    assert any(re.fullmatch(r"\[App Services\] translation halted at [\d.]+ s; Atlas was snapshotted", line)
+    panel.wait_line(r"Production mode: translation to Atlas halts; the server re-imports the collection at "
+                    rf"[\d.]+ s(?: of the session)? \(in about {PANEL_RESYNC_S:g} s\)\.", mark,
+                    "Deploy's production-mode line")
+    assert any(re.fullmatch(r"\[App Services\] translation halted at [\d.]+ s(?: of the session)?; Atlas was "
+                            r"snapshotted; its re-import is due at .+", line)
                for line in panel.since(mark)), panel.since(mark)
+    waiting = panel.wait_for(lambda s: re.search(r"Waiting: translation halted since .+; re-import due at .+ "
+                                                 r"\(in (\d+):(\d\d)\)", s["status"]), "the countdown in the status")
+    assert int(waiting[1]) * 60 + int(waiting[2]) <= PANEL_RESYNC_S
     panel.assert_no_failure(mark)
 
 
@@ -926,7 +952,8 @@ def test_02_panel_run_test_to_the_end(panel):
     first = _running(panel, end_s)
     for i in range(1, 5):
         panel.wait_line(rf'Adding node with text "Test node {i}" \({4 - i} remaining\)', mark, f"write {i}'s line")
-    panel.wait_line(rf"Run test finished; the run is in {re.escape(out)}\.", mark, "Run test finished", PANEL_RUN_S)
+    panel.wait_line(rf"Run test finished; the run is in {re.escape(out)}\. Analysing…", mark, "Run test finished",
+                    PANEL_RUN_S)
     panel.wait_line(_VERDICT, mark, "the run's verdict")
     panel.wait_line(rf"Report: {re.escape(out)}/report\.md", mark, "the report's line")
     end = panel.wait_for(lambda s: not s["running"] and s["progress"] == "finished" and s,
@@ -951,14 +978,13 @@ def test_02_panel_deploy_during_a_run_then_stop(panel):
     _running(panel, end_s)
     field = panel.next_field()  # "tags_2" after the deploy above
     deploy_mark = panel.click("Deploy schema change")
-    m = panel.wait_line(r"Deployed the optional field (\w+) \(array<string>\) at [\d.]+ s of the session"
-                          r"(?: \([\d.]+ s into the Run test\))?: (\w+)\.", deploy_mark,
-                        "Deploy's line during the run")
+    m = panel.wait_line(r"Deployed the optional field (\w+) \(array<string>\) at [\d.]+ s(?: of the session)?: "
+                        r"(\w+)\.", deploy_mark, "Deploy's line during the run")
     assert (m[1], m[2]) == (field, "successful"), m[0]
     assert panel.read()["running"], "the run ended before Stop (settle 60 s): the deploy was not during it"
     panel.wait_line(r'Adding node with text "Test node 1" \(3 remaining\)', mark, "write 1's line")
     stop_mark = panel.click("Stop")
-    panel.wait_line(rf"Run test stopped at [\d.]+ s: the partial run is kept in {re.escape(out)}\.", mark,
+    panel.wait_line(rf"Run test stopped at [\d.]+ s: the partial run is kept in {re.escape(out)}\. Analysing…", mark,
                     "Run test stopped", PANEL_RUN_S)
     panel.wait_line(_VERDICT, mark, "the partial run's verdict")
     panel.wait_line(rf"\(`repro-kit report {re.escape(out)}` analyses the partial run again at any time\.\)",
@@ -974,6 +1000,194 @@ def test_02_panel_deploy_during_a_run_then_stop(panel):
               and (op.get("value") or {}).get("manual")]
     assert [op["value"]["field"] for op in manual] == [field], f"the hand deploy is not in the run: {manual}"
     panel.assert_no_failure(mark)
+
+
+# -- the investigator's whole session, in real time (issue 20's "done when"; issue 17 item 7) ------
+_IN_VIEW_JS = """
+(panel) => {
+  // what a person sees without scrolling: each part's box inside the notebook's visible area
+  const area = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-WindowedPanel-outer')
+      .getBoundingClientRect();
+  const log = panel.querySelector('.rk-log');
+  const blocks = [...log.querySelectorAll('pre.rk-lines')];
+  const inside = (el, box) => { const r = el.getBoundingClientRect();
+                                return r.top >= box.top - 1 && r.bottom <= box.bottom + 1 && r.height > 0; };
+  const logBox = log.getBoundingClientRect();
+  const newest = blocks[blocks.length - 1];
+  const parts = {buttons: panel.querySelector('button'), status: panel.querySelector('.rk-status'),
+                 result: panel.querySelector('.rk-result'), log: log,
+                 stop: [...panel.querySelectorAll('button')].find(b => b.textContent.trim() === 'Export')};
+  const seen = {};
+  for (const [name, el] of Object.entries(parts)) seen[name] = !!el && inside(el, area);
+  // the newest line: the bottom of the newest block, inside the log's view and the window
+  const nr = newest.getBoundingClientRect();
+  seen.newest_line = nr.bottom <= logBox.bottom + 1 && nr.bottom - 14 >= logBox.top - 1 && nr.bottom <= area.bottom;
+  seen.geometry = {area: [area.top, area.bottom], log: [logBox.top, logBox.bottom], newest: [nr.top, nr.bottom],
+                   scroll: log.scrollTop, blocks: blocks.length};
+  // the first line showing in the log's view (where a reader is)
+  const first = blocks.find(b => b.getBoundingClientRect().bottom > logBox.top + 2);
+  seen.first_shown = first ? first.textContent.split('\\n')[0] : '';
+  seen.panel_height = panel.getBoundingClientRect().height;
+  seen.area_height = area.height;
+  return seen;
+}
+"""
+
+
+def _in_view(panel) -> dict:
+    return panel.panel.evaluate(_IN_VIEW_JS)
+
+
+def _stage(panel, name: str) -> Path:
+    """A screenshot of the window as a person sees it (1400x1000), named for the stage."""
+    path = panel.shots / f"session_{len(list(panel.shots.glob('session_*.png'))) + 1:02d}_{name}.png"
+    panel.page.screenshot(path=str(path))
+    return path
+
+
+def _scroll_log(panel, to: str) -> None:
+    """Scroll the log as a person does: up by a few lines, or back to its newest line."""
+    panel.panel.evaluate("(p, to) => { const l = p.querySelector('.rk-log'); "
+                         "l.scrollTop = to === 'bottom' ? 0 : l.scrollTop - 120; }", to)
+
+
+def _file_browser_items(page) -> list[str]:
+    return page.evaluate("() => [...document.querySelectorAll('.jp-DirListing-item .jp-DirListing-itemName')]"
+                         ".map(e => e.textContent.trim())")
+
+
+def test_02_panel_a_whole_session_in_real_time(panel):
+    """Run test, a deploy by hand, Stop during its halt, Reset, Run test (which waits for the
+    earlier deploy's re-import), a deploy in it, its re-import and verdict, then Export: the log
+    follows its newest line unless scrolled up, the countdown shows, the verdict shows beside the
+    status without scrolling, and Export's files are listed by JupyterLab's file browser. Each
+    stage is photographed (`session_*.png`). What is asserted is what happened and in which
+    order, never how fast."""
+    page, shots = panel.page, []
+    panel.idle()
+    panel.wait_for(lambda s: "Waiting" not in s["status"], "no halt pending from the earlier steps",
+                   PANEL_RESYNC_S * 4)
+    panel.panel.evaluate("el => el.scrollIntoView({block: 'start'})")
+    seen = _in_view(panel)
+    assert seen["panel_height"] <= seen["area_height"], f"the panel does not fit the window: {seen}"
+    assert all(seen[k] for k in ("buttons", "status", "result", "log")), f"{seen}"
+    _scroll_log(panel, "bottom")  # where a person who scrolled through the earlier steps' lines comes back to
+
+    # 1. Run test, and a deploy by hand a few writes in
+    mark, end_s, out_a = _start_run(panel, "60", "1", "60")
+    panel.wait_line(r'Adding node with text "Test node 3" \(57 remaining\)', mark, "write 3's line")
+    deploy = panel.click("Deploy schema change")
+    deployed = panel.wait_line(r"Deployed the optional field \w+ \(array<string>\) at ([\d.]+) s: successful\.",
+                               deploy, "the deploy's line, on the run's clock")
+    due = float(deployed[1]) + PANEL_RESYNC_S
+    first = panel.wait_for(lambda s: re.search(rf"Waiting: translation halted since {re.escape(deployed[1])} s; "
+                                               rf"re-import due at {due:.1f} s \(in 0:(\d\d)\)", s["status"]),
+                           "the countdown to the re-import in the status")
+    later = panel.wait_for(lambda s: (m := re.search(r"\(in 0:(\d\d)\)", s["status"])) and int(m[1]) < int(first[1])
+                           and m, "the countdown going down")
+    assert int(later[1]) < int(first[1])
+    shots.append(_stage(panel, "deployed_countdown"))
+
+    # the log follows its newest line ...
+    mark_follow = panel.mark()
+    panel.wait_for(lambda s: len(panel.since(mark_follow)) >= 3, "three more lines")
+    assert _in_view(panel)["newest_line"], "the log did not follow its newest line"
+    # ... does not jump to new lines while scrolled up, then follows again from the bottom
+    _scroll_log(panel, "up")
+    held = _in_view(panel)
+    assert not held["newest_line"] and held["first_shown"], held
+    mark_up = panel.mark()
+    panel.wait_for(lambda s: len(panel.since(mark_up)) >= 3, "three more lines while scrolled up")
+    still = _in_view(panel)
+    assert not still["newest_line"] and still["geometry"]["scroll"] < 0, (held, still)
+    shots.append(_stage(panel, "log_scrolled_up"))
+    _scroll_log(panel, "bottom")
+    mark_down = panel.mark()
+    panel.wait_for(lambda s: len(panel.since(mark_down)) >= 2, "two more lines")
+    assert _in_view(panel)["newest_line"], "the log did not follow again from its bottom"
+
+    # 2. Stop during the halt: the partial run's verdict, inconclusive, in the result box
+    assert "Waiting: translation halted" in panel.read()["status"], "the halt ended before Stop"
+    panel.click("Stop")
+    panel.wait_line(rf"Run test stopped at [\d.]+ s: the partial run is kept in {re.escape(out_a)}\. Analysing…", mark,
+                    "Run test stopped", PANEL_RUN_S)
+    panel.wait_for(lambda s: "INCONCLUSIVE" in s["result"], "the partial run's verdict in the result box")
+    shots.append(_stage(panel, "stopped_during_the_halt"))
+
+    # 3. Reset, during the halt: it says what is still pending
+    reset = panel.click("Reset")
+    panel.wait_for(lambda s: s["confirm_shown"], "the Confirm/Cancel pair")
+    panel.click("Confirm reset")
+    panel.wait_line(r"Deleting \d+ nodes", reset, "Reset's line")
+    panel.wait_line(r"\(Still waiting: translation halted since [\d.]+ s; re-import due at [\d.]+ s \(in [\d:]+\); a "
+                    r"new deploy gets its own full halt and re-import\.\)", reset, "what Reset leaves pending")
+
+    # 4. Run test during the earlier halt: it waits for that re-import, then starts on its own clock
+    mark_b, end_b, out_b = _start_run(panel, "8", "1", f"{PANEL_RESYNC_S + 25:g}")
+    panel.wait_line(r"Run test waits for the earlier deploy's re-import first \(translation halted since .+; "
+                    r"re-import due at .+\): .+", mark_b, "Run test waiting for the re-import")
+    panel.wait_for(lambda s: "Run test waits" in s["result"] and re.search(r"re-import due at .+\(in ", s["status"]),
+                   "the wait shown in the result box and the status")
+    shots.append(_stage(panel, "run_test_waits_for_the_reimport"))
+    resumed = panel.wait_line(r"\[App Services\] translation resumed at .+", mark_b, "the earlier re-import's end",
+                              PANEL_RESYNC_S * 4)
+    starts = panel.wait_line(r"Run test starts now: translation has resumed; times are seconds since this start\.",
+                             mark_b, "the run's start")
+    lines = panel.since(mark_b)
+    assert lines.index(resumed[0]) < lines.index(starts[0])
+    _running(panel, end_b)
+
+    # 5. a deploy in this run: its own full halt and re-import; the wait through it; the verdict
+    panel.wait_line(r'Adding node with text "Test node 2" \(6 remaining\)', mark_b, "run B's write 2")
+    deploy_b = panel.click("Deploy schema change")
+    deployed_b = panel.wait_line(r"Deployed the optional field \w+ \(array<string>\) at ([\d.]+) s: successful\.",
+                                 deploy_b, "run B's deploy")
+    due_b = float(deployed_b[1]) + PANEL_RESYNC_S
+    panel.wait_line(rf"\[App Services\] translation halted at {re.escape(deployed_b[1])} s; Atlas was snapshotted; "
+                    rf"its re-import is due at {due_b:.1f} s", deploy_b, "run B's own halt")
+    panel.wait_for(lambda s: re.search(rf"re-import due at {due_b:.1f} s \(in 0:\d\d\)", s["status"]),
+                   "run B's countdown")
+    batch = panel.wait_line(r"\s+\(a re-import batch of \d+ documents from the server, at ([\d.]+) s\)", deploy_b,
+                            "the re-import reaching the device", PANEL_RESYNC_S * 4)
+    assert float(batch[1]) >= due_b - 0.05, (batch[0], due_b)  # a full wait after this deploy
+    finished = panel.wait_line(rf"Run test finished; the run is in {re.escape(out_b)}\. Analysing…", mark_b,
+                               "run B's end", PANEL_RUN_S)
+    verdict = panel.wait_line(r"(\d+) of 8 nodes orphaned .+; first loss at ([\d.]+) s\..*", mark_b, "the loss")
+    report_line = panel.wait_line(rf"Report: {re.escape(out_b)}/report\.md", mark_b, "the report's line")
+    lines = panel.since(mark_b)
+    assert lines.index(batch[0]) < lines.index(finished[0]) < lines.index(verdict[0]) < lines.index(report_line[0])
+    assert int(verdict[1]) > 0 and float(verdict[2]) >= due_b - 0.05  # the loss reproduces, at the new re-import
+    state = panel.wait_for(lambda s: "LOSS" in s["result"] and s, "the verdict in the result box")
+    assert f"{verdict[1]} of 8 nodes orphaned" in state["result"]
+    view = _in_view(panel)
+    assert view["result"] and view["status"] and view["buttons"] and view["newest_line"], \
+        f"the verdict, status, buttons and newest line are not all in view without scrolling: {view}"
+    shots.append(_stage(panel, "verdict_beside_the_status"))
+
+    # 6. Export: the report, figures and live chart in the run directory, which Lab's file browser lists
+    export = panel.click("Export")
+    panel.wait_line(rf"Exported to {re.escape(out_b)}: report\.md, report\.html, timeline\.png, timeline\.svg, "
+                    r"sequence\.png, sequence\.svg, live_chart\.png, live_chart\.svg", export, "Export's line")
+    files = panel.wait_for(lambda s: len(s["export_files"]) == 8 and s["export_files"], "Export's links")
+    assert files == ["report.md", "report.html", "timeline.png", "timeline.svg", "sequence.png", "sequence.svg",
+                     "live_chart.png", "live_chart.svg"]
+    shots.append(_stage(panel, "exported"))
+    panel.panel.locator("a.rk-export-dir").click()  # the run directory, in Lab's file browser
+    listed = _wait(lambda: (items := _file_browser_items(page)) and set(files) <= set(items) and items, 60,
+                   "Export's files listed in JupyterLab's file browser")
+    assert set(files) <= set(listed), listed
+    crumbs = page.evaluate("() => (document.querySelector('.jp-BreadCrumbs') || {}).textContent || ''")
+    assert Path(out_b).name in crumbs, crumbs
+    shots.append(_stage(panel, "file_browser_lists_the_export"))
+    panel.panel.locator("a.rk-export-file", has_text="report.md").click()  # opens in Lab
+    _wait(lambda: page.evaluate("() => [...document.querySelectorAll('.lm-TabBar-tabLabel')]"
+                                ".some(t => t.textContent.trim() === 'report.md')"), 60, "report.md opened in a tab")
+    shots.append(_stage(panel, "report_md_opened"))
+    page.locator(".lm-TabBar-tab", has_text="02_write_and_deploy").first.click()
+    for name in files:
+        assert (panel.run_dir(out_b) / name).stat().st_size > 0, name
+    panel.assert_no_failure(mark)
+    print("session screenshots:", *shots, sep="\n  ")
 
 
 def _negative_notebook(path: Path) -> None:

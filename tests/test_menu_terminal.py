@@ -1,9 +1,13 @@
-"""The menu in a real terminal (a pseudo-terminal), in real time, as the report's author used it:
-Run test, a deploy by hand a few seconds in, Print info while Atlas is halted, the listener
-lines of the re-import, Print nodes; Ctrl-C stops a run and returns to the prompt, two exit.
+"""The menu in a real terminal (a pseudo-terminal, TERM=xterm), in real time, as the report's
+author used it: Run test, a deploy by hand a few seconds in, Print info while Atlas is halted
+(what the session waits for, with a countdown), the listener lines of the re-import, Print
+nodes; the prompt redrawn under every line that arrives while it waits, with what was typed;
+Ctrl-C stops a run or cancels a Wait and returns to the prompt, two at the prompt exit.
 
-Timings are shortened (writes 0.5 s apart, a 3 s resync delay) so the test takes seconds;
-waits are for text to appear, with generous limits, never for a fixed time.
+The terminal is read as a person sees it: a line the menu erases (its prompt, redrawn below a
+line that arrived) is gone from `text`. Timings are shortened (writes 0.5 s apart, a 3 s
+resync delay) so the test takes seconds; waits are for text to appear, with generous limits,
+never for a fixed time, and what is asserted is which lines came and in which causal order.
 """
 
 from __future__ import annotations
@@ -24,20 +28,44 @@ REPO = Path(__file__).resolve().parents[1]
 PROMPT = "Choose a command (1-9, ? for the list): "
 
 
-class Terminal:
-    """A child process on a pseudo-terminal: type into it, read what it shows."""
+ERASE_LINE = "\r\x1b[K"
+_CSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
-    def __init__(self, argv: list[str], cwd: Path) -> None:
+
+class Terminal:
+    """A child process on a pseudo-terminal: type into it, read what it shows.
+
+    `text` is the transcript a person reads: "\\r\\n" as "\\n", a line erased ("\\r" + ESC[K) gone,
+    other control sequences dropped. `raw` keeps every byte as it came."""
+
+    def __init__(self, argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
         pid, fd = pty.fork()
         if pid == 0:  # the child: the pty is its controlling terminal, so ^C is a real SIGINT
             os.chdir(cwd)
-            env = {**os.environ, "PYTHONPATH": str(REPO), "TERM": "dumb"}
-            for name in [k for k in env if k.startswith(("MONGODB_", "REPRO_KIT_"))]:
-                del env[name]
-            os.execve(sys.executable, [sys.executable, "-m", "repro_kit", *argv], env)
+            environ = {k: v for k, v in os.environ.items() if not k.startswith(("MONGODB_", "REPRO_KIT_"))}
+            environ.update({"PYTHONPATH": str(REPO), "TERM": "xterm", "REPRO_KIT_RUNS": str(cwd / "runs"),
+                            **(env or {})})
+            os.execve(sys.executable, [sys.executable, "-m", "repro_kit", *argv], environ)
         self.pid, self.fd = pid, fd
+        self.raw = ""
         self.text = ""
         self.seen = 0
+        self.erased = 0  # lines the menu erased (its prompt, redrawn below a line that arrived)
+        self._pending = ""
+
+    def feed(self, chunk: str) -> None:
+        """Apply what the child wrote to the transcript (a sequence split between reads waits)."""
+        data = (self._pending + chunk).replace("\r\n", "\n")
+        tail = re.search(r"\x1b\[?[0-9;?]*$", data)  # a control sequence cut short: wait for its end
+        keep = len(data) - tail.start() if tail else next(
+            (n for n in range(min(len(data), len(ERASE_LINE) - 1), 0, -1) if ERASE_LINE.startswith(data[-n:])), 0)
+        data, self._pending = (data[:-keep], data[-keep:]) if keep else (data, "")
+        for i, part in enumerate(data.split(ERASE_LINE)):
+            if i:  # erase the current line: what follows the last newline
+                self.text = self.text[: self.text.rfind("\n") + 1]
+                self.seen = min(self.seen, len(self.text))
+                self.erased += 1
+            self.text += _CSI.sub("", part)
 
     def read(self, timeout: float) -> None:
         ready, _, _ = select.select([self.fd], [], [], timeout)
@@ -46,7 +74,9 @@ class Terminal:
                 chunk = os.read(self.fd, 65536)
             except OSError:  # the child exited
                 chunk = b""
-            self.text += chunk.decode("utf-8", "replace").replace("\r\n", "\n")
+            decoded = chunk.decode("utf-8", "replace")
+            self.raw += decoded
+            self.feed(decoded)
 
     def expect(self, pattern: str, timeout: float = 30.0) -> re.Match:
         """Wait for `pattern` after what was matched before; fail with the screen if it never shows."""
@@ -59,6 +89,19 @@ class Terminal:
                 return match
             if time.monotonic() > deadline:
                 pytest.fail(f"{pattern!r} did not appear within {timeout:g} s; the terminal shows:\n{self.text[-3000:]}")
+            self.read(0.1)
+
+    def expect_raw(self, pattern: str, timeout: float = 30.0) -> re.Match:
+        """Wait for `pattern` in the bytes as written (what the screen showed for a moment: a prompt
+        redrawn, later erased to print the next line above it)."""
+        deadline = time.monotonic() + timeout
+        regex = re.compile(pattern)
+        while True:
+            match = regex.search(self.raw)
+            if match:
+                return match
+            if time.monotonic() > deadline:
+                pytest.fail(f"{pattern!r} was never written within {timeout:g} s; raw output:\n{self.raw[-3000:]!r}")
             self.read(0.1)
 
     def expect_all(self, *patterns: str, timeout: float = 30.0) -> list[re.Match]:
@@ -79,6 +122,20 @@ class Terminal:
 
     def type(self, text: str) -> None:
         os.write(self.fd, text.encode())
+
+    def interrupt(self, answer: str) -> re.Match:
+        """Ctrl-C, then wait for `answer`. A Ctrl-C that lands in the instant readline draws its
+        prompt is not seen until the next key (CPython's readline looks at signals only when its
+        wait is interrupted), as a person's would be; pressed again once if nothing at all
+        followed it for a long while."""
+        self.type("\x03")
+        before = len(self.raw)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and len(self.raw) == before and not re.search(answer, self.text[self.seen:]):
+            self.read(0.1)
+        if len(self.raw) == before:
+            self.type("\x03")
+        return self.expect(answer)
 
     def wait(self, timeout: float = 30.0) -> int:
         deadline = time.monotonic() + timeout
@@ -108,26 +165,43 @@ def menu(tmp_path):
 
 def test_the_reports_session_in_real_time(menu, tmp_path):
     menu.expect(r"Connected \(emulator, production mode, real time\)")
+    menu.expect(r"Times are seconds since the latest Run test started")
     menu.expect(re.escape(PROMPT))
     menu.type("2\n")  # Run test
+    menu.expect(r"Recording to runs/\S+")
+    # a line that arrives while the prompt waits comes above it, and the prompt is drawn again below
     menu.expect(r'Adding node with text "Test node 3" \(5 remaining\)')
+    assert re.search(r'Adding node with text "Test node 3" \(5 remaining\)\r\n' + re.escape(PROMPT), menu.raw), \
+        menu.raw[-1500:]
+    assert menu.erased > 0, "the menu never erased its prompt to print a line above it"
     menu.type("6\n")  # Deploy schema change, by hand, while the run goes
     menu.expect(r"Field name \[tags\]: ")
     menu.type("\n")
     menu.expect(r"BSON type \[array<string>\]: ")
     menu.type("\n")
-    menu.expect(r"Deployed the optional field tags \(array<string>\) at [\d.]+ s of the session \([\d.]+ s into the Run test\): successful\.")
+    halted, deployed, due = menu.expect_all(
+        r"\[App Services\] translation halted at ([\d.]+) s; Atlas was snapshotted; its re-import is due at "
+        r"([\d.]+) s",
+        r"Deployed the optional field tags \(array<string>\) at ([\d.]+) s: successful\.",
+        r"the server re-imports the collection at ([\d.]+) s \(in about 3 s\)\.")
+    assert float(due[1]) == pytest.approx(float(deployed[1]) + 3, abs=0.11), (deployed[0], due[0])
+    assert (halted[1], halted[2]) == (deployed[1], due[1]), (halted[0], deployed[0], due[0])  # one clock
+    menu.type("4")  # typed, not yet entered: the next line that arrives redraws the prompt with it
+    menu.expect_raw(r'Adding node with text "Test node \d" \(\d remaining\)\r\n' + re.escape(PROMPT) + "4")
     menu.expect(r'Adding node with text "Test node 8" \(0 remaining\)\n\t: User has 9 total nodes\n\t: Root has 8')
-    menu.type("4\n")  # Print info during the halt: the device has every note, Atlas only the early ones
+    menu.type("\n")  # Print info during the halt: the device has every note, Atlas only the early ones
     info = menu.expect(r"Total node objects: (\d+)\nNumber of children in root: (\d+)\n"
-                       r"Atlas \(a refresh of the Node collection\): (\d+) node documents, (\d+) children")
-    device_total, device_children, atlas_total, atlas_children = map(int, info.groups())
+                       r"Atlas \(a refresh of the Node collection\): (\d+) node documents, (\d+) children in the root\n"
+                       r"Waiting: translation halted since ([\d.]+) s; re-import (?:due at ([\d.]+) s \(in 0:0\d\)|"
+                       r"under way \(due at ([\d.]+) s\))\nClock: ([\d.]+) s since Run test started")
+    device_total, device_children, atlas_total, atlas_children = map(int, info.groups()[:4])
     assert (device_total, device_children) == (9, 8)
     assert atlas_children < device_children and atlas_total == atlas_children + 1
+    assert float(info[5]) == float(deployed[1]) and (info[6] or info[7]) == due[1], info[0]
     # a few seconds later the listener lines report the re-import, with no key pressed; the device's
     # batch line and the control plane's resume line come from concurrent happenings, in either order
     batch, _ = menu.expect_all(r"\t: Root has (\d+) children\n\t  \(a re-import batch of (\d+) documents",
-                               r"\[App Services\] translation resumed")
+                               r"\[App Services\] translation resumed at [\d.]+ s")
     assert int(batch.group(1)) == atlas_children
     menu.type("3\n")  # Print nodes: the root lacks every note made after the deploy (one block)
     head = menu.expect(r"root\t\((\d+) children\)\n")
@@ -135,12 +209,23 @@ def test_the_reports_session_in_real_time(menu, tmp_path):
     nodes = menu.expect(r"(?:   Test node \d+\t\(0 children\)\n){%d}" % atlas_children)  # the block's lines, all read
     shown = re.findall(r"Test node (\d+)", nodes.group(0))
     assert shown == [str(i) for i in range(1, atlas_children + 1)], menu.text[-2500:]
-    menu.expect(r"Run test finished; the run is in (runs/\S+)\.", timeout=60)
-    verdict = menu.expect(r"(\d+) of 8 nodes orphaned")
+    finished = menu.expect(r"Run test finished; the run is in (runs/\S+)\. Analysing…", timeout=60)
+    verdict = menu.expect(r"(\d+) of 8 nodes orphaned \(documents kept, missing from the root's children\); "
+                          r"first loss at ([\d.]+) s")
     assert int(verdict.group(1)) == 8 - atlas_children
-    run_dir = tmp_path / re.search(r"Run test finished; the run is in (runs/\S+)\.", menu.text).group(1)
+    assert float(verdict[2]) >= float(due[1])  # one clock: the loss shows at the re-import, after its due time
+    run_dir = tmp_path / finished.group(1)
     report = json.loads((run_dir / "report.json").read_text())
     assert report["verdict"] == "lost" and report["causes"][0]["rule"] == "clear-vs-array-insert"
+
+    # Ctrl-C during a Wait cancels the wait, not the menu
+    menu.expect(re.escape(PROMPT))
+    menu.type("7\n")
+    menu.expect(r"Seconds to wait: ")
+    menu.type("600\n")
+    menu.expect(r"Waiting 600 s \(Ctrl-C cancels\)")
+    menu.interrupt(r"Wait cancelled at [\d.]+ s\.\n" + re.escape(PROMPT))
+    assert "Press Ctrl-C again" not in menu.text
 
     # Ctrl-C during a second Run test stops it, keeps the partial run, and returns to the prompt
     menu.type("5\n")
@@ -149,18 +234,16 @@ def test_the_reports_session_in_real_time(menu, tmp_path):
     menu.expect(r"Deleting \d+ nodes")
     menu.type("2\n")
     menu.expect(r'Adding node with text "Test node 2"')
-    menu.type("\x03")
-    stopped = menu.expect(r"Run test stopped at [\d.]+ s: the partial run is kept in (runs/\S+)\.")
-    menu.expect(re.escape(PROMPT))
+    stopped = menu.interrupt(r"Run test stopped at [\d.]+ s: the partial run is kept in (runs/\S+)\. Analysing…")
     partial = tmp_path / stopped.group(1)
+    menu.expect(r"Report: " + re.escape(stopped.group(1)) + "/report.md")  # Stop waits for the verdict
+    menu.expect(re.escape(PROMPT))
     meta = json.loads((partial / "meta.json").read_text())
     assert meta["finished"] is False and meta["stopped_at_s"] > 0
     assert json.loads((partial / "report.json").read_text())["verdict"] == "inconclusive"
     # with nothing running, one Ctrl-C warns, the second exits
-    menu.type("\x03")
-    menu.expect(r"Press Ctrl-C again to exit")
-    menu.type("\x03")
-    menu.expect("Exiting.")
+    menu.interrupt(r"Press Ctrl-C again to exit")
+    menu.interrupt("Exiting.")
     assert menu.wait() == 130
 
 

@@ -37,7 +37,8 @@ def test_copies_into_the_default_folder_and_says_how_to_open_them(tmp_path, monk
     assert main(["notebooks"]) == 0
     out = capsys.readouterr().out
     dest = tmp_path / _notebooks.DEFAULT_DIR
-    assert sorted(p.name for p in dest.iterdir()) == NAMES
+    assert sorted(p.name for p in dest.iterdir() if p.suffix == ".ipynb") == NAMES
+    assert (dest / "runs").resolve() == (tmp_path / "runs").resolve()  # the runs root, linked for Lab's file browser
     for name in NAMES:
         assert (dest / name).read_bytes() == (REPO_NOTEBOOKS / name).read_bytes()
         json.loads((dest / name).read_text(encoding="utf-8"))
