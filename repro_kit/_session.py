@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import math
 from collections.abc import Callable
 from typing import Any
 
+from repro_kit import _checks
 from repro_kit._history import Listener
 
 __all__ = ["Info", "View", "Session", "AtlasView", "DeployResult", "OBSERVERS"]
@@ -145,10 +145,7 @@ class Session(abc.ABC):
 
     # -- built on the above, once --------------------------------------------------------------------
     def wait(self, seconds: float) -> None:
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds) \
-                or seconds < 0:
-            raise ValueError(f"seconds: must be a finite number >= 0, got {seconds!r}")
-        self.wait_until(self.now() + seconds)
+        self.wait_until(self.now() + _checks.number("seconds", seconds, 0))
 
     def nodes(self) -> list[dict[str, Any]]:
         """The root first, then the root's visible children in order (the original "Print nodes")."""

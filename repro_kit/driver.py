@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from repro_kit import recording
+from repro_kit import _checks, recording
 from repro_kit import scenario as _scenario
 from repro_kit._history import Event, Nemesis, Op, Record, Trace
 from repro_kit._session import Session
@@ -209,9 +209,7 @@ def _scenario_of(session: Session, scenario: _scenario.Scenario | None, **inputs
     if scenario is None:
         params = getattr(session, "params", None)
         return _scenario.Scenario(**inputs, **({"params": params} if params is not None else {}))
-    if not isinstance(scenario, _scenario.Scenario):
-        raise ValueError(f"scenario: must be a Scenario, got {type(scenario).__name__}")
-    return scenario
+    return _checks.instance("scenario", scenario, _scenario.Scenario, "a Scenario")
 
 
 def run_test(
