@@ -16,7 +16,19 @@ import threading
 from pathlib import Path
 from typing import Any, TextIO
 
-from repro_kit import _errors
+from repro_kit import _errors, _export, _notebooks, realm_log
+from repro_kit._checks import InputError
+from repro_kit._runlock import RunLock
+from repro_kit.emulator.params import EmulatorParams
+from repro_kit.live import commands as live_commands
+from repro_kit.live.appservices_api import LiveError
+from repro_kit.scenario import Scenario
+
+# The commands' own modules (driver, findings, report, recording, fleets, actions) load when a
+# command runs, not here: with pandas and matplotlib they take 1-2 s to import (python -X
+# importtime), which `repro-kit --help`, a bad flag, `deploy` and `audit` should not pay for.
+# Hence the imports inside the _cmd_* functions (ruff's PLC0415 is waived for this file).
+from repro_kit._checks import InputError
 
 __all__ = ["main", "Menu"]
 
@@ -74,9 +86,6 @@ FLAG_NAMES = {
 
 def _scenario(args: argparse.Namespace) -> Any:
     """The run's Scenario from the flags; a bad value is a usage error naming its flag."""
-    from repro_kit.emulator.params import EmulatorParams
-    from repro_kit.scenario import Scenario, ScenarioError
-
     try:
         params = EmulatorParams(resync_delay_s=args.resync_delay)
     except ValueError as exc:  # the model's own check, in the flag's name
@@ -89,13 +98,12 @@ def _scenario(args: argparse.Namespace) -> Any:
                         deploy_at_s=None if getattr(args, "no_deploy", False) else args.deploy_at,
                         settle_s=args.settle, field=args.field, bson_type=args.bson_type,
                         params=params)
-    except ScenarioError as exc:
+    except InputError as exc:
         raise _UsageError(exc.named(FLAG_NAMES)) from None
 
 
 def _out_dir(text: str | None) -> Path:
     """The run directory, created now (before any work) so a bad --out costs nothing."""
-    from repro_kit._runlock import RunLock
     from repro_kit.driver import default_run_dir
 
     if text is not None and not text.strip():
@@ -130,34 +138,49 @@ def _build_parser() -> _Parser:
                      epilog=_errors.exit_codes_epilog(*_errors.EXIT_CODES),
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
-    verdict_codes = _errors.exit_codes_epilog(0, 1, 2, 3, 4, 130)
+    _add_run(sub)
+    _add_fleet(sub)
+    _add_report(sub)
+    _add_menu(sub)
+    live_commands.register(sub)
+    _notebooks.register(sub)
+    realm_log.register(sub)
+    _export.register(sub)
+    return parser
 
-    def scenario_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--backend", default="emulator", choices=("emulator",),
-                       help="emulator (the only backend that runs a timed scenario; the live backend has "
-                            "`deploy` and `audit`)")
-        p.add_argument("--mode", default="production", choices=("production", "development"),
-                       help="App Services mode (default production)")
-        p.add_argument("--encoding", default="replace", choices=("replace", "diff"),
-                       help="how a re-imported list is written (default replace)")
-        p.add_argument("--reimport", default="all", choices=("all", "new-values"),
-                       help="which documents a production deploy re-inserts (default all)")
-        p.add_argument("--writes", type=_integer, default=20, help="notes appended to the root (default 20)")
-        p.add_argument("--interval", type=_number, default=1.0, help="seconds between writes (default 1)")
-        p.add_argument("--deploy-at", type=_deploy_at, default="auto",
-                       help="seconds into the run to deploy the schema change, or none (run: between two early "
-                            "writes by default, 5.5 s for 20 writes 1 s apart; menu: none, you deploy by hand)")
-        p.add_argument("--settle", type=_number, default=300.0,
-                       help="seconds to keep watching after the last write (default 300)")
-        p.add_argument("--seed", type=_integer, default=0, help="seed of the emulator (default 0)")
-        p.add_argument("--resync-delay", type=_number, default=180.0,
-                       help="seconds from a production deploy to the re-import (default 180: the report's video)")
-        p.add_argument("--field", default="tags", help="the optional field the deploy adds (default tags)")
-        p.add_argument("--bson-type", default="array<string>", help="its BSON type (default array<string>)")
 
+#: The exit codes of a command that prints a verdict.
+_VERDICT_CODES = _errors.exit_codes_epilog(0, 1, 2, 3, 4, 130)
+
+
+def _scenario_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", default="emulator", choices=("emulator",),
+                   help="emulator (the only backend that runs a timed scenario; the live backend has "
+                        "`deploy` and `audit`)")
+    p.add_argument("--mode", default="production", choices=("production", "development"),
+                   help="App Services mode (default production)")
+    p.add_argument("--encoding", default="replace", choices=("replace", "diff"),
+                   help="how a re-imported list is written (default replace)")
+    p.add_argument("--reimport", default="all", choices=("all", "new-values"),
+                   help="which documents a production deploy re-inserts (default all)")
+    p.add_argument("--writes", type=_integer, default=20, help="notes appended to the root (default 20)")
+    p.add_argument("--interval", type=_number, default=1.0, help="seconds between writes (default 1)")
+    p.add_argument("--deploy-at", type=_deploy_at, default="auto",
+                   help="seconds into the run to deploy the schema change, or none (run: between two early "
+                        "writes by default, 5.5 s for 20 writes 1 s apart; menu: none, you deploy by hand)")
+    p.add_argument("--settle", type=_number, default=300.0,
+                   help="seconds to keep watching after the last write (default 300)")
+    p.add_argument("--seed", type=_integer, default=0, help="seed of the emulator (default 0)")
+    p.add_argument("--resync-delay", type=_number, default=180.0,
+                   help="seconds from a production deploy to the re-import (default 180: the report's video)")
+    p.add_argument("--field", default="tags", help="the optional field the deploy adds (default tags)")
+    p.add_argument("--bson-type", default="array<string>", help="its BSON type (default array<string>)")
+
+
+def _add_run(sub: Any) -> None:
     run = sub.add_parser("run", help="one timed write-plus-deploy scenario, with report and timeline",
-                         epilog=verdict_codes, formatter_class=argparse.RawDescriptionHelpFormatter)
-    scenario_options(run)
+                         epilog=_VERDICT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _scenario_options(run)
     run.add_argument("--realtime", action="store_true", help="run at wall-clock pace instead of virtual time")
     run.add_argument("--no-deploy", action="store_true", help="run the writes without deploying (a control run)")
     run.add_argument("--out", default=None, help="run directory (default runs/<timestamp>)")
@@ -165,6 +188,8 @@ def _build_parser() -> _Parser:
                      help="exit 1 when acknowledged nodes were lost, 3 when the run is inconclusive")
     run.set_defaults(func=_cmd_run)
 
+
+def _add_fleet(sub: Any) -> None:
     fleet = sub.add_parser("fleet", help="many users through one deploy: how many notes of how many users it orphans",
                            description="A production-sized user base through one schema deploy on the emulator; "
                                        "writes DIR/fleet.md, fleet.json and fleet.png/.svg beside the recording.",
@@ -193,35 +218,26 @@ def _build_parser() -> _Parser:
     fleet.add_argument("--fail-on-loss", action="store_true", help="exit 1 when any note was orphaned")
     fleet.set_defaults(func=_cmd_fleet)
 
+
+def _add_report(sub: Any) -> None:
     report = sub.add_parser("report", help="rebuild a run directory's report and figures without re-running it",
-                            epilog=verdict_codes, formatter_class=argparse.RawDescriptionHelpFormatter)
+                            epilog=_VERDICT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     report.add_argument("dir", type=Path, help="a run directory (finished, killed or partial)")
     report.add_argument("--fail-on-loss", action="store_true",
                         help="exit 1 when acknowledged nodes were lost, 3 when the run is inconclusive")
     report.set_defaults(func=_cmd_report)
 
+
+def _add_menu(sub: Any) -> None:
     menu = sub.add_parser("menu", help="the interactive menu (also what no arguments start)",
                           description="The original tool's menu, in real time: Run test goes on while you deploy "
                                       "by hand, print info and nodes, or stop it.",
                           epilog=_errors.exit_codes_epilog(0, 2, 4, 130),
                           formatter_class=argparse.RawDescriptionHelpFormatter)
-    scenario_options(menu)
+    _scenario_options(menu)
     menu.add_argument("--virtual", action="store_true",
                       help="virtual time: no time passes between choices except by Wait (fast experiments)")
     menu.set_defaults(func=_cmd_menu, deploy_at=None)
-
-    try:
-        from repro_kit.live import commands as live_commands
-    except ImportError:  # pragma: no cover - the live package is part of the kit
-        live_commands = None
-    if live_commands is not None and hasattr(live_commands, "register"):
-        live_commands.register(sub)
-    from repro_kit import _export, _notebooks, realm_log
-
-    _notebooks.register(sub)
-    realm_log.register(sub)
-    _export.register(sub)
-    return parser
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -304,9 +320,8 @@ def _cmd_fleet(args: argparse.Namespace) -> int:
                   resync_delay_s=args.resync_delay, resync_batch_size=args.batch_size)
     try:  # every input checked before anything runs or touches the disk
         fleets.check_inputs(**kwargs)
-    except ValueError as exc:
-        name, _, problem = str(exc).partition(": ")
-        raise _UsageError(f"{flags.get(name, name)}: {problem}") from None
+    except InputError as exc:
+        raise _UsageError(exc.named(flags)) from None
     out = _out_dir(args.out if args.out is not None else str(fleets.default_dir()))
     args.workdir = out
     return _fleet_report_and_exit(fleets.fleet(**kwargs, out=out, progress=None), out, args.fail_on_loss)
@@ -417,8 +432,6 @@ def _is_terminal(stream: Any) -> bool:
 
 def _silence_stdout() -> None:
     """After EPIPE, point stdout at /dev/null so the interpreter's final flush is quiet too."""
-    import os
-
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
 
@@ -701,12 +714,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return _errors.CANNOT
     except Exception as exc:  # one line, never a traceback; never 1, which means "nodes were lost"
-        try:
-            from repro_kit.live.appservices_api import LiveError
-        except ImportError:  # pragma: no cover
-            LiveError = ()  # type: ignore[assignment,misc]
         first = str(exc).splitlines()[0] if str(exc) else ""
-        if LiveError and isinstance(exc, LiveError):
+        if isinstance(exc, LiveError):
             print(f"{PROG}: error: {first}", file=sys.stderr)
         else:  # a bug: its name helps the report
             print(f"{PROG}: error: internal error ({type(exc).__name__}: {first}); please report it", file=sys.stderr)

@@ -156,6 +156,7 @@ class SyncLog:
         return [f"{n} line{'s' if n != 1 else ''}: {why}" for why, n in self.skipped.most_common()]
 
 
+_PRINTED_SKIP = "debug-build 'Changeset (parsed):' output (the hex is what is replayed)"
 _SERVER_SKIP = "a sync server's line (replay reads the client's side)"
 
 
@@ -289,7 +290,7 @@ class _Parser:
             return
         stamped = _stamp(line, self.year) is not None
         if self.in_printed and not stamped and _PRINTED_LINE.match(line):
-            self.skipped["debug-build 'Changeset (parsed):' output (the hex is what is replayed)"] += 1
+            self.skipped[_PRINTED_SKIP] += 1
             return
         self.in_printed = False
         time = self._time(line)
@@ -298,18 +299,8 @@ class _Parser:
             self.clients.add(f"Client[{tag.group(1)}]")
         session = _SESSION.search(line)
         session_no = int(session.group(1)) if session else None
-        connection = _CONNECTION.search(line)
-        connection_no = int(connection.group(1)) if connection else None
-
-        for pattern, direction in ((_DOWNLOAD_HEADER, "download"), (_UPLOAD_HEADER, "upload")):
-            match = pattern.search(line)
-            if match:
-                if self.pending is not None:
-                    self._missing(self.pending)
-                self.pending = {"line": number, "direction": direction, "fields": _fields(match.group(1)),
-                                "time": time, "connection": connection_no, "session": session_no,
-                                "client": f"Client[{tag.group(1)}]" if tag else None}
-                return
+        if self._header(number, line, time, tag, session_no):
+            return
         if _SERVER_UPLOAD.search(line) or "Sync Connection[" in line:
             self.skipped[_SERVER_SKIP] += 1
             return
@@ -318,31 +309,49 @@ class _Parser:
         if comp or hex_match:
             self.saw_changeset_line = True
             self._changeset(number, comp, hex_match)
-            return
-        if _PARSED.search(line):
+        elif _PARSED.search(line):
             self.in_printed = True
-            self.skipped["debug-build 'Changeset (parsed):' output (the hex is what is replayed)"] += 1
-            return
+            self.skipped[_PRINTED_SKIP] += 1
+        elif not self._event(number, line, time, session_no):
+            self.skipped["other log lines (connection, protocol and SDK messages the replay does not need)"] += 1
+
+    def _header(self, number: int, line: str, time: float | None, tag: re.Match[str] | None,
+                session_no: int | None) -> bool:
+        """A changeset's header line (download or upload): kept until its changeset line comes."""
+        for pattern, direction in ((_DOWNLOAD_HEADER, "download"), (_UPLOAD_HEADER, "upload")):
+            match = pattern.search(line)
+            if match:
+                if self.pending is not None:
+                    self._missing(self.pending)
+                connection = _CONNECTION.search(line)
+                self.pending = {"line": number, "direction": direction, "fields": _fields(match.group(1)),
+                                "time": time, "connection": int(connection.group(1)) if connection else None,
+                                "session": session_no, "client": f"Client[{tag.group(1)}]" if tag else None}
+                return True
+        return False
+
+    def _event(self, number: int, line: str, time: float | None, session_no: int | None) -> bool:
+        """A line the replay reads as an event (batch, ident, upload, bind, integrated, deactivated)."""
         for pattern, kind in ((_BATCH, "batch"), (_IDENT, "ident"), (_SENDING_UPLOAD, "upload_message"),
                               (_BIND, "bind")):
             match = pattern.search(line)
             if match:
                 self.events.append(LogEvent(number, kind, _fields(match.group(1)), time, session_no))
-                return
+                return True
         match = _INTEGRATED.search(line)
         if match:
             self.events.append(LogEvent(number, "integrated", {"integrated": int(match.group(1)),
                                                                "received": int(match.group(2))}, time, session_no))
-            return
+            return True
         match = _PRODUCING.search(line)
         if match:
             self.events.append(LogEvent(number, "integrated", {"integrated": int(match.group(1)),
                                                                "client_version": int(match.group(2))}, time, session_no))
-            return
+            return True
         if _DEACTIVATED.search(line):
             self.events.append(LogEvent(number, "deactivated", {}, time, session_no))
-            return
-        self.skipped["other log lines (connection, protocol and SDK messages the replay does not need)"] += 1
+            return True
+        return False
 
     def _missing(self, header: dict[str, Any]) -> None:
         what = "DOWNLOAD CHANGESET" if header["direction"] == "download" else "upload changeset"

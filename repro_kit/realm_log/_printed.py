@@ -17,8 +17,24 @@ import uuid
 from typing import Any
 
 from ._instructions import (
-    AddColumn, AddInteger, AddTable, ArrayErase, ArrayInsert, ArrayMove, Clear, CreateObject, EraseColumn,
-    EraseObject, EraseTable, Instruction, Link, ObjectId, Payload, SetErase, SetInsert, Update,
+    AddColumn,
+    AddInteger,
+    AddTable,
+    ArrayErase,
+    ArrayInsert,
+    ArrayMove,
+    Clear,
+    CreateObject,
+    EraseColumn,
+    EraseObject,
+    EraseTable,
+    Instruction,
+    Link,
+    ObjectId,
+    Payload,
+    SetErase,
+    SetInsert,
+    Update,
 )
 
 __all__ = ["parse_printed", "PrintedChangeset"]

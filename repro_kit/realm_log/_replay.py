@@ -187,7 +187,7 @@ class Replay:
         """Record the replay as a kit run directory (meta, history, events, trace) the kit's checker
         (`findings.analyse(load_run(out))`) and `repro-kit report` read like any run."""
         # measured: the recorder imports pandas (~0.9 s); a replay without a run directory never needs it
-        from ._record import write_run
+        from ._record import write_run  # noqa: PLC0415 - see above (and _record imports this module)
 
         return write_run(self, Path(out))
 
@@ -546,7 +546,15 @@ class _Replayer:
 
     # -- the recording: history, events, trace ----------------------------------------------
     def _record(self, replay: Replay, timeline: list[Any]) -> None:
-        root = self.root
+        """The replay as a recording: the server's integrations (trace), what the device showed
+        (events), and every append as an add op, invoked and acknowledged."""
+        self._trace_integrations(replay)
+        for step, before, after, objs_before, objs_after, _cs in timeline:
+            self._device_events(step.time, before, after, objs_before, objs_after)
+            self._note_appends(replay, step)
+        replay.ops = _add_ops(replay.appends)
+
+    def _trace_integrations(self, replay: Replay) -> None:
         index: dict[int, Step] = {}
         for step in replay.steps:
             if step.server_version is not None:
@@ -557,37 +565,28 @@ class _Replayer:
             self.trace.append({"time": when, "kind": "integrate", "version": version, "origin": step.origin,
                                "base_version": step.base_version, "timestamp": step.origin_timestamp,
                                "log_line": step.line, "instructions": step.instructions})
-        ops: list[dict[str, Any]] = []
-        for step, before, after, objs_before, objs_after, _cs in timeline:
-            t = step.time
-            for pk in sorted(objs_after - objs_before):
-                self.events.append({"time": t, "observer": "device", "kind": "doc_insert", "node_id": pk})
-            old, new = before.get(root, []), after.get(root, [])
-            for pk in new:
-                if pk not in old:
-                    self.events.append({"time": t, "observer": "device", "kind": "enter", "node_id": pk})
-            for pk in old:
-                if pk not in new:
-                    self.events.append({"time": t, "observer": "device", "kind": "leave", "node_id": pk})
-            for pk in sorted(objs_before - objs_after):
-                self.events.append({"time": t, "observer": "device", "kind": "doc_delete", "node_id": pk})
-            self.events.append({"time": t, "observer": "device", "kind": "counts", "root_children": len(new),
-                                "nodes_total": len(objs_after)})
-            for ins in step.instructions:
-                if ins["op"] == "ArrayInsert" and ins["object"] == root and ins["value"] not in replay.appends:
-                    done = step.time if step.kind == "download" else step.acked_at
-                    # another peer's append is known here when the device integrates it
-                    replay.appends[ins["value"]] = {"by": "device" if step.kind == "local" else step.origin,
-                                                   "step": step, "invoked": step.time, "acknowledged": done}
-        for pk, append in replay.appends.items():
-            process = 0 if append["by"] == "device" else int(append["by"])
-            ops.append({"time": min(append["invoked"], append["acknowledged"] if append["acknowledged"] is not None
-                                    else append["invoked"]), "process": process, "type": "invoke", "f": "add",
-                        "value": pk})
-            if append["acknowledged"] is not None:
-                ops.append({"time": append["acknowledged"], "process": process, "type": "ok", "f": "add", "value": pk})
-        ops.sort(key=lambda op: op["time"])
-        replay.ops = ops
+
+    def _device_events(self, t: float | None, before: dict[Any, list[str]], after: dict[Any, list[str]],
+                       objs_before: set[str], objs_after: set[str]) -> None:
+        """What one changeset changed on the device: documents, the root's list, the counts."""
+        old, new = before.get(self.root, []), after.get(self.root, [])
+        changes = [*(("doc_insert", pk) for pk in sorted(objs_after - objs_before)),
+                   *(("enter", pk) for pk in new if pk not in old),
+                   *(("leave", pk) for pk in old if pk not in new),
+                   *(("doc_delete", pk) for pk in sorted(objs_before - objs_after))]
+        for kind, pk in changes:
+            self.events.append({"time": t, "observer": "device", "kind": kind, "node_id": pk})
+        self.events.append({"time": t, "observer": "device", "kind": "counts", "root_children": len(new),
+                            "nodes_total": len(objs_after)})
+
+    def _note_appends(self, replay: Replay, step: Step) -> None:
+        """Appends to the root's list first seen in `step`: the device's own, or (known when the
+        device integrates it) another peer's."""
+        for ins in step.instructions:
+            if ins["op"] == "ArrayInsert" and ins["object"] == self.root and ins["value"] not in replay.appends:
+                done = step.time if step.kind == "download" else step.acked_at
+                replay.appends[ins["value"]] = {"by": "device" if step.kind == "local" else step.origin,
+                                               "step": step, "invoked": step.time, "acknowledged": done}
 
     # -- what was lost, and why ---------------------------------------------------------------
     def _losses(self, replay: Replay, timeline: list[Any]) -> list[Loss]:
@@ -619,26 +618,18 @@ class _Replayer:
         return out
 
     def _cause(self, replay: Replay, timeline: list[Any], pk: str, exists: bool) -> Loss:
+        """Why an acknowledged append is not in the root's list at the end: the changeset after
+        which it left (and the server's merge rule, when a download carried it), or why it never
+        entered."""
         root = self.root
         where = f"{TABLE}[{root}].{LIST_FIELD}"
         left = None
         for entry in timeline:
-            step, before, after = entry[0], entry[1], entry[2]
+            before, after = entry[1], entry[2]
             if pk in before.get(root, []) and pk not in after.get(root, []):
                 left = entry
         if left is None:  # never visible here: the device's own rebase discarded its insert
-            record = next((r for r in self.trace if r.get("at") == "device" and r["kind"] == "discarded"
-                           and r["instruction"].get("op") == "ArrayInsert" and r["instruction"].get("value") == pk), None)
-            if record is not None:
-                local = next(s for s in replay.steps if s.kind == "local"
-                             and s.client_version == record["local_client_version"])
-                by = describe_instruction(record["by"], root)
-                return Loss((pk,), where, "never-entered", _short(local), by, record["rule"], "device",
-                            f"never entered {where}: the client integrated {{what}} against its own change not yet "
-                            f"uploaded (client version {local.client_version}, based on server version "
-                            f"{local.base_version}): {by}, rule {record['rule']}")
-            return Loss((pk,), where, "never-entered", None, None, None, None,
-                        f"never entered {where} on this device (the log does not show why)")
+            return self._never_entered(replay, pk, where)
         step = left[0]
         removing = self._removing_instruction(left, pk)
         text = describe_instruction(removing, root) if removing else "an instruction"
@@ -650,6 +641,26 @@ class _Replayer:
             return Loss((pk,), where, "left", _short(step), text, None, None,
                         f"left {where} by the device's own change (client version {step.client_version}): {text}, "
                         "not a merge outcome")
+        return self._left_on_download(replay, step, pk, where, text)
+
+    def _never_entered(self, replay: Replay, pk: str, where: str) -> Loss:
+        """An append the device never showed: its own rebase discarded it (the trace says by what)."""
+        record = next((r for r in self.trace if r.get("at") == "device" and r["kind"] == "discarded"
+                       and r["instruction"].get("op") == "ArrayInsert" and r["instruction"].get("value") == pk), None)
+        if record is None:
+            return Loss((pk,), where, "never-entered", None, None, None, None,
+                        f"never entered {where} on this device (the log does not show why)")
+        local = next(s for s in replay.steps if s.kind == "local"
+                     and s.client_version == record["local_client_version"])
+        by = describe_instruction(record["by"], self.root)
+        return Loss((pk,), where, "never-entered", _short(local), by, record["rule"], "device",
+                    f"never entered {where}: the client integrated {{what}} against its own change not yet "
+                    f"uploaded (client version {local.client_version}, based on server version "
+                    f"{local.base_version}): {by}, rule {record['rule']}")
+
+    def _left_on_download(self, replay: Replay, step: Step, pk: str, where: str, text: str) -> Loss:
+        """An append that left the list when the device integrated a download: the server's merge
+        rule that discarded it, when the log lets the merge be rebuilt."""
         base = step.base
         based = f" (based on server version {base.version})" if base and base.version is not None else \
             f" (based on an unknown server version{f', at most {base.at_most}' if base and base.at_most else ''})"
@@ -769,3 +780,17 @@ def log_digest(path: str | os.PathLike[str]) -> str:
     """sha256 of the log, for the run's meta (which log was replayed, without copying it)."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
+
+def _add_ops(appends: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every append as an add op, invoked (and acknowledged when it was), in time order; another
+    peer's appends under its origin's process number."""
+    ops: list[dict[str, Any]] = []
+    for pk, append in appends.items():
+        process = 0 if append["by"] == "device" else int(append["by"])
+        acked = append["acknowledged"]
+        ops.append({"time": min(append["invoked"], acked if acked is not None else append["invoked"]),
+                    "process": process, "type": "invoke", "f": "add", "value": pk})
+        if acked is not None:
+            ops.append({"time": acked, "process": process, "type": "ok", "f": "add", "value": pk})
+    ops.sort(key=lambda op: op["time"])
+    return ops
