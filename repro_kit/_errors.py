@@ -97,8 +97,8 @@ def _file_in_traceback(exc: BaseException) -> str | None:
             frames.append(tb.tb_frame)
             tb = tb.tb_next
         for frame in reversed(frames):
-            names = sorted({value.name for value in frame.f_locals.values()
-                            if isinstance(value, io.IOBase) and isinstance(getattr(value, "name", None), str)})
+            names = sorted({name for value in frame.f_locals.values()
+                            if isinstance(value, io.IOBase) and isinstance(name := getattr(value, "name", None), str)})
             if len(names) == 1:
                 return names[0]
             if names:  # several open files in the failing frame: which one is unknown, their folder is not

@@ -63,6 +63,7 @@ def _node_texts(a: Analysis) -> dict[str, str]:
     verdict = a.verdict
     explanations = {e.node_id: e for e in a.explanations()}
     texts: dict[str, list[str]] = {}
+    row: Any  # a row's fields are whatever the frame holds
     for row in a.lifecycle.itertuples(index=False):
         node = str(row.node_id)
         lines = texts.setdefault(node, [])

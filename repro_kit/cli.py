@@ -345,7 +345,6 @@ def _cmd_report(args: argparse.Namespace) -> int:
     figures, a fleet's fleet.md, with the verdict its own command printed. A meta.json that cannot
     be trusted (missing, not JSON, NaN) makes the verdict inconclusive, with the reason."""
     from repro_kit import findings, fleets, recording
-    from repro_kit._runlock import RunLock
 
     args.workdir = Path(args.dir)
     busy = RunLock(args.dir).busy() if Path(args.dir).is_dir() else None

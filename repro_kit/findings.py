@@ -564,6 +564,7 @@ class Analysis:
         life = self.lifecycle
         rows = life[(life["node_id"].astype(str) == node).to_numpy(bool)]
         steps: list[Step] = []
+        row: Any  # a row's fields are whatever the frame holds
         for row in rows.itertuples(index=False):
             obs = str(row.observer)
             if row.final_present:

@@ -19,6 +19,7 @@ from typing import Any
 import matplotlib as mpl
 import numpy as np
 import pandas as pd
+from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import PolyCollection
@@ -31,7 +32,7 @@ from repro_kit import _checks
 from repro_kit._checks import InputError
 
 from .causes import describe_instruction
-from .findings import Analysis, as_analysis, describe_batches
+from .findings import Analysis, Verdict, as_analysis, describe_batches
 from .recording import Run
 
 __all__ = ["swimlane", "counts", "timeline_figure", "sequence_diagram", "export", "STATE_COLORS", "FORMATS"]
@@ -96,8 +97,8 @@ def _label_batches(ax: Axes, a: Analysis, end: float) -> list:
     return labels
 
 
-def _window_handles(a: Analysis) -> list:
-    handles = []
+def _window_handles(a: Analysis) -> list[Artist]:
+    handles: list[Artist] = []
     if a.deploy_window is not None:
         handles.append(Patch(color=WINDOW_COLOR, alpha=0.4, label="deploy → resume (translation halted)"))
     if len(a.batches):
@@ -147,7 +148,7 @@ def _draw_lanes(ax: Axes, iv: pd.DataFrame, rows: list[str], end_s: float, lost:
         np.column_stack([end, y + h]), np.column_stack([end, y - h]),
     ], axis=1)
     colors = [STATE_COLORS[s] for s in state]
-    ax.add_collection(PolyCollection(verts, facecolors=colors, edgecolors="none", zorder=2))
+    ax.add_collection(PolyCollection(list(verts), facecolors=colors, edgecolors="none", zorder=2))
     ax.set_ylim(max(len(rows), 1) - 0.5, -0.5)  # first acknowledged node on top
     ax.set_xlim(0.0, end_s)
     ax.set_yticks(np.arange(len(rows)))
@@ -278,7 +279,7 @@ def _title(a: Analysis) -> str:
     return headline + ("\n" + " · ".join(parts) if parts else "")
 
 
-def _headline(verdict) -> str:  # type: ignore[no-untyped-def]
+def _headline(verdict: Verdict) -> str:
     """The verdict's first sentence and its cause, wrapped to fit a figure's title (never inside
     a rule's hyphenated name)."""
     return "\n".join(textwrap.wrap(verdict.summary(), 125, break_on_hyphens=False))
@@ -369,7 +370,7 @@ def _discard_items(a: Analysis, node: str) -> list[dict]:
     version = f" version {cs['version']}" if cs.get("version") is not None else ""
     label = (f"re-import batch{batch}{based}: {cs.get('instruction')} + ArrayInserts"
              if cs.get("origin") == "re-import" else f"changeset{version}: {cs.get('instruction')}")
-    t = cs.get("time") if cs.get("time") is not None else float(record.get("time", 0.0))
+    t = float(cs["time"]) if cs.get("time") is not None else float(record.get("time", 0.0))
     src = "translator" if cs.get("origin") in ("re-import", "server") else "device"
     victim = describe_instruction(record.get("instruction") or {}, a.evidence.root_id)
     return [
@@ -382,7 +383,7 @@ def _discard_items(a: Analysis, node: str) -> list[dict]:
 def _aftermath_items(a: Analysis, node: str) -> list[dict]:
     """When the device showed the loss, and what Atlas held once translation resumed."""
     life = a.lifecycle
-    rows = life[(life["node_id"].astype(str) == node).to_numpy(bool)].set_index("observer")
+    rows: Any = life[(life["node_id"].astype(str) == node).to_numpy(bool)].set_index("observer")
     items: list[dict] = []
     if "device" in rows.index and not bool(rows.loc["device", "final_present"]) and pd.notna(rows.loc["device", "lost_at"]):
         t = float(rows.loc["device", "lost_at"])
@@ -410,7 +411,7 @@ _SEQ_HEADER_IN = 0.55               # room for the lane headers above the first 
 _HALT_HALF_WIDTH = 0.05             # lane units: the halt bar on the translator's lifeline
 
 
-def _wrap_to(text: str, width_in: float, renderer, prop: FontProperties, dpi: float) -> list[str]:  # type: ignore[no-untyped-def]
+def _wrap_to(text: str, width_in: float, renderer: Any, prop: FontProperties, dpi: float) -> list[str]:
     """Greedy word wrap measured with the renderer; a word wider than the room keeps a line of
     its own (nothing is cut)."""
     def width(line: str) -> float:
@@ -431,13 +432,13 @@ def _label_room(item: dict, x: dict[str, int], bar_rows: tuple[float, float] | N
     right_end = _SEQ_X[1]
     bar = x["translator"] if bar_rows is not None and bar_rows[0] <= k <= bar_rows[1] else None
     if item["kind"] in ("arrow", "blocked"):
-        lo, hi = sorted((x[item["src"]], x[item["dst"]]))
+        lo, hi = sorted((float(x[item["src"]]), float(x[item["dst"]])))
         if bar is not None and lo <= bar <= hi:  # keep to the side of the bar with the most room
             left, right = (lo, bar - _HALT_HALF_WIDTH), (bar + _HALT_HALF_WIDTH, hi)
             lo, hi = left if left[1] - left[0] >= right[1] - right[0] else right
         return lo + _SEQ_PAD, hi - _SEQ_PAD, "center"
     lane = x[item["lane"]]
-    nxt = min([i for i in x.values() if i > lane], default=right_end)
+    nxt: float = min([i for i in x.values() if i > lane], default=right_end)
     lo, hi = lane + 0.08, nxt - _SEQ_PAD
     if bar is not None and lo < bar - _HALT_HALF_WIDTH < hi:
         hi = bar - _HALT_HALF_WIDTH - _SEQ_PAD

@@ -305,9 +305,9 @@ def write_report(run: Run | Analysis | str | os.PathLike[str],
         sequence = sequence_png.name
     paths["json"].write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     paths["md"].write_text(render_markdown(a, report, image=png.name, sequence_image=sequence), encoding="utf-8")
-    sequence_svg = paths["sequence_svg"].read_bytes() if "sequence_svg" in paths else None
+    svg_bytes = paths["sequence_svg"].read_bytes() if "sequence_svg" in paths else None
     paths["html"] = out / "report.html"
-    paths["html"].write_text(_report_html.render_html(a, report, sequence_svg), encoding="utf-8")
+    paths["html"].write_text(_report_html.render_html(a, report, svg_bytes), encoding="utf-8")
     return paths
 
 

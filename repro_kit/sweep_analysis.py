@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import textwrap
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -191,7 +191,7 @@ def _fit_x_labels(fig: Any, ax: Any, *, resize: bool) -> None:
         fig.tight_layout()
 
 
-def _sort_key(df: pd.DataFrame, key: str):  # type: ignore[no-untyped-def]
+def _sort_key(df: pd.DataFrame, key: str) -> Callable[[pd.Series], pd.Series]:
     numeric = pd.api.types.is_numeric_dtype(df[key]) and not pd.api.types.is_bool_dtype(df[key])
 
     def sort(labels: pd.Series) -> pd.Series:
@@ -241,14 +241,19 @@ def effect(df: pd.DataFrame, factor: str, value: str = "lost_count") -> str | No
         if r >= 0.5:
             return f"The larger {name} ({factor}), the more nodes are lost: {span}."
         return f"{name.capitalize()} ({factor}) changes the loss without a clear trend: {span}."
-    by = df.groupby(factor, dropna=False)[value].agg(["mean", "count", lambda s: int((s > 0).sum())])
+    by = df.groupby(factor, dropna=False)[value].agg(["mean", "count", _lossy])
     by.columns = ["mean", "count", "lossy"]
     parts = [f"{factor}={_fmt(k)}: {int(r.lossy)} of {int(r['count'])} scenarios lost nodes (mean {r['mean']:.3g})"
              for k, r in by.iterrows()]
     return f"{name.capitalize()}: " + "; ".join(parts) + "."
 
 
-def window_writes(row: Mapping[str, Any]) -> int:
+def _lossy(values: pd.Series) -> int:
+    """How many scenarios of a group lost nodes."""
+    return int((values > 0).sum())
+
+
+def window_writes(row: Mapping[str, Any] | pd.Series) -> int:
     """Writes made between the deploy and the re-import (deploy_at_s + resync_delay_s): the deploy window."""
     s = {**SCENARIO_DEFAULTS, **{k: v for k, v in row.items() if k in SCENARIO_DEFAULTS}}
     at = s["deploy_at_s"]
@@ -372,9 +377,9 @@ def sensitivity(*, processes: int | None = 1, seed: int = 0,
             scenarios.append(scenario)
             labels.append((label, value_label, n == 0))
     rows = sweep(scenarios, processes=processes, progress=False)
-    out = []
+    out: list[dict[str, Any]] = []
     for (label, value_label, default), (_, row) in zip(labels, rows.iterrows()):
-        s = {**SCENARIO_DEFAULTS, **row.to_dict()}
+        s: dict[Any, Any] = {**SCENARIO_DEFAULTS, **row.to_dict()}
         after = _writes_after_deploy(s)
         delay = row["first_loss_at_s"] - s["deploy_at_s"] if pd.notna(row["first_loss_at_s"]) else math.nan
         observed = {
@@ -410,6 +415,7 @@ def sensitivity_figure(table: pd.DataFrame, *, ax: Any = None) -> Any:
     ax.set_yticks(range(len(table)), [f"{a}: {v}" + (" (default)" if d else "")
                                       for a, v, d in zip(table["assumption"], table["value"], table["is_default"])],
                   fontsize=8)
+    row: Any  # a row's fields are whatever the table holds
     for i, row in enumerate(table.itertuples(index=False)):
         for j, col in enumerate(columns):
             yes = bool(getattr(row, col))
@@ -427,7 +433,7 @@ def sensitivity_figure(table: pd.DataFrame, *, ax: Any = None) -> Any:
     return fig
 
 
-def _what_differs(row: Mapping[str, Any]) -> list[str]:
+def _what_differs(row: Mapping[str, Any] | pd.Series) -> list[str]:
     """Each of the report's observations a sensitivity row lacks, said with its own numbers."""
     lost, after = int(row["lost_count"]), int(row["writes_after_deploy"])
     notes = "note" if after == 1 else "notes"
@@ -459,7 +465,7 @@ def sensitivity_summary(table: pd.DataFrame) -> str:
              f"re-import batches) appears in {len(kept)} of {len(table)} variants."]
     for _, row in lost.iterrows():
         lines.append(f"With {row['assumption']} = {row['value']} it does not: {'; '.join(_what_differs(row))}.")
-    robust = [a for a, group in table.groupby("assumption", sort=False) if group["reproduced"].all()]
+    robust = [str(a) for a, group in table.groupby("assumption", sort=False) if group["reproduced"].all()]
     if robust:
         lines.append("It does not depend on: " + ", ".join(robust) + ".")
     return "\n".join(f"- {line}" for line in lines)

@@ -102,7 +102,7 @@ def _as_values(key: str, values: Any) -> list[Any]:
 def _expand(scenarios: Any, grid: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Scenarios (list of dicts or DataFrame) times the cartesian product of `grid` (which wins a shared key)."""
     if scenarios is None:
-        base: list[Mapping[str, Any]] = [{}]
+        base: list[Any] = [{}]
     elif isinstance(scenarios, pd.DataFrame):
         base = scenarios.to_dict("records")
     elif isinstance(scenarios, Mapping) or isinstance(scenarios, (str, bytes)):

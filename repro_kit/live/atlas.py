@@ -200,7 +200,11 @@ class _Mirror:
         key_doc = change.get("documentKey") or {}
         key = id_str(key_doc["_id"]) if "_id" in key_doc else None
         full = change.get("fullDocument")
-        if op in ("insert", "replace"):
+        if op in ("drop", "dropDatabase", "rename", "invalidate"):
+            self.docs.clear()
+        elif key is None:  # every other event names its document (MongoDB's documentKey)
+            return
+        elif op in ("insert", "replace"):
             if isinstance(full, dict) and full.get("owner_id") == self.owner_id:
                 self.docs[key] = full
             else:
@@ -216,8 +220,6 @@ class _Mirror:
                 self.docs[key] = full
         elif op == "delete":
             self.docs.pop(key, None)
-        elif op in ("drop", "dropDatabase", "rename", "invalidate"):
-            self.docs.clear()
 
 
 class _Feed:
@@ -457,6 +459,8 @@ class AtlasCollectionView:
         if root is None:
             self.ensure_root()
             root = self._raw_root()
+        if root is None:  # created just now, yet not found: another client removed it meanwhile
+            raise LiveError(f"owner {self.owner_id!r} has no root document to append to")
         node_id = uuid.uuid4()
         self.collection.insert_one({"_id": node_id, "text": text, "children": [], "isRoot": False,
                                     "owner_id": self.owner_id})

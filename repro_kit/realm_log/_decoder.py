@@ -11,6 +11,7 @@ or key type it does not accept, a list instruction without an index.
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import struct
 import uuid
@@ -81,7 +82,7 @@ class _Reader:
         value, self.pos = read_int(self.data, self.pos, kind, what)
         return value
 
-    def bytes(self, n: int, what: str) -> bytes:
+    def bytes(self, n: builtins.int, what: str) -> builtins.bytes:
         if self.pos + n > len(self.data):
             raise ChangesetError(self.pos, f"the changeset ends inside the {what} ({n} bytes expected, "
                                            f"{len(self.data) - self.pos} left: truncated input)")
@@ -144,7 +145,7 @@ class _Reader:
         kind = self.payload_type(f"type of the {what}")
         if kind == "GlobalKey":
             raise ChangesetError(at, f"a GlobalKey cannot be a value (the {what}); realm-core refuses it too")
-        read: Callable[[], Any] | None = self._values.get(kind)
+        read: Callable[[_Reader, str], Any] | None = self._values.get(kind)
         return Payload(kind, read(self, what) if read is not None else None)
 
     def _timestamp(self, what: str) -> Timestamp:

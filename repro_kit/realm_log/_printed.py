@@ -43,7 +43,7 @@ _LINE = re.compile(r"^(\w+)\s*(.*)$")
 _OPEN = {"(": ")", "[": "]", "{": "}"}
 
 
-class PrintedChangeset(tuple):  # type: ignore[type-arg]
+class PrintedChangeset(tuple):
     """The instructions read from printed text (a tuple), with `strings`: the intern table printed."""
 
     strings: tuple[str, ...] = ()

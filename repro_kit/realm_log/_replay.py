@@ -274,7 +274,7 @@ def _rewritten_lists(instructions: list[dict[str, Any]]) -> dict[str, list[str]]
     out: dict[str, list[str]] = {}
     cleared: set[str] = set()
     for ins in instructions:
-        owner = ins.get("object")
+        owner: Any = ins.get("object")
         if ins["op"] == "Clear":
             cleared.add(owner)
             out[owner] = []
@@ -293,6 +293,8 @@ def _rewritten_lists(instructions: list[dict[str, Any]]) -> dict[str, list[str]]
 
 
 class _Replayer:
+    _history: dict[int, tuple[int, dict[str, Any]]]  # the server's history, once built (_server_history)
+
     def __init__(self, log: SyncLog) -> None:
         self.log = log
         self.inconclusive: list[str] = []
@@ -329,7 +331,8 @@ class _Replayer:
         order: list[Step] = []
         pending = list(locals_)
         for d in remote:
-            while pending and pending[0].base_version is not None and pending[0].base_version < d.server_version:
+            while (pending and pending[0].base_version is not None and d.server_version is not None
+                   and pending[0].base_version < d.server_version):
                 order.append(pending.pop(0))
             order.append(d)
         order += pending
@@ -420,10 +423,11 @@ class _Replayer:
                 unacked = [(i, s, cs) for i, (s, cs) in enumerate(applied) if s.client_version > step.client_version]
                 applied_cs = changeset
                 if unacked:
+                    def trace(n: int, record: dict[str, Any], step: Step = step, unacked: list[Any] = unacked) -> None:
+                        self._device_trace(step, unacked[n][1], record)
+
                     try:
-                        applied_cs, rebased = ot.transform_past(
-                            changeset, [cs for _i, _s, cs in unacked],
-                            trace=lambda n, record, step=step, unacked=unacked: self._device_trace(step, unacked[n][1], record))
+                        applied_cs, rebased = ot.transform_past(changeset, [cs for _i, _s, cs in unacked], trace=trace)
                     except ValueError as exc:
                         self._say(self.inconclusive, f"the merge could not rebase {step.label} past the device's own "
                                                      f"changes ({exc})")
@@ -449,7 +453,7 @@ class _Replayer:
         replay = Replay(log=self.log, client_file_ident=self.ident, steps=steps, root_id=self.root, state=state,
                         losses=[], appends={}, inconclusive=self.inconclusive, notes=self.notes, trace=self.trace,
                         events=self.events, ops=[], encoding=self._encoding(steps))
-        replay.list_history = [(entry[0], list(entry[2].get(self.root, []))) for entry in timeline]
+        replay.list_history = [(entry[0], list(entry[2].get(self.root or "", []))) for entry in timeline]
         self._record(replay, timeline)
         replay.losses = self._losses(replay, timeline)
         return replay
@@ -696,16 +700,16 @@ class _Replayer:
         the changeset (as downloaded) rebased past the history entries after its base that came
         from other origins (the device's own uploads, as the server integrated them, and the other
         downloads); the rule that discarded `pk`'s ArrayInsert names the cause."""
-        base = step.base
-        if base is None or base.version is None:
+        base, version = step.base, step.server_version
+        if base is None or base.version is None or version is None:
             return None, None
         history = self._server_history(replay.steps)
-        missing = [v for v in range(base.version + 1, step.server_version) if v not in history]
+        missing = [v for v in range(base.version + 1, version) if v not in history]
         if missing:
             self._say(self.notes, f"server versions {missing[0]}-{missing[-1]} are not in this log: the server's "
-                                  f"merge of version {step.server_version} is reconstructed without them")
+                                  f"merge of version {version} is reconstructed without them")
         entries = [(v, cs) for v, (origin, cs) in sorted(history.items())
-                   if base.version < v < step.server_version and origin != step.origin]
+                   if base.version < v < version and origin != step.origin]
         incoming = {"origin": step.origin, "timestamp": step.origin_timestamp, "instructions": step.instructions}
         found: list[dict[str, Any]] = []
 
@@ -735,17 +739,18 @@ class _Replayer:
         if hasattr(self, "_history"):
             return self._history
         history: dict[int, tuple[int, dict[str, Any]]] = {}
-        for step in sorted((s for s in steps if s.server_version is not None), key=lambda s: s.server_version):
+        versioned = sorted(((s.server_version, s) for s in steps if s.server_version is not None), key=lambda p: p[0])
+        for version, step in versioned:
             cs = {"origin": step.origin, "timestamp": step.origin_timestamp, "instructions": step.instructions}
             if step.kind == "local" and step.base_version is not None:
                 concurrent = [h for v, (o, h) in sorted(history.items())
-                              if step.base_version < v < step.server_version and o != step.origin]
+                              if step.base_version < v < version and o != step.origin]
                 if concurrent:
                     try:
                         cs = ot.rebase(cs, concurrent, validate=False)
                     except ValueError:
                         pass
-            history[step.server_version] = (step.origin, cs)
+            history[version] = (step.origin, cs)
         self._history = history
         return history
 
