@@ -204,11 +204,11 @@ def _count_panel(a: Analysis, n: int, end_s: float, layout: dict[str, Any]) -> l
             g = grp[["time", col]].dropna()
             if g.empty:
                 continue
-            xs = g["time"].astype(float).round(6).tolist() + [end_s]
+            xs = [*g["time"].astype(float).round(6).tolist(), end_s]
             ys = g[col].astype(float).tolist()
             traces.append({"type": "scatter", "mode": "lines",
                            "line": {"shape": "hv", "color": _COUNT_COLORS[col], "dash": _DASH.get(str(obs), "dot")},
-                           "name": f"{obs}: {_COUNT_NAMES[col]}", "x": xs, "y": ys + ys[-1:],
+                           "name": f"{obs}: {_COUNT_NAMES[col]}", "x": xs, "y": [*ys, *ys[-1:]],
                            "xaxis": "x", "yaxis": f"y{n + 1}",
                            "hovertemplate": f"{html.escape(str(obs))}: {_COUNT_NAMES[col]} %{{y}} at %{{x:.2f}} s"
                                             "<extra></extra>"})
@@ -268,7 +268,8 @@ def _cause_tables(a: Analysis) -> str:
                    "instruction that removed them (nothing is guessed)</td></tr>")
     out.append("</tbody></table>")
     out.append("<table class='nodes'><thead><tr><th>#</th><th>node id</th><th>rule</th><th>discarding "
-               "instruction</th><th>what it discarded</th><th>left the root's children (device)</th></tr></thead><tbody>")
+               "instruction</th><th>what it discarded</th><th>left the root's children (device)</th></tr>"
+               "</thead><tbody>")
     life = a.lifecycle
     dev = life[(life["observer"].astype(str) == "device").to_numpy(bool)].set_index("node_id")
     for i, exp in enumerate(a.explanations(), 1):
@@ -323,7 +324,8 @@ def render_html(a: Analysis, report: dict[str, Any], sequence_svg: bytes | None 
                f"{report.get('atlas_root_children')} / {report.get('atlas_nodes_total')}")]
     window = a.deploy_window
     if window is not None:
-        params.append(("deploy window (deploy invoked → translation resumed)", f"{window[0]:.2f} s → {window[1]:.2f} s"))
+        params.append(("deploy window (deploy invoked → translation resumed)",
+                       f"{window[0]:.2f} s → {window[1]:.2f} s"))
     if sequence_svg:
         data = base64.b64encode(sequence_svg).decode("ascii")
         sequence = (f"<img class='sequence' alt='sequence diagram of one lost node' "

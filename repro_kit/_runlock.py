@@ -70,7 +70,7 @@ class RunLock:
             return f"in use by another run (process {owner.get('pid')} on {owner.get('host')})"
         return None
 
-    def acquire(self) -> "RunLock":
+    def acquire(self) -> RunLock:
         me = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": _start_time(os.getpid())})
         for _attempt in range(3):
             try:
@@ -108,7 +108,7 @@ class RunLock:
             if owner is None or owner.get("pid") == os.getpid():
                 self.path.unlink(missing_ok=True)
 
-    def __enter__(self) -> "RunLock":
+    def __enter__(self) -> RunLock:
         return self.acquire()
 
     def __exit__(self, *exc: object) -> None:

@@ -75,7 +75,7 @@ class View:
 class AtlasView:
     """The Atlas side of a session, as the original tool's users checked it in the Atlas UI."""
 
-    def __init__(self, session: "Session") -> None:
+    def __init__(self, session: Session) -> None:
         self._session = session
 
     def nodes(self) -> list[dict[str, Any]]:
@@ -140,7 +140,7 @@ class Session(abc.ABC):
         """Call `listener(record)` with every record from now on (`repro_kit._history`), after the
         views' current state as baseline events; returns the unsubscribe function."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional: a backend with nothing to release keeps this one
         """Release resources; the session is unusable afterwards."""
 
     # -- built on the above, once --------------------------------------------------------------------
@@ -168,7 +168,7 @@ class Session(abc.ABC):
                 "realtime": self.realtime, "user_id": self.user_id, "server_trace": self.server_trace,
                 "observers": list(self.observers)}
 
-    def __enter__(self) -> "Session":
+    def __enter__(self) -> Session:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -28,7 +28,6 @@ from repro_kit.scenario import Scenario
 # command runs, not here: with pandas and matplotlib they take 1-2 s to import (python -X
 # importtime), which `repro-kit --help`, a bad flag, `deploy` and `audit` should not pay for.
 # Hence the imports inside the _cmd_* functions (ruff's PLC0415 is waived for this file).
-from repro_kit._checks import InputError
 
 __all__ = ["main", "Menu"]
 
@@ -313,11 +312,11 @@ def _cmd_fleet(args: argparse.Namespace) -> int:
              "settle_s": "--settle", "seed": "--seed", "partitions": "--partitions",
              "resync_delay_s": "--resync-delay", "resync_batch_size": "--batch-size"}
     deploy_at = 5.5 if args.deploy_at == "auto" else args.deploy_at
-    kwargs = dict(users=args.users, devices_per_user=args.devices_per_user, notes_per_user=args.notes_per_user,
-                  writes_per_user=args.writes_per_user, write_every_s=args.write_every, poisson=args.poisson,
-                  deploy_at_s=deploy_at, settle_s=args.settle, mode=args.mode, encoding=args.encoding,
-                  reimport=args.reimport, seed=args.seed, partitions=args.partitions,
-                  resync_delay_s=args.resync_delay, resync_batch_size=args.batch_size)
+    kwargs = {"users": args.users, "devices_per_user": args.devices_per_user, "notes_per_user": args.notes_per_user,
+              "writes_per_user": args.writes_per_user, "write_every_s": args.write_every, "poisson": args.poisson,
+              "deploy_at_s": deploy_at, "settle_s": args.settle, "mode": args.mode, "encoding": args.encoding,
+              "reimport": args.reimport, "seed": args.seed, "partitions": args.partitions,
+              "resync_delay_s": args.resync_delay, "resync_batch_size": args.batch_size}
     try:  # every input checked before anything runs or touches the disk
         fleets.check_inputs(**kwargs)
     except InputError as exc:
@@ -383,20 +382,24 @@ def _deploy_words(meta: dict[str, Any], analysis: Any) -> str:
     return "deploy time unknown"
 
 
+def _setup_words(data: dict[str, Any], analysis: Any, meta: dict[str, Any]) -> str:
+    """The run's set-up in words: "emulator production encoding=replace", or why it is unknown."""
+    if not any(_known(data.get(k)) for k in ("backend", "mode", "encoding")):
+        if meta:
+            return "unknown set-up"
+        missing = any(r.startswith("meta.json is missing") for r in analysis.run.incomplete)
+        return "unknown set-up (no meta.json)" if missing else "unknown set-up (meta.json unusable)"
+    return (f"{data['backend'] if _known(data['backend']) else 'unknown backend'} "
+            f"{data['mode'] if _known(data['mode']) else 'unknown mode'} "
+            f"encoding={data['encoding'] if _known(data['encoding']) else 'unknown'}")
+
+
 def _summary(data: dict[str, Any], analysis: Any) -> str:
     """The verdict in one line, in words: never "None" or "nan" (an unknown is said to be one)."""
     verdict = analysis.verdict
     meta = analysis.meta if isinstance(analysis.meta, dict) else {}
-    if not any(_known(data.get(k)) for k in ("backend", "mode", "encoding")):
-        missing = any(r.startswith("meta.json is missing") for r in analysis.run.incomplete)
-        setup = ("unknown set-up (no meta.json)" if missing else "unknown set-up (meta.json unusable)") if not meta \
-            else "unknown set-up"
-    else:
-        setup = (f"{data['backend'] if _known(data['backend']) else 'unknown backend'} "
-                 f"{data['mode'] if _known(data['mode']) else 'unknown mode'} "
-                 f"encoding={data['encoding'] if _known(data['encoding']) else 'unknown'}")
     writes = f"{data['writes']} writes" if _known(data.get("writes")) else "writes unknown"
-    head = f"{setup}: {writes}, {_deploy_words(meta, analysis)}"
+    head = f"{_setup_words(data, analysis, meta)}: {writes}, {_deploy_words(meta, analysis)}"
     counts = f"root children {_count(data['root_children'])}, nodes {_count(data['nodes_total'])}"
     if data["verdict"] == "inconclusive":
         reason = verdict.inconclusive_reason or "the recording cannot show the outcome"
@@ -407,7 +410,8 @@ def _summary(data: dict[str, Any], analysis: Any) -> str:
     if data["verdict"] == "clean":
         return f"{head}. No acknowledged node was lost ({counts})."
     cause = verdict.cause_sentence() or ""
-    more = f" The run ended early ({verdict.inconclusive_reason}): more may be lost." if verdict.inconclusive_reason else ""
+    more = (f" The run ended early ({verdict.inconclusive_reason}): more may be lost."
+            if verdict.inconclusive_reason else "")
     first = (f", first visible at {data['first_loss_at_s']:g} s" if _known(data.get("first_loss_at_s"))
              else ", first visible at an unrecorded time")
     batches = (f"re-import: {verdict.batches_phrase()}" if data.get("resync_batches")

@@ -43,7 +43,7 @@ def add_to_root(session: Session, text: str) -> str:
 def default_run_dir(root: str | Path | None = None, prefix: str = "") -> Path:
     """A new run directory under `root` (default: `recording.runs_root()`, shared by the CLI,
     the control panel and the notebooks)."""
-    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
     return Path(root if root is not None else recording.runs_root()) / f"{prefix}{stamp}"
 
 

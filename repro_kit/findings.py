@@ -337,7 +337,8 @@ class Analysis:
             expected = later[0][1].get("batches") if isinstance(later[0][1], dict) else None
             seen = int((self._batches[0] >= last_halt).sum())
             if isinstance(expected, int) and seen < expected:
-                return f"the device had received {seen} of {expected} re-import batches when the run ended at {end:.1f} s"
+                return (f"the device had received {seen} of {expected} re-import batches when the run ended "
+                        f"at {end:.1f} s")
         return None
 
     def _deploy_not_made(self, planned: Any) -> str | None:
@@ -550,7 +551,8 @@ class Analysis:
         """The merge rule that discarded the node's instruction, on the server or a device."""
         victim = describe_instruction(record.get("instruction") or {}, self.evidence.root_id)
         where = record.get("instruction_in")
-        source = f" (from version {where})" if isinstance(where, int) else " (not yet acknowledged)" if where == "local" else ""
+        source = (f" (from version {where})" if isinstance(where, int)
+                  else " (not yet acknowledged)" if where == "local" else "")
         on_device = record.get("at") != "server"
         at = f" (rebasing on device peer {record.get('peer')})" if on_device else ""
         return Step(float(record["time"]) if record.get("time") is not None else None,

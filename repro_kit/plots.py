@@ -247,7 +247,8 @@ def counts(run: Run | Analysis, ax: Axes | None = None) -> Axes:
     ax.set_title("root's children vs total nodes", loc="left", fontsize=9)
     handles, _ = ax.get_legend_handles_labels()
     if verdict_loss is not None:
-        handles.append(Line2D([], [], color=STATE_COLORS["absent"], ls="-.", label=f"first loss ({verdict_loss:.1f} s)"))
+        handles.append(Line2D([], [], color=STATE_COLORS["absent"], ls="-.",
+                              label=f"first loss ({verdict_loss:.1f} s)"))
     ax.legend(handles=handles + _window_handles(a), loc="upper left", bbox_to_anchor=(1.0, 1.0),
               fontsize=8, frameon=False)
     return ax
@@ -385,7 +386,9 @@ def _aftermath_items(a: Analysis, node: str) -> list[dict]:
     life = a.lifecycle
     rows: Any = life[(life["node_id"].astype(str) == node).to_numpy(bool)].set_index("observer")
     items: list[dict] = []
-    if "device" in rows.index and not bool(rows.loc["device", "final_present"]) and pd.notna(rows.loc["device", "lost_at"]):
+    device_lost = ("device" in rows.index and not bool(rows.loc["device", "final_present"])
+                   and pd.notna(rows.loc["device", "lost_at"]))
+    if device_lost:
         t = float(rows.loc["device", "lost_at"])
         items.append({"t": t, "kind": "arrow", "src": "sync server", "dst": "device", "text": "download the batch"})
         kept = "document kept (orphaned)" if bool(rows.loc["device", "doc_exists_at_end"]) else "document gone"
@@ -426,7 +429,8 @@ def _wrap_to(text: str, width_in: float, renderer: Any, prop: FontProperties, dp
     return lines or [""]
 
 
-def _label_room(item: dict, x: dict[str, int], bar_rows: tuple[float, float] | None, k: int) -> tuple[float, float, str]:
+def _label_room(item: dict, x: dict[str, int], bar_rows: tuple[float, float] | None,
+                k: int) -> tuple[float, float, str]:
     """(left, right, ha) in lane units: where item k's label may go without crossing a lifeline
     or the translator's halt bar (when the bar spans its row)."""
     right_end = _SEQ_X[1]

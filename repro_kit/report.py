@@ -162,7 +162,8 @@ def _cause_row(i: int, exp: Explanation) -> list[Any]:
         return [i, f"`{exp.node_id}`", "unexplained", "–", "–"]
     where = (exp.discard or {}).get("instruction_in")
     version = exp.cause.changeset.get("version")
-    instruction = f"{exp.cause.changeset.get('instruction')}" + (f" in version {version}" if version is not None else "")
+    instruction = f"{exp.cause.changeset.get('instruction')}" + (
+        f" in version {version}" if version is not None else "")
     discarded = f"its ArrayInsert from version {where}" if isinstance(where, int) else "its unacknowledged ArrayInsert"
     return [i, f"`{exp.node_id}`", f"`{exp.cause.rule}`", instruction, discarded]
 
@@ -264,7 +265,8 @@ def _appendix_lines(run: Run, report: dict[str, Any]) -> list[str]:
         lines += ["", "## Control-plane operations", "", *_table(["time (s)", "op", "type", "value"], nemesis)]
     versions = meta.get("versions") if isinstance(meta.get("versions"), dict) else {}
     if versions:
-        lines += ["", "## Versions", "", *_table(["component", "version"], [[k, v] for k, v in sorted(versions.items())])]
+        rows = [[k, v] for k, v in sorted(versions.items())]
+        lines += ["", "## Versions", "", *_table(["component", "version"], rows)]
     lines += ["", "<details><summary>report.json</summary>", "", "```json",
               json.dumps(report, indent=2), "```", "", "</details>", ""]
     if run.warnings or not meta.get("finished", False):

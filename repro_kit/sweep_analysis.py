@@ -6,6 +6,7 @@ changes when the model or the grid does, and never claims more than the rows sho
 
 from __future__ import annotations
 
+import itertools
 import math
 import textwrap
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -54,7 +55,7 @@ def rate_grid(deploy_at_s: Iterable[float], interval_s: Iterable[float], duratio
     out = []
     for interval in interval_s:
         _checks.number("interval_s", interval, 0, above=True)
-        writes = max(1, int(round(duration_s / interval)))
+        writes = max(1, round(duration_s / interval))
         for at in deploy_at_s:
             if 0 <= at <= (writes - 1) * interval:
                 out.append({**common, "interval_s": float(interval), "writes": writes, "deploy_at_s": float(at)})
@@ -113,7 +114,8 @@ def heatmap(df: pd.DataFrame, x: str | Sequence[str], y: str | Sequence[str], va
     if df.empty:
         raise InputError("df", "no rows to plot")
     # Combined x labels stack one setting per line, so neighbouring columns never overlap.
-    frame = pd.DataFrame({"x": _label(df, x, sep="\n"), "y": _label(df, y), "v": pd.to_numeric(df[value], errors="coerce")})
+    frame = pd.DataFrame({"x": _label(df, x, sep="\n"), "y": _label(df, y),
+                          "v": pd.to_numeric(df[value], errors="coerce")})
     x_order = list(dict.fromkeys(frame.sort_values("x", key=_sort_key(df, x)).x)) if isinstance(x, str) \
         else list(dict.fromkeys(frame.x))
     y_order = list(dict.fromkeys(frame.sort_values("y", key=_sort_key(df, y)).y)) if isinstance(y, str) \
@@ -165,7 +167,7 @@ def _x_labels_collide(fig: Any, ax: Any) -> tuple[bool, float]:
     renderer = _renderer(fig)
     boxes = sorted((t.get_window_extent(renderer) for t in ax.get_xticklabels() if t.get_text()), key=lambda b: b.x0)
     widest = max((b.width for b in boxes), default=0.0)
-    return any(a.x1 + _LABEL_GAP_PX > b.x0 for a, b in zip(boxes, boxes[1:])), widest
+    return any(a.x1 + _LABEL_GAP_PX > b.x0 for a, b in itertools.pairwise(boxes)), widest
 
 
 def _fit_x_labels(fig: Any, ax: Any, *, resize: bool) -> None:
@@ -397,7 +399,8 @@ def sensitivity(*, processes: int | None = 1, seed: int = 0,
 def sensitivity_figure(table: pd.DataFrame, *, ax: Any = None) -> Any:
     """A grid: one row per assumption value, one column per observation, green when it appears."""
     columns = [*OBSERVATIONS, "reproduced"]
-    missing = [c for c in ["assumption", "value", "lost_count", "writes_after_deploy", *columns] if c not in table.columns]
+    missing = [c for c in ["assumption", "value", "lost_count", "writes_after_deploy", *columns]
+               if c not in table.columns]
     if missing:
         raise InputError("table", f"not a sensitivity() result (missing {', '.join(missing)})")
     if table.empty:

@@ -105,13 +105,14 @@ def _expand(scenarios: Any, grid: Mapping[str, Any]) -> list[dict[str, Any]]:
         base: list[Any] = [{}]
     elif isinstance(scenarios, pd.DataFrame):
         base = scenarios.to_dict("records")
-    elif isinstance(scenarios, Mapping) or isinstance(scenarios, (str, bytes)):
+    elif isinstance(scenarios, (Mapping, str, bytes)):
         raise InputError("scenarios", f"must be a list of dicts or a DataFrame, got {type(scenarios).__name__}")
     else:
         try:
             base = list(scenarios)
         except TypeError:
-            raise InputError("scenarios", f"must be a list of dicts or a DataFrame, got {type(scenarios).__name__}") from None
+            raise InputError("scenarios",
+                             f"must be a list of dicts or a DataFrame, got {type(scenarios).__name__}") from None
     for key in grid:
         if key not in SCENARIO_DEFAULTS:
             raise InputError(key, f"not a scenario key (known: {', '.join(sorted(SCENARIO_DEFAULTS))})")
@@ -153,7 +154,7 @@ def _executor_workers(executor: Executor) -> int:
     if client is not None:
         try:
             return max(1, sum(client.nthreads().values()))
-        except Exception:  # noqa: BLE001 - a guess for batch sizes only
+        except Exception:
             pass
     workers = getattr(executor, "_max_workers", None)  # the standard library's pools
     return workers if isinstance(workers, int) and workers > 0 else (os.cpu_count() or 1)

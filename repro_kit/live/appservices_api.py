@@ -14,7 +14,8 @@ import logging
 import os
 import time
 import urllib.parse
-from typing import Any, Callable, Iterable, Literal, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Literal
 
 import requests
 
@@ -150,7 +151,8 @@ class _Http:
         for attempt in range(1, attempts + 1):
             retry_after: float | None = None
             try:
-                response = self.session.request(method, url, json=json, headers=dict(headers or {}), timeout=self.timeout)
+                response = self.session.request(method, url, json=json, headers=dict(headers or {}),
+                                                timeout=self.timeout)
             except requests.exceptions.ReadTimeout:
                 cause = f"timed out waiting for the server (read timeout {self._read_timeout()} s)"
                 if method not in _IDEMPOTENT:  # the server may have acted on it: never resend
@@ -234,7 +236,8 @@ def _keys_from_env(env: Mapping[str, str]) -> tuple[str, str]:
     public, private = env.get(ENV_PUBLIC_KEY, "").strip(), env.get(ENV_PRIVATE_KEY, "").strip()
     if not public or not private:
         missing = [name for name, value in ((ENV_PUBLIC_KEY, public), (ENV_PRIVATE_KEY, private)) if not value]
-        raise LiveError(f"missing App Services API key: set {' and '.join(missing)} (a programmatic API key of the project)")
+        raise LiveError(f"missing App Services API key: set {' and '.join(missing)} "
+                        "(a programmatic API key of the project)")
     return public, private
 
 
@@ -283,7 +286,7 @@ class AdminClient:
         self.last_deployment: dict[str, Any] | None = None
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **kwargs: Any) -> "AdminClient":
+    def from_env(cls, env: Mapping[str, str] | None = None, **kwargs: Any) -> AdminClient:
         """Keys from MONGODB_ATLAS_PUBLIC_API_KEY / MONGODB_ATLAS_PRIVATE_API_KEY."""
         public, private = _keys_from_env(os.environ if env is None else env)
         return cls(public, private, **kwargs)
@@ -313,11 +316,13 @@ class AdminClient:
         self._refresh_token = body.get("refresh_token")
         log.debug("logged in to the Admin API")
 
-    def _call(self, method: str, path: str, *, json: Any = None, ok: tuple[int, ...] = (200, 201, 204)) -> requests.Response:
+    def _call(self, method: str, path: str, *, json: Any = None,
+              ok: tuple[int, ...] = (200, 201, 204)) -> requests.Response:
         if self._access_token is None:
             self.login()
         for relogged in (False, True):
-            response = self._http.request(method, path, json=json, headers={"Authorization": f"Bearer {self._access_token}"})
+            response = self._http.request(method, path, json=json,
+                                          headers={"Authorization": f"Bearer {self._access_token}"})
             if response.status_code == 401 and not relogged:
                 log.info("%s %s: HTTP 401, access token expired; logging in again", method, path)
                 self.login()
@@ -422,7 +427,8 @@ class AdminClient:
     def get_deployment(self, app: AppRef, deployment_id: str) -> dict[str, Any]:
         return self._get(f"{self._app_path(app)}/deployments/{deployment_id}") or {}
 
-    def wait_for_deployment(self, app: AppRef, deployment: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+    def wait_for_deployment(self, app: AppRef, deployment: dict[str, Any],
+                            timeout: float | None = None) -> dict[str, Any]:
         """Poll GET .../deployments/{id} until `status` is successful or failed."""
         timeout = self.deploy_timeout if timeout is None else timeout
         deployment_id = str(deployment.get("_id"))

@@ -10,6 +10,7 @@ standalone server) the view polls instead and diffs snapshots.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import re
@@ -18,16 +19,17 @@ import time
 import urllib.parse
 import uuid
 import warnings
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
+from repro_kit import _checks
+from repro_kit._checks import InputError
 from repro_kit._history import Notification, notification
 from repro_kit._schema import COLLECTION, DATABASE
 from repro_kit._session import Info
+from repro_kit.live.appservices_api import LiveError, redact
 
 NoteListener = Callable[[Notification], None]
-from repro_kit import _checks
-from repro_kit._checks import InputError
-from repro_kit.live.appservices_api import LiveError, redact
 
 # pymongo and bson (0.3 s to import, python -X importtime) are imported where the kit talks to
 # MongoDB, not here: the CLI registers the live commands on every start.
@@ -55,7 +57,8 @@ def mask_uri(uri: str) -> str:
     """The URI with its password replaced by ****, for messages and logs."""
     if not isinstance(uri, str):
         return "<not a URI>"
-    return _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}{':****' if m['password'] is not None else ''}@", uri, count=1)
+    return _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}{':****' if m['password'] is not None else ''}@", uri,
+                         count=1)
 
 
 def uri_secrets(uri: str | None) -> list[str]:
@@ -225,7 +228,7 @@ class _Mirror:
 class _Feed:
     """One subscription: a change stream (or a poll) in a daemon thread, feeding one listener."""
 
-    def __init__(self, view: "AtlasCollectionView", listener: NoteListener) -> None:
+    def __init__(self, view: AtlasCollectionView, listener: NoteListener) -> None:
         self.view = view
         self.listener = listener
         self.stop_event = threading.Event()
@@ -358,10 +361,8 @@ class _Feed:
     def _close_stream(self) -> None:
         stream, self.stream = self.stream, None
         if stream is not None:
-            try:
+            with contextlib.suppress(Exception):  # closing a broken stream may fail; nothing to do
                 stream.close()
-            except Exception:  # closing a broken stream may fail; nothing to do
-                pass
 
     def stop(self) -> None:
         self.stop_event.set()

@@ -18,8 +18,9 @@ import dataclasses
 import datetime as _dt
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from repro_kit import _checks
 from repro_kit._atomic import write_text_atomic
@@ -309,7 +310,8 @@ def repair(
     audit = _owner_audit(graph)
     if audit.root_id is None:
         if audit.orphans:
-            raise LiveError(f"owner {owner_id!r} has no root document (isRoot: true) to attach {len(audit.orphans)} orphans to")
+            raise LiveError(f"owner {owner_id!r} has no root document (isRoot: true) to attach "
+                            f"{len(audit.orphans)} orphans to")
         return RepairResult(owner_id, None, (), (), apply, None, 0)
     tops = _orphan_tops(graph, list(audit.orphans))
     if not apply or not tops:
@@ -318,7 +320,7 @@ def repair(
     root_doc = collection.find_one({"_id": root_raw, "owner_id": owner_id})
     if root_doc is None:
         raise LiveError(f"root {audit.root_id} of owner {owner_id!r} disappeared during the repair; nothing written")
-    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
     name = f"root-{_UNSAFE.sub('_', owner_id)[:64]}-{_UNSAFE.sub('_', audit.root_id)[:64]}-{stamp}.json"
     backup = write_backup(backup_dir, root_doc, name)  # type: ignore[arg-type]
     result = collection.update_one(

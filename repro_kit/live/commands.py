@@ -18,9 +18,9 @@ import re
 import sys
 import time
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import Any, TextIO
 
 from repro_kit import _checks, _errors
 from repro_kit._checks import InputError
@@ -67,7 +67,8 @@ def register(subparsers: Any) -> None:
     deploy.add_argument("--field", required=True, help="name of the new optional field")
     deploy.add_argument("--bson-type", required=True, help="BSON type, or array<NAME> (e.g. array<string>)")
     deploy.add_argument("--database", default=DATABASE, help=f"linked database (default {DATABASE})")
-    deploy.add_argument("--collection", default=COLLECTION, help=f"collection whose schema to edit (default {COLLECTION})")
+    deploy.add_argument("--collection", default=COLLECTION,
+                        help=f"collection whose schema to edit (default {COLLECTION})")
     deploy.add_argument("--deploy-timeout", type=_float, default=600.0,
                         help="seconds to wait for a final status (default 600, at most a day)")
     deploy.add_argument("--poll-interval", type=_float, default=2.0,
@@ -164,7 +165,8 @@ def run_deploy(args: argparse.Namespace, *, out: TextIO | None = None, err: Text
     started = time.monotonic()
     try:
         result = client.deploy_optional_field(args.app_id, args.field, args.bson_type,
-                                              getattr(args, "collection", COLLECTION), getattr(args, "database", DATABASE))
+                                              getattr(args, "collection", COLLECTION),
+                                              getattr(args, "database", DATABASE))
     except ValueError as exc:
         return _error(str(exc), _errors.BAD_INPUT, err)
     except LiveError as exc:

@@ -15,7 +15,8 @@ import logging
 import os
 import threading
 import time
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from repro_kit import _checks
 from repro_kit._checks import InputError

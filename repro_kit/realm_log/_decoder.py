@@ -15,7 +15,8 @@ import builtins
 import dataclasses
 import struct
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 from ._codec import ChangesetError, read_int
 from ._instructions import (
@@ -174,7 +175,7 @@ class _Reader:
     def _link(self, what: str) -> Link:
         return Link(self.intern(f"target table of the {what}"), self.key(f"target of the {what}"))
 
-    _values: dict[str, Callable[["_Reader", str], Any]] = {
+    _values: ClassVar[dict[str, Callable[[_Reader, str], Any]]] = {
         "Int": lambda r, w: r.int("int64", w),
         "Bool": lambda r, w: r.boolean(w),
         "String": lambda r, w: r.text(w),

@@ -154,9 +154,9 @@ def _strings_of(instr: Instruction) -> list[str]:
             out.append(instr.pk_field)
         return out
     if isinstance(instr, AddColumn):
-        return out + [instr.field, (instr.link_target_table or "") if instr.type == "Link" else ""]
+        return [*out, instr.field, (instr.link_target_table or "") if instr.type == "Link" else ""]
     if isinstance(instr, EraseColumn):
-        return out + [instr.field]
+        return [*out, instr.field]
     if isinstance(instr, EraseTable):
         return out
     if isinstance(instr.object, str):

@@ -41,7 +41,7 @@ from ._decoder import DecodedChangeset, decode_changeset
 __all__ = ["SyncLog", "LogChangeset", "LogEvent", "LogError", "parse_log", "parse_log_text", "REALM_EPOCH"]
 
 #: origin_timestamp counts milliseconds since 2015-01-01T00:00:00Z (sync::generate_changeset_timestamp).
-REALM_EPOCH = _dt.datetime(2015, 1, 1, tzinfo=_dt.timezone.utc)
+REALM_EPOCH = _dt.datetime(2015, 1, 1, tzinfo=_dt.UTC)
 
 #: A hex dump is clamped at this many bytes (clamped_hex_dump.hpp) and then ends in "...".
 HEX_CLAMP = 1024
@@ -185,13 +185,13 @@ def _stamp(line: str, year: int | None) -> _dt.datetime | None:
         if zone and zone != "Z":
             zone = zone if ":" in zone else f"{zone[:3]}:{zone[3:]}"
             stamp = stamp.replace(tzinfo=_dt.datetime.fromisoformat(f"2000-01-01T00:00:00{zone}").tzinfo)
-        return stamp if stamp.tzinfo else stamp.replace(tzinfo=_dt.timezone.utc)
+        return stamp if stamp.tzinfo else stamp.replace(tzinfo=_dt.UTC)
     match = _LOGCAT_STAMP.match(line)
     if match:  # logcat writes no year: the one the caller assumes (only differences matter)
         month, day, clock = match.groups()
         try:
             return _dt.datetime.fromisoformat(f"{year or 2000:04d}-{month}-{day}T{clock}").replace(
-                tzinfo=_dt.timezone.utc)
+                tzinfo=_dt.UTC)
         except ValueError:
             return None
     return None
@@ -268,7 +268,8 @@ class _Parser:
             self.problems.insert(0, f"line {self.headers_without[0]}: changeset headers but no 'Changeset:' lines: "
                                     "the log was recorded below trace level (set the sync log level to trace)")
         if len(self.client_changesets) > 1:
-            self.problems.insert(0, f"the log mixes several clients' changesets ({', '.join(sorted(self.client_changesets))}); "
+            clients = ", ".join(sorted(self.client_changesets))
+            self.problems.insert(0, f"the log mixes several clients' changesets ({clients}); "
                                     "give replay one client's lines")
         return SyncLog(self.source, len(lines), self.changesets, self.events, self.problems, self.skipped,
                        self.start, self.start is not None, sorted(self.clients))
@@ -346,7 +347,8 @@ class _Parser:
         match = _PRODUCING.search(line)
         if match:
             self.events.append(LogEvent(number, "integrated", {"integrated": int(match.group(1)),
-                                                               "client_version": int(match.group(2))}, time, session_no))
+                                                               "client_version": int(match.group(2))},
+                                        time, session_no))
             return True
         if _DEACTIVATED.search(line):
             self.events.append(LogEvent(number, "deactivated", {}, time, session_no))

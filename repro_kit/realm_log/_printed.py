@@ -130,7 +130,7 @@ def _path(text: str) -> dict[str, Any]:
     if not first[0]:
         raise ValueError(f"a path must name a field first: {text!r}")
     out["field"] = first[0]
-    out["path"] = tuple(int(n) if not f else f for f, n in others)
+    out["path"] = tuple(f if f else int(n) for f, n in others)
     return out
 
 

@@ -19,6 +19,7 @@ this client's changes up to C, integrated at the server versions up to V that no
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
 import hashlib
@@ -56,7 +57,7 @@ class Step:
     acked_at: float | None = None
     ack_exact: bool = True
     size: int | None = None
-    base: "BaseVersion | None" = None
+    base: BaseVersion | None = None
 
     @property
     def label(self) -> str:
@@ -417,24 +418,10 @@ class _Replayer:
             changeset = {"origin": step.origin, "timestamp": step.origin_timestamp, "instructions": step.instructions}
             if step.kind == "local":
                 applied_cs = changeset
-                self._apply(state, changeset, step)
                 applied.append((step, changeset))
             else:
-                unacked = [(i, s, cs) for i, (s, cs) in enumerate(applied) if s.client_version > step.client_version]
-                applied_cs = changeset
-                if unacked:
-                    def trace(n: int, record: dict[str, Any], step: Step = step, unacked: list[Any] = unacked) -> None:
-                        self._device_trace(step, unacked[n][1], record)
-
-                    try:
-                        applied_cs, rebased = ot.transform_past(changeset, [cs for _i, _s, cs in unacked], trace=trace)
-                    except ValueError as exc:
-                        self._say(self.inconclusive, f"the merge could not rebase {step.label} past the device's own "
-                                                     f"changes ({exc})")
-                        rebased = [cs for _i, _s, cs in unacked]
-                    for (i, s, _old), new in zip(unacked, rebased):
-                        applied[i] = (s, new)  # type: ignore[assignment]
-                self._apply(state, applied_cs, step)
+                applied_cs = self._merge_download(step, changeset, applied)
+            self._apply(state, applied_cs, step)
             lists_after = self._lists(state)
             objects_after = _objects(state)
             timeline.append((step, lists_before, lists_after, before_objects, objects_after, applied_cs))
@@ -457,6 +444,27 @@ class _Replayer:
         self._record(replay, timeline)
         replay.losses = self._losses(replay, timeline)
         return replay
+
+    def _merge_download(self, step: Step, changeset: dict[str, Any],
+                        applied: list[tuple[Step, dict[str, Any]]]) -> dict[str, Any]:
+        """A download as the device integrates it: rebased past the device's own changes the server
+        had not yet acknowledged when it sent it (which are rebased past it in turn, in `applied`)."""
+        unacked = [(i, s, cs) for i, (s, cs) in enumerate(applied) if s.client_version > step.client_version]
+        if not unacked:
+            return changeset
+
+        def trace(n: int, record: dict[str, Any]) -> None:
+            self._device_trace(step, unacked[n][1], record)
+
+        try:
+            merged, rebased = ot.transform_past(changeset, [cs for _i, _s, cs in unacked], trace=trace)
+        except ValueError as exc:
+            self._say(self.inconclusive, f"the merge could not rebase {step.label} past the device's own "
+                                         f"changes ({exc})")
+            return changeset
+        for (i, s, _old), new in zip(unacked, rebased):
+            applied[i] = (s, new)  # type: ignore[assignment]  # as transform_past returns it
+        return merged
 
     def _root(self, steps: list[Step]) -> str | None:
         """The list the investigation is about: where the device appended most, else where anyone did."""
@@ -525,7 +533,8 @@ class _Replayer:
                     table[pk][LIST_FIELD] = [f"{_PLACEHOLDER}{pk}:{k}" for k in range(missing)] + table[pk][LIST_FIELD]
                     self._say(self.inconclusive, f"{TABLE}[{pk}].{LIST_FIELD} held {missing} element(s) before the "
                                                  f"log starts (log line {step.line}): they are not in the log")
-                sizes[pk] = ins["prior_size"] + (1 if ins["op"] == "ArrayInsert" else -1 if ins["op"] == "ArrayErase" else 0)
+                change = 1 if ins["op"] == "ArrayInsert" else -1 if ins["op"] == "ArrayErase" else 0
+                sizes[pk] = ins["prior_size"] + change
             elif ins["op"] == "Clear":
                 sizes[pk] = 0
 
@@ -638,9 +647,9 @@ class _Replayer:
         removing = self._removing_instruction(left, pk)
         text = describe_instruction(removing, root) if removing else "an instruction"
         if not exists:
+            who = "the device itself" if step.kind == "local" else "the client integrated " + step.label
             return Loss((pk,), where, "deleted", _short(step), text, None, None,
-                        f"left {where} when {'the device itself' if step.kind == 'local' else 'the client integrated ' + step.label} "
-                        f"deleted it: {text}")
+                        f"left {where} when {who} deleted it: {text}")
         if step.kind == "local":
             return Loss((pk,), where, "left", _short(step), text, None, None,
                         f"left {where} by the device's own change (client version {step.client_version}): {text}, "
@@ -681,7 +690,7 @@ class _Replayer:
 
     def _removing_instruction(self, entry: Any, pk: str) -> dict[str, Any] | None:
         """The instruction of the integrated changeset after which `pk` was no longer in the root's list."""
-        step, before, _after, _ob, _oa, applied = entry
+        _step, before, _after, _ob, _oa, applied = entry
         root = self.root
         state = {TABLE: {p: {"_id": p, LIST_FIELD: list(children)} for p, children in before.items()}}
         for p in _ob:
@@ -746,10 +755,8 @@ class _Replayer:
                 concurrent = [h for v, (o, h) in sorted(history.items())
                               if step.base_version < v < version and o != step.origin]
                 if concurrent:
-                    try:
+                    with contextlib.suppress(ValueError):  # kept as received when it cannot be rebased
                         cs = ot.rebase(cs, concurrent, validate=False)
-                    except ValueError:
-                        pass
             history[version] = (step.origin, cs)
         self._history = history
         return history

@@ -22,7 +22,7 @@ __all__ = ["changesets_table", "list_figure"]
 _PRESENT, _LOST, _AFTER = "#2e9e4f", "#d7301f", "#e0e0e0"
 
 
-def changesets_table(replay: "Replay") -> pd.DataFrame:
+def changesets_table(replay: Replay) -> pd.DataFrame:
     """One row per changeset the device integrated, in integration order: who made it, its
     versions, when, and its instructions in realm-core's words."""
     rows = []
@@ -65,7 +65,7 @@ def _step_label(step: Any) -> str:
     return f"download\nv{step.server_version} from {step.origin}"
 
 
-def list_figure(replay: "Replay") -> Figure:
+def list_figure(replay: Replay) -> Figure:
     """The root's list as the device saw it, changeset by changeset: a row per object that was ever
     in it, green while it was, red once an object that had been appended is gone from it."""
     history = replay.list_history
@@ -104,7 +104,7 @@ def _member_cells(pk: str, history: Any, lost: bool) -> list[tuple[int, str]]:
     return cells
 
 
-def _mark_losses(ax: Any, replay: "Replay", history: Any) -> None:
+def _mark_losses(ax: Any, replay: Replay, history: Any) -> None:
     """A dashed line at each changeset that discarded an insert, labelled with the rule."""
     for loss in replay.losses:
         line = (loss.step or {}).get("line")
