@@ -33,9 +33,8 @@ if TYPE_CHECKING:  # pragma: no cover
 # verdict is computed on numpy columns (`_columns`), so a fresh process judging a run does not
 # pay pandas' ~0.3 s import (issue 21, `python -X importtime`).
 
-__all__ = ["Analysis", "analyse", "as_analysis", "check", "Verdict", "OUTCOMES", "describe_batches"]
+__all__ = ["Analysis", "analyse", "as_analysis", "check", "Verdict", "describe_batches"]
 
-OUTCOMES = ("lost", "clean", "inconclusive")
 _NO_TRACE = "the backend cannot see the sync server's merge"
 _DEVICE = "device"
 #: How many candidates an ambiguous id prefix names before "and N more".

@@ -43,9 +43,6 @@ __all__ = ["SyncLog", "LogChangeset", "LogEvent", "LogError", "parse_log", "pars
 #: origin_timestamp counts milliseconds since 2015-01-01T00:00:00Z (sync::generate_changeset_timestamp).
 REALM_EPOCH = _dt.datetime(2015, 1, 1, tzinfo=_dt.UTC)
 
-#: A hex dump is clamped at this many bytes (clamped_hex_dump.hpp) and then ends in "...".
-HEX_CLAMP = 1024
-
 _STAMP = re.compile(r"^\s*(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2}(?:[.,]\d{1,9})?)\s*(Z|[+-]\d{2}:?\d{2})?")
 _LOGCAT_STAMP = re.compile(r"^\s*(\d{2})-(\d{2})\s+(\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?)")
 _DOWNLOAD_HEADER = re.compile(r"Received: DOWNLOAD CHANGESET\(([^)]*)\)")
@@ -198,7 +195,8 @@ def _stamp(line: str, year: int | None) -> _dt.datetime | None:
 
 
 def _read_hex(text: str) -> tuple[bytes | None, bool, str | None]:
-    """(bytes, clamped, problem) of a `Changeset:` line's dump."""
+    """(bytes, clamped, problem) of a `Changeset:` line's dump (realm-core clamps a dump at 1024 bytes and ends it
+    in "...": clamped_hex_dump.hpp)."""
     body = text.strip()
     clamped = body.endswith("...")
     if clamped:
