@@ -8,13 +8,15 @@ which a front end can rename to its own spelling (`named({"interval_s": "--inter
 
 from __future__ import annotations
 
+import argparse
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from repro_kit.emulator.params import CHOICES  # the choices' home, with their sources
 
-__all__ = ["InputError", "integer", "number", "choice", "flag", "text", "instance", "session_choices", "TREES"]
+__all__ = ["InputError", "integer", "number", "choice", "flag", "text", "instance", "session_choices", "TREES",
+           "number_arg", "integer_arg"]
 
 #: How the app links a note to its parent: the report's `children` list on the parent, or (a
 #: mitigation) a scalar `parent` field on each child.
@@ -105,3 +107,20 @@ def session_choices(*, mode: Any, encoding: Any, tree: Any, reimport: Any, seed:
     choice("tree", tree, TREES)
     integer("seed", seed)
     flag("realtime", realtime)
+
+
+def number_arg(text: str) -> float:
+    """A command-line number as typed (argparse `type=`); its range (and nan, inf) is for the input's
+    own check to refuse, with one message each."""
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+
+
+def integer_arg(text: str) -> int:
+    """A command-line integer as typed (argparse `type=`)."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None

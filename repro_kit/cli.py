@@ -18,8 +18,10 @@ from typing import Any, TextIO
 
 from repro_kit import _errors, _export, _notebooks, realm_log
 from repro_kit._checks import InputError
-from repro_kit._runlock import RunLock
-from repro_kit.emulator.params import EmulatorParams
+from repro_kit._checks import integer_arg as _integer
+from repro_kit._checks import number_arg as _number
+from repro_kit._runlock import RunLock, ready_run_dir
+from repro_kit.emulator.params import CHOICES, EmulatorParams
 from repro_kit.live import commands as live_commands
 from repro_kit.live.appservices_api import LiveError
 from repro_kit.scenario import Scenario
@@ -50,21 +52,6 @@ class _Parser(argparse.ArgumentParser):
 
 class _UsageError(Exception):
     pass
-
-
-def _number(text: str) -> float:
-    """A float as typed; range checks (and nan/inf) are the scenario's, with one message each."""
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-
-
-def _integer(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
 
 
 def _deploy_at(text: str) -> float | str | None:
@@ -116,14 +103,10 @@ def _out_dir(text: str | None) -> Path:
             raise _UsageError(f"--out: {parent} is a file, not a directory")
         if parent.exists():
             break
-    held = [n for n in ("meta.json", "history.jsonl", "events.jsonl") if (out / n).exists()]
-    if held:
-        raise _UsageError(f"--out: {out} already holds a run ({held[0]}); choose a new directory or remove it")
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".repro-kit-write-test"
-        probe.touch()
-        probe.unlink()
+        ready_run_dir(out)
+    except InputError as exc:
+        raise _UsageError(str(exc)) from None
     except OSError as exc:
         reason = _errors.os_error_reason(exc)
         if exc.errno in _errors.NOT_WRITABLE:  # a real place the kit may not write to: could not do the job
@@ -149,19 +132,14 @@ def _build_parser() -> _Parser:
 
 
 #: The exit codes of a command that prints a verdict.
-_VERDICT_CODES = _errors.exit_codes_epilog(0, 1, 2, 3, 4, 130)
+_VERDICT_CODES = (0, 1, 2, 3, 4, 130)
 
 
 def _scenario_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="emulator", choices=("emulator",),
                    help="emulator (the only backend that runs a timed scenario; the live backend has "
                         "`deploy` and `audit`)")
-    p.add_argument("--mode", default="production", choices=("production", "development"),
-                   help="App Services mode (default production)")
-    p.add_argument("--encoding", default="replace", choices=("replace", "diff"),
-                   help="how a re-imported list is written (default replace)")
-    p.add_argument("--reimport", default="all", choices=("all", "new-values"),
-                   help="which documents a production deploy re-inserts (default all)")
+    _model_options(p)
     p.add_argument("--writes", type=_integer, default=20, help="notes appended to the root (default 20)")
     p.add_argument("--interval", type=_number, default=1.0, help="seconds between writes (default 1)")
     p.add_argument("--deploy-at", type=_deploy_at, default="auto",
@@ -176,63 +154,77 @@ def _scenario_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bson-type", default="array<string>", help="its BSON type (default array<string>)")
 
 
+def _model_options(p: argparse.ArgumentParser) -> None:
+    """The model's switchable mechanisms (`EmulatorParams.CHOICES`), the first value the default."""
+    for name, what in (("mode", "App Services mode"), ("encoding", "how a re-imported list is written"),
+                       ("reimport", "which documents a production deploy re-inserts")):
+        allowed = CHOICES[name][0]
+        p.add_argument(f"--{name}", default=allowed[0], choices=allowed, help=f"{what} (default {allowed[0]})")
+
+
+def _fail_on_loss_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--fail-on-loss", action="store_true",
+                   help="exit 1 when acknowledged nodes were lost, 3 when the run is inconclusive")
+
+
 def _add_run(sub: Any) -> None:
-    run = sub.add_parser("run", help="one timed write-plus-deploy scenario, with report and timeline",
-                         epilog=_VERDICT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    run = _errors.add_command(sub, "run", _VERDICT_CODES,
+                              help="one timed write-plus-deploy scenario, with report and timeline")
     _scenario_options(run)
     run.add_argument("--realtime", action="store_true", help="run at wall-clock pace instead of virtual time")
     run.add_argument("--no-deploy", action="store_true", help="run the writes without deploying (a control run)")
     run.add_argument("--out", default=None, help="run directory (default runs/<timestamp>)")
-    run.add_argument("--fail-on-loss", action="store_true",
-                     help="exit 1 when acknowledged nodes were lost, 3 when the run is inconclusive")
+    _fail_on_loss_option(run)
     run.set_defaults(func=_cmd_run)
 
 
+#: The fleet's numeric inputs: FleetParams name -> (flag, type, default, help).
+_FLEET_INPUTS: dict[str, tuple[str, Any, Any, str]] = {
+    "users": ("--users", _integer, 1000, "users of the app (default 1000)"),
+    "devices_per_user": ("--devices-per-user", _integer, 1, "devices each user has (default 1)"),
+    "notes_per_user": ("--notes-per-user", _integer, 20, "notes each user has before the run (default 20)"),
+    "writes_per_user": ("--writes-per-user", _integer, 20, "notes each user writes (default 20)"),
+    "write_every_s": ("--write-every", _number, 1.0,
+                      "seconds between a user's writes, or their mean with --poisson (default 1)"),
+    "deploy_at_s": ("--deploy-at", _deploy_at, 5.5, "seconds in to deploy, or none (default 5.5)"),
+    "settle_s": ("--settle", _number, None,
+                 "seconds after the last write (default: until the re-import ends and every view agrees)"),
+    "resync_delay_s": ("--resync-delay", _number, 180.0, "deploy to re-import, seconds (default 180)"),
+    "resync_batch_size": ("--batch-size", _integer, 20, "documents per re-import batch (default 20)"),
+    "seed": ("--seed", _integer, 0, "seed (default 0)"),
+    "partitions": ("--partitions", _integer, 1,
+                   "split the users over this many servers run in parallel processes (default 1)"),
+}
+
+
 def _add_fleet(sub: Any) -> None:
-    fleet = sub.add_parser("fleet", help="many users through one deploy: how many notes of how many users it orphans",
-                           description="A production-sized user base through one schema deploy on the emulator; "
-                                       "writes DIR/fleet.md, fleet.json and fleet.png/.svg beside the recording.",
-                           epilog=_errors.exit_codes_epilog(0, 1, 2, 4, 130),
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
-    fleet.add_argument("--users", type=_integer, default=1000, help="users of the app (default 1000)")
-    fleet.add_argument("--devices-per-user", type=_integer, default=1, help="devices each user has (default 1)")
-    fleet.add_argument("--notes-per-user", type=_integer, default=20,
-                       help="notes each user has before the run (default 20)")
-    fleet.add_argument("--writes-per-user", type=_integer, default=20, help="notes each user writes (default 20)")
-    fleet.add_argument("--write-every", type=_number, default=1.0,
-                       help="seconds between a user's writes, or their mean with --poisson (default 1)")
+    fleet = _errors.add_command(
+        sub, "fleet", (0, 1, 2, 4, 130),
+        help="many users through one deploy: how many notes of how many users it orphans",
+        description="A production-sized user base through one schema deploy on the emulator; "
+                    "writes DIR/fleet.md, fleet.json and fleet.png/.svg beside the recording.")
+    for name, (flag, kind, default, words) in _FLEET_INPUTS.items():
+        fleet.add_argument(flag, dest=name, metavar=flag[2:].upper().replace("-", "_"), type=kind, default=default,
+                           help=words)
     fleet.add_argument("--poisson", action="store_true", help="Poisson writers: exponential gaps of that mean")
-    fleet.add_argument("--deploy-at", type=_deploy_at, default=5.5, help="seconds in to deploy, or none (default 5.5)")
-    fleet.add_argument("--settle", type=_number, default=None,
-                       help="seconds after the last write (default: until the re-import ends and every view agrees)")
-    fleet.add_argument("--mode", default="production", choices=("production", "development"), help="default production")
-    fleet.add_argument("--encoding", default="replace", choices=("replace", "diff"), help="default replace")
-    fleet.add_argument("--reimport", default="all", choices=("all", "new-values"), help="default all")
-    fleet.add_argument("--resync-delay", type=_number, default=180.0, help="deploy to re-import, seconds (default 180)")
-    fleet.add_argument("--batch-size", type=_integer, default=20, help="documents per re-import batch (default 20)")
-    fleet.add_argument("--seed", type=_integer, default=0, help="seed (default 0)")
-    fleet.add_argument("--partitions", type=_integer, default=1,
-                       help="split the users over this many servers run in parallel processes (default 1)")
+    _model_options(fleet)
     fleet.add_argument("--out", default=None, help="run directory (default runs/fleet-<timestamp>)")
     fleet.add_argument("--fail-on-loss", action="store_true", help="exit 1 when any note was orphaned")
     fleet.set_defaults(func=_cmd_fleet)
 
 
 def _add_report(sub: Any) -> None:
-    report = sub.add_parser("report", help="rebuild a run directory's report and figures without re-running it",
-                            epilog=_VERDICT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    report = _errors.add_command(sub, "report", _VERDICT_CODES,
+                                 help="rebuild a run directory's report and figures without re-running it")
     report.add_argument("dir", type=Path, help="a run directory (finished, killed or partial)")
-    report.add_argument("--fail-on-loss", action="store_true",
-                        help="exit 1 when acknowledged nodes were lost, 3 when the run is inconclusive")
+    _fail_on_loss_option(report)
     report.set_defaults(func=_cmd_report)
 
 
 def _add_menu(sub: Any) -> None:
-    menu = sub.add_parser("menu", help="the interactive menu (also what no arguments start)",
-                          description="The original tool's menu, in real time: Run test goes on while you deploy "
-                                      "by hand, print info and nodes, or stop it.",
-                          epilog=_errors.exit_codes_epilog(0, 2, 4, 130),
-                          formatter_class=argparse.RawDescriptionHelpFormatter)
+    menu = _errors.add_command(sub, "menu", (0, 2, 4, 130), help="the interactive menu (also what no arguments start)",
+                               description="The original tool's menu, in real time: Run test goes on while you "
+                                           "deploy by hand, print info and nodes, or stop it.")
     _scenario_options(menu)
     menu.add_argument("--virtual", action="store_true",
                       help="virtual time: no time passes between choices except by Wait (fast experiments)")
@@ -307,16 +299,10 @@ def _report_and_exit(analysis: Any, out: Path, fail_on_loss: bool) -> int:
 def _cmd_fleet(args: argparse.Namespace) -> int:
     from repro_kit import fleets
 
-    flags = {"users": "--users", "devices_per_user": "--devices-per-user", "notes_per_user": "--notes-per-user",
-             "writes_per_user": "--writes-per-user", "write_every_s": "--write-every", "deploy_at_s": "--deploy-at",
-             "settle_s": "--settle", "seed": "--seed", "partitions": "--partitions",
-             "resync_delay_s": "--resync-delay", "resync_batch_size": "--batch-size"}
-    deploy_at = 5.5 if args.deploy_at == "auto" else args.deploy_at
-    kwargs = {"users": args.users, "devices_per_user": args.devices_per_user, "notes_per_user": args.notes_per_user,
-              "writes_per_user": args.writes_per_user, "write_every_s": args.write_every, "poisson": args.poisson,
-              "deploy_at_s": deploy_at, "settle_s": args.settle, "mode": args.mode, "encoding": args.encoding,
-              "reimport": args.reimport, "seed": args.seed, "partitions": args.partitions,
-              "resync_delay_s": args.resync_delay, "resync_batch_size": args.batch_size}
+    flags = {name: flag for name, (flag, *_rest) in _FLEET_INPUTS.items()}
+    kwargs = {name: getattr(args, name) for name in (*_FLEET_INPUTS, "poisson", "mode", "encoding", "reimport")}
+    if kwargs["deploy_at_s"] == "auto":
+        kwargs["deploy_at_s"] = 5.5
     try:  # every input checked before anything runs or touches the disk
         fleets.check_inputs(**kwargs)
     except InputError as exc:

@@ -401,9 +401,8 @@ class AtlasCollectionView:
         self.owner_id = owner_id
         self.mode = mode
         self.poll_interval = poll_interval
-        self.max_await_ms = max_await_ms
-        self.retry_delay = retry_delay
-        self.max_retry_delay = max_retry_delay
+        # how the change stream waits, and backs off after an error
+        self.max_await_ms, self.retry_delay, self.max_retry_delay = max_await_ms, retry_delay, max_retry_delay
         start = time.monotonic()
         self.clock = clock or (lambda: time.monotonic() - start)
         self._feeds: list[_Feed] = []

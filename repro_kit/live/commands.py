@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from repro_kit import _checks, _errors
-from repro_kit._checks import InputError
+from repro_kit._checks import InputError, number_arg
 from repro_kit._schema import COLLECTION, DATABASE, parse_bson_type, validate_field_name
 from repro_kit.live.appservices_api import (
     DEFAULT_BASE_URL,
@@ -43,22 +43,13 @@ __all__ = ["register", "run_deploy", "run_audit"]
 PROG = "repro-kit"
 
 
-def _float(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-
-
 def register(subparsers: Any) -> None:
     """Add `deploy` and `audit` to the CLI's subparsers (argparse `add_subparsers()` result)."""
-    deploy = subparsers.add_parser(
-        "deploy",
+    deploy = _errors.add_command(
+        subparsers, "deploy", (0, 2, 4, 130),
         help="add an optional field to the app's schema through the Admin API (the report's deploy)",
         description=f"Deploy an additive schema change to a live App Services app. API key from "
                     f"{ENV_PUBLIC_KEY} / {ENV_PRIVATE_KEY}.",
-        epilog=_errors.exit_codes_epilog(0, 2, 4, 130),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     deploy.add_argument("--backend", default="live", choices=("live",), help="only 'live' deploys to a real app")
     deploy.add_argument("--app-id", required=True, help="the client App ID (e.g. myapp-abcde)")
@@ -69,20 +60,18 @@ def register(subparsers: Any) -> None:
     deploy.add_argument("--database", default=DATABASE, help=f"linked database (default {DATABASE})")
     deploy.add_argument("--collection", default=COLLECTION,
                         help=f"collection whose schema to edit (default {COLLECTION})")
-    deploy.add_argument("--deploy-timeout", type=_float, default=600.0,
+    deploy.add_argument("--deploy-timeout", type=number_arg, default=600.0,
                         help="seconds to wait for a final status (default 600, at most a day)")
-    deploy.add_argument("--poll-interval", type=_float, default=2.0,
+    deploy.add_argument("--poll-interval", type=number_arg, default=2.0,
                         help="seconds between deployment status polls (default 2)")
     deploy.add_argument("--existing-draft", choices=("discard", "reuse"), default="discard",
                         help="what to do with a draft this API key left behind (default discard)")
     deploy.set_defaults(func=run_deploy)
 
-    audit = subparsers.add_parser(
-        "audit",
+    audit = _errors.add_command(
+        subparsers, "audit", (0, 2, 4, 130),
         help="list nodes no path from their owner's root reaches; --repair re-attaches them",
         description="Audit a Node collection for orphans (dry run unless --repair; a repair backs the root up first).",
-        epilog=_errors.exit_codes_epilog(0, 2, 4, 130),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     audit.add_argument("--mongodb-uri", default=None, help="MongoDB connection string (default: $MONGODB_URI)")
     audit.add_argument("--database", default=DATABASE, help=f"database (default {DATABASE})")
@@ -93,7 +82,7 @@ def register(subparsers: Any) -> None:
                        help="where root backups go (default backups/audit-<UTC time>)")
     audit.add_argument("--method", choices=("auto", "aggregate", "traversal"), default="auto",
                        help="server-side $graphLookup, client-side traversal, or auto (default)")
-    audit.add_argument("--timeout", type=_float, default=10.0, help="seconds to find the server (default 10)")
+    audit.add_argument("--timeout", type=number_arg, default=10.0, help="seconds to find the server (default 10)")
     audit.add_argument("--json", action="store_true", help="print the result as JSON")
     audit.set_defaults(func=run_audit)
 

@@ -68,8 +68,7 @@ class LiveSession(Session):
         self.app_id = app_id
         self.writes = writes
         self.mode = mode
-        self.database = database
-        self.collection = collection
+        self.database, self.collection = database, collection  # where the Node schema lives
         self._admin_factory = admin_factory
         self._admin: AdminClient | None = None
         self._on_close = on_close

@@ -16,6 +16,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from repro_kit._checks import InputError
+from repro_kit._runlock import ready_run_dir
+
 __all__ = ["register", "run_replay"]
 
 PROG = "repro-kit"
@@ -56,14 +59,10 @@ def _out_dir(text: str | None) -> Path:
         out = runs_root() / f"replay-{stamp}"
     else:
         out = Path(text)
-    held = [n for n in ("meta.json", "history.jsonl", "events.jsonl") if (out / n).exists()]
-    if held:
-        raise _Fail(2, f"--out: {out} already holds a run ({held[0]}); choose a new directory or remove it")
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".repro-kit-write-test"
-        probe.touch()
-        probe.unlink()
+        ready_run_dir(out)
+    except InputError as exc:
+        raise _Fail(2, str(exc)) from None
     except OSError as exc:
         raise _Fail(4, f"--out: cannot write to {out} ({exc.strerror or type(exc).__name__})") from None
     return out

@@ -19,34 +19,14 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from ._codec import ChangesetError, read_int
+
+# isort: off
 from ._instructions import (
-    COLLECTION_TYPES,
-    INSTRUCTION_TYPES,
-    INTERN_STRING,
-    PAYLOAD_TYPES,
-    TABLE_TYPES,
-    AddColumn,
-    AddInteger,
-    AddTable,
-    ArrayErase,
-    ArrayInsert,
-    ArrayMove,
-    Clear,
-    CreateObject,
-    Decimal128,
-    EraseColumn,
-    EraseObject,
-    EraseTable,
-    GlobalKey,
-    Instruction,
-    Link,
-    ObjectId,
-    Payload,
-    SetErase,
-    SetInsert,
-    Timestamp,
-    Update,
+    COLLECTION_TYPES, INSTRUCTION_TYPES, INTERN_STRING, PAYLOAD_TYPES, TABLE_TYPES, AddColumn, AddInteger,
+    AddTable, ArrayErase, ArrayInsert, ArrayMove, Clear, CreateObject, Decimal128, EraseColumn, EraseObject,
+    EraseTable, GlobalKey, Instruction, Link, ObjectId, Payload, SetErase, SetInsert, Timestamp, Update,
 )
+# isort: on
 
 __all__ = ["DecodedChangeset", "decode_changeset"]
 

@@ -16,34 +16,14 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ._codec import ChangesetError, encode_int
+
+# isort: off
 from ._instructions import (
-    COLLECTION_TYPES,
-    INSTRUCTION_TYPES,
-    INTERN_STRING,
-    PAYLOAD_TYPES,
-    TABLE_TYPES,
-    AddColumn,
-    AddInteger,
-    AddTable,
-    ArrayErase,
-    ArrayInsert,
-    ArrayMove,
-    Clear,
-    CreateObject,
-    Decimal128,
-    EraseColumn,
-    EraseObject,
-    EraseTable,
-    GlobalKey,
-    Instruction,
-    Link,
-    ObjectId,
-    Payload,
-    SetErase,
-    SetInsert,
-    Timestamp,
-    Update,
+    COLLECTION_TYPES, INSTRUCTION_TYPES, INTERN_STRING, PAYLOAD_TYPES, TABLE_TYPES, AddColumn, AddInteger,
+    AddTable, ArrayErase, ArrayInsert, ArrayMove, Clear, CreateObject, Decimal128, EraseColumn, EraseObject,
+    EraseTable, GlobalKey, Instruction, Link, ObjectId, Payload, SetErase, SetInsert, Timestamp, Update,
 )
+# isort: on
 
 __all__ = ["encode_changeset"]
 

@@ -164,15 +164,21 @@ class EraseColumn(_Base):
 
 
 @dataclasses.dataclass(frozen=True)
-class CreateObject(_Base):
+class _ObjectInstruction(_Base):
+    """An instruction on a whole object: its table and primary key."""
+
     table: str
     object: Any  # PrimaryKey
 
 
 @dataclasses.dataclass(frozen=True)
-class EraseObject(_Base):
-    table: str
-    object: Any
+class CreateObject(_ObjectInstruction):
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class EraseObject(_ObjectInstruction):
+    pass
 
 
 @dataclasses.dataclass(frozen=True)

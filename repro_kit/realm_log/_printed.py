@@ -16,26 +16,12 @@ import re
 import uuid
 from typing import Any
 
+# isort: off
 from ._instructions import (
-    AddColumn,
-    AddInteger,
-    AddTable,
-    ArrayErase,
-    ArrayInsert,
-    ArrayMove,
-    Clear,
-    CreateObject,
-    EraseColumn,
-    EraseObject,
-    EraseTable,
-    Instruction,
-    Link,
-    ObjectId,
-    Payload,
-    SetErase,
-    SetInsert,
-    Update,
+    AddColumn, AddInteger, AddTable, ArrayErase, ArrayInsert, ArrayMove, Clear, CreateObject, EraseColumn,
+    EraseObject, EraseTable, Instruction, Link, ObjectId, Payload, SetErase, SetInsert, Update,
 )
+# isort: on
 
 __all__ = ["parse_printed", "PrintedChangeset"]
 

@@ -16,23 +16,12 @@ import dataclasses
 import uuid
 from typing import Any
 
+# isort: off
 from ._instructions import (
-    AddColumn,
-    AddTable,
-    ArrayErase,
-    ArrayInsert,
-    Clear,
-    CreateObject,
-    EraseColumn,
-    EraseObject,
-    EraseTable,
-    Instruction,
-    Link,
-    ObjectId,
-    Payload,
-    Update,
-    pk_text,
+    AddColumn, AddTable, ArrayErase, ArrayInsert, Clear, CreateObject, EraseColumn, EraseObject, EraseTable,
+    Instruction, Link, ObjectId, Payload, Update, pk_text,
 )
+# isort: on
 
 __all__ = ["TABLE", "LIST_FIELD", "Untranslatable", "Translation", "translate", "kit_pk", "describe"]
 
