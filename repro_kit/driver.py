@@ -258,7 +258,7 @@ def run_test(
         if progress or (progress is None and session.realtime and sys.stderr.isatty()):  # no bar in logs
             # imported here, not at the top: tqdm.auto took ~50 ms (a quarter of the imports) of the
             # report's scenario in a fresh process, which never draws a bar (`python -X importtime`, issue 21)
-            from tqdm.auto import tqdm
+            from tqdm.auto import tqdm  # noqa: PLC0415 - see above
 
             bar = tqdm(total=round(sc.end_s, 1), unit="s", desc="run test", leave=False)
             driver.progress = lambda at: bar.update(round(at, 1) - bar.n)

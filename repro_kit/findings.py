@@ -192,7 +192,7 @@ class Analysis:
     @functools.cached_property
     def batches(self) -> pd.DataFrame:
         """The re-import batches the device saw: [time, batch (documents)]."""
-        import pandas as pd
+        import pandas as pd  # noqa: PLC0415 - lazy pandas: see the note at the top
 
         times, sizes = self._batches
         return pd.DataFrame({"time": times, "batch": sizes})
@@ -560,7 +560,7 @@ class Analysis:
 
     def _aftermath(self, node: str) -> list[Step]:
         """When each view lost it, and whether its document survived."""
-        import pandas as pd
+        import pandas as pd  # noqa: PLC0415 - lazy pandas: see the note at the top
 
         life = self.lifecycle
         rows = life[(life["node_id"].astype(str) == node).to_numpy(bool)]

@@ -289,9 +289,10 @@ def write_report(run: Run | Analysis | str | os.PathLike[str],
     from . import _report_html, plots  # noqa: PLC0415
 
     a = as_analysis(run)
-    if out_dir is None and a.run.path is None:
+    where = out_dir if out_dir is not None else a.run.path
+    if where is None:
         raise InputError("out_dir", "an in-memory run has no directory; name one")
-    out = Path(out_dir) if out_dir is not None else Path(a.run.path)
+    out = Path(where)
     if out.exists() and not out.is_dir():
         raise InputError("out_dir", f"{out} is not a directory")
     out.mkdir(parents=True, exist_ok=True)

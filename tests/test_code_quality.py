@@ -20,8 +20,10 @@ PACKAGE = REPO / "repro_kit"
 
 #: Pending other branches of issue 18 (the emulator's, the panel's and the recording's work):
 #: excluded from these gates until they land; the lead removes these exclusions after merging.
+#: _arrow_log.py came with the columnar recording (issue 21) while this gate was being written:
+#: its _encode is D (27) and it has four ruff and one mypy finding, left to that work's owner.
 PENDING = ("repro_kit/emulator/", "repro_kit/_history.py", "repro_kit/fleets.py", "repro_kit/widgets.py",
-           "repro_kit/actions.py", "repro_kit/recording.py")
+           "repro_kit/actions.py", "repro_kit/recording.py", "repro_kit/_arrow_log.py")
 #: Likewise for one class inside a file otherwise held to the gates (pending the panel branch).
 PENDING_CLASSES = {"repro_kit/cli.py": ("Menu",)}
 

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from repro_kit import _errors
 from repro_kit._checks import InputError
 from repro_kit._runlock import ready_run_dir
 
@@ -26,8 +27,8 @@ PROG = "repro-kit"
 
 def register(subparsers: Any) -> None:
     """Add `replay` to the CLI's subparsers (argparse `add_subparsers()` result)."""
-    p = subparsers.add_parser(
-        "replay",
+    p = _errors.add_command(
+        subparsers, "replay", (0, 1, 2, 3, 4, 130),
         help="decode a Realm sync client's trace log, replay it through the merge, name the orphaned objects",
         description="Decode a realm-core 13 sync client trace log (an app's log at trace level), replay its "
                     "uploads and downloads through the kit's merge, and name the objects that were appended to a "
