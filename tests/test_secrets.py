@@ -19,14 +19,7 @@ from pathlib import Path
 import pytest
 
 from repro_kit.live import commands
-from repro_kit.live.appservices_api import (
-    ENV_PRIVATE_KEY,
-    ENV_PUBLIC_KEY,
-    AdminClient,
-    ClientAPI,
-    LiveError,
-    RetryPolicy,
-)
+from repro_kit.live.appservices_api import ENV_PRIVATE_KEY, ENV_PUBLIC_KEY, AdminClient, ClientAPI, LiveError, RetryPolicy
 from repro_kit.live.session import connect_live
 
 from live_fakes.appservices_server import CLIENT_APP_ID, FakeAppServices
