@@ -1,18 +1,22 @@
 """Every input check of the kit, written once.
 
-The edges (`Scenario`, `FleetParams`, `EmulatorParams`, `connect`, the CLI) check what a user
-gives them with these; the layers below trust it. A failed check raises `InputError`, a
+The edges (`Scenario`, `FleetParams`, `EmulatorParams`, `connect`, the CLI, the live entry
+points) check what a user gives them with these; the layers below trust it. A failed check raises `InputError`, a
 ValueError whose message is one line naming the input ("interval_s: must be > 0, got 0"), and
 which a front end can rename to its own spelling (`named({"interval_s": "--interval"})`).
 """
 
 from __future__ import annotations
 
+import argparse
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["InputError", "integer", "number", "choice", "flag", "session_choices", "TREES"]
+from repro_kit.emulator.params import CHOICES  # the choices' home, with their sources
+
+__all__ = ["InputError", "integer", "number", "choice", "flag", "text", "instance", "session_choices", "TREES",
+           "number_arg", "integer_arg"]
 
 #: How the app links a note to its parent: the report's `children` list on the parent, or (a
 #: mitigation) a scalar `parent` field on each child.
@@ -29,7 +33,11 @@ class InputError(ValueError):
 
     def named(self, names: Mapping[str, str]) -> str:
         """The message with the input spelt as `names` spells it (the CLI's flags)."""
-        return f"{names.get(self.field, self.field)}: {self.problem}"
+        return str(self.renamed(names))
+
+    def renamed(self, names: Mapping[str, str]) -> InputError:
+        """The same error with the input spelt as `names` spells it."""
+        return InputError(names.get(self.field, self.field), self.problem)
 
 
 def _is_number(value: Any) -> bool:
@@ -63,6 +71,7 @@ def number(field: str, value: Any, low: float | None = None, high: float | None 
 
 
 def choice(field: str, value: Any, allowed: Iterable[str]) -> str:
+    """One of `allowed`."""
     allowed = tuple(allowed)
     if value not in allowed:
         raise InputError(field, f"must be one of {', '.join(allowed)}, got {value!r}")
@@ -70,18 +79,48 @@ def choice(field: str, value: Any, allowed: Iterable[str]) -> str:
 
 
 def flag(field: str, value: Any) -> bool:
+    """True or False (not 1, 0 or None)."""
     if not isinstance(value, bool):
         raise InputError(field, f"must be True or False, got {value!r}")
     return value
 
 
+def text(field: str, value: Any) -> str:
+    """A non-empty string."""
+    if not isinstance(value, str) or not value:
+        raise InputError(field, f"must be a non-empty string, got {value!r}")
+    return value
+
+
+def instance(field: str, value: Any, kind: type | tuple[type, ...], what: str) -> Any:
+    """An instance of `kind`, which the message calls `what` ("a Scenario", "a loaded Run")."""
+    if not isinstance(value, kind):
+        raise InputError(field, f"must be {what}, got {type(value).__name__}")
+    return value
+
+
 def session_choices(*, mode: Any, encoding: Any, tree: Any, reimport: Any, seed: Any, realtime: Any) -> None:
     """What `connect` takes besides the model's parameters."""
-    from repro_kit.emulator.params import CHOICES  # the choices' home, with their sources
-
     choice("mode", mode, CHOICES["mode"][0])
     choice("encoding", encoding, CHOICES["encoding"][0])
     choice("reimport", reimport, CHOICES["reimport"][0])
     choice("tree", tree, TREES)
     integer("seed", seed)
     flag("realtime", realtime)
+
+
+def number_arg(text: str) -> float:
+    """A command-line number as typed (argparse `type=`); its range (and nan, inf) is for the input's
+    own check to refuse, with one message each."""
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+
+
+def integer_arg(text: str) -> int:
+    """A command-line integer as typed (argparse `type=`)."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None

@@ -156,7 +156,7 @@ def history_from_records(records: Sequence[Mapping[str, Any]]) -> HistoryArrays 
 
 
 def _category_codes(col: pd.Series) -> tuple[np.ndarray, tuple[str, ...]]:
-    import pandas as pd
+    import pandas as pd  # noqa: PLC0415 - lazy pandas: see the module docstring
 
     if not isinstance(col.dtype, pd.CategoricalDtype):
         col = col.astype(object).astype("category")
@@ -164,7 +164,7 @@ def _category_codes(col: pd.Series) -> tuple[np.ndarray, tuple[str, ...]]:
 
 
 def events_from_frame(ev: pd.DataFrame) -> EventArrays:
-    import pandas as pd
+    import pandas as pd  # noqa: PLC0415 - lazy pandas: see the module docstring
 
     obs, obs_names = _category_codes(ev["observer"])
     kind, kind_names = _category_codes(ev["kind"])
@@ -186,7 +186,7 @@ def events_from_frame(ev: pd.DataFrame) -> EventArrays:
 
 
 def history_from_frame(h: pd.DataFrame) -> HistoryArrays:
-    import pandas as pd
+    import pandas as pd  # noqa: PLC0415 - lazy pandas: see the module docstring
 
     def values(col: str) -> list[Any]:
         return h[col].astype(object).tolist() if col in h.columns else [None] * len(h)

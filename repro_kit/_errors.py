@@ -9,16 +9,18 @@ names or its "[Errno 28]" form.
 
 from __future__ import annotations
 
+import argparse
 import errno
 import io
 import os
 import re
+from collections.abc import Iterable
 from types import TracebackType
 from typing import Any
 
 __all__ = [
     "DONE", "LOST", "BAD_INPUT", "INCONCLUSIVE", "CANNOT", "INTERRUPTED", "EXIT_CODES",
-    "CannotDoTheJob", "describe_os_error", "os_error_reason", "NOT_WRITABLE", "exit_codes_epilog",
+    "CannotDoTheJob", "describe_os_error", "os_error_reason", "NOT_WRITABLE", "exit_codes_epilog", "add_command",
 ]
 
 DONE = 0
@@ -97,8 +99,8 @@ def _file_in_traceback(exc: BaseException) -> str | None:
             frames.append(tb.tb_frame)
             tb = tb.tb_next
         for frame in reversed(frames):
-            names = sorted({value.name for value in frame.f_locals.values()
-                            if isinstance(value, io.IOBase) and isinstance(getattr(value, "name", None), str)})
+            names = sorted({name for value in frame.f_locals.values()
+                            if isinstance(value, io.IOBase) and isinstance(name := getattr(value, "name", None), str)})
             if len(names) == 1:
                 return names[0]
             if names:  # several open files in the failing frame: which one is unknown, their folder is not
@@ -133,3 +135,10 @@ def exit_codes_epilog(*codes: int) -> str:
     """The exit codes a command can return, for its --help epilog."""
     width = max(len(str(c)) for c in codes)
     return "exit codes:\n" + "\n".join(f"  {str(c).rjust(width)}  {EXIT_CODES[c]}" for c in codes)
+
+
+def add_command(subparsers: Any, name: str, codes: Iterable[int], **kwargs: Any) -> argparse.ArgumentParser:
+    """A subcommand whose --help ends with the exit codes it can return (`exit_codes_epilog`)."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        name, epilog=exit_codes_epilog(*codes), formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)
+    return parser

@@ -27,13 +27,11 @@ PROG = "repro-kit"
 
 def register(subparsers: Any) -> None:
     """Add `export` to the CLI's subparsers (argparse `add_subparsers()` result)."""
-    p = subparsers.add_parser(
-        "export",
+    p = _errors.add_command(
+        subparsers, "export", (_errors.DONE, _errors.BAD_INPUT, _errors.CANNOT, _errors.INTERRUPTED),
         help="write a columnar run's history and events as JSON lines (history.jsonl, events.jsonl)",
         description="Write DIR/history.jsonl and DIR/events.jsonl from a columnar run's Arrow logs "
                     "(history.arrows, events.arrows), one record per line.",
-        epilog=_errors.exit_codes_epilog(_errors.DONE, _errors.BAD_INPUT, _errors.CANNOT, _errors.INTERRUPTED),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("dir", type=Path, metavar="DIR", help="a run directory")
     p.add_argument("--jsonl", action="store_true", required=True,
@@ -43,7 +41,9 @@ def register(subparsers: Any) -> None:
 
 def run_export(args: argparse.Namespace, stdout: Any = None, stderr: Any = None) -> int:
     """Export `args.dir`; the exit code."""
-    from repro_kit import recording
+    # the recording (pandas, ~1 s) and the Arrow log (pyarrow) load when the command runs, not when
+    # the CLI registers it (python -X importtime): every other command would pay for them
+    from repro_kit import recording  # noqa: PLC0415
 
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
@@ -58,7 +58,7 @@ def run_export(args: argparse.Namespace, stdout: Any = None, stderr: Any = None)
     if not any((run_dir / name).exists() for name in (recording.HISTORY_ARROW, recording.EVENTS_ARROW)):
         print(f"{run_dir} is recorded as JSON lines already: nothing to export", file=stdout)
         return _errors.DONE
-    from repro_kit import _arrow_log
+    from repro_kit import _arrow_log  # noqa: PLC0415 - see above
 
     try:
         written = _arrow_log.export_jsonl(run_dir)

@@ -58,12 +58,10 @@ def notebook_sources() -> list[Any]:
 
 def register(subparsers: Any) -> None:
     """Add `notebooks` to the CLI's subparsers (argparse `add_subparsers()` result)."""
-    p = subparsers.add_parser(
-        "notebooks",
+    p = _errors.add_command(
+        subparsers, "notebooks", (0, 2, 4, 130),
         help="copy the kit's Jupyter notebooks into a folder, to open with JupyterLab",
         description="Copy the kit's notebooks (01_setup ... 06_replay) into DIR and say how to open them.",
-        epilog=_errors.exit_codes_epilog(0, 2, 4, 130),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("dir", nargs="?", default=DEFAULT_DIR, metavar="DIR",
                    help=f"destination folder, created if missing (default ./{DEFAULT_DIR})")

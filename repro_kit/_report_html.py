@@ -17,6 +17,7 @@ deploy window, batches) and the report dict built from it: nothing is recomputed
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 import json
 import math
@@ -62,6 +63,7 @@ def _node_texts(a: Analysis) -> dict[str, str]:
     verdict = a.verdict
     explanations = {e.node_id: e for e in a.explanations()}
     texts: dict[str, list[str]] = {}
+    row: Any  # a row's fields are whatever the frame holds
     for row in a.lifecycle.itertuples(index=False):
         node = str(row.node_id)
         lines = texts.setdefault(node, [])
@@ -92,18 +94,18 @@ def _node_texts(a: Analysis) -> dict[str, str]:
     return {node: "<br>".join(lines) for node, lines in texts.items()}
 
 
+#: The counts panel's share of the chart's height, and the gap above each view's panel.
+_COUNTS_H = 0.22
+_GAP = 0.04
+
+
 def _figure(a: Analysis) -> dict[str, Any]:
     """The chart as Plotly's JSON (data, layout): one swimlane panel per view, the counts below."""
     iv = a.intervals
     observers = list(iv["observer"].cat.categories) if len(iv) else ["device"]
     rows = list(dict.fromkeys(iv["node_id"].astype(str).tolist()))
-    label = dict(zip(rows, _short_labels(rows)))
-    hover = _node_texts(a)
     end_s = _x_end(a)
     n = len(observers)
-    counts_h = 0.22
-    gap = 0.04
-    lane_h = (1 - counts_h - gap * n) / n
     data: list[dict[str, Any]] = []
     layout: dict[str, Any] = {
         "height": int(220 + max(len(rows), 1) * 15 * n + 220),
@@ -118,81 +120,116 @@ def _figure(a: Analysis) -> dict[str, Any]:
         "shapes": [],
         "annotations": [],
     }
+    lanes = _Lanes(rows, dict(zip(rows, _short_labels(rows))), _node_texts(a), (1 - _COUNTS_H - _GAP * n) / n)
     for k, obs in enumerate(observers, 1):
-        top = 1 - (k - 1) * (lane_h + gap)
-        axis = "yaxis" if k == 1 else f"yaxis{k}"
-        lost = set(a.verdict.by_observer[obs].lost) if obs in a.verdict.by_observer else set()
-        # lost nodes' labels red, as in timeline.png
-        ticks = [f"<span style='color:{STATE_COLORS['absent']}'>{label[r]}</span>" if r in lost else label[r]
-                 for r in rows]
-        layout[axis] = {"domain": [top - lane_h, top], "type": "category", "autorange": "reversed",
-                        "categoryorder": "array", "categoryarray": [label[r] for r in rows],
-                        "tickvals": [label[r] for r in rows], "ticktext": ticks,
-                        "tickfont": {"family": "monospace", "size": 10}, "fixedrange": True}
-        layout["annotations"].append({"text": f"<b>{html.escape(obs)} view</b>: root's children ({len(lost)} lost)",
-                                      "xref": "paper", "yref": "paper", "x": 0, "y": top, "xanchor": "left",
-                                      "yanchor": "bottom", "showarrow": False, "font": {"size": 12}})
-        sub = iv[(iv["observer"] == obs).to_numpy(bool)]
-        firsts = sub.drop_duplicates("node_id")
-        parts = [pd.DataFrame({"node_id": firsts["node_id"].astype(str), "state": "not yet known",
-                               "start": 0.0, "end": firsts["start"].astype(float)}),
-                 pd.DataFrame({"node_id": sub["node_id"].astype(str), "state": sub["state"].astype(str),
-                               "start": sub["start"].astype(float), "end": sub["end"].astype(float)})]
-        bars = pd.concat(parts, ignore_index=True)
-        bars = bars[(bars["end"] > bars["start"]).to_numpy(bool)]
-        for state, color in STATE_COLORS.items():
-            b = bars[(bars["state"] == state).to_numpy(bool)]
-            if b.empty:
-                continue
-            data.append({
-                "type": "bar", "orientation": "h", "name": state, "legendgroup": state, "showlegend": k == 1,
-                "marker": {"color": color}, "width": 0.7,
-                "y": [label[x] for x in b["node_id"]], "base": b["start"].round(6).tolist(),
-                "x": (b["end"] - b["start"]).round(6).tolist(), "xaxis": "x", "yaxis": f"y{'' if k == 1 else k}",
-                "customdata": [[x, hover.get(x, x), f"{state} {s:.2f}–{e:.2f} s"]
-                               for x, s, e in zip(b["node_id"], b["start"], b["end"])],
-                "hovertemplate": "%{customdata[1]}<br><i>this bar: " + html.escape(obs)
-                                 + " view, %{customdata[2]}</i><extra></extra>",
-            })
-    # counts
-    axis = f"yaxis{n + 1}"
+        data += _lane_panel(a, iv, obs, k, lanes, layout)
+    data += _count_panel(a, n, end_s, layout)
+    _window_and_batch_marks(a, layout)
+    layout["updatemenus"] = [{"type": "buttons", "direction": "right", "x": 1.0, "xanchor": "right", "y": 1.0,
+                              "yanchor": "bottom", "pad": {"b": 24}, "showactive": False,
+                              "buttons": _zoom_buttons(a, end_s)}]
+    return {"data": data, "layout": layout}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Lanes:
+    """What every view's panel shares: the nodes in row order, their short labels and hover
+    texts, and each panel's height (a fraction of the chart)."""
+
+    rows: list[str]
+    label: dict[str, str]
+    hover: dict[str, str]
+    height: float
+
+
+def _lane_panel(a: Analysis, iv: pd.DataFrame, obs: str, k: int, lanes: _Lanes,
+                layout: dict[str, Any]) -> list[dict[str, Any]]:
+    """View number `k`'s swimlanes: its axis and title into `layout`; returns its bars, one trace a state."""
+    top = 1 - (k - 1) * (lanes.height + _GAP)
+    label, rows = lanes.label, lanes.rows
+    lost = set(a.verdict.by_observer[obs].lost) if obs in a.verdict.by_observer else set()
+    # lost nodes' labels red, as in timeline.png
+    ticks = [f"<span style='color:{STATE_COLORS['absent']}'>{label[r]}</span>" if r in lost else label[r]
+             for r in rows]
+    layout["yaxis" if k == 1 else f"yaxis{k}"] = {
+        "domain": [top - lanes.height, top], "type": "category", "autorange": "reversed",
+        "categoryorder": "array", "categoryarray": [label[r] for r in rows],
+        "tickvals": [label[r] for r in rows], "ticktext": ticks,
+        "tickfont": {"family": "monospace", "size": 10}, "fixedrange": True}
+    layout["annotations"].append({"text": f"<b>{html.escape(obs)} view</b>: root's children ({len(lost)} lost)",
+                                  "xref": "paper", "yref": "paper", "x": 0, "y": top, "xanchor": "left",
+                                  "yanchor": "bottom", "showarrow": False, "font": {"size": 12}})
+    bars = _bars(iv[(iv["observer"] == obs).to_numpy(bool)])
+    traces = []
+    for state, color in STATE_COLORS.items():
+        b = bars[(bars["state"] == state).to_numpy(bool)]
+        if b.empty:
+            continue
+        traces.append({
+            "type": "bar", "orientation": "h", "name": state, "legendgroup": state, "showlegend": k == 1,
+            "marker": {"color": color}, "width": 0.7,
+            "y": [label[x] for x in b["node_id"]], "base": b["start"].round(6).tolist(),
+            "x": (b["end"] - b["start"]).round(6).tolist(), "xaxis": "x", "yaxis": f"y{'' if k == 1 else k}",
+            "customdata": [[x, lanes.hover.get(x, x), f"{state} {s:.2f}–{e:.2f} s"]
+                           for x, s, e in zip(b["node_id"], b["start"], b["end"])],
+            "hovertemplate": "%{customdata[1]}<br><i>this bar: " + html.escape(obs)
+                             + " view, %{customdata[2]}</i><extra></extra>",
+        })
+    return traces
+
+
+def _bars(sub: pd.DataFrame) -> pd.DataFrame:
+    """One view's intervals as bars (node_id, state, start, end), "not yet known" before each
+    node's first; empty bars dropped."""
+    firsts = sub.drop_duplicates("node_id")
+    parts = [pd.DataFrame({"node_id": firsts["node_id"].astype(str), "state": "not yet known",
+                           "start": 0.0, "end": firsts["start"].astype(float)}),
+             pd.DataFrame({"node_id": sub["node_id"].astype(str), "state": sub["state"].astype(str),
+                           "start": sub["start"].astype(float), "end": sub["end"].astype(float)})]
+    bars = pd.concat(parts, ignore_index=True)
+    return bars[(bars["end"] > bars["start"]).to_numpy(bool)]
+
+
+def _count_panel(a: Analysis, n: int, end_s: float, layout: dict[str, Any]) -> list[dict[str, Any]]:
+    """The counts below the lanes: its axis into `layout`; returns one step line per view and count."""
     series = _count_series(a)
     cols = [c for c in ("root_children", "nodes_total") if c in series.columns]
     top_count = float(np.nanmax(series[cols].to_numpy(np.float64), initial=0.0)) if len(series) and cols else 0.0
     # headroom above the lines for the batch label
-    layout[axis] = {"domain": [0, counts_h], "title": {"text": "count"}, "range": [0, max(top_count, 1.0) * 1.3 + 1],
-                    "fixedrange": True}
+    layout[f"yaxis{n + 1}"] = {"domain": [0, _COUNTS_H], "title": {"text": "count"},
+                               "range": [0, max(top_count, 1.0) * 1.3 + 1], "fixedrange": True}
+    traces = []
     for obs, grp in series.groupby("observer", observed=True, sort=True):
-        for col in ("root_children", "nodes_total"):
-            if col not in grp.columns:
-                continue
+        for col in cols:
             g = grp[["time", col]].dropna()
             if g.empty:
                 continue
-            xs = g["time"].astype(float).round(6).tolist() + [end_s]
+            xs = [*g["time"].astype(float).round(6).tolist(), end_s]
             ys = g[col].astype(float).tolist()
-            data.append({"type": "scatter", "mode": "lines", "line": {"shape": "hv", "color": _COUNT_COLORS[col],
-                                                                         "dash": _DASH.get(str(obs), "dot")},
-                         "name": f"{obs}: {_COUNT_NAMES[col]}", "x": xs, "y": ys + ys[-1:],
-                         "xaxis": "x", "yaxis": f"y{n + 1}",
-                         "hovertemplate": f"{html.escape(str(obs))}: {_COUNT_NAMES[col]} %{{y}} at %{{x:.2f}} s<extra></extra>"})
+            traces.append({"type": "scatter", "mode": "lines",
+                           "line": {"shape": "hv", "color": _COUNT_COLORS[col], "dash": _DASH.get(str(obs), "dot")},
+                           "name": f"{obs}: {_COUNT_NAMES[col]}", "x": xs, "y": [*ys, *ys[-1:]],
+                           "xaxis": "x", "yaxis": f"y{n + 1}",
+                           "hovertemplate": f"{html.escape(str(obs))}: {_COUNT_NAMES[col]} %{{y}} at %{{x:.2f}} s"
+                                            "<extra></extra>"})
+    return traces
+
+
+def _window_and_batch_marks(a: Analysis, layout: dict[str, Any]) -> None:
+    """The deploy window shaded, each re-import batch a dotted line, and the batches in words."""
     window = a.deploy_window
     if window is not None:
         layout["shapes"].append({"type": "rect", "xref": "x", "yref": "paper", "x0": window[0], "x1": window[1],
                                  "y0": 0, "y1": 1, "fillcolor": WINDOW_COLOR, "opacity": 0.25, "line": {"width": 0},
                                  "layer": "below"})
-    for t, size in zip(a.batches["time"].astype(float), a.batches["batch"].astype(int)):
+    for t in a.batches["time"].astype(float):
         layout["shapes"].append({"type": "line", "xref": "x", "yref": "paper", "x0": t, "x1": t, "y0": 0, "y1": 1,
                                  "line": {"color": BATCH_COLOR, "dash": "dot", "width": 1.5}})
     if len(a.batches):
         layout["annotations"].append({"text": html.escape(a.verdict.batches_phrase()) + " reached the device",
                                       "xref": "x", "yref": "paper", "x": float(a.batches["time"].iloc[-1]),
-                                      "y": counts_h, "xanchor": "left", "yanchor": "top", "showarrow": False,
+                                      "y": _COUNTS_H, "xanchor": "left", "yanchor": "top", "showarrow": False,
                                       "font": {"size": 11, "color": BATCH_COLOR}})
-    layout["updatemenus"] = [{"type": "buttons", "direction": "right", "x": 1.0, "xanchor": "right", "y": 1.0,
-                              "yanchor": "bottom", "pad": {"b": 24}, "showactive": False,
-                              "buttons": _zoom_buttons(a, end_s)}]
-    return {"data": data, "layout": layout}
 
 
 def _zoom_buttons(a: Analysis, end_s: float) -> list[dict[str, Any]]:
@@ -231,7 +268,8 @@ def _cause_tables(a: Analysis) -> str:
                    "instruction that removed them (nothing is guessed)</td></tr>")
     out.append("</tbody></table>")
     out.append("<table class='nodes'><thead><tr><th>#</th><th>node id</th><th>rule</th><th>discarding "
-               "instruction</th><th>what it discarded</th><th>left the root's children (device)</th></tr></thead><tbody>")
+               "instruction</th><th>what it discarded</th><th>left the root's children (device)</th></tr>"
+               "</thead><tbody>")
     life = a.lifecycle
     dev = life[(life["observer"].astype(str) == "device").to_numpy(bool)].set_index("node_id")
     for i, exp in enumerate(a.explanations(), 1):
@@ -286,7 +324,8 @@ def render_html(a: Analysis, report: dict[str, Any], sequence_svg: bytes | None 
                f"{report.get('atlas_root_children')} / {report.get('atlas_nodes_total')}")]
     window = a.deploy_window
     if window is not None:
-        params.append(("deploy window (deploy invoked → translation resumed)", f"{window[0]:.2f} s → {window[1]:.2f} s"))
+        params.append(("deploy window (deploy invoked → translation resumed)",
+                       f"{window[0]:.2f} s → {window[1]:.2f} s"))
     if sequence_svg:
         data = base64.b64encode(sequence_svg).decode("ascii")
         sequence = (f"<img class='sequence' alt='sequence diagram of one lost node' "

@@ -15,9 +15,25 @@ import socket
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RunLock", "RunDirectoryBusy", "LOCK_FILE"]
+from repro_kit._checks import InputError
+
+__all__ = ["RunLock", "RunDirectoryBusy", "LOCK_FILE", "ready_run_dir"]
 
 LOCK_FILE = ".repro-kit.lock"
+#: The files that say a directory already holds a run.
+RUN_FILES = ("meta.json", "history.jsonl", "events.jsonl")
+
+
+def ready_run_dir(out: Path) -> None:
+    """Make `out` ready for a new run before any work: refused (an InputError naming --out) when it
+    already holds a run; created and probed for writing (an OSError says why it cannot be)."""
+    held = [n for n in RUN_FILES if (out / n).exists()]
+    if held:
+        raise InputError("--out", f"{out} already holds a run ({held[0]}); choose a new directory or remove it")
+    out.mkdir(parents=True, exist_ok=True)
+    probe = out / ".repro-kit-write-test"
+    probe.touch()
+    probe.unlink()
 
 
 class RunDirectoryBusy(ValueError):
@@ -70,7 +86,7 @@ class RunLock:
             return f"in use by another run (process {owner.get('pid')} on {owner.get('host')})"
         return None
 
-    def acquire(self) -> "RunLock":
+    def acquire(self) -> RunLock:
         me = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": _start_time(os.getpid())})
         for _attempt in range(3):
             try:
@@ -108,7 +124,7 @@ class RunLock:
             if owner is None or owner.get("pid") == os.getpid():
                 self.path.unlink(missing_ok=True)
 
-    def __enter__(self) -> "RunLock":
+    def __enter__(self) -> RunLock:
         return self.acquire()
 
     def __exit__(self, *exc: object) -> None:

@@ -11,6 +11,8 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from repro_kit._checks import InputError
+
 __all__ = [
     "NODE_SCHEMA",
     "NODE_RELATIONSHIPS",
@@ -99,22 +101,20 @@ NODE_FIELDS: tuple[str, ...] = tuple(dict.fromkeys([*NODE_SCHEMA["properties"], 
 
 
 def validate_field_name(field: Any, taken: Iterable[str] | None = None) -> str:
-    """Return `field` if it can be a new top-level property name, else raise ValueError.
+    """Return `field` if it can be a new top-level property name, else raise InputError.
 
     `taken`: the names the schema already has (default: the report's Node schema,
     `NODE_FIELDS`), so a deploy of `children` or `text` is refused before anything runs
     rather than failing mid-run."""
     if not isinstance(field, str) or not _FIELD_RE.match(field):
-        raise ValueError(
-            f"field: {field!r} is not a valid field name "
-            "(letters, digits and _, not starting with a digit, at most 64 characters)"
-        )
+        raise InputError("field", f"{field!r} is not a valid field name "
+                         "(letters, digits and _, not starting with a digit, at most 64 characters)")
     if field.startswith("_"):
-        raise ValueError(f"field: {field!r} is reserved (names starting with '_' belong to the server)")
+        raise InputError("field", f"{field!r} is reserved (names starting with '_' belong to the server)")
     names = list(NODE_FIELDS if taken is None else taken)
     if field in names:
         shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
-        raise ValueError(f"field: {field!r} already exists in the Node schema ({shown}); "
+        raise InputError("field", f"{field!r} already exists in the Node schema ({shown}); "
                          "a deploy adds a new optional field: choose another name")
     return field
 
@@ -122,13 +122,13 @@ def validate_field_name(field: Any, taken: Iterable[str] | None = None) -> str:
 def parse_bson_type(bson_type: Any) -> dict[str, Any]:
     """Turn a BSON type name, or `array<NAME>` (the UI's "Array<String>"), into a schema property."""
     if not isinstance(bson_type, str) or not bson_type.strip():
-        raise ValueError(f"bson_type: {bson_type!r} is not a BSON type name")
+        raise InputError("bson_type", f"{bson_type!r} is not a BSON type name")
     text = bson_type.strip()
     match = _ARRAY_RE.match(text)
     if match:
         return {"bsonType": "array", "items": {"bsonType": _bson_name(match.group(1), bson_type)}}
     if text.lower() == "array":
-        raise ValueError("bson_type: 'array' needs an item type, e.g. 'array<string>'")
+        raise InputError("bson_type", "'array' needs an item type, e.g. 'array<string>'")
     return {"bsonType": _bson_name(text, bson_type)}
 
 
@@ -137,14 +137,14 @@ def _bson_name(name: str, original: str) -> str:
         return BSON_TYPES[name.lower()]
     except KeyError:
         known = ", ".join(sorted(BSON_TYPES.values()))
-        raise ValueError(f"bson_type: {original!r} is not a BSON type (known: {known}, or array<NAME>)") from None
+        raise InputError("bson_type", f"{original!r} is not a BSON type (known: {known}, or array<NAME>)") from None
 
 
 def add_optional_field(schema: dict[str, Any], field: str, bson_type: str) -> dict[str, Any]:
     """Return a copy of `schema` with an optional property added; `required` is never touched."""
     properties = schema.get("properties")
     if not isinstance(properties, dict):
-        raise ValueError("schema: has no 'properties' object")
+        raise InputError("schema", "has no 'properties' object")
     validate_field_name(field, taken=properties)
     prop = parse_bson_type(bson_type)
     new = copy.deepcopy(schema)

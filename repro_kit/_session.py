@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import math
 from collections.abc import Callable
 from typing import Any
 
+from repro_kit import _checks
 from repro_kit._history import Listener
 
 __all__ = ["Info", "View", "Session", "AtlasView", "DeployResult", "OBSERVERS"]
@@ -75,7 +75,7 @@ class View:
 class AtlasView:
     """The Atlas side of a session, as the original tool's users checked it in the Atlas UI."""
 
-    def __init__(self, session: "Session") -> None:
+    def __init__(self, session: Session) -> None:
         self._session = session
 
     def nodes(self) -> list[dict[str, Any]]:
@@ -140,15 +140,12 @@ class Session(abc.ABC):
         """Call `listener(record)` with every record from now on (`repro_kit._history`), after the
         views' current state as baseline events; returns the unsubscribe function."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional: a backend with nothing to release keeps this one
         """Release resources; the session is unusable afterwards."""
 
     # -- built on the above, once --------------------------------------------------------------------
     def wait(self, seconds: float) -> None:
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds) \
-                or seconds < 0:
-            raise ValueError(f"seconds: must be a finite number >= 0, got {seconds!r}")
-        self.wait_until(self.now() + seconds)
+        self.wait_until(self.now() + _checks.number("seconds", seconds, 0))
 
     def nodes(self) -> list[dict[str, Any]]:
         """The root first, then the root's visible children in order (the original "Print nodes")."""
@@ -171,7 +168,7 @@ class Session(abc.ABC):
                 "realtime": self.realtime, "user_id": self.user_id, "server_trace": self.server_trace,
                 "observers": list(self.observers)}
 
-    def __enter__(self) -> "Session":
+    def __enter__(self) -> Session:
         return self
 
     def __exit__(self, *exc: object) -> None:

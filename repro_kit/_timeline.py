@@ -47,7 +47,7 @@ def _acks(h: HistoryArrays) -> tuple[list[str], np.ndarray]:
 
 def acknowledged_adds(run: Run) -> pd.DataFrame:
     """Acknowledged adds, first ack per node, ordered by ack time: [node_id, ack_at]."""
-    import pandas as pd
+    import pandas as pd  # noqa: PLC0415 - lazy pandas: see the note at the top
 
     h = run._columns("history")
     if not len(h):
@@ -60,7 +60,7 @@ def _observers(ev: EventArrays) -> list[str]:
     """Observers in the run, device first (the user's view is the one `check` judges)."""
     used = np.bincount(ev.observer[ev.observer >= 0], minlength=len(ev.observers))
     seen = [ev.observers[c] for c in np.flatnonzero(used)]
-    return [_DEVICE] + sorted(str(o) for o in seen if o != _DEVICE)
+    return [_DEVICE, *sorted(str(o) for o in seen if o != _DEVICE)]
 
 
 class _Coded:
@@ -109,7 +109,7 @@ class _Coded:
 
     def node_column(self, codes: np.ndarray) -> Any:
         """Node ids as the plain string dtype, taken by code."""
-        import pandas as pd
+        import pandas as pd  # noqa: PLC0415 - lazy pandas: see the note at the top
 
         return pd.array(self.nodes, dtype="str").take(codes)
 
@@ -255,7 +255,7 @@ def _block_order(pair: np.ndarray, key: np.ndarray) -> np.ndarray:
 
 
 def _intervals_frame(c: _Coded, arr: dict[str, np.ndarray]) -> pd.DataFrame:
-    import pandas as pd
+    import pandas as pd  # noqa: PLC0415 - lazy pandas: see the note at the top
 
     node = arr["pair"] // c.n_obs
     obs = arr["pair"] % c.n_obs
@@ -265,8 +265,8 @@ def _intervals_frame(c: _Coded, arr: dict[str, np.ndarray]) -> pd.DataFrame:
     order = _block_order(arr["pair"], obs * len(c.nodes) + rank[node])
     return pd.DataFrame({
         "node_id": c.node_column(node[order]),
-        "observer": pd.Categorical.from_codes(obs[order], categories=c.observers),
-        "state": pd.Categorical.from_codes(1 - arr["state"][order].astype(np.int64), categories=list(STATES)),
+        "observer": pd.Categorical.from_codes(obs[order], categories=pd.Index(c.observers)),
+        "state": pd.Categorical.from_codes(1 - arr["state"][order].astype(np.int64), categories=pd.Index(STATES)),
         "start": arr["start"][order],
         "end": arr["end"][order],
     })
@@ -355,11 +355,11 @@ LIFECYCLE_COLUMNS = ("node_id", "observer", "acknowledged", "known_at", "first_p
 
 
 def _lifecycle_frame(c: _Coded, life: dict[str, np.ndarray]) -> pd.DataFrame:
-    import pandas as pd
+    import pandas as pd  # noqa: PLC0415 - lazy pandas: see the note at the top
 
     return pd.DataFrame({
         "node_id": c.node_column(life["node"]),
-        "observer": pd.Categorical.from_codes(life["observer"], categories=c.observers),
+        "observer": pd.Categorical.from_codes(life["observer"], categories=pd.Index(c.observers)),
         **{col: life[col] for col in LIFECYCLE_COLUMNS[2:]},
     })
 
@@ -424,7 +424,7 @@ def _batches(ev: EventArrays, observer: str = _DEVICE) -> tuple[np.ndarray, np.n
 
 def resync_batches(run: Run, observer: str = _DEVICE) -> pd.DataFrame:
     """Batch events of one observer in time order: [time, batch]."""
-    import pandas as pd
+    import pandas as pd  # noqa: PLC0415 - lazy pandas: see the note at the top
 
     times, sizes = _batches(run._columns("events"), observer)
     return pd.DataFrame({"time": times, "batch": sizes})

@@ -16,7 +16,20 @@ import threading
 from pathlib import Path
 from typing import Any, TextIO
 
-from repro_kit import _errors
+from repro_kit import _errors, _export, _notebooks, realm_log
+from repro_kit._checks import InputError
+from repro_kit._checks import integer_arg as _integer
+from repro_kit._checks import number_arg as _number
+from repro_kit._runlock import RunLock, ready_run_dir
+from repro_kit.emulator.params import CHOICES, EmulatorParams
+from repro_kit.live import commands as live_commands
+from repro_kit.live.appservices_api import LiveError
+from repro_kit.scenario import Scenario
+
+# The commands' own modules (driver, findings, report, recording, fleets, actions) load when a
+# command runs, not here: with pandas and matplotlib they take 1-2 s to import (python -X
+# importtime), which `repro-kit --help`, a bad flag, `deploy` and `audit` should not pay for.
+# Hence the imports inside the _cmd_* functions (ruff's PLC0415 is waived for this file).
 
 __all__ = ["main", "Menu"]
 
@@ -41,21 +54,6 @@ class _UsageError(Exception):
     pass
 
 
-def _number(text: str) -> float:
-    """A float as typed; range checks (and nan/inf) are the scenario's, with one message each."""
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-
-
-def _integer(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-
-
 def _deploy_at(text: str) -> float | str | None:
     word = text.strip().lower()
     if word in ("auto", "none"):
@@ -74,9 +72,6 @@ FLAG_NAMES = {
 
 def _scenario(args: argparse.Namespace) -> Any:
     """The run's Scenario from the flags; a bad value is a usage error naming its flag."""
-    from repro_kit.emulator.params import EmulatorParams
-    from repro_kit.scenario import Scenario, ScenarioError
-
     try:
         params = EmulatorParams(resync_delay_s=args.resync_delay)
     except ValueError as exc:  # the model's own check, in the flag's name
@@ -89,13 +84,12 @@ def _scenario(args: argparse.Namespace) -> Any:
                         deploy_at_s=None if getattr(args, "no_deploy", False) else args.deploy_at,
                         settle_s=args.settle, field=args.field, bson_type=args.bson_type,
                         params=params)
-    except ScenarioError as exc:
+    except InputError as exc:
         raise _UsageError(exc.named(FLAG_NAMES)) from None
 
 
 def _out_dir(text: str | None) -> Path:
     """The run directory, created now (before any work) so a bad --out costs nothing."""
-    from repro_kit._runlock import RunLock
     from repro_kit.driver import default_run_dir
 
     if text is not None and not text.strip():
@@ -109,14 +103,10 @@ def _out_dir(text: str | None) -> Path:
             raise _UsageError(f"--out: {parent} is a file, not a directory")
         if parent.exists():
             break
-    held = [n for n in ("meta.json", "history.jsonl", "events.jsonl") if (out / n).exists()]
-    if held:
-        raise _UsageError(f"--out: {out} already holds a run ({held[0]}); choose a new directory or remove it")
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".repro-kit-write-test"
-        probe.touch()
-        probe.unlink()
+        ready_run_dir(out)
+    except InputError as exc:
+        raise _UsageError(str(exc)) from None
     except OSError as exc:
         reason = _errors.os_error_reason(exc)
         if exc.errno in _errors.NOT_WRITABLE:  # a real place the kit may not write to: could not do the job
@@ -130,98 +120,115 @@ def _build_parser() -> _Parser:
                      epilog=_errors.exit_codes_epilog(*_errors.EXIT_CODES),
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
-    verdict_codes = _errors.exit_codes_epilog(0, 1, 2, 3, 4, 130)
-
-    def scenario_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--backend", default="emulator", choices=("emulator",),
-                       help="emulator (the only backend that runs a timed scenario; the live backend has "
-                            "`deploy` and `audit`)")
-        p.add_argument("--mode", default="production", choices=("production", "development"),
-                       help="App Services mode (default production)")
-        p.add_argument("--encoding", default="replace", choices=("replace", "diff"),
-                       help="how a re-imported list is written (default replace)")
-        p.add_argument("--reimport", default="all", choices=("all", "new-values"),
-                       help="which documents a production deploy re-inserts (default all)")
-        p.add_argument("--writes", type=_integer, default=20, help="notes appended to the root (default 20)")
-        p.add_argument("--interval", type=_number, default=1.0, help="seconds between writes (default 1)")
-        p.add_argument("--deploy-at", type=_deploy_at, default="auto",
-                       help="seconds into the run to deploy the schema change, or none (run: between two early "
-                            "writes by default, 5.5 s for 20 writes 1 s apart; menu: none, you deploy by hand)")
-        p.add_argument("--settle", type=_number, default=300.0,
-                       help="seconds to keep watching after the last write (default 300)")
-        p.add_argument("--seed", type=_integer, default=0, help="seed of the emulator (default 0)")
-        p.add_argument("--resync-delay", type=_number, default=180.0,
-                       help="seconds from a production deploy to the re-import (default 180: the report's video)")
-        p.add_argument("--field", default="tags", help="the optional field the deploy adds (default tags)")
-        p.add_argument("--bson-type", default="array<string>", help="its BSON type (default array<string>)")
-
-    run = sub.add_parser("run", help="one timed write-plus-deploy scenario, with report and timeline",
-                         epilog=verdict_codes, formatter_class=argparse.RawDescriptionHelpFormatter)
-    scenario_options(run)
-    run.add_argument("--realtime", action="store_true", help="run at wall-clock pace instead of virtual time")
-    run.add_argument("--no-deploy", action="store_true", help="run the writes without deploying (a control run)")
-    run.add_argument("--out", default=None, help="run directory (default runs/<timestamp>)")
-    run.add_argument("--fail-on-loss", action="store_true",
-                     help="exit 1 when acknowledged nodes were lost, 3 when the run is inconclusive")
-    run.set_defaults(func=_cmd_run)
-
-    fleet = sub.add_parser("fleet", help="many users through one deploy: how many notes of how many users it orphans",
-                           description="A production-sized user base through one schema deploy on the emulator; "
-                                       "writes DIR/fleet.md, fleet.json and fleet.png/.svg beside the recording.",
-                           epilog=_errors.exit_codes_epilog(0, 1, 2, 4, 130),
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
-    fleet.add_argument("--users", type=_integer, default=1000, help="users of the app (default 1000)")
-    fleet.add_argument("--devices-per-user", type=_integer, default=1, help="devices each user has (default 1)")
-    fleet.add_argument("--notes-per-user", type=_integer, default=20,
-                       help="notes each user has before the run (default 20)")
-    fleet.add_argument("--writes-per-user", type=_integer, default=20, help="notes each user writes (default 20)")
-    fleet.add_argument("--write-every", type=_number, default=1.0,
-                       help="seconds between a user's writes, or their mean with --poisson (default 1)")
-    fleet.add_argument("--poisson", action="store_true", help="Poisson writers: exponential gaps of that mean")
-    fleet.add_argument("--deploy-at", type=_deploy_at, default=5.5, help="seconds in to deploy, or none (default 5.5)")
-    fleet.add_argument("--settle", type=_number, default=None,
-                       help="seconds after the last write (default: until the re-import ends and every view agrees)")
-    fleet.add_argument("--mode", default="production", choices=("production", "development"), help="default production")
-    fleet.add_argument("--encoding", default="replace", choices=("replace", "diff"), help="default replace")
-    fleet.add_argument("--reimport", default="all", choices=("all", "new-values"), help="default all")
-    fleet.add_argument("--resync-delay", type=_number, default=180.0, help="deploy to re-import, seconds (default 180)")
-    fleet.add_argument("--batch-size", type=_integer, default=20, help="documents per re-import batch (default 20)")
-    fleet.add_argument("--seed", type=_integer, default=0, help="seed (default 0)")
-    fleet.add_argument("--partitions", type=_integer, default=1,
-                       help="split the users over this many servers run in parallel processes (default 1)")
-    fleet.add_argument("--out", default=None, help="run directory (default runs/fleet-<timestamp>)")
-    fleet.add_argument("--fail-on-loss", action="store_true", help="exit 1 when any note was orphaned")
-    fleet.set_defaults(func=_cmd_fleet)
-
-    report = sub.add_parser("report", help="rebuild a run directory's report and figures without re-running it",
-                            epilog=verdict_codes, formatter_class=argparse.RawDescriptionHelpFormatter)
-    report.add_argument("dir", type=Path, help="a run directory (finished, killed or partial)")
-    report.add_argument("--fail-on-loss", action="store_true",
-                        help="exit 1 when acknowledged nodes were lost, 3 when the run is inconclusive")
-    report.set_defaults(func=_cmd_report)
-
-    menu = sub.add_parser("menu", help="the interactive menu (also what no arguments start)",
-                          description="The original tool's menu, in real time: Run test goes on while you deploy "
-                                      "by hand, print info and nodes, or stop it.",
-                          epilog=_errors.exit_codes_epilog(0, 2, 4, 130),
-                          formatter_class=argparse.RawDescriptionHelpFormatter)
-    scenario_options(menu)
-    menu.add_argument("--virtual", action="store_true",
-                      help="virtual time: no time passes between choices except by Wait (fast experiments)")
-    menu.set_defaults(func=_cmd_menu, deploy_at=None)
-
-    try:
-        from repro_kit.live import commands as live_commands
-    except ImportError:  # pragma: no cover - the live package is part of the kit
-        live_commands = None
-    if live_commands is not None and hasattr(live_commands, "register"):
-        live_commands.register(sub)
-    from repro_kit import _export, _notebooks, realm_log
-
+    _add_run(sub)
+    _add_fleet(sub)
+    _add_report(sub)
+    _add_menu(sub)
+    live_commands.register(sub)
     _notebooks.register(sub)
     realm_log.register(sub)
     _export.register(sub)
     return parser
+
+
+#: The exit codes of a command that prints a verdict.
+_VERDICT_CODES = (0, 1, 2, 3, 4, 130)
+
+
+def _scenario_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", default="emulator", choices=("emulator",),
+                   help="emulator (the only backend that runs a timed scenario; the live backend has "
+                        "`deploy` and `audit`)")
+    _model_options(p)
+    p.add_argument("--writes", type=_integer, default=20, help="notes appended to the root (default 20)")
+    p.add_argument("--interval", type=_number, default=1.0, help="seconds between writes (default 1)")
+    p.add_argument("--deploy-at", type=_deploy_at, default="auto",
+                   help="seconds into the run to deploy the schema change, or none (run: between two early "
+                        "writes by default, 5.5 s for 20 writes 1 s apart; menu: none, you deploy by hand)")
+    p.add_argument("--settle", type=_number, default=300.0,
+                   help="seconds to keep watching after the last write (default 300)")
+    p.add_argument("--seed", type=_integer, default=0, help="seed of the emulator (default 0)")
+    p.add_argument("--resync-delay", type=_number, default=180.0,
+                   help="seconds from a production deploy to the re-import (default 180: the report's video)")
+    p.add_argument("--field", default="tags", help="the optional field the deploy adds (default tags)")
+    p.add_argument("--bson-type", default="array<string>", help="its BSON type (default array<string>)")
+
+
+def _model_options(p: argparse.ArgumentParser) -> None:
+    """The model's switchable mechanisms (`EmulatorParams.CHOICES`), the first value the default."""
+    for name, what in (("mode", "App Services mode"), ("encoding", "how a re-imported list is written"),
+                       ("reimport", "which documents a production deploy re-inserts")):
+        allowed = CHOICES[name][0]
+        p.add_argument(f"--{name}", default=allowed[0], choices=allowed, help=f"{what} (default {allowed[0]})")
+
+
+def _fail_on_loss_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--fail-on-loss", action="store_true",
+                   help="exit 1 when acknowledged nodes were lost, 3 when the run is inconclusive")
+
+
+def _add_run(sub: Any) -> None:
+    run = _errors.add_command(sub, "run", _VERDICT_CODES,
+                              help="one timed write-plus-deploy scenario, with report and timeline")
+    _scenario_options(run)
+    run.add_argument("--realtime", action="store_true", help="run at wall-clock pace instead of virtual time")
+    run.add_argument("--no-deploy", action="store_true", help="run the writes without deploying (a control run)")
+    run.add_argument("--out", default=None, help="run directory (default runs/<timestamp>)")
+    _fail_on_loss_option(run)
+    run.set_defaults(func=_cmd_run)
+
+
+#: The fleet's numeric inputs: FleetParams name -> (flag, type, default, help).
+_FLEET_INPUTS: dict[str, tuple[str, Any, Any, str]] = {
+    "users": ("--users", _integer, 1000, "users of the app (default 1000)"),
+    "devices_per_user": ("--devices-per-user", _integer, 1, "devices each user has (default 1)"),
+    "notes_per_user": ("--notes-per-user", _integer, 20, "notes each user has before the run (default 20)"),
+    "writes_per_user": ("--writes-per-user", _integer, 20, "notes each user writes (default 20)"),
+    "write_every_s": ("--write-every", _number, 1.0,
+                      "seconds between a user's writes, or their mean with --poisson (default 1)"),
+    "deploy_at_s": ("--deploy-at", _deploy_at, 5.5, "seconds in to deploy, or none (default 5.5)"),
+    "settle_s": ("--settle", _number, None,
+                 "seconds after the last write (default: until the re-import ends and every view agrees)"),
+    "resync_delay_s": ("--resync-delay", _number, 180.0, "deploy to re-import, seconds (default 180)"),
+    "resync_batch_size": ("--batch-size", _integer, 20, "documents per re-import batch (default 20)"),
+    "seed": ("--seed", _integer, 0, "seed (default 0)"),
+    "partitions": ("--partitions", _integer, 1,
+                   "split the users over this many servers run in parallel processes (default 1)"),
+}
+
+
+def _add_fleet(sub: Any) -> None:
+    fleet = _errors.add_command(
+        sub, "fleet", (0, 1, 2, 4, 130),
+        help="many users through one deploy: how many notes of how many users it orphans",
+        description="A production-sized user base through one schema deploy on the emulator; "
+                    "writes DIR/fleet.md, fleet.json and fleet.png/.svg beside the recording.")
+    for name, (flag, kind, default, words) in _FLEET_INPUTS.items():
+        fleet.add_argument(flag, dest=name, metavar=flag[2:].upper().replace("-", "_"), type=kind, default=default,
+                           help=words)
+    fleet.add_argument("--poisson", action="store_true", help="Poisson writers: exponential gaps of that mean")
+    _model_options(fleet)
+    fleet.add_argument("--out", default=None, help="run directory (default runs/fleet-<timestamp>)")
+    fleet.add_argument("--fail-on-loss", action="store_true", help="exit 1 when any note was orphaned")
+    fleet.set_defaults(func=_cmd_fleet)
+
+
+def _add_report(sub: Any) -> None:
+    report = _errors.add_command(sub, "report", _VERDICT_CODES,
+                                 help="rebuild a run directory's report and figures without re-running it")
+    report.add_argument("dir", type=Path, help="a run directory (finished, killed or partial)")
+    _fail_on_loss_option(report)
+    report.set_defaults(func=_cmd_report)
+
+
+def _add_menu(sub: Any) -> None:
+    menu = _errors.add_command(sub, "menu", (0, 2, 4, 130), help="the interactive menu (also what no arguments start)",
+                               description="The original tool's menu, in real time: Run test goes on while you "
+                                           "deploy by hand, print info and nodes, or stop it.")
+    _scenario_options(menu)
+    menu.add_argument("--virtual", action="store_true",
+                      help="virtual time: no time passes between choices except by Wait (fast experiments)")
+    menu.set_defaults(func=_cmd_menu, deploy_at=None)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -292,21 +299,14 @@ def _report_and_exit(analysis: Any, out: Path, fail_on_loss: bool) -> int:
 def _cmd_fleet(args: argparse.Namespace) -> int:
     from repro_kit import fleets
 
-    flags = {"users": "--users", "devices_per_user": "--devices-per-user", "notes_per_user": "--notes-per-user",
-             "writes_per_user": "--writes-per-user", "write_every_s": "--write-every", "deploy_at_s": "--deploy-at",
-             "settle_s": "--settle", "seed": "--seed", "partitions": "--partitions",
-             "resync_delay_s": "--resync-delay", "resync_batch_size": "--batch-size"}
-    deploy_at = 5.5 if args.deploy_at == "auto" else args.deploy_at
-    kwargs = dict(users=args.users, devices_per_user=args.devices_per_user, notes_per_user=args.notes_per_user,
-                  writes_per_user=args.writes_per_user, write_every_s=args.write_every, poisson=args.poisson,
-                  deploy_at_s=deploy_at, settle_s=args.settle, mode=args.mode, encoding=args.encoding,
-                  reimport=args.reimport, seed=args.seed, partitions=args.partitions,
-                  resync_delay_s=args.resync_delay, resync_batch_size=args.batch_size)
+    flags = {name: flag for name, (flag, *_rest) in _FLEET_INPUTS.items()}
+    kwargs = {name: getattr(args, name) for name in (*_FLEET_INPUTS, "poisson", "mode", "encoding", "reimport")}
+    if kwargs["deploy_at_s"] == "auto":
+        kwargs["deploy_at_s"] = 5.5
     try:  # every input checked before anything runs or touches the disk
         fleets.check_inputs(**kwargs)
-    except ValueError as exc:
-        name, _, problem = str(exc).partition(": ")
-        raise _UsageError(f"{flags.get(name, name)}: {problem}") from None
+    except InputError as exc:
+        raise _UsageError(exc.named(flags)) from None
     out = _out_dir(args.out if args.out is not None else str(fleets.default_dir()))
     args.workdir = out
     return _fleet_report_and_exit(fleets.fleet(**kwargs, out=out, progress=None), out, args.fail_on_loss)
@@ -330,7 +330,6 @@ def _cmd_report(args: argparse.Namespace) -> int:
     figures, a fleet's fleet.md, with the verdict its own command printed. A meta.json that cannot
     be trusted (missing, not JSON, NaN) makes the verdict inconclusive, with the reason."""
     from repro_kit import findings, fleets, recording
-    from repro_kit._runlock import RunLock
 
     args.workdir = Path(args.dir)
     busy = RunLock(args.dir).busy() if Path(args.dir).is_dir() else None
@@ -369,20 +368,24 @@ def _deploy_words(meta: dict[str, Any], analysis: Any) -> str:
     return "deploy time unknown"
 
 
+def _setup_words(data: dict[str, Any], analysis: Any, meta: dict[str, Any]) -> str:
+    """The run's set-up in words: "emulator production encoding=replace", or why it is unknown."""
+    if not any(_known(data.get(k)) for k in ("backend", "mode", "encoding")):
+        if meta:
+            return "unknown set-up"
+        missing = any(r.startswith("meta.json is missing") for r in analysis.run.incomplete)
+        return "unknown set-up (no meta.json)" if missing else "unknown set-up (meta.json unusable)"
+    return (f"{data['backend'] if _known(data['backend']) else 'unknown backend'} "
+            f"{data['mode'] if _known(data['mode']) else 'unknown mode'} "
+            f"encoding={data['encoding'] if _known(data['encoding']) else 'unknown'}")
+
+
 def _summary(data: dict[str, Any], analysis: Any) -> str:
     """The verdict in one line, in words: never "None" or "nan" (an unknown is said to be one)."""
     verdict = analysis.verdict
     meta = analysis.meta if isinstance(analysis.meta, dict) else {}
-    if not any(_known(data.get(k)) for k in ("backend", "mode", "encoding")):
-        missing = any(r.startswith("meta.json is missing") for r in analysis.run.incomplete)
-        setup = ("unknown set-up (no meta.json)" if missing else "unknown set-up (meta.json unusable)") if not meta \
-            else "unknown set-up"
-    else:
-        setup = (f"{data['backend'] if _known(data['backend']) else 'unknown backend'} "
-                 f"{data['mode'] if _known(data['mode']) else 'unknown mode'} "
-                 f"encoding={data['encoding'] if _known(data['encoding']) else 'unknown'}")
     writes = f"{data['writes']} writes" if _known(data.get("writes")) else "writes unknown"
-    head = f"{setup}: {writes}, {_deploy_words(meta, analysis)}"
+    head = f"{_setup_words(data, analysis, meta)}: {writes}, {_deploy_words(meta, analysis)}"
     counts = f"root children {_count(data['root_children'])}, nodes {_count(data['nodes_total'])}"
     if data["verdict"] == "inconclusive":
         reason = verdict.inconclusive_reason or "the recording cannot show the outcome"
@@ -393,7 +396,8 @@ def _summary(data: dict[str, Any], analysis: Any) -> str:
     if data["verdict"] == "clean":
         return f"{head}. No acknowledged node was lost ({counts})."
     cause = verdict.cause_sentence() or ""
-    more = f" The run ended early ({verdict.inconclusive_reason}): more may be lost." if verdict.inconclusive_reason else ""
+    more = (f" The run ended early ({verdict.inconclusive_reason}): more may be lost."
+            if verdict.inconclusive_reason else "")
     first = (f", first visible at {data['first_loss_at_s']:g} s" if _known(data.get("first_loss_at_s"))
              else ", first visible at an unrecorded time")
     batches = (f"re-import: {verdict.batches_phrase()}" if data.get("resync_batches")
@@ -417,8 +421,6 @@ def _is_terminal(stream: Any) -> bool:
 
 def _silence_stdout() -> None:
     """After EPIPE, point stdout at /dev/null so the interpreter's final flush is quiet too."""
-    import os
-
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
 
@@ -701,12 +703,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return _errors.CANNOT
     except Exception as exc:  # one line, never a traceback; never 1, which means "nodes were lost"
-        try:
-            from repro_kit.live.appservices_api import LiveError
-        except ImportError:  # pragma: no cover
-            LiveError = ()  # type: ignore[assignment,misc]
         first = str(exc).splitlines()[0] if str(exc) else ""
-        if LiveError and isinstance(exc, LiveError):
+        if isinstance(exc, LiveError):
             print(f"{PROG}: error: {first}", file=sys.stderr)
         else:  # a bug: its name helps the report
             print(f"{PROG}: error: internal error ({type(exc).__name__}: {first}); please report it", file=sys.stderr)

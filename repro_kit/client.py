@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from repro_kit import _checks
 from repro_kit._session import Session
 
 __all__ = ["connect", "BACKENDS"]
@@ -17,12 +18,14 @@ def connect(backend: str = "emulator", **kwargs: Any) -> Session:
     Emulator keywords: mode, encoding, seed, realtime, user_id, and any
     `repro_kit.emulator.EmulatorParams` field. Live keywords: see `repro_kit.live.connect_live`.
     """
+    _checks.choice("backend", backend, BACKENDS)
+    # Each backend loads when asked for: `import repro_kit` takes about 30 ms, the emulator
+    # (SimPy) would add about 150 ms and the live backend (requests, pymongo) about 250 ms
+    # (python -X importtime).
     if backend == "emulator":
-        from repro_kit.emulator.session import EmulatedSession
+        from repro_kit.emulator.session import EmulatedSession  # noqa: PLC0415 - see above
 
         return EmulatedSession(**kwargs)
-    if backend == "live":
-        from repro_kit.live.session import connect_live
+    from repro_kit.live.session import connect_live  # noqa: PLC0415 - see above
 
-        return connect_live(**kwargs)
-    raise ValueError(f"backend: must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    return connect_live(**kwargs)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from repro_kit import recording
+from repro_kit import _checks, recording
 from repro_kit import scenario as _scenario
 from repro_kit._history import Event, Nemesis, Op, Record, Trace
 from repro_kit._session import Session
@@ -43,7 +43,7 @@ def add_to_root(session: Session, text: str) -> str:
 def default_run_dir(root: str | Path | None = None, prefix: str = "") -> Path:
     """A new run directory under `root` (default: `recording.runs_root()`, shared by the CLI,
     the control panel and the notebooks)."""
-    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
     return Path(root if root is not None else recording.runs_root()) / f"{prefix}{stamp}"
 
 
@@ -209,9 +209,7 @@ def _scenario_of(session: Session, scenario: _scenario.Scenario | None, **inputs
     if scenario is None:
         params = getattr(session, "params", None)
         return _scenario.Scenario(**inputs, **({"params": params} if params is not None else {}))
-    if not isinstance(scenario, _scenario.Scenario):
-        raise ValueError(f"scenario: must be a Scenario, got {type(scenario).__name__}")
-    return scenario
+    return _checks.instance("scenario", scenario, _scenario.Scenario, "a Scenario")
 
 
 def run_test(
@@ -260,7 +258,7 @@ def run_test(
         if progress or (progress is None and session.realtime and sys.stderr.isatty()):  # no bar in logs
             # imported here, not at the top: tqdm.auto took ~50 ms (a quarter of the imports) of the
             # report's scenario in a fresh process, which never draws a bar (`python -X importtime`, issue 21)
-            from tqdm.auto import tqdm
+            from tqdm.auto import tqdm  # noqa: PLC0415 - see above
 
             bar = tqdm(total=round(sc.end_s, 1), unit="s", desc="run test", leave=False)
             driver.progress = lambda at: bar.update(round(at, 1) - bar.n)

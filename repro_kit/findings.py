@@ -13,10 +13,13 @@ import dataclasses
 import functools
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from repro_kit import _checks
+from repro_kit._checks import InputError
 
 from . import _timeline as timeline
 from ._columns import nan_max
@@ -30,9 +33,8 @@ if TYPE_CHECKING:  # pragma: no cover
 # verdict is computed on numpy columns (`_columns`), so a fresh process judging a run does not
 # pay pandas' ~0.3 s import (issue 21, `python -X importtime`).
 
-__all__ = ["Analysis", "analyse", "as_analysis", "check", "Verdict", "OUTCOMES", "describe_batches"]
+__all__ = ["Analysis", "analyse", "as_analysis", "check", "Verdict", "describe_batches"]
 
-OUTCOMES = ("lost", "clean", "inconclusive")
 _NO_TRACE = "the backend cannot see the sync server's merge"
 _DEVICE = "device"
 #: How many candidates an ambiguous id prefix names before "and N more".
@@ -130,13 +132,8 @@ class Analysis:
     """Everything a run shows, computed once from the recording. Build with `analyse(run)`."""
 
     def __init__(self, run: Run, stale_threshold_s: float = 1.0) -> None:
-        if not isinstance(run, Run):
-            raise ValueError(f"run: must be a loaded Run (repro_kit.load_run), got {type(run).__name__}")
-        if isinstance(stale_threshold_s, bool) or not isinstance(stale_threshold_s, (int, float)) \
-                or not math.isfinite(stale_threshold_s) or stale_threshold_s < 0:
-            raise ValueError(f"stale_threshold_s must be a non-negative number, got {stale_threshold_s!r}")
-        self.run = run
-        self.stale_threshold_s = float(stale_threshold_s)
+        self.run: Run = _checks.instance("run", run, Run, "a loaded Run (repro_kit.load_run)")
+        self.stale_threshold_s = _checks.number("stale_threshold_s", stale_threshold_s, 0)
 
     def __repr__(self) -> str:
         return f"<Analysis of {self.run.path}: {self.verdict.outcome}>"
@@ -195,7 +192,7 @@ class Analysis:
     @functools.cached_property
     def batches(self) -> pd.DataFrame:
         """The re-import batches the device saw: [time, batch (documents)]."""
-        import pandas as pd
+        import pandas as pd  # noqa: PLC0415 - lazy pandas: see the note at the top
 
         times, sizes = self._batches
         return pd.DataFrame({"time": times, "batch": sizes})
@@ -339,7 +336,8 @@ class Analysis:
             expected = later[0][1].get("batches") if isinstance(later[0][1], dict) else None
             seen = int((self._batches[0] >= last_halt).sum())
             if isinstance(expected, int) and seen < expected:
-                return f"the device had received {seen} of {expected} re-import batches when the run ended at {end:.1f} s"
+                return (f"the device had received {seen} of {expected} re-import batches when the run ended "
+                        f"at {end:.1f} s")
         return None
 
     def _deploy_not_made(self, planned: Any) -> str | None:
@@ -427,11 +425,11 @@ class Analysis:
         show 8-character prefixes). ValueError, saying which, for None, "", an id that is no
         node of this run, and a prefix that starts several (naming them)."""
         if node_id is None:
-            raise ValueError(f"node_id: None given; pass a node's id or a unique prefix of it "
+            raise InputError("node_id", f"None given; pass a node's id or a unique prefix of it "
                              f"(verdict.lost lists the {len(self.verdict.lost)} lost nodes)")
         node = str(node_id).strip()
         if not node:
-            raise ValueError(f"node_id: empty string given; pass a node's id or a unique prefix of it "
+            raise InputError("node_id", f"empty string given; pass a node's id or a unique prefix of it "
                              f"(verdict.lost lists the {len(self.verdict.lost)} lost nodes)")
         ids = self.node_ids
         if node in ids:
@@ -442,9 +440,9 @@ class Analysis:
         if matches:
             shown = ", ".join(matches[:_CANDIDATES_SHOWN])
             more = f" and {len(matches) - _CANDIDATES_SHOWN} more" if len(matches) > _CANDIDATES_SHOWN else ""
-            raise ValueError(f"node_id: prefix {node!r} is ambiguous: {len(matches)} nodes start with it "
+            raise InputError("node_id", f"prefix {node!r} is ambiguous: {len(matches)} nodes start with it "
                              f"({shown}{more}); give more characters")
-        raise ValueError(f"node_id: {node!r} is no node of this run (neither the id of one of its "
+        raise InputError("node_id", f"{node!r} is no node of this run (neither the id of one of its "
                          f"{len(ids)} nodes nor the prefix of one)")
 
     def explain(self, node_id: Any) -> Explanation:
@@ -487,30 +485,11 @@ class Analysis:
         return out
 
     def _explain(self, node: str) -> Explanation:
-        ev = self.evidence
-        root = ev.root_id
-        steps: list[Step] = []
-        adds = self._adds.get(node, {})
-        created = ev.created_in.get(node)
-        linked = ev.linked_in.get(node, created)
-        origin = ev.integrated.get(created, {}).get("origin") if created is not None else None
-        who = f"device (peer {origin})" if isinstance(origin, int) and origin != 1 else "device"
-        if "invoke" in adds:
-            steps.append(Step(adds["invoke"], "device", f"{who} wrote the node and appended it to the root's children"))
-        if "ok" in adds:
-            at = f" as server version {created}" if created is not None else ""
-            steps.append(Step(adds["ok"], "sync server", f"integrated it{at} and acknowledged it"))
-        record = ev.discard_of(node)
+        """The causal chain of one lost node: its write and ack, the halt it fell into, the
+        changeset that carried the instruction, the discard, and what each view showed after."""
+        record = self.evidence.discard_of(node)
         lost_by = float(record["time"]) if record is not None and record.get("time") is not None else self.run.end_s
-        halts = [(t, v) for t, v in self.nemesis("halt") if t <= lost_by]
-        for t, value in halts[-1:]:  # the halt the loss came out of: the last one before it
-            snap = value.get("snapshot_version") if isinstance(value, dict) else None
-            docs = value.get("snapshot_docs") if isinstance(value, dict) else None
-            detail = f" at server version {snap}" if snap is not None else ""
-            count = f" ({docs} documents)" if docs is not None else ""
-            earlier = " (before this run began)" if isinstance(value, dict) and value.get("before_run") else ""
-            steps.append(Step(t, "translator", f"the schema deploy halted translation and snapshotted "
-                                               f"Atlas{detail}{count}{earlier}"))
+        steps = [*self._write_steps(node), *self._halt_steps(lost_by)]
         cause = next((c for c in self.causes if node in c.nodes), None)
         if record is None or cause is None:
             why = ("the trace shows no instruction that removed it" if self.trace_available
@@ -518,6 +497,44 @@ class Analysis:
             steps += self._aftermath(node)
             steps.append(Step(None, "sync server", f"unexplained: {why}"))
             return Explanation(node_id=node, explained=False, cause=None, steps=tuple(sorted(steps, key=_order)))
+        steps += [self._changeset_step(node, cause), self._discard_step(record), *self._aftermath(node)]
+        return Explanation(node_id=node, explained=True, cause=cause, steps=tuple(sorted(steps, key=_order)),
+                           discard=dict(record))
+
+    def _write_steps(self, node: str) -> list[Step]:
+        """The device's write and the server's acknowledgement, as the history has them."""
+        ev = self.evidence
+        adds = self._adds.get(node, {})
+        created = ev.created_in.get(node)
+        origin = ev.integrated.get(created, {}).get("origin") if created is not None else None
+        who = f"device (peer {origin})" if isinstance(origin, int) and origin != 1 else "device"
+        steps = []
+        if "invoke" in adds:
+            steps.append(Step(adds["invoke"], "device", f"{who} wrote the node and appended it to the root's children"))
+        if "ok" in adds:
+            at = f" as server version {created}" if created is not None else ""
+            steps.append(Step(adds["ok"], "sync server", f"integrated it{at} and acknowledged it"))
+        return steps
+
+    def _halt_steps(self, lost_by: float) -> list[Step]:
+        """The halt the loss came out of: the last one before it."""
+        halts = [(t, v) for t, v in self.nemesis("halt") if t <= lost_by]
+        steps = []
+        for t, value in halts[-1:]:
+            info = value if isinstance(value, dict) else {}
+            snap, docs = info.get("snapshot_version"), info.get("snapshot_docs")
+            detail = f" at server version {snap}" if snap is not None else ""
+            count = f" ({docs} documents)" if docs is not None else ""
+            earlier = " (before this run began)" if info.get("before_run") else ""
+            steps.append(Step(t, "translator", f"the schema deploy halted translation and snapshotted "
+                                               f"Atlas{detail}{count}{earlier}"))
+        return steps
+
+    def _changeset_step(self, node: str, cause: Cause) -> Step:
+        """The changeset that carried the discarded instruction, and the version it was based on."""
+        ev = self.evidence
+        created = ev.created_in.get(node)
+        linked = ev.linked_in.get(node, created)
         cs = cause.changeset
         base = cs.get("base_version")
         before = ""
@@ -526,27 +543,29 @@ class Analysis:
         based = f", based on version {base}{before}" if base is not None else ""
         label = changeset_label({**cs, "time": None, "base_version": None, "version": None})
         version = f" integrated as server version {cs['version']}" if cs.get("version") is not None else ""
-        steps.append(Step(cs.get("time"), "translator" if cs.get("origin") == "re-import" else "sync server",
-                          f"{label}{version}{based}, carried {cs.get('instruction')}"))
-        victim = describe_instruction(record.get("instruction") or {}, root)
+        return Step(cs.get("time"), "translator" if cs.get("origin") == "re-import" else "sync server",
+                    f"{label}{version}{based}, carried {cs.get('instruction')}")
+
+    def _discard_step(self, record: Mapping[str, Any]) -> Step:
+        """The merge rule that discarded the node's instruction, on the server or a device."""
+        victim = describe_instruction(record.get("instruction") or {}, self.evidence.root_id)
         where = record.get("instruction_in")
-        source = f" (from version {where})" if isinstance(where, int) else " (not yet acknowledged)" if where == "local" else ""
+        source = (f" (from version {where})" if isinstance(where, int)
+                  else " (not yet acknowledged)" if where == "local" else "")
         on_device = record.get("at") != "server"
         at = f" (rebasing on device peer {record.get('peer')})" if on_device else ""
-        steps.append(Step(float(record["time"]) if record.get("time") is not None else None,
-                          "device" if on_device else "sync server",
-                          f"rule {record.get('rule')} discarded the node's {victim}{source}{at}"))
-        steps += self._aftermath(node)
-        return Explanation(node_id=node, explained=True, cause=cause, steps=tuple(sorted(steps, key=_order)),
-                           discard=dict(record))
+        return Step(float(record["time"]) if record.get("time") is not None else None,
+                    "device" if on_device else "sync server",
+                    f"rule {record.get('rule')} discarded the node's {victim}{source}{at}")
 
     def _aftermath(self, node: str) -> list[Step]:
         """When each view lost it, and whether its document survived."""
-        import pandas as pd
+        import pandas as pd  # noqa: PLC0415 - lazy pandas: see the note at the top
 
         life = self.lifecycle
         rows = life[(life["node_id"].astype(str) == node).to_numpy(bool)]
         steps: list[Step] = []
+        row: Any  # a row's fields are whatever the frame holds
         for row in rows.itertuples(index=False):
             obs = str(row.observer)
             if row.final_present:
@@ -575,7 +594,7 @@ def analyse(run: Run | str | os.PathLike[str], stale_threshold_s: float = 1.0) -
     path of a run directory (str or PathLike; loaded with `load_run`)."""
     if isinstance(run, (str, os.PathLike)):
         if not str(run).strip():
-            raise ValueError(f"run: must name a run directory, got {str(run)!r}")
+            raise InputError("run", f"must name a run directory, got {str(run)!r}")
         run = load_run(run)
     return Analysis(run, stale_threshold_s)
 
@@ -587,7 +606,7 @@ def as_analysis(run: Run | Analysis | str | os.PathLike[str]) -> Analysis:
         return run
     if isinstance(run, (Run, str, os.PathLike)):
         return analyse(run)
-    raise ValueError(f"run: must be a Run, an Analysis or a run directory's path, got {type(run).__name__}")
+    raise InputError("run", f"must be a Run, an Analysis or a run directory's path, got {type(run).__name__}")
 
 
 def check(run: Run, stale_threshold_s: float = 1.0) -> Verdict:

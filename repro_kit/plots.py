@@ -8,6 +8,7 @@ state leaks between calls and any backend works; notebooks still display the Fig
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import textwrap
@@ -18,6 +19,7 @@ from typing import Any
 import matplotlib as mpl
 import numpy as np
 import pandas as pd
+from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import PolyCollection
@@ -26,8 +28,11 @@ from matplotlib.font_manager import FontProperties
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 
+from repro_kit import _checks
+from repro_kit._checks import InputError
+
 from .causes import describe_instruction
-from .findings import Analysis, as_analysis, describe_batches
+from .findings import Analysis, Verdict, as_analysis, describe_batches
 from .recording import Run
 
 __all__ = ["swimlane", "counts", "timeline_figure", "sequence_diagram", "export", "STATE_COLORS", "FORMATS"]
@@ -92,8 +97,8 @@ def _label_batches(ax: Axes, a: Analysis, end: float) -> list:
     return labels
 
 
-def _window_handles(a: Analysis) -> list:
-    handles = []
+def _window_handles(a: Analysis) -> list[Artist]:
+    handles: list[Artist] = []
     if a.deploy_window is not None:
         handles.append(Patch(color=WINDOW_COLOR, alpha=0.4, label="deploy → resume (translation halted)"))
     if len(a.batches):
@@ -143,7 +148,7 @@ def _draw_lanes(ax: Axes, iv: pd.DataFrame, rows: list[str], end_s: float, lost:
         np.column_stack([end, y + h]), np.column_stack([end, y - h]),
     ], axis=1)
     colors = [STATE_COLORS[s] for s in state]
-    ax.add_collection(PolyCollection(verts, facecolors=colors, edgecolors="none", zorder=2))
+    ax.add_collection(PolyCollection(list(verts), facecolors=colors, edgecolors="none", zorder=2))
     ax.set_ylim(max(len(rows), 1) - 0.5, -0.5)  # first acknowledged node on top
     ax.set_xlim(0.0, end_s)
     ax.set_yticks(np.arange(len(rows)))
@@ -168,16 +173,14 @@ def swimlane(run: Run | Analysis, ax: Axes | Sequence[Axes] | None = None, obser
     iv = a.intervals
     observers = list(iv["observer"].cat.categories) if len(iv) else ["device"]
     if observer is not None:
-        if observer not in observers:
-            raise ValueError(f"observer must be one of {observers}, got {observer!r}")
-        observers = [observer]
+        observers = [_checks.choice("observer", observer, observers)]
     if ax is None:
         fig = Figure(figsize=(11, 1.2 + 0.2 * max(1, iv["node_id"].nunique()) * len(observers)), layout="constrained")
         axes = list(np.atleast_1d(fig.subplots(len(observers), 1, sharex=True, squeeze=False)[:, 0]))
     else:
         axes = [ax] if isinstance(ax, Axes) else list(ax)
         if len(axes) != len(observers):
-            raise ValueError(f"ax must hold {len(observers)} Axes (one per observer), got {len(axes)}")
+            raise InputError("ax", f"must hold {len(observers)} Axes (one per observer), got {len(axes)}")
     verdict = a.verdict
     rows = _row_order(iv)
     for axis, obs in zip(axes, observers):
@@ -244,7 +247,8 @@ def counts(run: Run | Analysis, ax: Axes | None = None) -> Axes:
     ax.set_title("root's children vs total nodes", loc="left", fontsize=9)
     handles, _ = ax.get_legend_handles_labels()
     if verdict_loss is not None:
-        handles.append(Line2D([], [], color=STATE_COLORS["absent"], ls="-.", label=f"first loss ({verdict_loss:.1f} s)"))
+        handles.append(Line2D([], [], color=STATE_COLORS["absent"], ls="-.",
+                              label=f"first loss ({verdict_loss:.1f} s)"))
     ax.legend(handles=handles + _window_handles(a), loc="upper left", bbox_to_anchor=(1.0, 1.0),
               fontsize=8, frameon=False)
     return ax
@@ -276,7 +280,7 @@ def _title(a: Analysis) -> str:
     return headline + ("\n" + " · ".join(parts) if parts else "")
 
 
-def _headline(verdict) -> str:  # type: ignore[no-untyped-def]
+def _headline(verdict: Verdict) -> str:
     """The verdict's first sentence and its cause, wrapped to fit a figure's title (never inside
     a rule's hyphenated name)."""
     return "\n".join(textwrap.wrap(verdict.summary(), 125, break_on_hyphens=False))
@@ -315,19 +319,31 @@ def _sequence_items(a: Analysis, node: str) -> list[dict]:
     Every item comes from the recording: the history (write, ack, deploy, halt, resume),
     the trace (integrated versions, the re-import batch, the discard) and the events
     (when the device and Atlas showed the change)."""
-    ev = a.evidence
     adds = a._adds.get(node, {})
-    short = node[:8]
+    items = [*_write_items(a, node, adds), *_deploy_items(a, adds), *_discard_items(a, node),
+             *_aftermath_items(a, node)]
+    items.sort(key=lambda item: item["t"])
+    return items
+
+
+def _write_items(a: Analysis, node: str, adds: dict[str, float]) -> list[dict]:
+    """The device's write, its upload and the server's acknowledgement."""
+    if "invoke" not in adds:
+        return []
+    version = a.evidence.created_in.get(node)
+    up = adds.get("ok", adds["invoke"])
+    return [
+        {"t": adds["invoke"], "kind": "note", "lane": "device",
+         "text": f"write node {node[:8]}: CreateObject + ArrayInsert(root.children)"},
+        {"t": adds["invoke"] + 1e-6, "kind": "arrow", "src": "device", "dst": "sync server", "text": "upload"},
+        {"t": up, "kind": "arrow", "src": "sync server", "dst": "device",
+         "text": f"ack (server version {version})" if version is not None else "ack"},
+    ]
+
+
+def _deploy_items(a: Analysis, adds: dict[str, float]) -> list[dict]:
+    """The schema deploy, the halt and snapshot it caused, and the write the halt held back."""
     items: list[dict] = []
-    version = ev.created_in.get(node)
-    if "invoke" in adds:
-        items.append({"t": adds["invoke"], "kind": "note", "lane": "device",
-                      "text": f"write node {short}: CreateObject + ArrayInsert(root.children)"})
-        up = adds.get("ok", adds["invoke"])
-        items.append({"t": adds["invoke"] + 1e-6, "kind": "arrow", "src": "device", "dst": "sync server",
-                      "text": "upload"})
-        items.append({"t": up, "kind": "arrow", "src": "sync server", "dst": "device",
-                      "text": f"ack (server version {version})" if version is not None else "ack"})
     for t, value in a.nemesis("deploy"):
         if isinstance(value, dict) and "status" not in value:
             field = f" {value['field']}" if value.get("field") is not None else " a field"
@@ -340,23 +356,39 @@ def _sequence_items(a: Analysis, node: str) -> list[dict]:
     if halts and "invoke" in adds:
         items.append({"t": adds.get("ok", adds["invoke"]) + 2e-6, "kind": "blocked", "src": "sync server",
                       "dst": "translator", "text": "halted: not written to Atlas"})
+    return items
+
+
+def _discard_items(a: Analysis, node: str) -> list[dict]:
+    """The changeset that carried the discarding instruction, and the discard (a lost node's)."""
     explanation = a.explain(node) if node in a.verdict.lost else None
     record = explanation.discard if explanation is not None else None
-    if explanation is not None and explanation.cause is not None and record is not None:
-        cs = explanation.cause.changeset
-        batch = f" {cs['reimport_batch']}" if cs.get("reimport_batch") is not None else ""
-        based = f" (based on version {cs['base_version']})" if cs.get("base_version") is not None else ""
-        version = f" version {cs['version']}" if cs.get("version") is not None else ""
-        label = (f"re-import batch{batch}{based}: {cs.get('instruction')} + ArrayInserts"
-                 if cs.get("origin") == "re-import" else f"changeset{version}: {cs.get('instruction')}")
-        t = cs.get("time") if cs.get("time") is not None else float(record.get("time", 0.0))
-        src = "translator" if cs.get("origin") in ("re-import", "server") else "device"
-        items.append({"t": t, "kind": "arrow", "src": src, "dst": "sync server", "text": label})
-        items.append({"t": t + 1e-6, "kind": "discard", "lane": "sync server" if record.get("at") == "server" else "device",
-                      "text": f"{record.get('rule')}: discards {describe_instruction(record.get('instruction') or {}, ev.root_id)}"})
+    if explanation is None or explanation.cause is None or record is None:
+        return []
+    cs = explanation.cause.changeset
+    batch = f" {cs['reimport_batch']}" if cs.get("reimport_batch") is not None else ""
+    based = f" (based on version {cs['base_version']})" if cs.get("base_version") is not None else ""
+    version = f" version {cs['version']}" if cs.get("version") is not None else ""
+    label = (f"re-import batch{batch}{based}: {cs.get('instruction')} + ArrayInserts"
+             if cs.get("origin") == "re-import" else f"changeset{version}: {cs.get('instruction')}")
+    t = float(cs["time"]) if cs.get("time") is not None else float(record.get("time", 0.0))
+    src = "translator" if cs.get("origin") in ("re-import", "server") else "device"
+    victim = describe_instruction(record.get("instruction") or {}, a.evidence.root_id)
+    return [
+        {"t": t, "kind": "arrow", "src": src, "dst": "sync server", "text": label},
+        {"t": t + 1e-6, "kind": "discard", "lane": "sync server" if record.get("at") == "server" else "device",
+         "text": f"{record.get('rule')}: discards {victim}"},
+    ]
+
+
+def _aftermath_items(a: Analysis, node: str) -> list[dict]:
+    """When the device showed the loss, and what Atlas held once translation resumed."""
     life = a.lifecycle
-    rows = life[(life["node_id"].astype(str) == node).to_numpy(bool)].set_index("observer")
-    if "device" in rows.index and not bool(rows.loc["device", "final_present"]) and pd.notna(rows.loc["device", "lost_at"]):
+    rows: Any = life[(life["node_id"].astype(str) == node).to_numpy(bool)].set_index("observer")
+    items: list[dict] = []
+    device_lost = ("device" in rows.index and not bool(rows.loc["device", "final_present"])
+                   and pd.notna(rows.loc["device", "lost_at"]))
+    if device_lost:
         t = float(rows.loc["device", "lost_at"])
         items.append({"t": t, "kind": "arrow", "src": "sync server", "dst": "device", "text": "download the batch"})
         kept = "document kept (orphaned)" if bool(rows.loc["device", "doc_exists_at_end"]) else "document gone"
@@ -365,7 +397,6 @@ def _sequence_items(a: Analysis, node: str) -> list[dict]:
         atlas_kept = "atlas" in rows.index and bool(rows.loc["atlas", "doc_exists_at_end"])
         text = "resume: flush" + ("; root without the node, its document kept" if atlas_kept else "")
         items.append({"t": t + 2e-6, "kind": "arrow", "src": "translator", "dst": "Atlas", "text": text})
-    items.sort(key=lambda item: item["t"])
     return items
 
 
@@ -383,7 +414,7 @@ _SEQ_HEADER_IN = 0.55               # room for the lane headers above the first 
 _HALT_HALF_WIDTH = 0.05             # lane units: the halt bar on the translator's lifeline
 
 
-def _wrap_to(text: str, width_in: float, renderer, prop: FontProperties, dpi: float) -> list[str]:  # type: ignore[no-untyped-def]
+def _wrap_to(text: str, width_in: float, renderer: Any, prop: FontProperties, dpi: float) -> list[str]:
     """Greedy word wrap measured with the renderer; a word wider than the room keeps a line of
     its own (nothing is cut)."""
     def width(line: str) -> float:
@@ -398,19 +429,20 @@ def _wrap_to(text: str, width_in: float, renderer, prop: FontProperties, dpi: fl
     return lines or [""]
 
 
-def _label_room(item: dict, x: dict[str, int], bar_rows: tuple[float, float] | None, k: int) -> tuple[float, float, str]:
+def _label_room(item: dict, x: dict[str, int], bar_rows: tuple[float, float] | None,
+                k: int) -> tuple[float, float, str]:
     """(left, right, ha) in lane units: where item k's label may go without crossing a lifeline
     or the translator's halt bar (when the bar spans its row)."""
     right_end = _SEQ_X[1]
     bar = x["translator"] if bar_rows is not None and bar_rows[0] <= k <= bar_rows[1] else None
     if item["kind"] in ("arrow", "blocked"):
-        lo, hi = sorted((x[item["src"]], x[item["dst"]]))
+        lo, hi = sorted((float(x[item["src"]]), float(x[item["dst"]])))
         if bar is not None and lo <= bar <= hi:  # keep to the side of the bar with the most room
             left, right = (lo, bar - _HALT_HALF_WIDTH), (bar + _HALT_HALF_WIDTH, hi)
             lo, hi = left if left[1] - left[0] >= right[1] - right[0] else right
         return lo + _SEQ_PAD, hi - _SEQ_PAD, "center"
     lane = x[item["lane"]]
-    nxt = min([i for i in x.values() if i > lane], default=right_end)
+    nxt: float = min([i for i in x.values() if i > lane], default=right_end)
     lo, hi = lane + 0.08, nxt - _SEQ_PAD
     if bar is not None and lo < bar - _HALT_HALF_WIDTH < hi:
         hi = bar - _HALT_HALF_WIDTH - _SEQ_PAD
@@ -429,43 +461,13 @@ def sequence_diagram(run: Run | Analysis, node_id: str | None = None) -> Figure:
     ValueError if none was lost.
     """
     a = as_analysis(run)
-    lost = a.verdict.lost
-    if node_id is None:
-        node_id = next((e.node_id for e in a.explanations() if e.explained), lost[0] if lost else None)
-        if node_id is None:
-            raise ValueError("node_id: the run lost no node, so there is no loss to draw")
-    node_id = a.resolve_node(node_id)
-    if node_id not in lost:
-        raise ValueError(a._not_lost(node_id))
+    node_id = _node_to_draw(a, node_id)
     items = _sequence_items(a, node_id)
     x = {lane: i for i, lane in enumerate(LANES)}
-    halt = next((k for k, it in enumerate(items) if it["kind"] == "arrow" and it["text"].startswith("halt")), None)
-    resume = next((k for k, it in enumerate(items) if it["kind"] == "arrow" and it["text"].startswith("resume")), None)
-    bar_rows = None if halt is None else (halt, resume if resume is not None else len(items))
-
+    bar_rows = _halt_bar_rows(items)
     fig = Figure(figsize=(_SEQ_WIDTH_IN, 4.0))
-    renderer = FigureCanvasAgg(fig).get_renderer()
-    inch_per_unit = _SEQ_WIDTH_IN * (1 - 2 * _SEQ_MARGIN) / (_SEQ_X[1] - _SEQ_X[0])
-    # measure and wrap every label, then stack the rows: each as tall as its label needs
-    rows, y = [], _SEQ_HEADER_IN
-    below_prev = 0.0
-    for k, it in enumerate(items):
-        weight = "bold" if it["kind"] == "discard" else "normal"
-        size = 8.5 if it["kind"] == "discard" else _SEQ_FONT
-        lo, hi, ha = _label_room(it, x, bar_rows, k)
-        lines = _wrap_to(it["text"], (hi - lo) * inch_per_unit, renderer,
-                         FontProperties(size=size, weight=weight), fig.dpi)
-        height = len(lines) * _SEQ_LINE_IN * size / _SEQ_FONT
-        if it["kind"] in ("arrow", "blocked"):
-            above, below = _SEQ_ARROW_LIFT_IN + height, 0.06
-        else:
-            above = below = max(height / 2, 0.08)
-        y += (below_prev + _SEQ_GAP_IN + above) if k else above
-        below_prev = below
-        rows.append({"y": y, "lines": lines, "lo": lo, "hi": hi, "ha": ha, "size": size, "weight": weight})
-    body_in = y + below_prev + 0.25
-
-    title = (f"Sequence of lost node {node_id[:8]}: " + a.verdict.cause_sentence().removeprefix("Cause: ")
+    rows, body_in = _layout_rows(items, x, bar_rows, FigureCanvasAgg(fig).get_renderer(), fig.dpi)
+    title = (f"Sequence of lost node {node_id[:8]}: " + (a.verdict.cause_sentence() or "").removeprefix("Cause: ")
              if a.verdict.causes else f"Sequence of lost node {node_id[:8]}")
     title_lines = textwrap.wrap(title, 120, break_on_hyphens=False)
     title_in = 0.15 + len(title_lines) * 1.3 * 10 / 72
@@ -476,39 +478,112 @@ def sequence_diagram(run: Run | Analysis, node_id: str | None = None) -> Figure:
     ax.set_ylim(body_in, 0.0)
     ax.axis("off")
     bottom = body_in - 0.15
-    for lane, i in x.items():
-        ax.plot([i, i], [_SEQ_HEADER_IN * 0.55, bottom], color="#999999", lw=1, zorder=1)
-        ax.text(i, _SEQ_HEADER_IN * 0.35, lane, ha="center", va="center", fontsize=9, weight="bold",
-                bbox={"boxstyle": "round,pad=0.3", "fc": "#eef2f7", "ec": "#7a8ca3"})
+    _draw_lifelines(ax, x, bottom)
     if bar_rows is not None:
-        top_y = rows[bar_rows[0]]["y"]
-        end_y = rows[bar_rows[1]]["y"] if bar_rows[1] < len(rows) else bottom
+        top_y = rows[bar_rows[0]].y
+        end_y = rows[bar_rows[1]].y if bar_rows[1] < len(rows) else bottom
         ax.add_patch(Rectangle((x["translator"] - _HALT_HALF_WIDTH, top_y), 2 * _HALT_HALF_WIDTH, end_y - top_y,
                                color=WINDOW_COLOR, alpha=0.6, lw=0, zorder=1.5, gid="halt-bar",
                                label="translation halted"))
     for it, row in zip(items, rows):
-        k_y, text = row["y"], "\n".join(row["lines"])
-        ax.text(_SEQ_X[0] + 0.03, k_y, f"{it['t']:.2f} s", ha="left", va="center", fontsize=8, family="monospace",
+        ax.text(_SEQ_X[0] + 0.03, row.y, f"{it['t']:.2f} s", ha="left", va="center", fontsize=8, family="monospace",
                 color="#444444")
         if it["kind"] in ("arrow", "blocked"):
-            x0, x1 = x[it["src"]], x[it["dst"]]
-            blocked = it["kind"] == "blocked"
-            if blocked:  # stopped at the halt bar
-                x1 = x["translator"] - _HALT_HALF_WIDTH - 0.05 if x1 > x0 else x["translator"] + _HALT_HALF_WIDTH + 0.05
-            ax.annotate("", xy=(x1, k_y), xytext=(x0, k_y),
-                        arrowprops={"arrowstyle": "->" if not blocked else "-[, widthB=0.5, lengthB=0.25", "lw": 1.3,
-                                    "color": "#888888" if blocked else "#1f4e79",
-                                    "ls": "--" if blocked else "-", "shrinkA": 0, "shrinkB": 0}, zorder=3)
-            ax.text((row["lo"] + row["hi"]) / 2, k_y - _SEQ_ARROW_LIFT_IN, text, ha="center", va="bottom",
-                    fontsize=row["size"], color="#888888" if blocked else "#1f2d3d", linespacing=1.1)
+            _draw_arrow(ax, it, row, x)
         else:
-            i = x[it["lane"]]
-            discard = it["kind"] == "discard"
-            ax.plot([i], [k_y], marker="X" if discard else "o", ms=11 if discard else 5,
-                    color=DISCARD_COLOR if discard else "#1f4e79", zorder=4)
-            ax.text(row["lo"], k_y, text, ha="left", va="center", fontsize=row["size"], linespacing=1.1,
-                    color=DISCARD_COLOR if discard else "#1f2d3d", weight=row["weight"])
+            _draw_note(ax, it, row, x)
     return fig
+
+
+@dataclasses.dataclass(frozen=True)
+class _SeqRow:
+    """One row of the sequence diagram: where it sits (inches down) and its wrapped label."""
+
+    y: float
+    lines: list[str]
+    lo: float
+    hi: float
+    size: float
+    weight: str
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+def _node_to_draw(a: Analysis, node_id: str | None) -> str:
+    """The lost node the diagram is of: `node_id` (or a unique prefix), else the first explained one."""
+    lost = a.verdict.lost
+    if node_id is None:
+        node_id = next((e.node_id for e in a.explanations() if e.explained), lost[0] if lost else None)
+        if node_id is None:
+            raise InputError("node_id", "the run lost no node, so there is no loss to draw")
+    node_id = a.resolve_node(node_id)
+    if node_id not in lost:
+        raise ValueError(a._not_lost(node_id))
+    return node_id
+
+
+def _halt_bar_rows(items: list[dict]) -> tuple[int, int] | None:
+    """The rows the translator's halt bar spans: from the halt to the resume (or the end)."""
+    halt = next((k for k, it in enumerate(items) if it["kind"] == "arrow" and it["text"].startswith("halt")), None)
+    resume = next((k for k, it in enumerate(items) if it["kind"] == "arrow" and it["text"].startswith("resume")), None)
+    return None if halt is None else (halt, resume if resume is not None else len(items))
+
+
+def _layout_rows(items: list[dict], x: dict[str, int], bar_rows: tuple[int, int] | None, renderer: Any,
+                 dpi: float) -> tuple[list[_SeqRow], float]:
+    """Every label measured and wrapped to its room, the rows stacked each as tall as its label
+    needs; (the rows, the body's height in inches)."""
+    inch_per_unit = _SEQ_WIDTH_IN * (1 - 2 * _SEQ_MARGIN) / (_SEQ_X[1] - _SEQ_X[0])
+    rows: list[_SeqRow] = []
+    y, below_prev = _SEQ_HEADER_IN, 0.0
+    for k, it in enumerate(items):
+        weight = "bold" if it["kind"] == "discard" else "normal"
+        size = 8.5 if it["kind"] == "discard" else _SEQ_FONT
+        lo, hi, _ha = _label_room(it, x, bar_rows, k)
+        lines = _wrap_to(it["text"], (hi - lo) * inch_per_unit, renderer, FontProperties(size=size, weight=weight), dpi)
+        height = len(lines) * _SEQ_LINE_IN * size / _SEQ_FONT
+        if it["kind"] in ("arrow", "blocked"):
+            above, below = _SEQ_ARROW_LIFT_IN + height, 0.06
+        else:
+            above = below = max(height / 2, 0.08)
+        y += (below_prev + _SEQ_GAP_IN + above) if k else above
+        below_prev = below
+        rows.append(_SeqRow(y, lines, lo, hi, size, weight))
+    return rows, y + below_prev + 0.25
+
+
+def _draw_lifelines(ax: Axes, x: dict[str, int], bottom: float) -> None:
+    for lane, i in x.items():
+        ax.plot([i, i], [_SEQ_HEADER_IN * 0.55, bottom], color="#999999", lw=1, zorder=1)
+        ax.text(i, _SEQ_HEADER_IN * 0.35, lane, ha="center", va="center", fontsize=9, weight="bold",
+                bbox={"boxstyle": "round,pad=0.3", "fc": "#eef2f7", "ec": "#7a8ca3"})
+
+
+def _draw_arrow(ax: Axes, it: dict, row: _SeqRow, x: dict[str, int]) -> None:
+    """An arrow between two lifelines, its label above it; a blocked one stops at the halt bar."""
+    x0, x1 = x[it["src"]], x[it["dst"]]
+    blocked = it["kind"] == "blocked"
+    end: float = x1
+    if blocked:
+        end = x["translator"] - _HALT_HALF_WIDTH - 0.05 if x1 > x0 else x["translator"] + _HALT_HALF_WIDTH + 0.05
+    ax.annotate("", xy=(end, row.y), xytext=(x0, row.y),
+                arrowprops={"arrowstyle": "->" if not blocked else "-[, widthB=0.5, lengthB=0.25", "lw": 1.3,
+                            "color": "#888888" if blocked else "#1f4e79",
+                            "ls": "--" if blocked else "-", "shrinkA": 0, "shrinkB": 0}, zorder=3)
+    ax.text((row.lo + row.hi) / 2, row.y - _SEQ_ARROW_LIFT_IN, row.text, ha="center", va="bottom",
+            fontsize=row.size, color="#888888" if blocked else "#1f2d3d", linespacing=1.1)
+
+
+def _draw_note(ax: Axes, it: dict, row: _SeqRow, x: dict[str, int]) -> None:
+    """A mark on one lifeline and its label beside it; the discard in red."""
+    i = x[it["lane"]]
+    discard = it["kind"] == "discard"
+    ax.plot([i], [row.y], marker="X" if discard else "o", ms=11 if discard else 5,
+            color=DISCARD_COLOR if discard else "#1f4e79", zorder=4)
+    ax.text(row.lo, row.y, row.text, ha="left", va="center", fontsize=row.size, linespacing=1.1,
+            color=DISCARD_COLOR if discard else "#1f2d3d", weight=row.weight)
 
 
 # ---------------------------------------------------------------------------------------
@@ -528,7 +603,7 @@ def export(fig: Figure, stem: str | os.PathLike[str], formats: Sequence[str] = F
         formats = (formats,)
     bad = [f for f in formats if f not in FORMATS]
     if bad or not formats:
-        raise ValueError(f"formats must be among {FORMATS}, got {list(formats)!r}")
+        raise InputError("formats", f"must be among {FORMATS}, got {list(formats)!r}")
     stem = Path(stem)
     if stem.suffix.lstrip(".").lower() in FORMATS:
         stem = stem.with_suffix("")

@@ -18,9 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from .findings import Analysis, as_analysis
-from .recording import Run, _redact, _SECRET_KEY
+from repro_kit._checks import InputError
+
 from ._timeline import acknowledged_adds
+from .causes import Explanation
+from .findings import Analysis, as_analysis
+from .recording import _SECRET_KEY, Run, _redact
 
 __all__ = ["REPORT_KEYS", "build_report", "write_report", "render_markdown", "embed_images"]
 
@@ -144,18 +147,7 @@ def _causes_lines(a: Analysis) -> list[str]:
         lines.append(f"- **{len(verdict.unexplained)} nodes unexplained:** the trace shows no instruction that "
                      "removed them (nothing is guessed).")
     lines += [""]
-    rows = []
-    for i, exp in enumerate(a.explanations(), 1):
-        if exp.cause is None:
-            rows.append([i, f"`{exp.node_id}`", "unexplained", "–", "–"])
-            continue
-        record = exp.discard or {}
-        where = record.get("instruction_in")
-        version = exp.cause.changeset.get("version")
-        rows.append([i, f"`{exp.node_id}`", f"`{exp.cause.rule}`",
-                     f"{exp.cause.changeset.get('instruction')}"
-                     + (f" in version {version}" if version is not None else ""),
-                     f"its ArrayInsert from version {where}" if isinstance(where, int) else "its unacknowledged ArrayInsert"])
+    rows = [_cause_row(i, exp) for i, exp in enumerate(a.explanations(), 1)]
     lines += _table(["#", "node id", "rule", "discarding instruction", "what it discarded"], rows)
     first = next((e for e in a.explanations() if e.explained), None)
     if first is not None:
@@ -164,33 +156,58 @@ def _causes_lines(a: Analysis) -> list[str]:
     return lines
 
 
+def _cause_row(i: int, exp: Explanation) -> list[Any]:
+    """One lost node's line of the causes table: the rule, the instruction, what it discarded."""
+    if exp.cause is None:
+        return [i, f"`{exp.node_id}`", "unexplained", "–", "–"]
+    where = (exp.discard or {}).get("instruction_in")
+    version = exp.cause.changeset.get("version")
+    instruction = f"{exp.cause.changeset.get('instruction')}" + (
+        f" in version {version}" if version is not None else "")
+    discarded = f"its ArrayInsert from version {where}" if isinstance(where, int) else "its unacknowledged ArrayInsert"
+    return [i, f"`{exp.node_id}`", f"`{exp.cause.rule}`", instruction, discarded]
+
+
 def render_markdown(run: Run | Analysis, report: dict[str, Any] | None = None, image: str | None = "timeline.png",
                     sequence_image: str | None = None) -> str:
     """report.md: what a maintainer needs to see the bug, in paste-able GitHub markdown."""
     a = as_analysis(run)
-    run = a.run
-    verdict = a.verdict
     report = report if report is not None else build_report(a)
-    life = a.lifecycle
-    meta = run.meta
+    return "\n".join([
+        *_head_lines(a, image), *_parameter_lines(a.run.meta), *_view_lines(a),
+        *_lost_lines(a, sequence_image), *_appendix_lines(a.run, report),
+    ])
+
+
+def _head_lines(a: Analysis, image: str | None) -> list[str]:
+    """The title (the set-up), the verdict, the timeline."""
+    meta, verdict = a.run.meta, a.verdict
     setup = ", ".join(str(meta[k]) for k in ("backend", "mode", "encoding") if meta.get(k) is not None)
-    lines = [f"# Schema-deploy data-loss run" + (f" ({setup})" if setup else ""), ""]
+    lines = ["# Schema-deploy data-loss run" + (f" ({setup})" if setup else ""), ""]
     valid = "null" if verdict.valid is None else str(verdict.valid).lower()
     lines += [f"**Verdict ({verdict.outcome}):** {verdict.summary()} `valid: {valid}`", ""]
     if image:
         lines += [f"![timeline of the run]({image})", ""]
+    return lines
 
-    lines += ["## Parameters", ""]
+
+def _parameter_lines(meta: dict[str, Any]) -> list[str]:
+    """The run's parameters (the whitelisted ones), then the model's, fit to publish."""
+    lines = ["## Parameters", ""]
     shown = [[k, "none (no deploy)" if k == "deploy_at_s" and meta[k] is None else meta[k]]
              for k in _META_WHITELIST if k in meta]
     lines += _table(["parameter", "value"], shown) if shown else [
         "Unknown: the run directory has no meta.json (or it names no parameter)."]
     params = _safe_params(meta.get("params"))
     if params:
-        lines += ["", "Model/backend parameters:", ""] + _table(["parameter", "value"], params)
+        lines += ["", "Model/backend parameters:", "", *_table(["parameter", "value"], params)]
+    return lines
 
-    lines += ["", "## What each view held at the end", ""]
-    counts = a.final_counts
+
+def _view_lines(a: Analysis) -> list[str]:
+    """What each view held at the end, the re-import batches, the deploy window, and why the
+    run is inconclusive when it is."""
+    verdict, life, counts = a.verdict, a.lifecycle, a.final_counts
     rows = []
     for obs, v in verdict.by_observer.items():
         sub = life[(life["observer"] == obs).to_numpy(bool) & life["acknowledged"].to_numpy(bool)]
@@ -200,14 +217,13 @@ def render_markdown(run: Run | Analysis, report: dict[str, Any] | None = None, i
             f"{present} of {len(verdict.acknowledged)}", len(v.lost), len(v.orphaned), len(v.stale),
             None if v.first_loss_at_s is None else round(v.first_loss_at_s, 3),
         ])
-    lines += _table(
+    lines = ["", "## What each view held at the end", "", *_table(
         ["view", "root's children", "total nodes", "acknowledged in root's children", "lost", "orphaned",
          f"stale (> {verdict.stale_threshold_s:g} s)", "first loss (s)"],
         rows,
-    )
-    batches = a.batches
-    if len(batches):
-        times = [f"{t:.2f}" for t in batches["time"]]
+    )]
+    if len(a.batches):
+        times = [f"{t:.2f}" for t in a.batches["time"]]
         when = times[0] if len(times) == 1 else ", ".join(times[:-1]) + f" and {times[-1]}"
         lines += ["", f"Re-import batches seen by the device: {verdict.batches_phrase()} (at {when} s)."]
     window = a.deploy_window
@@ -218,30 +234,39 @@ def render_markdown(run: Run | Analysis, report: dict[str, Any] | None = None, i
         advice = (" Run longer (`--settle`) to see the re-import's outcome."
                   if "re-import" in reason or "halted" in reason else "")
         lines += ["", f"> **Inconclusive:** {reason}.{advice}"]
+    return lines
 
-    lines += ["", f"## Lost nodes ({len(verdict.lost)})", ""]
-    if verdict.lost:
-        dev = life[(life["observer"] == "device").to_numpy(bool)].set_index("node_id")
-        acks = acknowledged_adds(run)
-        ack = dict(zip(acks["node_id"].astype(str), acks["ack_at"]))
-        rows = [[i + 1, f"`{n}`", round(ack[n], 3), _seconds(dev.loc[n, "lost_at"]), bool(dev.loc[n, "doc_exists_at_end"])]
-                for i, n in enumerate(verdict.lost)]
-        lines += _table(["#", "node id", "acknowledged at (s)", "left the root's children at (s)",
-                         "document still exists"], rows)
-        lines += _causes_lines(a)
-        if sequence_image:
-            lines += ["", f"![sequence diagram of one lost node]({sequence_image})"]
-    else:
-        lines += ["No node was lost: every acknowledged node is in the root's children at the end."]
 
+def _lost_lines(a: Analysis, sequence_image: str | None) -> list[str]:
+    """The lost nodes (when acknowledged, when they left the root's children), then why."""
+    verdict, life = a.verdict, a.lifecycle
+    lines = ["", f"## Lost nodes ({len(verdict.lost)})", ""]
+    if not verdict.lost:
+        return [*lines, "No node was lost: every acknowledged node is in the root's children at the end."]
+    dev = life[(life["observer"] == "device").to_numpy(bool)].set_index("node_id")
+    acks = acknowledged_adds(a.run)
+    ack = dict(zip(acks["node_id"].astype(str), acks["ack_at"]))
+    rows = [[i + 1, f"`{n}`", round(ack[n], 3), _seconds(dev.loc[n, "lost_at"]), bool(dev.loc[n, "doc_exists_at_end"])]
+            for i, n in enumerate(verdict.lost)]
+    lines += _table(["#", "node id", "acknowledged at (s)", "left the root's children at (s)",
+                     "document still exists"], rows)
+    lines += _causes_lines(a)
+    if sequence_image:
+        lines += ["", f"![sequence diagram of one lost node]({sequence_image})"]
+    return lines
+
+
+def _appendix_lines(run: Run, report: dict[str, Any]) -> list[str]:
+    """The control plane's operations, the versions, report.json, and notes on a partial run."""
+    meta = run.meta
+    lines: list[str] = []
     nemesis = _nemesis_rows(run)
     if nemesis:
-        lines += ["", "## Control-plane operations", ""] + _table(["time (s)", "op", "type", "value"], nemesis)
-
+        lines += ["", "## Control-plane operations", "", *_table(["time (s)", "op", "type", "value"], nemesis)]
     versions = meta.get("versions") if isinstance(meta.get("versions"), dict) else {}
     if versions:
-        lines += ["", "## Versions", ""] + _table(["component", "version"], [[k, v] for k, v in sorted(versions.items())])
-
+        rows = [[k, v] for k, v in sorted(versions.items())]
+        lines += ["", "## Versions", "", *_table(["component", "version"], rows)]
     lines += ["", "<details><summary>report.json</summary>", "", "```json",
               json.dumps(report, indent=2), "```", "", "</details>", ""]
     if run.warnings or not meta.get("finished", False):
@@ -249,7 +274,7 @@ def render_markdown(run: Run | Analysis, report: dict[str, Any] | None = None, i
         lines += ["> Note: " + "; ".join(notes), ""]
     name = run.path.name if run.path is not None else "(in memory)"
     lines += [f"Times are seconds since run start. Generated by repro_kit from run `{name}`.", ""]
-    return "\n".join(lines)
+    return lines
 
 
 def write_report(run: Run | Analysis | str | os.PathLike[str],
@@ -259,14 +284,17 @@ def write_report(run: Run | Analysis | str | os.PathLike[str],
     timeline.svg (and, when a lost node is explained, sequence.png and sequence.svg) into
     `out_dir` (default: the run directory). `run` may also be a run directory's path.
     Returns {"json", "md", "html", "png", "svg"[, "sequence_png", "sequence_svg"]} -> path."""
-    from . import _report_html, plots  # figures only: every number comes from the analysis
+    # figures only (every number comes from the analysis); matplotlib takes ~0.7 s to import
+    # (python -X importtime), which build_report and render_markdown alone do not need
+    from . import _report_html, plots  # noqa: PLC0415
 
     a = as_analysis(run)
-    if out_dir is None and a.run.path is None:
-        raise ValueError("out_dir: an in-memory run has no directory; name one")
-    out = Path(out_dir) if out_dir is not None else Path(a.run.path)
+    where = out_dir if out_dir is not None else a.run.path
+    if where is None:
+        raise InputError("out_dir", "an in-memory run has no directory; name one")
+    out = Path(where)
     if out.exists() and not out.is_dir():
-        raise ValueError(f"out_dir is not a directory: {out}")
+        raise InputError("out_dir", f"{out} is not a directory")
     out.mkdir(parents=True, exist_ok=True)
     report = build_report(a)
     png, svg = plots.export(plots.timeline_figure(a), out / "timeline", formats=("png", "svg"))
@@ -280,9 +308,9 @@ def write_report(run: Run | Analysis | str | os.PathLike[str],
         sequence = sequence_png.name
     paths["json"].write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     paths["md"].write_text(render_markdown(a, report, image=png.name, sequence_image=sequence), encoding="utf-8")
-    sequence_svg = paths["sequence_svg"].read_bytes() if "sequence_svg" in paths else None
+    svg_bytes = paths["sequence_svg"].read_bytes() if "sequence_svg" in paths else None
     paths["html"] = out / "report.html"
-    paths["html"].write_text(_report_html.render_html(a, report, sequence_svg), encoding="utf-8")
+    paths["html"].write_text(_report_html.render_html(a, report, svg_bytes), encoding="utf-8")
     return paths
 
 

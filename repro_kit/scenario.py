@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
-import math
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from repro_kit import _schema
+from repro_kit import _checks, _schema
+from repro_kit._checks import TREES, InputError
+from repro_kit._session import Session
+from repro_kit.client import connect
 from repro_kit.emulator.params import CHOICES, EmulatorParams
 
 __all__ = [
@@ -32,10 +34,11 @@ MAX_DURATION_S = 30 * 86_400.0
 MAX_EVENTS = 10_000_000
 #: Events recorded per note (device and Atlas: document, enter, counts, ...), for the bound.
 EVENTS_PER_NOTE = 10
+#: Largest seed (the emulator's random generator takes any 63-bit one).
+MAX_SEED = 2**63 - 1
 
 DEFAULT_FIELD = "tags"
 DEFAULT_BSON_TYPE = "array<string>"  # the report's "Array<String>"
-TREES = ("children", "parent")
 
 #: `deploy_at_s="auto"`: a few seconds in, between two writes (the report's 5.5 s for 20
 #: writes 1 s apart), moved earlier when there are fewer writes.
@@ -44,45 +47,21 @@ AUTO = "auto"
 # Schedule kinds, in the order they happen when due at the same instant.
 WRITE, DEPLOY, POLL, END = 0, 1, 2, 3
 
-
-class ScenarioError(ValueError):
-    """A bad scenario input: `field` is the Python name, `problem` the reason without it.
-
-    `str()` reads "interval_s: must be > 0, got 0"; `for_flags(FLAG_NAMES)` the same with
-    the command line's spelling ("--interval: must be > 0, got 0")."""
-
-    def __init__(self, field: str, problem: str) -> None:
-        super().__init__(f"{field}: {problem}")
-        self.field = field
-        self.problem = problem
-
-    def named(self, names: Mapping[str, str]) -> str:
-        return f"{names.get(self.field, self.field)}: {self.problem}"
-
-
-def _number(field: str, value: Any, *, integer: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not float(value).is_integer()):
-        kind = "an integer" if integer else "a number"
-        raise ScenarioError(field, f"must be {kind}, got {value!r}")
-    if not math.isfinite(value):
-        raise ScenarioError(field, f"must be a finite number, got {value!r}")
-    return value
-
-
-def _positive(field: str, value: Any) -> float:
-    if _number(field, value) <= 0:
-        raise ScenarioError(field, f"must be > 0, got {value!r}")
-    return float(value)
-
-
-def _non_negative(field: str, value: Any) -> float:
-    if _number(field, value) < 0:
-        raise ScenarioError(field, f"must be >= 0, got {value!r}")
-    return float(value)
+#: A bad scenario input (the kit's one InputError): `str()` reads "interval_s: must be > 0,
+#: got 0"; `named(FLAG_NAMES)` the same with the command line's spelling ("--interval: ...").
+ScenarioError = InputError
 
 
 def _seconds(value: float) -> str:
     return f"{value:,.0f} s" if value >= 10 else f"{value:g} s"
+
+
+def _schema_check(field: str, check: Any, value: Any) -> None:
+    """The Node schema's own check of a deploy input, its message under the input's name."""
+    try:
+        check(value)
+    except ValueError as exc:
+        raise InputError(field, str(exc).split(": ", 1)[-1]) from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,7 +73,7 @@ class Scenario:
     change (`field`, `bson_type`) deployed at `deploy_at_s` ("auto": between two early
     writes; None: no deploy), `settle_s` of watching after the last write, Atlas polled
     every `poll_s`. `pause_during_resync`: the app holds writes while translation is halted.
-    Raises ScenarioError naming the first bad input.
+    Raises ScenarioError (the kit's InputError) naming the first bad input.
     """
 
     mode: str = "production"
@@ -114,60 +93,56 @@ class Scenario:
     params: EmulatorParams = dataclasses.field(default_factory=EmulatorParams)
 
     def __post_init__(self) -> None:
-        for name, allowed in (("mode", CHOICES["mode"][0]), ("encoding", CHOICES["encoding"][0]),
-                              ("reimport", CHOICES["reimport"][0]), ("tree", TREES)):
-            value = getattr(self, name)
-            if value not in allowed:
-                raise ScenarioError(name, f"must be one of {', '.join(allowed)}, got {value!r}")
-        seed = _number("seed", self.seed, integer=True)
-        if not 0 <= seed < 2**63:
-            raise ScenarioError("seed", f"must be between 0 and 2**63 - 1, got {self.seed!r}")
-        for name in ("realtime", "pause_during_resync"):
-            if not isinstance(getattr(self, name), bool):
-                raise ScenarioError(name, f"must be True or False, got {getattr(self, name)!r}")
-        if not isinstance(self.params, EmulatorParams):
-            raise ScenarioError("params", f"must be an EmulatorParams, got {type(self.params).__name__}")
-        writes = _number("writes", self.writes, integer=True)
-        if writes < 1:
-            raise ScenarioError("writes", f"must be at least 1, got {self.writes!r}")
-        if writes > MAX_WRITES:
-            raise ScenarioError("writes", f"at most {MAX_WRITES:,}, got {self.writes!r}")
-        _positive("interval_s", self.interval_s)
-        _non_negative("settle_s", self.settle_s)
-        _positive("poll_s", self.poll_s)
-        object.__setattr__(self, "seed", int(seed))
-        object.__setattr__(self, "writes", int(writes))
-        last = self.last_write_s
-        if last > MAX_DURATION_S:
-            raise ScenarioError("interval_s", f"{self.writes:,} writes {self.interval_s:g} s apart would span "
-                                f"{_seconds(last)}; a run may last at most {_seconds(MAX_DURATION_S)} (30 days)")
-        if self.end_s > MAX_DURATION_S:
-            raise ScenarioError("settle_s", f"the run would last {_seconds(self.end_s)}; at most "
-                                f"{_seconds(MAX_DURATION_S)} (30 days), got {self.settle_s!r}")
-        if self.deploy_at_s == AUTO:
-            object.__setattr__(self, "deploy_at_s", self.auto_deploy_at(self.writes, self.interval_s))
-        elif self.deploy_at_s is not None:
-            at = _non_negative("deploy_at_s", self.deploy_at_s)
-            if at > self.end_s:
-                raise ScenarioError("deploy_at_s", f"must fall within the run (0 to {self.end_s:g} s: the last write "
-                                    f"at {last:g} s plus {self.settle_s:g} s of settling), got {self.deploy_at_s!r}")
-            object.__setattr__(self, "deploy_at_s", float(at))
-        # Checked even without a scheduled deploy: the menu and the panel deploy by hand with
-        # them, and a name the Node schema already has (children, text, ...) would only fail
-        # mid-run, leaving a run that deployed nothing.
-        try:
-            _schema.validate_field_name(self.field)
-        except ValueError as exc:
-            raise ScenarioError("field", str(exc).split(": ", 1)[-1]) from None
-        try:
-            _schema.parse_bson_type(self.bson_type)
-        except ValueError as exc:
-            raise ScenarioError("bson_type", str(exc).split(": ", 1)[-1]) from None
+        self._check_session()
+        self._check_writes()
+        self._check_deploy()
         events = self.estimated_events
         if events > MAX_EVENTS:
             culprit = "poll_s" if self.end_s / self.poll_s > EVENTS_PER_NOTE * self.notes else "writes"
-            raise ScenarioError(culprit, f"the run would record about {events:,.0f} events; at most "
-                                f"{MAX_EVENTS:,}, got {getattr(self, culprit)!r}")
+            raise InputError(culprit, f"the run would record about {events:,.0f} events; at most "
+                             f"{MAX_EVENTS:,}, got {getattr(self, culprit)!r}")
+
+    def _set(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)  # a frozen dataclass normalising its own inputs
+
+    def _check_session(self) -> None:
+        for name in ("mode", "encoding", "reimport"):
+            _checks.choice(name, getattr(self, name), CHOICES[name][0])
+        _checks.choice("tree", self.tree, TREES)
+        self._set("seed", _checks.integer("seed", self.seed, 0, MAX_SEED))
+        _checks.flag("realtime", self.realtime)
+        _checks.flag("pause_during_resync", self.pause_during_resync)
+        _checks.instance("params", self.params, EmulatorParams, "an EmulatorParams")
+
+    def _check_writes(self) -> None:
+        """The writes and the watching after them, bounded to 30 days of simulated time."""
+        self._set("writes", _checks.integer("writes", self.writes, 1, MAX_WRITES))
+        _checks.number("interval_s", self.interval_s, 0, above=True)
+        _checks.number("settle_s", self.settle_s, 0)
+        _checks.number("poll_s", self.poll_s, 0, above=True)
+        if self.last_write_s > MAX_DURATION_S:
+            raise InputError("interval_s", f"{self.writes:,} writes {self.interval_s:g} s apart would span "
+                             f"{_seconds(self.last_write_s)}; a run may last at most {_seconds(MAX_DURATION_S)} "
+                             "(30 days)")
+        if self.end_s > MAX_DURATION_S:
+            raise InputError("settle_s", f"the run would last {_seconds(self.end_s)}; at most "
+                             f"{_seconds(MAX_DURATION_S)} (30 days), got {self.settle_s!r}")
+
+    def _check_deploy(self) -> None:
+        """When to deploy (within the run), and what: the field and its type are checked even
+        without a scheduled deploy, as the menu and the panel deploy by hand with them, and a
+        name the Node schema already has (children, text, ...) would only fail mid-run."""
+        if self.deploy_at_s == AUTO:
+            self._set("deploy_at_s", self.auto_deploy_at(self.writes, self.interval_s))
+        elif self.deploy_at_s is not None:
+            at = _checks.number("deploy_at_s", self.deploy_at_s, 0)
+            if at > self.end_s:
+                raise InputError("deploy_at_s", f"must fall within the run (0 to {self.end_s:g} s: the last write "
+                                 f"at {self.last_write_s:g} s plus {self.settle_s:g} s of settling), "
+                                 f"got {self.deploy_at_s!r}")
+            self._set("deploy_at_s", at)
+        _schema_check("field", _schema.validate_field_name, self.field)
+        _schema_check("bson_type", _schema.parse_bson_type, self.bson_type)
 
     # -- derived ---------------------------------------------------------------------------
     @staticmethod
@@ -211,7 +186,7 @@ class Scenario:
         param_names = {f.name for f in dataclasses.fields(EmulatorParams)}
         unknown = sorted(set(flat) - own - param_names - {"params"})
         if unknown:
-            raise ScenarioError(unknown[0], f"not a scenario input (known: {', '.join(sorted(own | param_names))})")
+            raise InputError(unknown[0], f"not a scenario input (known: {', '.join(sorted(own | param_names))})")
         params = flat.get("params") or EmulatorParams()
         overrides = {k: v for k, v in flat.items() if k in param_names}
         if overrides:
@@ -219,7 +194,7 @@ class Scenario:
                 params = dataclasses.replace(params, **overrides)
             except ValueError as exc:
                 name, _, problem = str(exc).partition(": ")
-                raise ScenarioError(name, problem) from None
+                raise InputError(name, problem) from None
         return cls(**{k: v for k, v in flat.items() if k in own}, params=params)
 
     def flat(self) -> dict[str, Any]:
@@ -238,8 +213,6 @@ class Scenario:
         return {"mode": self.mode, "encoding": self.encoding, "reimport": self.reimport, "tree": self.tree,
                 "seed": self.seed, "realtime": self.realtime, **self.params.as_dict()}
 
-    def connect(self) -> Any:
+    def connect(self) -> Session:
         """A new emulated session set up as this scenario says."""
-        from repro_kit.client import connect
-
         return connect("emulator", **self.session_kwargs())

@@ -6,15 +6,22 @@ changes when the model or the grid does, and never claims more than the rows sho
 
 from __future__ import annotations
 
+import itertools
 import math
 import textwrap
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import ListedColormap
+from matplotlib.figure import Figure
 
-from repro_kit.sweeps import SCENARIO_DEFAULTS
+from repro_kit import _checks
+from repro_kit._checks import InputError
+from repro_kit.sweeps import SCENARIO_DEFAULTS, sweep
 
 __all__ = ["rate_grid", "combine", "heatmap", "effect", "window_writes", "conclusion", "CATEGORICAL", "NUMERIC",
            "ASSUMPTIONS", "sensitivity", "sensitivity_figure", "sensitivity_summary", "OBSERVATIONS"]
@@ -44,13 +51,11 @@ def rate_grid(deploy_at_s: Iterable[float], interval_s: Iterable[float], duratio
     A faster rate means more writes (writes = duration / interval), so every deploy time
     falls inside every run; combinations where it would not are left out.
     """
-    if isinstance(duration_s, bool) or not isinstance(duration_s, (int, float)) or not duration_s > 0:
-        raise ValueError(f"duration_s: must be a positive number, got {duration_s!r}")
+    _checks.number("duration_s", duration_s, 0, above=True)
     out = []
     for interval in interval_s:
-        if not interval > 0:
-            raise ValueError(f"interval_s: every value must be > 0, got {interval!r}")
-        writes = max(1, int(round(duration_s / interval)))
+        _checks.number("interval_s", interval, 0, above=True)
+        writes = max(1, round(duration_s / interval))
         for at in deploy_at_s:
             if 0 <= at <= (writes - 1) * interval:
                 out.append({**common, "interval_s": float(interval), "writes": writes, "deploy_at_s": float(at)})
@@ -66,7 +71,7 @@ def _complete(df: pd.DataFrame) -> pd.DataFrame:
 def combine(**studies: pd.DataFrame) -> pd.DataFrame:
     """One frame of several sweeps, each labelled in a `study` column, with defaults filled in."""
     if not studies:
-        raise ValueError("studies: give at least one named sweep result")
+        raise InputError("studies", "give at least one named sweep result")
     frames = []
     for name, df in studies.items():
         if not isinstance(df, pd.DataFrame) or "lost_count" not in df.columns:
@@ -83,10 +88,10 @@ def _inputs(df: pd.DataFrame) -> list[str]:
 def _label(df: pd.DataFrame, keys: str | Sequence[str], sep: str = " · ") -> pd.Series:
     keys = [keys] if isinstance(keys, str) else list(keys)
     if not keys:
-        raise ValueError("keys: name at least one column")
+        raise InputError("keys", "name at least one column")
     for k in keys:
         if k not in df.columns:
-            raise ValueError(f"keys: {k!r} is not a column (columns: {', '.join(map(str, df.columns))})")
+            raise InputError("keys", f"{k!r} is not a column (columns: {', '.join(map(str, df.columns))})")
     if len(keys) == 1:
         return df[keys[0]].map(_fmt)
     return df[keys].apply(lambda row: sep.join(f"{k}={_fmt(row[k])}" for k in keys), axis=1)
@@ -104,14 +109,13 @@ def heatmap(df: pd.DataFrame, x: str | Sequence[str], y: str | Sequence[str], va
             ax: Any = None, title: str | None = None, cmap: str = "Reds") -> Any:
     """A heatmap of `value` (mean over repeats) with x and y as columns, or lists of columns
     combined into one axis (a scenario per row); every cell is annotated. Returns the Figure."""
-    import matplotlib.pyplot as plt
-
     if value not in df.columns:
-        raise ValueError(f"value: {value!r} is not a column")
+        raise InputError("value", f"{value!r} is not a column")
     if df.empty:
-        raise ValueError("df: no rows to plot")
+        raise InputError("df", "no rows to plot")
     # Combined x labels stack one setting per line, so neighbouring columns never overlap.
-    frame = pd.DataFrame({"x": _label(df, x, sep="\n"), "y": _label(df, y), "v": pd.to_numeric(df[value], errors="coerce")})
+    frame = pd.DataFrame({"x": _label(df, x, sep="\n"), "y": _label(df, y),
+                          "v": pd.to_numeric(df[value], errors="coerce")})
     x_order = list(dict.fromkeys(frame.sort_values("x", key=_sort_key(df, x)).x)) if isinstance(x, str) \
         else list(dict.fromkeys(frame.x))
     y_order = list(dict.fromkeys(frame.sort_values("y", key=_sort_key(df, y)).y)) if isinstance(y, str) \
@@ -152,8 +156,6 @@ _MAX_WIDTH_IN = 18.0
 
 def _renderer(fig: Any) -> Any:
     """A renderer for `fig` with every artist placed (the figure's own canvas when it has one)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
     canvas = fig.canvas if hasattr(fig.canvas, "get_renderer") else FigureCanvasAgg(fig)
     renderer = canvas.get_renderer()
     fig.draw(renderer)  # places the tick labels where they will be drawn
@@ -165,7 +167,7 @@ def _x_labels_collide(fig: Any, ax: Any) -> tuple[bool, float]:
     renderer = _renderer(fig)
     boxes = sorted((t.get_window_extent(renderer) for t in ax.get_xticklabels() if t.get_text()), key=lambda b: b.x0)
     widest = max((b.width for b in boxes), default=0.0)
-    return any(a.x1 + _LABEL_GAP_PX > b.x0 for a, b in zip(boxes, boxes[1:])), widest
+    return any(a.x1 + _LABEL_GAP_PX > b.x0 for a, b in itertools.pairwise(boxes)), widest
 
 
 def _fit_x_labels(fig: Any, ax: Any, *, resize: bool) -> None:
@@ -191,7 +193,7 @@ def _fit_x_labels(fig: Any, ax: Any, *, resize: bool) -> None:
         fig.tight_layout()
 
 
-def _sort_key(df: pd.DataFrame, key: str):  # type: ignore[no-untyped-def]
+def _sort_key(df: pd.DataFrame, key: str) -> Callable[[pd.Series], pd.Series]:
     numeric = pd.api.types.is_numeric_dtype(df[key]) and not pd.api.types.is_bool_dtype(df[key])
 
     def sort(labels: pd.Series) -> pd.Series:
@@ -214,7 +216,7 @@ def _spearman(a: pd.Series, b: pd.Series) -> float:
 def effect(df: pd.DataFrame, factor: str, value: str = "lost_count") -> str | None:
     """One sentence on how `factor` changes `value`, other varying inputs held fixed; None if it does not vary."""
     if factor not in df.columns:
-        raise ValueError(f"factor: {factor!r} is not a column")
+        raise InputError("factor", f"{factor!r} is not a column")
     if df[factor].nunique(dropna=False) < 2:
         return None
     name = _NAMES.get(factor, factor)
@@ -241,14 +243,19 @@ def effect(df: pd.DataFrame, factor: str, value: str = "lost_count") -> str | No
         if r >= 0.5:
             return f"The larger {name} ({factor}), the more nodes are lost: {span}."
         return f"{name.capitalize()} ({factor}) changes the loss without a clear trend: {span}."
-    by = df.groupby(factor, dropna=False)[value].agg(["mean", "count", lambda s: int((s > 0).sum())])
+    by = df.groupby(factor, dropna=False)[value].agg(["mean", "count", _lossy])
     by.columns = ["mean", "count", "lossy"]
     parts = [f"{factor}={_fmt(k)}: {int(r.lossy)} of {int(r['count'])} scenarios lost nodes (mean {r['mean']:.3g})"
              for k, r in by.iterrows()]
     return f"{name.capitalize()}: " + "; ".join(parts) + "."
 
 
-def window_writes(row: Mapping[str, Any]) -> int:
+def _lossy(values: pd.Series) -> int:
+    """How many scenarios of a group lost nodes."""
+    return int((values > 0).sum())
+
+
+def window_writes(row: Mapping[str, Any] | pd.Series) -> int:
     """Writes made between the deploy and the re-import (deploy_at_s + resync_delay_s): the deploy window."""
     s = {**SCENARIO_DEFAULTS, **{k: v for k, v in row.items() if k in SCENARIO_DEFAULTS}}
     at = s["deploy_at_s"]
@@ -261,50 +268,67 @@ def window_writes(row: Mapping[str, Any]) -> int:
 def conclusion(df: pd.DataFrame) -> str:
     """What the sweep shows, in plain language, computed from its rows."""
     if not isinstance(df, pd.DataFrame) or "lost_count" not in df.columns:
-        raise ValueError("df: must be a sweep() result (a DataFrame with lost_count)")
+        raise InputError("df", "must be a sweep() result (a DataFrame with lost_count)")
     if df.empty:
-        raise ValueError("df: no scenarios to conclude from")
+        raise InputError("df", "no scenarios to conclude from")
     df = _complete(df)
     lossy = df[df["lost_count"] > 0]
-    lines: list[str] = []
     if lossy.empty:
-        lines.append(f"No scenario lost a node ({len(df)} scenarios).")
+        lines = [f"No scenario lost a node ({len(df)} scenarios)."]
     else:
-        lines.append(f"{len(lossy)} of {len(df)} scenarios lost nodes: {int(lossy['lost_count'].sum())} in all, "
-                     f"at most {int(lossy['lost_count'].max())} in one scenario.")
+        lines = [f"{len(lossy)} of {len(df)} scenarios lost nodes: {int(lossy['lost_count'].sum())} in all, "
+                 f"at most {int(lossy['lost_count'].max())} in one scenario."]
         if "orphaned" in lossy.columns and (lossy["orphaned"] == lossy["lost_count"]).all():
             lines.append("Every lost node was orphaned, not deleted: the node count stayed right while the root's "
                          "children list came up short by exactly the lost nodes.")
-        needed, safe = [], []
-        for key in CATEGORICAL:
-            if df[key].nunique(dropna=False) < 2:
-                continue
-            shared = lossy[key].unique()
-            if len(shared) == 1:
-                needed.append(f"{key}={_fmt(shared[0])}")
-            for v, group in df.groupby(key, dropna=False):
-                if (group["lost_count"] == 0).all():
-                    safe.append(f"{key}={_fmt(v)} ({len(group)} scenarios)")
-        if needed:
-            lines.append("Every loss happened with " + ", ".join(needed) + ".")
-        if safe:
-            lines.append("Nothing was lost with " + "; nor with ".join(safe) + ".")
-        match = sum(int(row["lost_count"]) == window_writes(row) for _, row in lossy.iterrows())
-        if match == len(lossy):
-            lines.append("In every lossy scenario the number of lost nodes equals the number of writes made between "
-                         "the deploy and the re-import (deploy_at_s to deploy_at_s + resync_delay_s): the deploy window.")
-        elif match:
-            lines.append(f"In {match} of {len(lossy)} lossy scenarios the lost count equals the writes made in the "
-                         "deploy window (between the deploy and the re-import).")
-        reported: list[str] = []
-        for key in NUMERIC:
-            if df[key].nunique(dropna=False) < 2 or any(_determined(df, key, k) for k in reported):
-                continue  # e.g. writes, when a rate grid derives it from the interval
-            sentence = effect(df, key)
-            if sentence:
-                lines.append(sentence)
-                reported.append(key)
+        lines += [*_choice_lines(df, lossy), *_window_lines(lossy), *_numeric_lines(df)]
     return "\n".join(f"- {line}" for line in lines)
+
+
+def _choice_lines(df: pd.DataFrame, lossy: pd.DataFrame) -> list[str]:
+    """The choices every loss shared, and those under which nothing was lost."""
+    needed, safe = [], []
+    for key in CATEGORICAL:
+        if df[key].nunique(dropna=False) < 2:
+            continue
+        shared = lossy[key].unique()
+        if len(shared) == 1:
+            needed.append(f"{key}={_fmt(shared[0])}")
+        for v, group in df.groupby(key, dropna=False):
+            if (group["lost_count"] == 0).all():
+                safe.append(f"{key}={_fmt(v)} ({len(group)} scenarios)")
+    lines = []
+    if needed:
+        lines.append("Every loss happened with " + ", ".join(needed) + ".")
+    if safe:
+        lines.append("Nothing was lost with " + "; nor with ".join(safe) + ".")
+    return lines
+
+
+def _window_lines(lossy: pd.DataFrame) -> list[str]:
+    """Whether the lost count is the number of writes made in the deploy window."""
+    match = sum(int(row["lost_count"]) == window_writes(row) for _, row in lossy.iterrows())
+    if match == len(lossy):
+        return ["In every lossy scenario the number of lost nodes equals the number of writes made between "
+                "the deploy and the re-import (deploy_at_s to deploy_at_s + resync_delay_s): the deploy window."]
+    if match:
+        return [f"In {match} of {len(lossy)} lossy scenarios the lost count equals the writes made in the "
+                "deploy window (between the deploy and the re-import)."]
+    return []
+
+
+def _numeric_lines(df: pd.DataFrame) -> list[str]:
+    """The effect of each numeric input that varies (and is not derived from one already said)."""
+    lines: list[str] = []
+    reported: list[str] = []
+    for key in NUMERIC:
+        if df[key].nunique(dropna=False) < 2 or any(_determined(df, key, k) for k in reported):
+            continue  # e.g. writes, when a rate grid derives it from the interval
+        sentence = effect(df, key)
+        if sentence:
+            lines.append(sentence)
+            reported.append(key)
+    return lines
 
 
 # ---------------------------------------------------------------------------------------
@@ -344,12 +368,10 @@ def sensitivity(*, processes: int | None = 1, seed: int = 0,
     three at once. Columns: assumption, value, is_default, lost_count, writes_after_deploy,
     first_loss_after_deploy_s, resync_batches, the observations, reproduced.
     """
-    from repro_kit.sweeps import sweep
-
     scenarios, labels = [], []
     for label, key, values in assumptions:
         if key not in SCENARIO_DEFAULTS:
-            raise ValueError(f"assumptions: {key!r} is not a scenario key")
+            raise InputError("assumptions", f"{key!r} is not a scenario key")
         for n, (value_label, value) in enumerate(values):
             scenario = {key: value, "seed": seed}
             delay = value if key == "resync_delay_s" else SCENARIO_DEFAULTS["resync_delay_s"]
@@ -357,9 +379,9 @@ def sensitivity(*, processes: int | None = 1, seed: int = 0,
             scenarios.append(scenario)
             labels.append((label, value_label, n == 0))
     rows = sweep(scenarios, processes=processes, progress=False)
-    out = []
+    out: list[dict[str, Any]] = []
     for (label, value_label, default), (_, row) in zip(labels, rows.iterrows()):
-        s = {**SCENARIO_DEFAULTS, **row.to_dict()}
+        s: dict[Any, Any] = {**SCENARIO_DEFAULTS, **row.to_dict()}
         after = _writes_after_deploy(s)
         delay = row["first_loss_at_s"] - s["deploy_at_s"] if pd.notna(row["first_loss_at_s"]) else math.nan
         observed = {
@@ -376,22 +398,19 @@ def sensitivity(*, processes: int | None = 1, seed: int = 0,
 
 def sensitivity_figure(table: pd.DataFrame, *, ax: Any = None) -> Any:
     """A grid: one row per assumption value, one column per observation, green when it appears."""
-    from matplotlib.figure import Figure
-
     columns = [*OBSERVATIONS, "reproduced"]
-    missing = [c for c in ["assumption", "value", "lost_count", "writes_after_deploy", *columns] if c not in table.columns]
+    missing = [c for c in ["assumption", "value", "lost_count", "writes_after_deploy", *columns]
+               if c not in table.columns]
     if missing:
-        raise ValueError(f"table: not a sensitivity() result (missing {', '.join(missing)})")
+        raise InputError("table", f"not a sensitivity() result (missing {', '.join(missing)})")
     if table.empty:
-        raise ValueError("table: no rows to plot")
+        raise InputError("table", "no rows to plot")
     if ax is None:
         fig = Figure(figsize=(9.5, 0.42 * len(table) + 1.9))
         ax = fig.add_subplot()
     else:
         fig = ax.figure
     data = table[columns].to_numpy(dtype=float)
-    from matplotlib.colors import ListedColormap
-
     ax.imshow(data, cmap=ListedColormap(["#f3c9c3", "#b9e2c2"]), vmin=0, vmax=1, aspect="auto")
     headers = [OBSERVATIONS[c] for c in OBSERVATIONS] + ["the report's outcome"]
     ax.set_xticks(range(len(columns)), [textwrap.fill(h, 20) for h in headers], fontsize=8)
@@ -399,6 +418,7 @@ def sensitivity_figure(table: pd.DataFrame, *, ax: Any = None) -> Any:
     ax.set_yticks(range(len(table)), [f"{a}: {v}" + (" (default)" if d else "")
                                       for a, v, d in zip(table["assumption"], table["value"], table["is_default"])],
                   fontsize=8)
+    row: Any  # a row's fields are whatever the table holds
     for i, row in enumerate(table.itertuples(index=False)):
         for j, col in enumerate(columns):
             yes = bool(getattr(row, col))
@@ -416,7 +436,7 @@ def sensitivity_figure(table: pd.DataFrame, *, ax: Any = None) -> Any:
     return fig
 
 
-def _what_differs(row: Mapping[str, Any]) -> list[str]:
+def _what_differs(row: Mapping[str, Any] | pd.Series) -> list[str]:
     """Each of the report's observations a sensitivity row lacks, said with its own numbers."""
     lost, after = int(row["lost_count"]), int(row["writes_after_deploy"])
     notes = "note" if after == 1 else "notes"
@@ -441,14 +461,14 @@ def _what_differs(row: Mapping[str, Any]) -> list[str]:
 def sensitivity_summary(table: pd.DataFrame) -> str:
     """Which assumption values keep the report's outcome and which lose it, from the table's rows."""
     if not isinstance(table, pd.DataFrame) or "reproduced" not in table.columns:
-        raise ValueError("table: must be a sensitivity() result")
+        raise InputError("table", "must be a sensitivity() result")
     kept = table[table["reproduced"]]
     lost = table[~table["reproduced"]]
     lines = [f"The report's outcome (every note written after the deploy lost, a minute or more later, after "
              f"re-import batches) appears in {len(kept)} of {len(table)} variants."]
     for _, row in lost.iterrows():
         lines.append(f"With {row['assumption']} = {row['value']} it does not: {'; '.join(_what_differs(row))}.")
-    robust = [a for a, group in table.groupby("assumption", sort=False) if group["reproduced"].all()]
+    robust = [str(a) for a, group in table.groupby("assumption", sort=False) if group["reproduced"].all()]
     if robust:
         lines.append("It does not depend on: " + ", ".join(robust) + ".")
     return "\n".join(f"- {line}" for line in lines)

@@ -8,7 +8,6 @@ the same scenarios give the same frame, row for row, whatever executes them.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import math
 import os
@@ -20,12 +19,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
-from repro_kit.emulator.params import EmulatorParams
+from repro_kit import _checks
+from repro_kit._checks import InputError
 from repro_kit.driver import run_test
 from repro_kit.findings import analyse
 from repro_kit.recording import MemoryRecorder
-from repro_kit.scenario import Scenario, ScenarioError
+from repro_kit.scenario import Scenario
 
 __all__ = ["sweep", "run_scenario", "SCENARIO_DEFAULTS", "RESULT_COLUMNS"]
 
@@ -34,8 +35,6 @@ __all__ = ["sweep", "run_scenario", "SCENARIO_DEFAULTS", "RESULT_COLUMNS"]
 SCENARIO_DEFAULTS: dict[str, Any] = {
     k: v for k, v in Scenario().flat().items() if k not in ("realtime", "poll_s", "field", "bson_type")
 }
-_SESSION_KEYS = ("mode", "encoding", "reimport", "tree", "seed")
-_PARAM_KEYS = tuple(f.name for f in dataclasses.fields(EmulatorParams))
 
 #: Columns `sweep` adds after the scenario's inputs.
 RESULT_COLUMNS = ("nodes_created", "lost_count", "orphaned", "root_children", "nodes_total", "first_loss_at_s",
@@ -68,11 +67,11 @@ def _is_missing(value: Any) -> bool:
 def _normalise(raw: Mapping[str, Any], where: str) -> dict[str, Any]:
     """A scenario with plain values, checked key by key; raises ValueError naming the key."""
     if not isinstance(raw, Mapping):
-        raise ValueError(f"scenarios: {where} must be a dict, got {type(raw).__name__}")
+        raise InputError("scenarios", f"{where} must be a dict, got {type(raw).__name__}")
     out: dict[str, Any] = {}
     for key, value in raw.items():
         if key not in SCENARIO_DEFAULTS:
-            raise ValueError(f"{key}: not a scenario key ({where}; known: {', '.join(sorted(SCENARIO_DEFAULTS))})")
+            raise InputError(key, f"not a scenario key ({where}; known: {', '.join(sorted(SCENARIO_DEFAULTS))})")
         value = _plain(value)
         if _is_missing(value):
             if key == "deploy_at_s":  # None: no deploy (NaN is how a DataFrame holds it)
@@ -87,8 +86,8 @@ def _normalise(raw: Mapping[str, Any], where: str) -> dict[str, Any]:
 def _scenario_of(values: Mapping[str, Any], where: str) -> Scenario:
     try:
         return Scenario.from_flat({"deploy_at_s": "auto", **values})
-    except ScenarioError as err:
-        raise ValueError(f"{err} ({where})") from None
+    except InputError as err:
+        raise InputError(err.field, f"{err.problem} ({where})") from None
 
 
 def _as_values(key: str, values: Any) -> list[Any]:
@@ -96,31 +95,32 @@ def _as_values(key: str, values: Any) -> list[Any]:
         return [values]  # a scalar: the same value in every scenario
     out = list(values)
     if not out:
-        raise ValueError(f"{key}: needs at least one value, got an empty list")
+        raise InputError(key, "needs at least one value, got an empty list")
     return out
 
 
 def _expand(scenarios: Any, grid: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Scenarios (list of dicts or DataFrame) times the cartesian product of `grid` (which wins a shared key)."""
     if scenarios is None:
-        base: list[Mapping[str, Any]] = [{}]
+        base: list[Any] = [{}]
     elif isinstance(scenarios, pd.DataFrame):
         base = scenarios.to_dict("records")
-    elif isinstance(scenarios, Mapping) or isinstance(scenarios, (str, bytes)):
-        raise ValueError(f"scenarios: must be a list of dicts or a DataFrame, got {type(scenarios).__name__}")
+    elif isinstance(scenarios, (Mapping, str, bytes)):
+        raise InputError("scenarios", f"must be a list of dicts or a DataFrame, got {type(scenarios).__name__}")
     else:
         try:
             base = list(scenarios)
         except TypeError:
-            raise ValueError(f"scenarios: must be a list of dicts or a DataFrame, got {type(scenarios).__name__}") from None
+            raise InputError("scenarios",
+                             f"must be a list of dicts or a DataFrame, got {type(scenarios).__name__}") from None
     for key in grid:
         if key not in SCENARIO_DEFAULTS:
-            raise ValueError(f"{key}: not a scenario key (known: {', '.join(sorted(SCENARIO_DEFAULTS))})")
+            raise InputError(key, f"not a scenario key (known: {', '.join(sorted(SCENARIO_DEFAULTS))})")
     axes = [(key, _as_values(key, values)) for key, values in grid.items()]
     out: list[dict[str, Any]] = []
     for i, scenario in enumerate(base):
         if not isinstance(scenario, Mapping):
-            raise ValueError(f"scenarios: scenarios[{i}] must be a dict, got {type(scenario).__name__}")
+            raise InputError("scenarios", f"scenarios[{i}] must be a dict, got {type(scenario).__name__}")
         for combo in itertools.product(*(values for _, values in axes)):
             out.append({**scenario, **dict(zip((k for k, _ in axes), combo))})
     return out
@@ -154,7 +154,7 @@ def _executor_workers(executor: Executor) -> int:
     if client is not None:
         try:
             return max(1, sum(client.nthreads().values()))
-        except Exception:  # noqa: BLE001 - a guess for batch sizes only
+        except Exception:
             pass
     workers = getattr(executor, "_max_workers", None)  # the standard library's pools
     return workers if isinstance(workers, int) and workers > 0 else (os.cpu_count() or 1)
@@ -190,9 +190,9 @@ def _run_on(executor: Executor, batches: list[list[dict[str, Any]]], bar: Any) -
 def _dask_client(scheduler: str) -> Any:
     """A dask.distributed Client for the scheduler at `scheduler` (imported only here)."""
     try:
-        from distributed import Client
+        from distributed import Client  # noqa: PLC0415 - optional: only a sweep on a Dask cluster needs it
     except ImportError:
-        raise ValueError("scheduler: needs dask.distributed, which is not installed "
+        raise InputError("scheduler", "needs dask.distributed, which is not installed "
                          "(pip install 'dask[distributed]')") from None
     return Client(scheduler, set_as_default=False)
 
@@ -222,63 +222,74 @@ def sweep(scenarios: Any = None, *, processes: int | None = None, executor: Exec
     Returns the inputs (defaults filled in) plus `RESULT_COLUMNS`.
     Raises ValueError naming the first bad key or value, before running anything.
     """
-    if processes is not None and (isinstance(processes, bool) or not isinstance(processes, int) or processes < 1):
-        raise ValueError(f"processes: must be a positive integer or None, got {processes!r}")
-    if executor is not None and not isinstance(executor, Executor):
-        raise ValueError(f"executor: must be a concurrent.futures.Executor, got {type(executor).__name__}")
+    processes, executor, scheduler, progress = _check_where(processes, executor, scheduler, progress)
+    todo = [_normalise(s, f"scenario {i}") for i, s in enumerate(_expand(scenarios, grid))]
+    if progress is None:
+        progress = len(todo) > PROGRESS_THRESHOLD and sys.stderr.isatty()
+    bar = tqdm(total=len(todo), unit="scenario", desc="sweep") if progress else None
+    try:
+        results = _run_all(todo, processes, executor, scheduler if todo else None, bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    return _frame(todo, results)
+
+
+def _check_where(processes: Any, executor: Any, scheduler: Any, progress: Any) -> tuple[Any, Any, Any, Any]:
+    """Where a sweep runs: at most one of processes, executor and scheduler, each well formed."""
+    if processes is not None:
+        processes = _checks.integer("processes", processes, 1)
+    if executor is not None:
+        _checks.instance("executor", executor, Executor, "a concurrent.futures.Executor")
     if scheduler is not None and (not isinstance(scheduler, str) or not _SCHEDULER_ADDRESS.match(scheduler)):
-        raise ValueError(f"scheduler: must be a Dask scheduler address such as 'tcp://host:8786', got {scheduler!r}")
+        raise InputError("scheduler", f"must be a Dask scheduler address such as 'tcp://host:8786', got {scheduler!r}")
     given = [name for name, value in (("processes", processes), ("executor", executor), ("scheduler", scheduler))
              if value is not None]
     if len(given) > 1:
-        raise ValueError(f"{', '.join(given)}: give at most one of processes, executor and scheduler")
-    if progress is not None and not isinstance(progress, bool):
-        raise ValueError(f"progress: must be True, False or None, got {progress!r}")
-    expanded = _expand(scenarios, grid)
-    todo = [_normalise(s, f"scenario {i}") for i, s in enumerate(expanded)]
+        raise InputError(", ".join(given), "give at most one of processes, executor and scheduler")
+    if progress is not None:
+        _checks.flag("progress", progress)
+    return processes, executor, scheduler, progress
+
+
+def _run_all(todo: list[dict[str, Any]], processes: int | None, executor: Executor | None, scheduler: str | None,
+             bar: Any) -> list[dict[str, Any]]:
+    """Every scenario's result columns, in order: on a Dask cluster, the caller's executor, this
+    process, or a pool of this machine's processes."""
+    if scheduler is not None:
+        client = _dask_client(scheduler)
+        try:
+            pool = client.get_executor()
+            return _run_on(pool, _batches(todo, _executor_workers(pool), _MIN_BATCH), bar)
+        finally:
+            client.close()
+    if executor is not None:
+        return _run_on(executor, _batches(todo, _executor_workers(executor), _MIN_BATCH), bar)
+    workers = min(processes or os.cpu_count() or 1, max(1, len(todo)))
+    if workers == 1:
+        results = []
+        for s in todo:
+            results.append(run_scenario(s))
+            if bar is not None:
+                bar.update(1)
+        return results
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        return _run_on(pool, _batches(todo, workers, 1), bar)
+
+
+def _frame(todo: list[dict[str, Any]], results: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row a scenario: its inputs (defaults filled in) then its results, typed."""
     columns: dict[str, None] = {}
     if todo:
         columns["deploy_at_s"] = None  # always: "auto" follows writes and interval_s
     for s in todo:
         columns.update(dict.fromkeys(s))
-    if progress is None:
-        progress = len(todo) > PROGRESS_THRESHOLD and sys.stderr.isatty()
-    client = _dask_client(scheduler) if scheduler is not None and todo else None  # after validation
-    workers = min(processes or os.cpu_count() or 1, max(1, len(todo)))
-
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(todo), unit="scenario", desc="sweep")
-    results: list[dict[str, Any]] = []
-    try:
-        if client is not None:
-            pool = client.get_executor()
-            results = _run_on(pool, _batches(todo, _executor_workers(pool), _MIN_BATCH), bar)
-        elif executor is not None:
-            results = _run_on(executor, _batches(todo, _executor_workers(executor), _MIN_BATCH), bar)
-        elif workers == 1:
-            for s in todo:
-                results.append(run_scenario(s))
-                if bar is not None:
-                    bar.update(1)
-        else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                results = _run_on(pool, _batches(todo, workers, 1), bar)
-    finally:
-        if bar is not None:
-            bar.close()
-        if client is not None:
-            client.close()
-
     rows = [{**{k: s.get(k, SCENARIO_DEFAULTS[k]) for k in columns}, **r} for s, r in zip(todo, results)]
     frame = pd.DataFrame(rows, columns=[*columns, *RESULT_COLUMNS])
     frame["first_loss_at_s"] = frame["first_loss_at_s"].astype("float64")
     if "deploy_at_s" in frame.columns:
         frame["deploy_at_s"] = frame["deploy_at_s"].astype("float64")
-    for col in ("nodes_created", "lost_count", "root_children", "nodes_total", "resync_batches"):
+    for col in ("nodes_created", "lost_count", "orphaned", "root_children", "nodes_total", "resync_batches"):
         frame[col] = frame[col].astype("int64")
-    frame["orphaned"] = frame["orphaned"].astype("int64")
     frame["valid"] = frame["valid"].astype("boolean")  # <NA> when a scenario is inconclusive
     return frame

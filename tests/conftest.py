@@ -2,6 +2,8 @@ import os
 
 import pytest
 
+from live_fakes.appservices_server import FakeAppServices
+
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 #: Lines a test wants printed in the run's summary (e.g. the realm-core conformance count).
@@ -21,6 +23,13 @@ def summary_line(request):
     """Call with a string: it is printed at the end of the test run, whatever the verbosity."""
     lines = request.config.stash.setdefault(SUMMARY, [])
     return lines.append
+
+
+@pytest.fixture
+def app_services():
+    """The one fake App Services Admin/Client API (tests/live_fakes), serving on 127.0.0.1."""
+    with FakeAppServices() as fake:
+        yield fake
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):

@@ -17,11 +17,6 @@ from pathlib import Path
 
 import pytest
 
-try:
-    from live_fakes.appservices_server import FakeAppServices
-except ImportError:  # tests/ imported as a package
-    from tests.live_fakes.appservices_server import FakeAppServices
-
 REPO = Path(__file__).resolve().parents[1]
 MAX_RSS_MIB = 200
 KEYS = {"MONGODB_ATLAS_PUBLIC_API_KEY": "pubkey-1234", "MONGODB_ATLAS_PRIVATE_API_KEY": "privkey-5678"}
@@ -152,12 +147,6 @@ def test_out_inside_a_read_only_directory_cannot_do_the_job_exit_4(tmp_path):
     assert out == "" and list(cwd.iterdir()) == [] and not target.exists()
 
 
-@pytest.fixture
-def admin_api():
-    with FakeAppServices() as fake:
-        yield fake
-
-
 DEPLOY = ["deploy", "--app-id", "myapp-abcde", "--field", "tags", "--bson-type", "array<string>"]
 DEPLOY_CASES = [
     (["--poll-interval", "nan"], "--poll-interval"),
@@ -178,20 +167,20 @@ DEPLOY_CASES = [
 
 
 @pytest.mark.parametrize("args, flag", DEPLOY_CASES, ids=[" ".join(a) for a, _ in DEPLOY_CASES])
-def test_deploy_bad_input_sends_no_request(tmp_path, admin_api, args, flag):
+def test_deploy_bad_input_sends_no_request(tmp_path, app_services, args, flag):
     cwd = tmp_path / "cwd"
     cwd.mkdir()
-    code, out, err, rss = run_measured([*DEPLOY, "--base-url", admin_api.url, *args], cwd, KEYS)
+    code, out, err, rss = run_measured([*DEPLOY, "--base-url", app_services.url, *args], cwd, KEYS)
     assert_bad_input(code, out, err, rss, flag, cwd)
-    assert admin_api.requests == []
+    assert app_services.requests == []
 
 
-def test_deploy_without_the_api_key_variables_sends_no_request(tmp_path, admin_api):
+def test_deploy_without_the_api_key_variables_sends_no_request(tmp_path, app_services):
     cwd = tmp_path / "cwd"
     cwd.mkdir()
-    code, out, err, rss = run_measured([*DEPLOY, "--base-url", admin_api.url], cwd)
+    code, out, err, rss = run_measured([*DEPLOY, "--base-url", app_services.url], cwd)
     assert_bad_input(code, out, err, rss, "MONGODB_ATLAS_PUBLIC_API_KEY", cwd)
-    assert admin_api.requests == []
+    assert app_services.requests == []
 
 
 def test_deploy_bad_base_url(tmp_path):

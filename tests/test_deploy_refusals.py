@@ -27,12 +27,8 @@ from repro_kit.emulator.appservices import ControlPlane
 from repro_kit.recording import RunRecorder
 from repro_kit.scenario import Scenario, ScenarioError
 
-try:
-    from readonly import environ
-    from live_fakes.appservices_server import FakeAppServices
-except ImportError:  # tests/ imported as a package
-    from tests.readonly import environ
-    from tests.live_fakes.appservices_server import FakeAppServices
+from live_fakes.appservices_server import FakeAppServices
+from readonly import environ
 
 TAKEN = ["children", "text", "owner_id", "isRoot", "_id"]
 

@@ -22,10 +22,7 @@ import pytest
 from repro_kit import recording
 from repro_kit.cli import main
 
-try:
-    from readonly import REPO, environ, run_cli_read_only
-except ImportError:  # tests/ imported as a package
-    from tests.readonly import REPO, environ, run_cli_read_only
+from readonly import REPO, environ, run_cli_read_only
 
 #: What must never be in a "could not do the job" line.
 RAW = re.compile(r"\b[A-Z][A-Za-z]*(Error|Exception)\b|\[Errno|Traceback")

@@ -243,13 +243,12 @@ SCENARIOS = [
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: ",".join(f"{k}={v}" for k, v in s.items()) or "defaults")
 def test_a_sweep_row_is_the_analysis_of_the_same_run_recorded_to_disk(tmp_path, scenario):
     """sweep rows come from the same analysis as `repro-kit report` on the recorded run."""
-    from repro_kit.sweeps import SCENARIO_DEFAULTS, _PARAM_KEYS, _SESSION_KEYS
+    from repro_kit.scenario import Scenario
+    from repro_kit.sweeps import SCENARIO_DEFAULTS
 
-    s = {**SCENARIO_DEFAULTS, **scenario}
     row = run_scenario(scenario)
-    session = connect(**{k: s[k] for k in _SESSION_KEYS}, **{k: s[k] for k in _PARAM_KEYS})
-    run_test(session, s["writes"], s["interval_s"], s["deploy_at_s"], s["settle_s"], out=tmp_path / "run",
-             pause_during_resync=s["pause_during_resync"])
+    sc = Scenario.from_flat({**SCENARIO_DEFAULTS, **scenario})
+    run_test(sc.connect(), scenario=sc, out=tmp_path / "run")
     on_disk = analyse(recording.load_run(tmp_path / "run")).figures()
     assert row == on_disk
     assert row["orphaned"] == row["lost_count"]  # every loss here is an orphan, prefill or not

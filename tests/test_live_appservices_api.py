@@ -16,16 +16,7 @@ from repro_kit.live.appservices_api import (
     RetryPolicy,
 )
 
-try:
-    from live_fakes.appservices_server import APP_OBJ, CLIENT_APP_ID, GROUP, SCHEMA_ID, FakeAppServices
-except ImportError:  # tests/ imported as a package
-    from tests.live_fakes.appservices_server import APP_OBJ, CLIENT_APP_ID, GROUP, SCHEMA_ID, FakeAppServices
-
-
-@pytest.fixture
-def server():
-    with FakeAppServices() as fake:
-        yield fake
+from live_fakes.appservices_server import APP_OBJ, CLIENT_APP_ID, GROUP, SCHEMA_ID, FakeAppServices
 
 
 class Sleeps(list):
@@ -35,11 +26,11 @@ class Sleeps(list):
         self.append(seconds)
 
 
-def admin(server: FakeAppServices, sleeps: Sleeps | None = None, **kw) -> AdminClient:
+def admin(app_services: FakeAppServices, sleeps: Sleeps | None = None, **kw) -> AdminClient:
     kw.setdefault("timeout", (2.0, 5.0))
     kw.setdefault("retry", RetryPolicy(attempts=3, backoff=0.25))
     kw.setdefault("poll_interval", 0.5)
-    return AdminClient(server.public_key, server.private_key, base_url=server.url,
+    return AdminClient(app_services.public_key, app_services.private_key, base_url=app_services.url,
                        sleep=sleeps if sleeps is not None else Sleeps(), **kw)
 
 
@@ -49,13 +40,13 @@ def one_line(exc: BaseException) -> str:
     return text
 
 
-def test_deploy_optional_field_puts_exactly_the_shared_schema_edit(server):
-    original = copy.deepcopy(server.schema_doc)
-    result = admin(server).deploy_optional_field(CLIENT_APP_ID, "tags", "array<string>")
+def test_deploy_optional_field_puts_exactly_the_shared_schema_edit(app_services):
+    original = copy.deepcopy(app_services.schema_doc)
+    result = admin(app_services).deploy_optional_field(CLIENT_APP_ID, "tags", "array<string>")
 
     assert result.status == "successful"
     assert result.field == "tags" and result.bson_type == "array<string>"
-    [put] = server.calls("PUT", f"/schemas/{SCHEMA_ID}")
+    [put] = app_services.calls("PUT", f"/schemas/{SCHEMA_ID}")
     assert put["path"] == f"/api/admin/v3.0/groups/{GROUP}/apps/{APP_OBJ}/schemas/{SCHEMA_ID}"
     assert put["body"]["schema"] == add_optional_field(original["schema"], "tags", "array<string>")
     assert put["body"]["metadata"] == original["metadata"]
@@ -63,82 +54,82 @@ def test_deploy_optional_field_puts_exactly_the_shared_schema_edit(server):
     assert put["headers"]["Authorization"].startswith("Bearer access-token-")
     assert result.schema == put["body"]["schema"]
     # the edit went into a draft that was then deployed and polled to a final status
-    order = [(r["method"], r["path"].rsplit("/", 1)[-1]) for r in server.requests]
+    order = [(r["method"], r["path"].rsplit("/", 1)[-1]) for r in app_services.requests]
     assert order.index(("POST", "drafts")) < order.index(("PUT", SCHEMA_ID)) < order.index(("POST", "deployment"))
-    assert result.deployment_id in server.deployments
-    assert server.drafts == []
+    assert result.deployment_id in app_services.deployments
+    assert app_services.drafts == []
 
 
-def test_login_sends_the_programmatic_key_and_finds_the_app_by_client_app_id(server):
-    client = admin(server)
+def test_login_sends_the_programmatic_key_and_finds_the_app_by_client_app_id(app_services):
+    client = admin(app_services)
     app = client.find_app(CLIENT_APP_ID)
-    [login] = server.calls("POST", "/auth/providers/mongodb-cloud/login")
-    assert login["body"] == {"username": server.public_key, "apiKey": server.private_key}
+    [login] = app_services.calls("POST", "/auth/providers/mongodb-cloud/login")
+    assert login["body"] == {"username": app_services.public_key, "apiKey": app_services.private_key}
     assert (app.group_id, app.app_id, app.client_app_id) == (GROUP, APP_OBJ, CLIENT_APP_ID)
     with pytest.raises(LiveError, match="'no-such-app' not found"):
         client.find_app("no-such-app")
 
 
-def test_base_url_with_the_older_host_or_an_api_prefix_is_the_same_root(server):
-    client = AdminClient("a-key", "b-key", base_url=server.url + "/api/admin/v3.0/")
-    assert client.base_url == server.url
+def test_base_url_with_the_older_host_or_an_api_prefix_is_the_same_root(app_services):
+    client = AdminClient("a-key", "b-key", base_url=app_services.url + "/api/admin/v3.0/")
+    assert client.base_url == app_services.url
     with pytest.raises(ValueError, match="base_url"):
         AdminClient("a-key", "b-key", base_url="realm.mongodb.com")
 
 
-def test_existing_draft_409_is_discarded_and_recreated(server):
-    stale = server.add_draft()
-    result = admin(server).deploy_optional_field(CLIENT_APP_ID, "tags", "array<string>")
+def test_existing_draft_409_is_discarded_and_recreated(app_services):
+    stale = app_services.add_draft()
+    result = admin(app_services).deploy_optional_field(CLIENT_APP_ID, "tags", "array<string>")
     assert result.status == "successful"
-    assert [r["path"].endswith(f"/drafts/{stale}") for r in server.calls("DELETE")] == [True]
-    assert server.deployments[result.deployment_id]["draft_id"] != stale
+    assert [r["path"].endswith(f"/drafts/{stale}") for r in app_services.calls("DELETE")] == [True]
+    assert app_services.deployments[result.deployment_id]["draft_id"] != stale
 
 
-def test_existing_draft_can_be_reused(server):
-    stale = server.add_draft()
-    result = admin(server, existing_draft="reuse").deploy_optional_field(CLIENT_APP_ID, "tags", "string")
-    assert server.calls("DELETE") == []
-    assert server.deployments[result.deployment_id]["draft_id"] == stale
+def test_existing_draft_can_be_reused(app_services):
+    stale = app_services.add_draft()
+    result = admin(app_services, existing_draft="reuse").deploy_optional_field(CLIENT_APP_ID, "tags", "string")
+    assert app_services.calls("DELETE") == []
+    assert app_services.deployments[result.deployment_id]["draft_id"] == stale
 
 
-def test_failed_deployment_is_reported_as_failed_with_the_server_reason(server):
-    server.deploy_outcome = "failed"
-    client = admin(server)
+def test_failed_deployment_is_reported_as_failed_with_the_server_reason(app_services):
+    app_services.deploy_outcome = "failed"
+    client = admin(app_services)
     result = client.deploy_optional_field(CLIENT_APP_ID, "tags", "array<string>")
     assert result.status == "failed"
     assert client.last_deployment["status_error_message"] == "schema change requires terminating sync"
 
 
-def test_deployment_that_never_finishes_times_out_with_one_line(server):
-    server.polls_until_final = 10**6
+def test_deployment_that_never_finishes_times_out_with_one_line(app_services):
+    app_services.polls_until_final = 10**6
     ticks = iter(range(0, 10**6, 10))
-    client = admin(server, clock=lambda: float(next(ticks)), deploy_timeout=30)
+    client = admin(app_services, clock=lambda: float(next(ticks)), deploy_timeout=30)
     with pytest.raises(LiveError) as info:
         client.deploy_optional_field(CLIENT_APP_ID, "tags", "array<string>")
     assert "still 'pending' after 30 s" in one_line(info.value)
 
 
-def test_expired_token_logs_in_again_once(server):
-    client = admin(server)
+def test_expired_token_logs_in_again_once(app_services):
+    client = admin(app_services)
     client.find_app(CLIENT_APP_ID)
-    server.expire_token()
+    app_services.expire_token()
     client.list_schemas(client.find_app(CLIENT_APP_ID))
-    assert len(server.calls("POST", "/mongodb-cloud/login")) == 2
+    assert len(app_services.calls("POST", "/mongodb-cloud/login")) == 2
 
 
-def test_second_401_after_relogin_is_an_error_naming_the_endpoint(server):
-    client = admin(server)
+def test_second_401_after_relogin_is_an_error_naming_the_endpoint(app_services):
+    client = admin(app_services)
     client.login()
     body = {"error": "invalid session: access token expired", "error_code": "InvalidSession"}
-    server.fail("GET", "/auth/profile", 401, body)
-    server.fail("GET", "/auth/profile", 401, body)
+    app_services.fail("GET", "/auth/profile", 401, body)
+    app_services.fail("GET", "/auth/profile", 401, body)
     with pytest.raises(LiveError) as info:
         client.profile()
     assert one_line(info.value) == "GET /auth/profile: HTTP 401: invalid session: access token expired (InvalidSession)"
 
 
-def test_wrong_key_is_a_one_line_error_without_the_key(server):
-    client = AdminClient("wrong-public", "wrong-private", base_url=server.url, sleep=Sleeps())
+def test_wrong_key_is_a_one_line_error_without_the_key(app_services):
+    client = AdminClient("wrong-public", "wrong-private", base_url=app_services.url, sleep=Sleeps())
     with pytest.raises(LiveError) as info:
         client.find_app(CLIENT_APP_ID)
     text = one_line(info.value)
@@ -146,40 +137,40 @@ def test_wrong_key_is_a_one_line_error_without_the_key(server):
     assert "wrong-p" not in text and "wrong-p" not in repr(client)
 
 
-def test_429_honours_retry_after_then_succeeds(server):
+def test_429_honours_retry_after_then_succeeds(app_services):
     sleeps = Sleeps()
-    client = admin(server, sleeps)
-    server.fail("GET", "/auth/profile", 429, {"error": "rate limited"}, headers={"Retry-After": "7"})
+    client = admin(app_services, sleeps)
+    app_services.fail("GET", "/auth/profile", 429, {"error": "rate limited"}, headers={"Retry-After": "7"})
     assert GROUP in client.group_ids()
     assert sleeps == [7.0]
 
 
-def test_503_backs_off_exponentially_then_succeeds(server):
+def test_503_backs_off_exponentially_then_succeeds(app_services):
     sleeps = Sleeps()
-    client = admin(server, sleeps)
-    server.fail("GET", "/apps", 503, {"error": "service unavailable"})
-    server.fail("GET", "/apps", 502, None)
+    client = admin(app_services, sleeps)
+    app_services.fail("GET", "/apps", 503, {"error": "service unavailable"})
+    app_services.fail("GET", "/apps", 502, None)
     assert client.find_app(CLIENT_APP_ID, group_id=GROUP).app_id == APP_OBJ
     assert sleeps == [0.25, 0.5]
 
 
-def test_persistent_5xx_gives_up_after_bounded_attempts(server):
+def test_persistent_5xx_gives_up_after_bounded_attempts(app_services):
     sleeps = Sleeps()
-    client = admin(server, sleeps)
+    client = admin(app_services, sleeps)
     client.login()
     for _ in range(3):
-        server.fail("GET", "/auth/profile", 500, {"error": "internal server error"})
+        app_services.fail("GET", "/auth/profile", 500, {"error": "internal server error"})
     with pytest.raises(LiveError) as info:
         client.profile()
     assert one_line(info.value) == "GET /auth/profile: HTTP 500: internal server error (after 3 attempts)"
     assert len(sleeps) == 2
 
 
-def test_read_timeout_names_the_cause(server):
-    client = admin(server, timeout=(2.0, 0.2), retry=RetryPolicy(attempts=2, backoff=0.0))
+def test_read_timeout_names_the_cause(app_services):
+    client = admin(app_services, timeout=(2.0, 0.2), retry=RetryPolicy(attempts=2, backoff=0.0))
     client.login()
-    server.fail("GET", "/auth/profile", 200, {"roles": []}, delay=1.0)
-    server.fail("GET", "/auth/profile", 200, {"roles": []}, delay=1.0)
+    app_services.fail("GET", "/auth/profile", 200, {"roles": []}, delay=1.0)
+    app_services.fail("GET", "/auth/profile", 200, {"roles": []}, delay=1.0)
     with pytest.raises(LiveError) as info:
         client.profile()
     assert one_line(info.value) == (
@@ -187,13 +178,13 @@ def test_read_timeout_names_the_cause(server):
     )
 
 
-def test_post_is_not_resent_after_a_read_timeout(server):
-    client = admin(server, timeout=(2.0, 0.2))
+def test_post_is_not_resent_after_a_read_timeout(app_services):
+    client = admin(app_services, timeout=(2.0, 0.2))
     client.login()
-    server.fail("POST", "/drafts", 201, {"_id": "x"}, delay=1.0)
+    app_services.fail("POST", "/drafts", 201, {"_id": "x"}, delay=1.0)
     with pytest.raises(LiveError, match="timed out"):
         client.create_draft(client.find_app(CLIENT_APP_ID))
-    assert len(server.calls("POST", "/drafts")) == 1
+    assert len(app_services.calls("POST", "/drafts")) == 1
 
 
 def test_connection_refused_is_retried_then_named():
@@ -206,19 +197,19 @@ def test_connection_refused_is_retried_then_named():
     assert sleeps == [1.0, 2.0]
 
 
-def test_unknown_field_type_fails_before_any_request(server):
+def test_unknown_field_type_fails_before_any_request(app_services):
     with pytest.raises(ValueError, match="bson_type"):
-        admin(server).deploy_optional_field(CLIENT_APP_ID, "tags", "array<nope>")
+        admin(app_services).deploy_optional_field(CLIENT_APP_ID, "tags", "array<nope>")
     with pytest.raises(ValueError, match="already exists"):
-        admin(server).deploy_optional_field(CLIENT_APP_ID, "text", "string")
-    assert server.calls("POST", "/drafts") == []
+        admin(app_services).deploy_optional_field(CLIENT_APP_ID, "text", "string")
+    assert app_services.calls("POST", "/drafts") == []
 
 
-def test_put_failure_discards_the_draft(server):
-    server.fail("PUT", f"/schemas/{SCHEMA_ID}", 400, {"error": "invalid schema", "error_code": "InvalidSchema"})
+def test_put_failure_discards_the_draft(app_services):
+    app_services.fail("PUT", f"/schemas/{SCHEMA_ID}", 400, {"error": "invalid schema", "error_code": "InvalidSchema"})
     with pytest.raises(LiveError, match=r"PUT /groups/.*/schemas/.*: HTTP 400: invalid schema \(InvalidSchema\)"):
-        admin(server).deploy_optional_field(CLIENT_APP_ID, "tags", "array<string>")
-    assert server.drafts == []
+        admin(app_services).deploy_optional_field(CLIENT_APP_ID, "tags", "array<string>")
+    assert app_services.drafts == []
 
 
 def test_missing_keys_name_both_variables():
@@ -229,11 +220,11 @@ def test_missing_keys_name_both_variables():
         AdminClient.from_env({})
 
 
-def test_client_api_location_and_anonymous_login(server):
-    api = ClientAPI(CLIENT_APP_ID, base_url=server.url, sleep=Sleeps())
-    assert api.location()["hostname"] == server.url
+def test_client_api_location_and_anonymous_login(app_services):
+    api = ClientAPI(CLIENT_APP_ID, base_url=app_services.url, sleep=Sleeps())
+    assert api.location()["hostname"] == app_services.url
     user = api.anonymous_login()
     assert user.user_id and user.access_token == "anon-access-1" and user.refresh_token == "anon-refresh-1"
     assert "anon-access-1" not in repr(user) and "anon-refresh-1" not in repr(user)
     with pytest.raises(LiveError, match="HTTP 404: cannot find app using Client App ID"):
-        ClientAPI("missing-app", base_url=server.url, sleep=Sleeps()).location()
+        ClientAPI("missing-app", base_url=app_services.url, sleep=Sleeps()).location()

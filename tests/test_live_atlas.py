@@ -19,10 +19,7 @@ from repro_kit.live.atlas import (
     uri_secrets,
 )
 
-try:
-    from live_fakes.collections import FakeCollection
-except ImportError:  # tests/ imported as a package
-    from tests.live_fakes.collections import FakeCollection
+from live_fakes.collections import FakeCollection
 
 OWNER, OTHER = "owner-a", "owner-b"
 

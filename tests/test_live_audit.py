@@ -14,10 +14,7 @@ from bson.binary import UuidRepresentation
 from repro_kit.live.appservices_api import LiveError
 from repro_kit.live.audit import find_orphans, repair
 
-try:
-    from live_fakes.collections import FakeCollection
-except ImportError:  # tests/ imported as a package
-    from tests.live_fakes.collections import FakeCollection
+from live_fakes.collections import FakeCollection
 
 A, B = "owner-a", "owner-b"
 N = {name: uuid.UUID(int=i + 1) for i, name in enumerate(

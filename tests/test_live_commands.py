@@ -13,12 +13,8 @@ import pytest
 from repro_kit.live import commands
 from repro_kit.live.appservices_api import ENV_PRIVATE_KEY, ENV_PUBLIC_KEY
 
-try:
-    from live_fakes.appservices_server import CLIENT_APP_ID, FakeAppServices
-    from live_fakes.collections import FakeCollection
-except ImportError:  # tests/ imported as a package
-    from tests.live_fakes.appservices_server import CLIENT_APP_ID, FakeAppServices
-    from tests.live_fakes.collections import FakeCollection
+from live_fakes.appservices_server import CLIENT_APP_ID, FakeAppServices
+from live_fakes.collections import FakeClient, FakeCollection
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -48,10 +44,8 @@ def test_cli_contract_parses():
 
 
 @pytest.fixture
-def server():
-    with FakeAppServices() as fake:
-        fake_env = {ENV_PUBLIC_KEY: fake.public_key, ENV_PRIVATE_KEY: fake.private_key}
-        yield fake, fake_env
+def server(app_services):
+    return app_services, app_services.env
 
 
 def deploy_args(server: FakeAppServices, *extra: str) -> argparse.Namespace:
@@ -98,11 +92,6 @@ def lost_nodes_collection() -> FakeCollection:
         {"_id": kept, "text": "kept", "children": [], "isRoot": False, "owner_id": "u1"},
         {"_id": lost, "text": "lost", "children": [], "isRoot": False, "owner_id": "u1"},
     ])
-
-
-class FakeClient:
-    def close(self) -> None:
-        pass
 
 
 def test_audit_dry_run_then_repair(monkeypatch, tmp_path: Path):

@@ -11,12 +11,8 @@ from repro_kit._history import Event, Nemesis, Op
 from repro_kit.live.appservices_api import ENV_PRIVATE_KEY, ENV_PUBLIC_KEY, LiveError, RetryPolicy
 from repro_kit.live.session import LiveSession, connect_live
 
-try:
-    from live_fakes.appservices_server import CLIENT_APP_ID, FakeAppServices
-    from live_fakes.collections import FakeCollection
-except ImportError:  # tests/ imported as a package
-    from tests.live_fakes.appservices_server import CLIENT_APP_ID, FakeAppServices
-    from tests.live_fakes.collections import FakeCollection
+from live_fakes.appservices_server import CLIENT_APP_ID, FakeAppServices
+from live_fakes.collections import FakeCollection
 
 OWNER = "user-1"
 

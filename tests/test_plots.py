@@ -52,7 +52,7 @@ def test_swimlane_validates_arguments(run) -> None:
     with pytest.raises(ValueError, match="observer"):
         plots.swimlane(run, observer="phone")
     ax = Figure().subplots()
-    with pytest.raises(ValueError, match="ax must hold 2"):
+    with pytest.raises(ValueError, match="ax: must hold 2"):
         plots.swimlane(run, ax=ax)
 
 

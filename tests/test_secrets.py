@@ -22,12 +22,8 @@ from repro_kit.live import commands
 from repro_kit.live.appservices_api import ENV_PRIVATE_KEY, ENV_PUBLIC_KEY, AdminClient, ClientAPI, LiveError, RetryPolicy
 from repro_kit.live.session import connect_live
 
-try:
-    from live_fakes.appservices_server import CLIENT_APP_ID, FakeAppServices
-    from live_fakes.collections import FakeCollection
-except ImportError:  # tests/ imported as a package
-    from tests.live_fakes.appservices_server import CLIENT_APP_ID, FakeAppServices
-    from tests.live_fakes.collections import FakeCollection
+from live_fakes.appservices_server import CLIENT_APP_ID, FakeAppServices
+from live_fakes.collections import FakeClient, FakeCollection
 
 PUBLIC = "PUBKEY-sekrit-1111"
 PRIVATE = "PRIVKEY-sekrit-2222"
@@ -136,12 +132,7 @@ def test_audit_paths_never_show_the_uri_password(keys, caplog, capfd, monkeypatc
         {"_id": root, "text": "root", "children": [], "isRoot": True, "owner_id": "u1"},
         {"_id": lost, "text": "lost", "children": [], "isRoot": False, "owner_id": "u1"},
     ])
-
-    class Client:
-        def close(self) -> None:
-            pass
-
-    monkeypatch.setattr(commands, "_open_collection", lambda *a, **k: (Client(), coll))
+    monkeypatch.setattr(commands, "_open_collection", lambda *a, **k: (FakeClient(), coll))
     assert run_cmd(commands.run_audit, ns(repair=True), produced) == 0
     assert run_cmd(commands.run_audit, ns(json=True), produced) == 0
     assert list((tmp_path / "backups").glob("root-*.json"))

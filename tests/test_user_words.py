@@ -20,10 +20,7 @@ import pytest
 import repro_kit as rk
 from repro_kit import findings, plots, recording, report
 
-try:
-    from readonly import environ
-except ImportError:  # tests/ imported as a package
-    from tests.readonly import environ
+from readonly import environ
 
 #: "None" or "nan" as a word: what Python prints for a missing value.
 RAW = re.compile(r"\bNone\b|\b(?i:nan|inf|infinity)\b")

@@ -14,10 +14,13 @@ import logging
 import os
 import time
 import urllib.parse
-from typing import Any, Callable, Iterable, Literal, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Literal
 
 import requests
 
+from repro_kit import _checks
+from repro_kit._checks import InputError
 from repro_kit._schema import COLLECTION, DATABASE, add_optional_field, parse_bson_type, validate_field_name
 from repro_kit._session import DeployResult
 
@@ -66,10 +69,9 @@ class RetryPolicy:
     max_delay: float = 30.0
 
     def __post_init__(self) -> None:
-        if self.attempts < 1:
-            raise ValueError(f"attempts: must be >= 1, got {self.attempts!r}")
-        if self.backoff < 0 or self.max_delay < 0:
-            raise ValueError("backoff/max_delay: must be >= 0")
+        _checks.integer("attempts", self.attempts, 1)
+        _checks.number("backoff", self.backoff, 0)
+        _checks.number("max_delay", self.max_delay, 0)
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait before attempt number `attempt + 1` (attempt counts from 1)."""
@@ -123,7 +125,7 @@ class _Http:
         secrets: Callable[[], Iterable[str | None]] = lambda: (),
     ) -> None:
         if not isinstance(root, str) or not root.startswith(("http://", "https://")):
-            raise ValueError(f"base_url: {root!r} is not an http(s) URL")
+            raise InputError("base_url", f"{root!r} is not an http(s) URL")
         self.root = root.rstrip("/")
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
@@ -149,7 +151,8 @@ class _Http:
         for attempt in range(1, attempts + 1):
             retry_after: float | None = None
             try:
-                response = self.session.request(method, url, json=json, headers=dict(headers or {}), timeout=self.timeout)
+                response = self.session.request(method, url, json=json, headers=dict(headers or {}),
+                                                timeout=self.timeout)
             except requests.exceptions.ReadTimeout:
                 cause = f"timed out waiting for the server (read timeout {self._read_timeout()} s)"
                 if method not in _IDEMPOTENT:  # the server may have acted on it: never resend
@@ -221,7 +224,7 @@ class AnonUser:
 def _server_root(base_url: Any) -> str:
     """The server root; a URL that already ends in an API prefix is trimmed back to it."""
     if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
-        raise ValueError(f"base_url: {base_url!r} is not an http(s) URL")
+        raise InputError("base_url", f"{base_url!r} is not an http(s) URL")
     root = base_url.rstrip("/")
     for prefix in (ADMIN_PREFIX, CLIENT_PREFIX):
         if root.endswith(prefix):
@@ -233,7 +236,8 @@ def _keys_from_env(env: Mapping[str, str]) -> tuple[str, str]:
     public, private = env.get(ENV_PUBLIC_KEY, "").strip(), env.get(ENV_PRIVATE_KEY, "").strip()
     if not public or not private:
         missing = [name for name, value in ((ENV_PUBLIC_KEY, public), (ENV_PRIVATE_KEY, private)) if not value]
-        raise LiveError(f"missing App Services API key: set {' and '.join(missing)} (a programmatic API key of the project)")
+        raise LiveError(f"missing App Services API key: set {' and '.join(missing)} "
+                        "(a programmatic API key of the project)")
     return public, private
 
 
@@ -262,10 +266,9 @@ class AdminClient:
     ) -> None:
         if not public_key or not private_key:
             raise LiveError(f"missing App Services API key: set {ENV_PUBLIC_KEY} and {ENV_PRIVATE_KEY}")
-        if existing_draft not in ("discard", "reuse"):
-            raise ValueError(f"existing_draft: must be 'discard' or 'reuse', got {existing_draft!r}")
-        if poll_interval <= 0 or deploy_timeout <= 0:
-            raise ValueError("poll_interval/deploy_timeout: must be > 0")
+        _checks.choice("existing_draft", existing_draft, ("discard", "reuse"))
+        _checks.number("poll_interval", poll_interval, 0, above=True)
+        _checks.number("deploy_timeout", deploy_timeout, 0, above=True)
         self._public_key = public_key
         self._private_key = private_key
         self._access_token: str | None = None
@@ -283,7 +286,7 @@ class AdminClient:
         self.last_deployment: dict[str, Any] | None = None
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **kwargs: Any) -> "AdminClient":
+    def from_env(cls, env: Mapping[str, str] | None = None, **kwargs: Any) -> AdminClient:
         """Keys from MONGODB_ATLAS_PUBLIC_API_KEY / MONGODB_ATLAS_PRIVATE_API_KEY."""
         public, private = _keys_from_env(os.environ if env is None else env)
         return cls(public, private, **kwargs)
@@ -313,11 +316,13 @@ class AdminClient:
         self._refresh_token = body.get("refresh_token")
         log.debug("logged in to the Admin API")
 
-    def _call(self, method: str, path: str, *, json: Any = None, ok: tuple[int, ...] = (200, 201, 204)) -> requests.Response:
+    def _call(self, method: str, path: str, *, json: Any = None,
+              ok: tuple[int, ...] = (200, 201, 204)) -> requests.Response:
         if self._access_token is None:
             self.login()
         for relogged in (False, True):
-            response = self._http.request(method, path, json=json, headers={"Authorization": f"Bearer {self._access_token}"})
+            response = self._http.request(method, path, json=json,
+                                          headers={"Authorization": f"Bearer {self._access_token}"})
             if response.status_code == 401 and not relogged:
                 log.info("%s %s: HTTP 401, access token expired; logging in again", method, path)
                 self.login()
@@ -347,7 +352,7 @@ class AdminClient:
     def find_app(self, client_app_id: str, group_id: str | None = None) -> AppRef:
         """The app whose `client_app_id` is the App ID users see (e.g. "myapp-abcde")."""
         if not isinstance(client_app_id, str) or not client_app_id.strip():
-            raise ValueError(f"app_id: {client_app_id!r} is not an App ID")
+            raise InputError("app_id", f"{client_app_id!r} is not an App ID")
         groups = [group_id] if group_id else self.group_ids()
         if not groups:
             raise LiveError("GET /auth/profile: the API key has no project role (roles[].group_id is empty)")
@@ -422,7 +427,8 @@ class AdminClient:
     def get_deployment(self, app: AppRef, deployment_id: str) -> dict[str, Any]:
         return self._get(f"{self._app_path(app)}/deployments/{deployment_id}") or {}
 
-    def wait_for_deployment(self, app: AppRef, deployment: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+    def wait_for_deployment(self, app: AppRef, deployment: dict[str, Any],
+                            timeout: float | None = None) -> dict[str, Any]:
         """Poll GET .../deployments/{id} until `status` is successful or failed."""
         timeout = self.deploy_timeout if timeout is None else timeout
         deployment_id = str(deployment.get("_id"))
@@ -498,7 +504,7 @@ class ClientAPI:
         session: requests.Session | None = None,
     ) -> None:
         if not isinstance(app_id, str) or not app_id.strip():
-            raise ValueError(f"app_id: {app_id!r} is not an App ID")
+            raise InputError("app_id", f"{app_id!r} is not an App ID")
         self.app_id = app_id
         self.base_url = _server_root(base_url)
         self._tokens: list[str] = []

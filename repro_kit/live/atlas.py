@@ -10,6 +10,7 @@ standalone server) the view polls instead and diffs snapshots.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import re
@@ -18,15 +19,20 @@ import time
 import urllib.parse
 import uuid
 import warnings
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
-from repro_kit._schema import COLLECTION, DATABASE
+from repro_kit import _checks
+from repro_kit._checks import InputError
 from repro_kit._history import Notification, notification
+from repro_kit._schema import COLLECTION, DATABASE
 from repro_kit._session import Info
-
-NoteListener = Callable[[Notification], None]
 from repro_kit.live.appservices_api import LiveError, redact
 
+NoteListener = Callable[[Notification], None]
+
+# pymongo and bson (0.3 s to import, python -X importtime) are imported where the kit talks to
+# MongoDB, not here: the CLI registers the live commands on every start.
 __all__ = [
     "AtlasCollectionView",
     "open_collection",
@@ -41,6 +47,8 @@ log = logging.getLogger("repro_kit.live")
 
 #: The resume point fell off the oplog: resume is impossible, resynchronise from a snapshot.
 HISTORY_LOST = frozenset({286, 280, 136})
+#: How the Atlas view hears changes: a change stream falling back to polling, either alone.
+WATCH_MODES = ("auto", "watch", "poll")
 
 _USERINFO = re.compile(r"^(?P<scheme>mongodb(?:\+srv)?://)(?P<user>[^:@/]*)(?::(?P<password>[^@/]*))?@")
 
@@ -49,7 +57,8 @@ def mask_uri(uri: str) -> str:
     """The URI with its password replaced by ****, for messages and logs."""
     if not isinstance(uri, str):
         return "<not a URI>"
-    return _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}{':****' if m['password'] is not None else ''}@", uri, count=1)
+    return _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}{':****' if m['password'] is not None else ''}@", uri,
+                         count=1)
 
 
 def uri_secrets(uri: str | None) -> list[str]:
@@ -70,14 +79,13 @@ def open_collection(
     **client_kwargs: Any,
 ) -> tuple[Any, Any]:
     """(MongoClient, Collection) with UUIDs as standard binary subtype 4, as App Services stores them."""
-    import pymongo
-    import pymongo.errors
+    import pymongo  # noqa: PLC0415 - lazy pymongo: see the note at the top
+    import pymongo.errors  # noqa: PLC0415 - lazy pymongo: see the note at the top
 
     if not isinstance(uri, str) or not uri.startswith(("mongodb://", "mongodb+srv://")):
-        raise ValueError("mongodb_uri: must start with mongodb:// or mongodb+srv://")
-    for name, value in (("database", database), ("collection", collection)):
-        if not isinstance(value, str) or not value:
-            raise ValueError(f"{name}: must be a non-empty string, got {value!r}")
+        raise InputError("mongodb_uri", "must start with mongodb:// or mongodb+srv://")
+    _checks.text("database", database)
+    _checks.text("collection", collection)
     try:
         with warnings.catch_warnings():  # the driver only warns of an unknown or bad URI option: refuse it
             warnings.simplefilter("error", UserWarning)
@@ -112,8 +120,7 @@ def present(doc: dict[str, Any]) -> dict[str, Any]:
 
 def reset(collection: Any, owner_id: str) -> int:
     """Delete `owner_id`'s documents, and only those; returns how many."""
-    if not isinstance(owner_id, str) or not owner_id:
-        raise ValueError(f"owner_id: must be a non-empty string, got {owner_id!r}")
+    _checks.text("owner_id", owner_id)
     result = collection.delete_many({"owner_id": owner_id})
     return int(getattr(result, "deleted_count", result) or 0)
 
@@ -196,7 +203,11 @@ class _Mirror:
         key_doc = change.get("documentKey") or {}
         key = id_str(key_doc["_id"]) if "_id" in key_doc else None
         full = change.get("fullDocument")
-        if op in ("insert", "replace"):
+        if op in ("drop", "dropDatabase", "rename", "invalidate"):
+            self.docs.clear()
+        elif key is None:  # every other event names its document (MongoDB's documentKey)
+            return
+        elif op in ("insert", "replace"):
             if isinstance(full, dict) and full.get("owner_id") == self.owner_id:
                 self.docs[key] = full
             else:
@@ -212,14 +223,12 @@ class _Mirror:
                 self.docs[key] = full
         elif op == "delete":
             self.docs.pop(key, None)
-        elif op in ("drop", "dropDatabase", "rename", "invalidate"):
-            self.docs.clear()
 
 
 class _Feed:
     """One subscription: a change stream (or a poll) in a daemon thread, feeding one listener."""
 
-    def __init__(self, view: "AtlasCollectionView", listener: NoteListener) -> None:
+    def __init__(self, view: AtlasCollectionView, listener: NoteListener) -> None:
         self.view = view
         self.listener = listener
         self.stop_event = threading.Event()
@@ -241,7 +250,7 @@ class _Feed:
     # -- stream handling ---------------------------------------------------------------
     def _open(self, first: bool = False) -> Any:
         """A new change stream from the resume token; None if change streams are unsupported."""
-        import pymongo.errors
+        import pymongo.errors  # noqa: PLC0415 - lazy pymongo: see the note at the top
 
         view = self.view
         pipeline = [{"$match": {"$or": [
@@ -275,7 +284,7 @@ class _Feed:
             self._watch_loop()
 
     def _watch_loop(self) -> None:
-        import pymongo.errors
+        import pymongo.errors  # noqa: PLC0415 - lazy pymongo: see the note at the top
 
         failures = 0
         while not self.stop_event.is_set():
@@ -320,7 +329,7 @@ class _Feed:
         self._close_stream()
 
     def _poll_loop(self) -> None:
-        import pymongo.errors
+        import pymongo.errors  # noqa: PLC0415 - lazy pymongo: see the note at the top
 
         while not self.stop_event.wait(self.view.poll_interval):
             try:
@@ -352,10 +361,8 @@ class _Feed:
     def _close_stream(self) -> None:
         stream, self.stream = self.stream, None
         if stream is not None:
-            try:
+            with contextlib.suppress(Exception):  # closing a broken stream may fail; nothing to do
                 stream.close()
-            except Exception:  # closing a broken stream may fail; nothing to do
-                pass
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -387,19 +394,15 @@ class AtlasCollectionView:
         max_retry_delay: float = 30.0,
         clock: Callable[[], float] | None = None,
     ) -> None:
-        if not isinstance(owner_id, str) or not owner_id:
-            raise ValueError(f"owner_id: must be a non-empty string, got {owner_id!r}")
-        if mode not in ("auto", "watch", "poll"):
-            raise ValueError(f"mode: must be auto, watch or poll, got {mode!r}")
-        if poll_interval <= 0:
-            raise ValueError(f"poll_interval: must be > 0, got {poll_interval!r}")
+        _checks.text("owner_id", owner_id)
+        _checks.choice("mode", mode, WATCH_MODES)
+        _checks.number("poll_interval", poll_interval, 0, above=True)
         self.collection = collection
         self.owner_id = owner_id
         self.mode = mode
         self.poll_interval = poll_interval
-        self.max_await_ms = max_await_ms
-        self.retry_delay = retry_delay
-        self.max_retry_delay = max_retry_delay
+        # how the change stream waits, and backs off after an error
+        self.max_await_ms, self.retry_delay, self.max_retry_delay = max_await_ms, retry_delay, max_retry_delay
         start = time.monotonic()
         self.clock = clock or (lambda: time.monotonic() - start)
         self._feeds: list[_Feed] = []
@@ -451,12 +454,13 @@ class AtlasCollectionView:
 
     def add_to_root(self, text: str) -> str:
         """Insert a node and $push it onto the root's children (two writes, as a device makes them)."""
-        if not isinstance(text, str):
-            raise ValueError(f"text: must be a string, got {type(text).__name__}")
+        _checks.instance("text", text, str, "a string")
         root = self._raw_root()
         if root is None:
             self.ensure_root()
             root = self._raw_root()
+        if root is None:  # created just now, yet not found: another client removed it meanwhile
+            raise LiveError(f"owner {self.owner_id!r} has no root document to append to")
         node_id = uuid.uuid4()
         self.collection.insert_one({"_id": node_id, "text": text, "children": [], "isRoot": False,
                                     "owner_id": self.owner_id})

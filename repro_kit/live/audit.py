@@ -18,13 +18,18 @@ import dataclasses
 import datetime as _dt
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
+from repro_kit import _checks
 from repro_kit._atomic import write_text_atomic
+from repro_kit._checks import InputError
 from repro_kit.live.appservices_api import LiveError
 from repro_kit.live.atlas import id_str
 
+# pymongo and bson (0.3 s to import, python -X importtime) are imported where the kit talks to
+# MongoDB, not here: the CLI registers the live commands on every start.
 __all__ = ["OwnerAudit", "AuditResult", "RepairResult", "find_orphans", "repair", "write_backup"]
 
 METHODS = ("auto", "aggregate", "traversal")
@@ -89,7 +94,7 @@ class RepairResult:
 
 def _is_pymongo(collection: Any) -> bool:
     try:
-        from pymongo.collection import Collection
+        from pymongo.collection import Collection  # noqa: PLC0415 - lazy pymongo: see the note at the top
     except ImportError:  # pragma: no cover
         return False
     return isinstance(collection, Collection)
@@ -183,11 +188,9 @@ def _graph_by_aggregate(collection: Any, owner_id: str) -> _Graph:
 
 
 def _graph(collection: Any, owner_id: str, method: str) -> _Graph:
-    if method not in METHODS:
-        raise ValueError(f"method: must be one of {', '.join(METHODS)}, got {method!r}")
     use_aggregate = method == "aggregate" or (method == "auto" and _is_pymongo(collection))
     if use_aggregate:
-        import pymongo.errors
+        import pymongo.errors  # noqa: PLC0415 - lazy pymongo: see the note at the top
 
         try:
             return _graph_by_aggregate(collection, owner_id)
@@ -247,8 +250,9 @@ def find_orphans(collection: Any, owner_id: str | None = None, *, method: str = 
     `method`: "auto" (server-side `$graphLookup` on a pymongo collection, else traversal),
     "aggregate" or "traversal". A collection only needs `find(filter)` for traversal.
     """
-    if owner_id is not None and (not isinstance(owner_id, str) or not owner_id):
-        raise ValueError(f"owner_id: must be a non-empty string, got {owner_id!r}")
+    if owner_id is not None:
+        _checks.text("owner_id", owner_id)
+    _checks.choice("method", method, METHODS)
     owners = [owner_id] if owner_id is not None else _owners(collection)
     return AuditResult(tuple(_owner_audit(_graph(collection, o, method)) for o in owners))
 
@@ -275,8 +279,8 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 def write_backup(backup_dir: str | os.PathLike[str], doc: dict[str, Any], name: str) -> Path:
     """Write `doc` as canonical extended JSON (UUIDs as binary subtype 4) atomically; returns the path."""
-    from bson import json_util
-    from bson.binary import UuidRepresentation
+    from bson import json_util  # noqa: PLC0415 - lazy pymongo: see the note at the top
+    from bson.binary import UuidRepresentation  # noqa: PLC0415 - lazy pymongo: see the note at the top
 
     options = json_util.CANONICAL_JSON_OPTIONS.with_options(uuid_representation=UuidRepresentation.STANDARD)
     directory = Path(backup_dir)
@@ -298,15 +302,16 @@ def repair(
     the root's `children` with `$addToSet`. Before writing, the root document is saved to
     `backup_dir` (required when applying). Only the owner's root is written.
     """
-    if not isinstance(owner_id, str) or not owner_id:
-        raise ValueError(f"owner_id: must be a non-empty string, got {owner_id!r}")
+    _checks.text("owner_id", owner_id)
+    _checks.choice("method", method, METHODS)
     if apply and backup_dir is None:
-        raise ValueError("backup_dir: required to apply a repair (the root is backed up first)")
+        raise InputError("backup_dir", "required to apply a repair (the root is backed up first)")
     graph = _graph(collection, owner_id, method)
     audit = _owner_audit(graph)
     if audit.root_id is None:
         if audit.orphans:
-            raise LiveError(f"owner {owner_id!r} has no root document (isRoot: true) to attach {len(audit.orphans)} orphans to")
+            raise LiveError(f"owner {owner_id!r} has no root document (isRoot: true) to attach "
+                            f"{len(audit.orphans)} orphans to")
         return RepairResult(owner_id, None, (), (), apply, None, 0)
     tops = _orphan_tops(graph, list(audit.orphans))
     if not apply or not tops:
@@ -315,7 +320,7 @@ def repair(
     root_doc = collection.find_one({"_id": root_raw, "owner_id": owner_id})
     if root_doc is None:
         raise LiveError(f"root {audit.root_id} of owner {owner_id!r} disappeared during the repair; nothing written")
-    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
     name = f"root-{_UNSAFE.sub('_', owner_id)[:64]}-{_UNSAFE.sub('_', audit.root_id)[:64]}-{stamp}.json"
     backup = write_backup(backup_dir, root_doc, name)  # type: ignore[arg-type]
     result = collection.update_one(

@@ -13,43 +13,43 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
-import math
 import os
 import re
 import sys
 import time
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import Any, TextIO
 
-from repro_kit import _errors
+from repro_kit import _checks, _errors
+from repro_kit._checks import InputError, number_arg
 from repro_kit._schema import COLLECTION, DATABASE, parse_bson_type, validate_field_name
-from repro_kit.live.appservices_api import DEFAULT_BASE_URL, ENV_PRIVATE_KEY, ENV_PUBLIC_KEY, AdminClient, LiveError, redact
+from repro_kit.live.appservices_api import (
+    DEFAULT_BASE_URL,
+    ENV_PRIVATE_KEY,
+    ENV_PUBLIC_KEY,
+    AdminClient,
+    LiveError,
+    redact,
+)
 from repro_kit.live.atlas import mask_uri, open_collection, uri_secrets
-from repro_kit.live.audit import find_orphans, repair
+from repro_kit.live.audit import AuditResult, RepairResult, find_orphans, repair
 
+# pymongo and bson (0.3 s to import, python -X importtime) are imported where the kit talks to
+# MongoDB, not here: the CLI registers the live commands on every start.
 __all__ = ["register", "run_deploy", "run_audit"]
 
 PROG = "repro-kit"
 
 
-def _float(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-
-
 def register(subparsers: Any) -> None:
     """Add `deploy` and `audit` to the CLI's subparsers (argparse `add_subparsers()` result)."""
-    deploy = subparsers.add_parser(
-        "deploy",
+    deploy = _errors.add_command(
+        subparsers, "deploy", (0, 2, 4, 130),
         help="add an optional field to the app's schema through the Admin API (the report's deploy)",
         description=f"Deploy an additive schema change to a live App Services app. API key from "
                     f"{ENV_PUBLIC_KEY} / {ENV_PRIVATE_KEY}.",
-        epilog=_errors.exit_codes_epilog(0, 2, 4, 130),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     deploy.add_argument("--backend", default="live", choices=("live",), help="only 'live' deploys to a real app")
     deploy.add_argument("--app-id", required=True, help="the client App ID (e.g. myapp-abcde)")
@@ -58,21 +58,20 @@ def register(subparsers: Any) -> None:
     deploy.add_argument("--field", required=True, help="name of the new optional field")
     deploy.add_argument("--bson-type", required=True, help="BSON type, or array<NAME> (e.g. array<string>)")
     deploy.add_argument("--database", default=DATABASE, help=f"linked database (default {DATABASE})")
-    deploy.add_argument("--collection", default=COLLECTION, help=f"collection whose schema to edit (default {COLLECTION})")
-    deploy.add_argument("--deploy-timeout", type=_float, default=600.0,
+    deploy.add_argument("--collection", default=COLLECTION,
+                        help=f"collection whose schema to edit (default {COLLECTION})")
+    deploy.add_argument("--deploy-timeout", type=number_arg, default=600.0,
                         help="seconds to wait for a final status (default 600, at most a day)")
-    deploy.add_argument("--poll-interval", type=_float, default=2.0,
+    deploy.add_argument("--poll-interval", type=number_arg, default=2.0,
                         help="seconds between deployment status polls (default 2)")
     deploy.add_argument("--existing-draft", choices=("discard", "reuse"), default="discard",
                         help="what to do with a draft this API key left behind (default discard)")
     deploy.set_defaults(func=run_deploy)
 
-    audit = subparsers.add_parser(
-        "audit",
+    audit = _errors.add_command(
+        subparsers, "audit", (0, 2, 4, 130),
         help="list nodes no path from their owner's root reaches; --repair re-attaches them",
         description="Audit a Node collection for orphans (dry run unless --repair; a repair backs the root up first).",
-        epilog=_errors.exit_codes_epilog(0, 2, 4, 130),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     audit.add_argument("--mongodb-uri", default=None, help="MongoDB connection string (default: $MONGODB_URI)")
     audit.add_argument("--database", default=DATABASE, help=f"database (default {DATABASE})")
@@ -83,7 +82,7 @@ def register(subparsers: Any) -> None:
                        help="where root backups go (default backups/audit-<UTC time>)")
     audit.add_argument("--method", choices=("auto", "aggregate", "traversal"), default="auto",
                        help="server-side $graphLookup, client-side traversal, or auto (default)")
-    audit.add_argument("--timeout", type=_float, default=10.0, help="seconds to find the server (default 10)")
+    audit.add_argument("--timeout", type=number_arg, default=10.0, help="seconds to find the server (default 10)")
     audit.add_argument("--json", action="store_true", help="print the result as JSON")
     audit.set_defaults(func=run_audit)
 
@@ -93,44 +92,40 @@ _DB_FORBIDDEN = set('/\\. "$*<>:|?\0')
 
 
 def _seconds(flag: str, value: Any, *, most: float) -> float:
-    """A finite, positive number of seconds, at most `most`; ValueError names the flag."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{flag}: must be a finite number of seconds, got {value!r}")
-    if not 0 < value <= most:
-        raise ValueError(f"{flag}: must be > 0 and at most {most:g} s, got {value!r}")
-    return float(value)
+    """A finite, positive number of seconds, at most `most`; the InputError names the flag."""
+    return _checks.number(flag, value, 0, most, above=True)
 
 
 def _check_names(database: str, collection: str) -> None:
     """MongoDB's naming rules, checked here so a bad name is bad input (exit 2), not a driver error."""
     if not database or len(database.encode()) > 63 or set(database) & _DB_FORBIDDEN:
-        raise ValueError(f"--database: {database!r} is not a MongoDB database name (1-63 bytes, none of "
+        raise InputError("--database", f"{database!r} is not a MongoDB database name (1-63 bytes, none of "
                          "/\\. \"$*<>:|? or spaces)")
     if not collection or "$" in collection or "\0" in collection or collection.startswith("system."):
-        raise ValueError(f"--collection: {collection!r} is not a MongoDB collection name (non-empty, no $ or NUL, "
+        raise InputError("--collection", f"{collection!r} is not a MongoDB collection name (non-empty, no $ or NUL, "
                          "not system.*)")
 
 
 def _check_deploy(args: argparse.Namespace, env: Mapping[str, str]) -> None:
     """Every deploy argument, and the API key's presence, before the first request."""
     if getattr(args, "backend", "live") != "live":
-        raise ValueError(f"--backend: deploy needs 'live', got {args.backend!r}")
+        raise InputError("--backend", f"deploy needs 'live', got {args.backend!r}")
     if not isinstance(args.app_id, str) or not _APP_ID.match(args.app_id):
-        raise ValueError(f"--app-id: {args.app_id!r} is not an App Services client App ID (like myapp-abcde)")
+        raise InputError("--app-id", f"{args.app_id!r} is not an App Services client App ID (like myapp-abcde)")
     url = urllib.parse.urlsplit(str(args.base_url))
     if url.scheme not in ("http", "https") or not url.netloc:
-        raise ValueError(f"--base-url: must be an http(s) URL of the server root, got {args.base_url!r}")
-    for flag, check in (("--field", validate_field_name), ("--bson-type", parse_bson_type)):
-        try:
-            check(args.field if flag == "--field" else args.bson_type)
-        except ValueError as exc:
-            raise ValueError(f"{flag}: {str(exc).split(': ', 1)[-1]}") from None
+        raise InputError("--base-url", f"must be an http(s) URL of the server root, got {args.base_url!r}")
+    try:
+        validate_field_name(args.field)
+        parse_bson_type(args.bson_type)
+    except InputError as exc:
+        raise exc.renamed({"field": "--field", "bson_type": "--bson-type"}) from None
     _check_names(getattr(args, "database", DATABASE), getattr(args, "collection", COLLECTION))
     timeout = _seconds("--deploy-timeout", getattr(args, "deploy_timeout", 600.0), most=86_400.0)
     _seconds("--poll-interval", getattr(args, "poll_interval", 2.0), most=min(3_600.0, timeout))
     missing = [name for name in (ENV_PUBLIC_KEY, ENV_PRIVATE_KEY) if not env.get(name)]
     if missing:
-        raise ValueError(f"{' and '.join(missing)}: not set; the Admin API key (a programmatic API key of the "
+        raise InputError(" and ".join(missing), "not set; the Admin API key (a programmatic API key of the "
                          "project) comes from the environment")
 
 
@@ -159,7 +154,8 @@ def run_deploy(args: argparse.Namespace, *, out: TextIO | None = None, err: Text
     started = time.monotonic()
     try:
         result = client.deploy_optional_field(args.app_id, args.field, args.bson_type,
-                                              getattr(args, "collection", COLLECTION), getattr(args, "database", DATABASE))
+                                              getattr(args, "collection", COLLECTION),
+                                              getattr(args, "database", DATABASE))
     except ValueError as exc:
         return _error(str(exc), _errors.BAD_INPUT, err)
     except LiveError as exc:
@@ -182,19 +178,19 @@ def _check_uri(uri: str, flag: str) -> None:
     scheme, sep, rest = uri.partition("://")
     if not sep or scheme not in ("mongodb", "mongodb+srv"):
         shown = f"{scheme}://..." if sep else "no scheme"  # never the rest: it may hold a password
-        raise ValueError(f"{flag}: must start with mongodb:// or mongodb+srv://, got {shown}")
+        raise InputError(flag, f"must start with mongodb:// or mongodb+srv://, got {shown}")
     hosts = rest.split("/", 1)[0].split("?", 1)[0].rpartition("@")[2]
     if not hosts:
-        raise ValueError(f"{flag}: {mask_uri(uri)} names no host")
+        raise InputError(flag, f"{mask_uri(uri)} names no host")
     if scheme == "mongodb+srv":
         if "," in hosts:
-            raise ValueError(f"{flag}: a mongodb+srv:// URI names exactly one host (DNS gives the rest), "
+            raise InputError(flag, f"a mongodb+srv:// URI names exactly one host (DNS gives the rest), "
                              f"got {mask_uri(uri)}")
         if hosts.startswith("[") or re.search(r":\d*$", hosts):
-            raise ValueError(f"{flag}: a mongodb+srv:// URI must not include a port (the SRV record gives it), "
+            raise InputError(flag, f"a mongodb+srv:// URI must not include a port (the SRV record gives it), "
                              f"got {mask_uri(uri)}")
         if "." not in hosts.strip("."):
-            raise ValueError(f"{flag}: a mongodb+srv:// host must be a domain name with a dot "
+            raise InputError(flag, f"a mongodb+srv:// host must be a domain name with a dot "
                              f"(like cluster0.abcde.mongodb.net), got {mask_uri(uri)}")
 
 
@@ -214,7 +210,7 @@ def _driver_words(text: str) -> str:
 
 def _mongo_failure(exc: Exception, flag: str, uri: str, timeout: float) -> str:
     """A MongoDB failure in words, naming the flag and the (masked) server."""
-    import pymongo.errors
+    import pymongo.errors  # noqa: PLC0415 - lazy pymongo: see the note at the top
 
     where = mask_uri(uri)
     words = _driver_words(str(exc))
@@ -231,13 +227,19 @@ def _mongo_failure(exc: Exception, flag: str, uri: str, timeout: float) -> str:
 _open_collection: Callable[..., tuple[Any, Any]] = open_collection
 
 
+class _Refused(Exception):
+    """A command that stops with one line and an exit code (its secrets already redacted)."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 def run_audit(args: argparse.Namespace, *, out: TextIO | None = None, err: TextIO | None = None,
               env: dict[str, str] | None = None) -> int:
     """`repro-kit audit`: 0 when the audit (and any repair) completed, 2 on bad input, 4 when the
     server cannot be reached or the job cannot be done. Every message about the server names
     `--mongodb-uri`; the URI's password never shows."""
-    import pymongo.errors
-
     out, err = out or sys.stdout, err or sys.stderr
     uri = args.mongodb_uri or (os.environ if env is None else env).get("MONGODB_URI")
     flag = "--mongodb-uri" if args.mongodb_uri else "--mongodb-uri (from $MONGODB_URI)"
@@ -245,46 +247,69 @@ def run_audit(args: argparse.Namespace, *, out: TextIO | None = None, err: TextI
         return _error("--mongodb-uri: required (or set MONGODB_URI)", _errors.BAD_INPUT, err)
     secrets = uri_secrets(uri)
     try:
-        timeout = _seconds("--timeout", getattr(args, "timeout", 10.0), most=3_600.0)
-        _check_names(args.database, args.collection)
-        _check_uri(uri, flag)
-    except ValueError as exc:
-        return _error(redact(str(exc), secrets), _errors.BAD_INPUT, err)
-    try:
-        client, collection = _open_collection(uri, args.database, args.collection,
-                                              server_selection_timeout_ms=max(1, int(timeout * 1000)))
-    except ValueError as exc:  # the driver refused the URI's text: bad input
-        return _error(redact(f"{flag}: {_driver_words(str(exc).removeprefix('mongodb_uri: '))}", secrets),
-                      _errors.BAD_INPUT, err)
-    except LiveError as exc:  # an SRV record that does not resolve: the network's answer
-        text = str(exc).removeprefix(f"MongoDB URI {mask_uri(uri)}: ")
-        return _error(redact(f"{flag}: cannot find the servers of {mask_uri(uri)}: {_driver_words(text)}", secrets),
-                      _errors.CANNOT, err)
-    try:
-        result = find_orphans(collection, args.owner_id, method=args.method)
-        repairs = []
-        if args.repair:
-            backup_dir = args.backup_dir or Path("backups") / (
-                "audit-" + _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ"))
-            for owner in result.owners:
-                if owner.orphans:
-                    repairs.append(repair(collection, owner.owner_id, backup_dir, apply=True, method=args.method))
-    except ValueError as exc:
-        return _error(redact(str(exc), secrets), _errors.BAD_INPUT, err)
-    except LiveError as exc:
-        return _error(redact(str(exc), secrets), _errors.CANNOT, err)
-    except pymongo.errors.PyMongoError as exc:
-        return _error(redact(_mongo_failure(exc, flag, uri, timeout), secrets), _errors.CANNOT, err)
-    except OSError as exc:  # the root's backup could not be written: nothing was repaired after it
-        return _error(redact(f"--backup-dir: {_errors.describe_os_error(exc)}", secrets), _errors.CANNOT, err)
-    finally:
-        if client is not None:
+        try:
+            timeout = _seconds("--timeout", getattr(args, "timeout", 10.0), most=3_600.0)
+            _check_names(args.database, args.collection)
+            _check_uri(uri, flag)
+        except ValueError as exc:
+            raise _Refused(str(exc), _errors.BAD_INPUT) from None
+        client, collection = _open_audited(args, uri, flag, timeout)
+        try:
+            result, repairs = _audit_and_repair(collection, args, flag, uri, timeout)
+        finally:
             client.close()
+    except _Refused as exc:
+        return _error(redact(str(exc), secrets), exc.code, err)
     if args.json:
         payload = {"database": args.database, "collection": args.collection, **result.to_dict(),
                    "repairs": [r.to_dict() for r in repairs]}
         print(redact(json.dumps(payload, indent=2), secrets) if secrets else json.dumps(payload, indent=2), file=out)
         return 0
+    print("\n".join(_audit_lines(args, uri, result, repairs)), file=out)
+    return 0
+
+
+def _open_audited(args: argparse.Namespace, uri: str, flag: str, timeout: float) -> tuple[Any, Any]:
+    """(client, collection), or the refusal: a URI the driver will not take is bad input, servers
+    that DNS cannot find a job that cannot be done."""
+    try:
+        return _open_collection(uri, args.database, args.collection,
+                                server_selection_timeout_ms=max(1, int(timeout * 1000)))
+    except ValueError as exc:  # the driver refused the URI's text: bad input
+        words = _driver_words(str(exc).removeprefix("mongodb_uri: "))
+        raise _Refused(f"{flag}: {words}", _errors.BAD_INPUT) from None
+    except LiveError as exc:  # an SRV record that does not resolve: the network's answer
+        text = str(exc).removeprefix(f"MongoDB URI {mask_uri(uri)}: ")
+        raise _Refused(f"{flag}: cannot find the servers of {mask_uri(uri)}: {_driver_words(text)}",
+                       _errors.CANNOT) from None
+
+
+def _audit_and_repair(collection: Any, args: argparse.Namespace, flag: str, uri: str,
+                      timeout: float) -> tuple[AuditResult, list[RepairResult]]:
+    """The audit, and with --repair every owner's orphans re-attached; a failure as a refusal."""
+    import pymongo.errors  # noqa: PLC0415 - lazy pymongo: see the note at the top
+
+    try:
+        result = find_orphans(collection, args.owner_id, method=args.method)
+        repairs = []
+        if args.repair:
+            backup_dir = args.backup_dir or Path("backups") / (
+                "audit-" + _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%SZ"))
+            repairs = [repair(collection, owner.owner_id, backup_dir, apply=True, method=args.method)
+                       for owner in result.owners if owner.orphans]
+    except ValueError as exc:
+        raise _Refused(str(exc), _errors.BAD_INPUT) from None
+    except LiveError as exc:
+        raise _Refused(str(exc), _errors.CANNOT) from None
+    except pymongo.errors.PyMongoError as exc:
+        raise _Refused(_mongo_failure(exc, flag, uri, timeout), _errors.CANNOT) from None
+    except OSError as exc:  # the root's backup could not be written: nothing was repaired after it
+        raise _Refused(f"--backup-dir: {_errors.describe_os_error(exc)}", _errors.CANNOT) from None
+    return result, repairs
+
+
+def _audit_lines(args: argparse.Namespace, uri: str, result: AuditResult, repairs: list[RepairResult]) -> list[str]:
+    """The audit in words: each owner's root, reachable and orphaned nodes, then the repairs."""
     lines = [f"audit of {args.database}.{args.collection} at {mask_uri(uri)} (method {result.method})"]
     for owner in result.owners:
         lines.append(f"owner {owner.owner_id}: root {owner.root_id}, {len(owner.reachable)} reachable, "
@@ -301,5 +326,4 @@ def run_audit(args: argparse.Namespace, *, out: TextIO | None = None, err: TextI
     if not args.repair:
         lines.append(f"{result.orphan_count} orphaned in {len(result.owners)} owners"
                      + (" (dry run: --repair re-attaches them)" if result.orphan_count else ""))
-    print("\n".join(lines), file=out)
-    return 0
+    return lines

@@ -15,13 +15,16 @@ import logging
 import os
 import threading
 import time
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
-from repro_kit._schema import COLLECTION, DATABASE, parse_bson_type, validate_field_name
+from repro_kit import _checks
+from repro_kit._checks import InputError
 from repro_kit._history import Listener, Nemesis, Op, Stream, baseline_events, events_of
+from repro_kit._schema import COLLECTION, DATABASE, parse_bson_type, validate_field_name
 from repro_kit._session import DeployResult, Session, View
 from repro_kit.live.appservices_api import DEFAULT_BASE_URL, AdminClient, ClientAPI, LiveError, redact
-from repro_kit.live.atlas import AtlasCollectionView, mask_uri, open_collection, present, uri_secrets
+from repro_kit.live.atlas import WATCH_MODES, AtlasCollectionView, mask_uri, open_collection, present, uri_secrets
 
 __all__ = ["LiveSession", "connect_live", "NO_PYTHON_SDK", "WRITES"]
 
@@ -60,15 +63,12 @@ class LiveSession(Session):
         collection: str = COLLECTION,
         on_close: Callable[[], None] | None = None,
     ) -> None:
-        if writes not in WRITES:
-            raise ValueError(f"writes: must be 'app' or 'atlas', got {writes!r}")
         self.collection_view = atlas
         self.user_id = atlas.owner_id
         self.app_id = app_id
         self.writes = writes
         self.mode = mode
-        self.database = database
-        self.collection = collection
+        self.database, self.collection = database, collection  # where the Node schema lives
         self._admin_factory = admin_factory
         self._admin: AdminClient | None = None
         self._on_close = on_close
@@ -94,7 +94,7 @@ class LiveSession(Session):
         """What Atlas holds for the owner: the root, its children in order (dangling links hidden),
         every document. The live backend has no other view."""
         if observer != "atlas":
-            raise ValueError(f"observer: the live backend sees Atlas only (no Python Realm SDK), got {observer!r}")
+            raise InputError("observer", f"the live backend sees Atlas only (no Python Realm SDK), got {observer!r}")
         view = self.collection_view
         docs = view._find_owner_docs()
         root = next((d for d in docs if d.get("isRoot") is True), None)
@@ -230,14 +230,15 @@ def connect_live(
     `AdminClient` (e.g. timeout, retry, deploy_timeout, existing_draft).
     """
     env = os.environ if env is None else env
-    if writes not in WRITES:
-        raise ValueError(f"writes: must be 'app' or 'atlas', got {writes!r}")
+    _checks.choice("writes", writes, WRITES)  # checked here, once: LiveSession trusts it
+    _checks.choice("watch", watch, WATCH_MODES)
+    _checks.number("poll_interval", poll_interval, 0, above=True)
     if app_id is not None and (not isinstance(app_id, str) or not app_id.strip()):
-        raise ValueError(f"app_id: {app_id!r} is not an App ID")
+        raise InputError("app_id", f"{app_id!r} is not an App ID")
     admin_options = {**dict(admin_kwargs or {}), **kw}
     if owner_id is None:
         if not app_id:
-            raise ValueError("owner_id: required without app_id (the app user's id whose nodes to watch)")
+            raise InputError("owner_id", "required without app_id (the app user's id whose nodes to watch)")
         owner_id = ClientAPI(app_id, base_url=base_url).anonymous_login().user_id
         log.info("anonymous login: watching new user %s", owner_id)
     on_close: Callable[[], None] | None = None

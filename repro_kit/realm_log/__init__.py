@@ -47,7 +47,7 @@ _LAZY: dict[str, str] = {
     "register": "._cli",
     "SAMPLE_LOG": "._sample",
     "changesets_table": "._views", "list_figure": "._views",
-    **{name: "._instructions" for name in _INSTRUCTIONS},
+    **dict.fromkeys(_INSTRUCTIONS, "._instructions"),
 }
 
 

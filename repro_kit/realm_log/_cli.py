@@ -16,6 +16,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from repro_kit import _errors
+from repro_kit._checks import InputError
+from repro_kit._runlock import ready_run_dir
+
 __all__ = ["register", "run_replay"]
 
 PROG = "repro-kit"
@@ -23,8 +27,8 @@ PROG = "repro-kit"
 
 def register(subparsers: Any) -> None:
     """Add `replay` to the CLI's subparsers (argparse `add_subparsers()` result)."""
-    p = subparsers.add_parser(
-        "replay",
+    p = _errors.add_command(
+        subparsers, "replay", (0, 1, 2, 3, 4, 130),
         help="decode a Realm sync client's trace log, replay it through the merge, name the orphaned objects",
         description="Decode a realm-core 13 sync client trace log (an app's log at trace level), replay its "
                     "uploads and downloads through the kit's merge, and name the objects that were appended to a "
@@ -50,20 +54,16 @@ def _out_dir(text: str | None) -> Path:
     if text is not None and not text.strip():
         raise _Fail(2, f"--out: must name a directory, got {text!r}")
     if text is None:
-        from repro_kit.recording import runs_root
+        from repro_kit.recording import runs_root  # noqa: PLC0415 - pandas: see run_replay
 
-        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+        stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
         out = runs_root() / f"replay-{stamp}"
     else:
         out = Path(text)
-    held = [n for n in ("meta.json", "history.jsonl", "events.jsonl") if (out / n).exists()]
-    if held:
-        raise _Fail(2, f"--out: {out} already holds a run ({held[0]}); choose a new directory or remove it")
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".repro-kit-write-test"
-        probe.touch()
-        probe.unlink()
+        ready_run_dir(out)
+    except InputError as exc:
+        raise _Fail(2, str(exc)) from None
     except OSError as exc:
         raise _Fail(4, f"--out: cannot write to {out} ({exc.strerror or type(exc).__name__})") from None
     return out
@@ -73,12 +73,13 @@ def run_replay(args: argparse.Namespace, stdout: Any = None, stderr: Any = None)
     """The command: the exit code, having printed the result or one error line."""
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
-    # Measured: the checker (findings, with pandas) takes ~1.2 s to import; imported here, not when
-    # the CLI's parser is built, so every other command does not pay for it.
-    from repro_kit import findings, recording
+    # Measured (python -X importtime): the checker (findings, with pandas) takes ~1.2 s to import,
+    # the log parser and the replay ~0.1 s; imported here, not when the CLI's parser is built, so
+    # every other command does not pay for them.
+    from repro_kit import findings, recording  # noqa: PLC0415
 
-    from ._logparse import LogError, parse_log
-    from ._replay import replay_log
+    from ._logparse import LogError, parse_log  # noqa: PLC0415
+    from ._replay import replay_log  # noqa: PLC0415
 
     try:
         path = Path(args.log)

@@ -11,17 +11,22 @@ or key type it does not accept, a list instruction without an index.
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import struct
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 from ._codec import ChangesetError, read_int
+
+# isort: off
 from ._instructions import (
     COLLECTION_TYPES, INSTRUCTION_TYPES, INTERN_STRING, PAYLOAD_TYPES, TABLE_TYPES, AddColumn, AddInteger,
     AddTable, ArrayErase, ArrayInsert, ArrayMove, Clear, CreateObject, Decimal128, EraseColumn, EraseObject,
     EraseTable, GlobalKey, Instruction, Link, ObjectId, Payload, SetErase, SetInsert, Timestamp, Update,
 )
+# isort: on
 
 __all__ = ["DecodedChangeset", "decode_changeset"]
 
@@ -58,7 +63,7 @@ class _Reader:
         value, self.pos = read_int(self.data, self.pos, kind, what)
         return value
 
-    def bytes(self, n: int, what: str) -> bytes:
+    def bytes(self, n: builtins.int, what: str) -> builtins.bytes:
         if self.pos + n > len(self.data):
             raise ChangesetError(self.pos, f"the changeset ends inside the {what} ({n} bytes expected, "
                                            f"{len(self.data) - self.pos} left: truncated input)")
@@ -121,7 +126,7 @@ class _Reader:
         kind = self.payload_type(f"type of the {what}")
         if kind == "GlobalKey":
             raise ChangesetError(at, f"a GlobalKey cannot be a value (the {what}); realm-core refuses it too")
-        read: Callable[[], Any] | None = self._values.get(kind)
+        read: Callable[[_Reader, str], Any] | None = self._values.get(kind)
         return Payload(kind, read(self, what) if read is not None else None)
 
     def _timestamp(self, what: str) -> Timestamp:
@@ -150,7 +155,7 @@ class _Reader:
     def _link(self, what: str) -> Link:
         return Link(self.intern(f"target table of the {what}"), self.key(f"target of the {what}"))
 
-    _values: dict[str, Callable[["_Reader", str], Any]] = {
+    _values: ClassVar[dict[str, Callable[[_Reader, str], Any]]] = {
         "Int": lambda r, w: r.int("int64", w),
         "Bool": lambda r, w: r.boolean(w),
         "String": lambda r, w: r.text(w),
@@ -191,40 +196,55 @@ def _needs_index(reader: _Reader, fields: dict[str, Any], name: str, at: int) ->
 
 
 def _instruction(reader: _Reader, code: int, at: int) -> Instruction:
+    """The instruction whose code was read at `at`: its fields in realm-core's order."""
     name = INSTRUCTION_TYPES[code]
     if name == "AddTable":
-        table = reader.intern("table")
-        type_at = reader.pos
-        table_type = TABLE_TYPES.get(reader.int("uint8", "table type"))
-        if table_type is None:
-            raise ChangesetError(type_at, "unknown table type in AddTable")
-        if table_type == "Embedded":
-            return AddTable(table, table_type)
-        pk_field = reader.intern("primary key field")
-        pk_at = reader.pos
-        pk_type = reader.payload_type("primary key type")
-        if pk_type not in _PK_TYPES:
-            raise ChangesetError(pk_at, f"AddTable with a {pk_type} primary key (realm-core refuses it)")
-        return AddTable(table, table_type, pk_field, pk_type, reader.boolean("pk_nullable"))
+        return _add_table(reader)
     if name == "EraseTable":
         return EraseTable(reader.intern("table"))
     if name in ("CreateObject", "EraseObject"):
         table = reader.intern("table")
         return (CreateObject if name == "CreateObject" else EraseObject)(table, reader.key("object's primary key"))
     if name == "AddColumn":
-        table, field = reader.intern("table"), reader.intern("field")
-        kind = reader.payload_type("column type")
-        nullable = reader.boolean("nullable")
-        coll_at = reader.pos
-        collection = COLLECTION_TYPES.get(reader.int("uint8", "collection type"))
-        if collection is None:
-            raise ChangesetError(coll_at, "unknown collection type in AddColumn")
-        target = reader.intern("link target table") if kind == "Link" else None
-        key_type = reader.payload_type("dictionary key type") if collection == "Dictionary" else None
-        return AddColumn(table, field, kind, nullable, collection, target, key_type)
+        return _add_column(reader)
     if name == "EraseColumn":
         return EraseColumn(reader.intern("table"), reader.intern("field"))
-    fields = reader.path_fields()
+    return _path_instruction(reader, name, reader.path_fields(), at)
+
+
+def _add_table(reader: _Reader) -> AddTable:
+    table = reader.intern("table")
+    type_at = reader.pos
+    table_type = TABLE_TYPES.get(reader.int("uint8", "table type"))
+    if table_type is None:
+        raise ChangesetError(type_at, "unknown table type in AddTable")
+    if table_type == "Embedded":
+        return AddTable(table, table_type)
+    pk_field = reader.intern("primary key field")
+    pk_at = reader.pos
+    pk_type = reader.payload_type("primary key type")
+    if pk_type not in _PK_TYPES:
+        raise ChangesetError(pk_at, f"AddTable with a {pk_type} primary key (realm-core refuses it)")
+    return AddTable(table, table_type, pk_field, pk_type, reader.boolean("pk_nullable"))
+
+
+def _add_column(reader: _Reader) -> AddColumn:
+    table, field = reader.intern("table"), reader.intern("field")
+    kind = reader.payload_type("column type")
+    nullable = reader.boolean("nullable")
+    coll_at = reader.pos
+    collection = COLLECTION_TYPES.get(reader.int("uint8", "collection type"))
+    if collection is None:
+        raise ChangesetError(coll_at, "unknown collection type in AddColumn")
+    target = reader.intern("link target table") if kind == "Link" else None
+    key_type = reader.payload_type("dictionary key type") if collection == "Dictionary" else None
+    return AddColumn(table, field, kind, nullable, collection, target, key_type)
+
+
+def _path_instruction(reader: _Reader, name: str, fields: dict[str, Any], at: int) -> Instruction:
+    """An instruction on a field's path: what it carries after the path."""
+    if name in ("ArrayInsert", "ArrayMove", "ArrayErase"):
+        _needs_index(reader, fields, name, at)
     if name == "Update":
         value = reader.payload("value")
         path = fields["path"]
@@ -234,15 +254,12 @@ def _instruction(reader: _Reader, code: int, at: int) -> Instruction:
     if name == "AddInteger":
         return AddInteger(**fields, value=reader.int("int64", "value"))
     if name == "ArrayInsert":
-        _needs_index(reader, fields, name, at)
         value = reader.payload("value")
         return ArrayInsert(**fields, value=value, prior_size=reader.int("uint32", "prior_size"))
     if name == "ArrayMove":
-        _needs_index(reader, fields, name, at)
         ndx_2 = reader.int("uint32", "ndx_2")
         return ArrayMove(**fields, ndx_2=ndx_2, prior_size=reader.int("uint32", "prior_size"))
     if name == "ArrayErase":
-        _needs_index(reader, fields, name, at)
         return ArrayErase(**fields, prior_size=reader.int("uint32", "prior_size"))
     if name == "Clear":
         return Clear(**fields, prior_size=reader.int("uint32", "Clear's unused size"))

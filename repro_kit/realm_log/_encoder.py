@@ -16,11 +16,14 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ._codec import ChangesetError, encode_int
+
+# isort: off
 from ._instructions import (
     COLLECTION_TYPES, INSTRUCTION_TYPES, INTERN_STRING, PAYLOAD_TYPES, TABLE_TYPES, AddColumn, AddInteger,
     AddTable, ArrayErase, ArrayInsert, ArrayMove, Clear, CreateObject, Decimal128, EraseColumn, EraseObject,
     EraseTable, GlobalKey, Instruction, Link, ObjectId, Payload, SetErase, SetInsert, Timestamp, Update,
 )
+# isort: on
 
 __all__ = ["encode_changeset"]
 
@@ -131,9 +134,9 @@ def _strings_of(instr: Instruction) -> list[str]:
             out.append(instr.pk_field)
         return out
     if isinstance(instr, AddColumn):
-        return out + [instr.field, instr.link_target_table if instr.type == "Link" else ""]
+        return [*out, instr.field, (instr.link_target_table or "") if instr.type == "Link" else ""]
     if isinstance(instr, EraseColumn):
-        return out + [instr.field]
+        return [*out, instr.field]
     if isinstance(instr, EraseTable):
         return out
     if isinstance(instr.object, str):
@@ -151,37 +154,47 @@ def _strings_of(instr: Instruction) -> list[str]:
 
 
 def _write(w: _Writer, instr: Instruction) -> None:
+    """One instruction: its code, then its fields in realm-core's order."""
     w.int(_CODES[instr.op], "uint64")
     if isinstance(instr, AddTable):
+        _write_add_table(w, instr)
+    elif isinstance(instr, AddColumn):
+        _write_add_column(w, instr)
+    elif isinstance(instr, (EraseTable, EraseColumn)):
         w.ref(instr.table)
-        w.int(_TABLE_CODES[instr.table_type], "uint8")
-        if instr.table_type != "Embedded":
-            w.ref(instr.pk_field or "")
-            w.type(instr.pk_type or "Null")
-            w.int(int(instr.pk_nullable), "uint8")
-        return
-    if isinstance(instr, EraseTable):
+        if isinstance(instr, EraseColumn):
+            w.ref(instr.field)
+    else:
         w.ref(instr.table)
-        return
-    if isinstance(instr, AddColumn):
-        w.ref(instr.table)
-        w.ref(instr.field)
-        w.type(instr.type)
-        w.int(int(instr.nullable), "uint8")
-        w.int(_COLLECTION_CODES[instr.collection_type], "uint8")
-        if instr.type == "Link":
-            w.ref(instr.link_target_table or "")
-        if instr.collection_type == "Dictionary":
-            w.type(instr.key_type or "Null")
-        return
-    if isinstance(instr, EraseColumn):
-        w.ref(instr.table)
-        w.ref(instr.field)
-        return
+        w.key(instr.object)
+        if not isinstance(instr, (CreateObject, EraseObject)):
+            _write_path(w, instr)
+            _write_operands(w, instr)
+
+
+def _write_add_table(w: _Writer, instr: AddTable) -> None:
     w.ref(instr.table)
-    w.key(instr.object)
-    if isinstance(instr, (CreateObject, EraseObject)):
-        return
+    w.int(_TABLE_CODES[instr.table_type], "uint8")
+    if instr.table_type != "Embedded":
+        w.ref(instr.pk_field or "")
+        w.type(instr.pk_type or "Null")
+        w.int(int(instr.pk_nullable), "uint8")
+
+
+def _write_add_column(w: _Writer, instr: AddColumn) -> None:
+    w.ref(instr.table)
+    w.ref(instr.field)
+    w.type(instr.type)
+    w.int(int(instr.nullable), "uint8")
+    w.int(_COLLECTION_CODES[instr.collection_type], "uint8")
+    if instr.type == "Link":
+        w.ref(instr.link_target_table or "")
+    if instr.collection_type == "Dictionary":
+        w.type(instr.key_type or "Null")
+
+
+def _write_path(w: _Writer, instr: Any) -> None:
+    """A path instruction's field and path: names as interned strings, list indexes as uint32."""
     w.ref(instr.field)
     w.int(len(instr.path), "uint32")
     for element in instr.path:
@@ -192,6 +205,10 @@ def _write(w: _Writer, instr: Instruction) -> None:
             if isinstance(element, bool) or not 0 <= element <= 2**32 - 1:
                 raise ChangesetError(len(w.out), f"path element {element} does not fit a uint32 list index")
             w.int(element)
+
+
+def _write_operands(w: _Writer, instr: Any) -> None:
+    """What a path instruction carries after its path: a value, sizes, an index."""
     if isinstance(instr, Update):
         w.payload(instr.value)
         if instr.index is not None:
@@ -200,18 +217,15 @@ def _write(w: _Writer, instr: Instruction) -> None:
             w.int(int(instr.is_default), "uint8")
     elif isinstance(instr, AddInteger):
         w.int(instr.value)
-    elif isinstance(instr, ArrayInsert):
+    elif isinstance(instr, (ArrayInsert, SetInsert, SetErase)):
         w.payload(instr.value)
-        w.int(instr.prior_size, "uint32")
+        if isinstance(instr, ArrayInsert):
+            w.int(instr.prior_size, "uint32")
     elif isinstance(instr, ArrayMove):
         w.int(instr.ndx_2, "uint32")
         w.int(instr.prior_size, "uint32")
-    elif isinstance(instr, ArrayErase):
+    elif isinstance(instr, (ArrayErase, Clear)):
         w.int(instr.prior_size, "uint32")
-    elif isinstance(instr, Clear):
-        w.int(instr.prior_size, "uint32")
-    elif isinstance(instr, (SetInsert, SetErase)):
-        w.payload(instr.value)
 
 
 def encode_changeset(instructions: Iterable[Instruction], strings: Sequence[tuple[int, str]] | None = None) -> bytes:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from typing import Any, Union
+from typing import Any
 
 __all__ = [
     "GlobalKey", "ObjectId", "Timestamp", "Decimal128", "Link", "Payload", "PrimaryKey", "PathElement",
@@ -65,7 +65,7 @@ class ObjectId:
             raise ValueError(f"an ObjectId is 12 bytes, got {self.raw!r}")
 
     @classmethod
-    def from_hex(cls, text: str) -> "ObjectId":
+    def from_hex(cls, text: str) -> ObjectId:
         return cls(bytes.fromhex(text))
 
     def __str__(self) -> str:
@@ -89,8 +89,8 @@ class Decimal128:
     negative: bool
 
 
-PrimaryKey = Union[None, int, str, GlobalKey, ObjectId, uuid.UUID]
-PathElement = Union[int, str]
+PrimaryKey = None | int | str | GlobalKey | ObjectId | uuid.UUID
+PathElement = int | str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,15 +164,21 @@ class EraseColumn(_Base):
 
 
 @dataclasses.dataclass(frozen=True)
-class CreateObject(_Base):
+class _ObjectInstruction(_Base):
+    """An instruction on a whole object: its table and primary key."""
+
     table: str
     object: Any  # PrimaryKey
 
 
 @dataclasses.dataclass(frozen=True)
-class EraseObject(_Base):
-    table: str
-    object: Any
+class CreateObject(_ObjectInstruction):
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class EraseObject(_ObjectInstruction):
+    pass
 
 
 @dataclasses.dataclass(frozen=True)
@@ -240,5 +246,5 @@ class SetErase(_PathInstruction):
     value: Payload = Payload("Null")
 
 
-Instruction = Union[AddTable, EraseTable, AddColumn, EraseColumn, CreateObject, EraseObject, Update, AddInteger,
-                    ArrayInsert, ArrayMove, ArrayErase, Clear, SetInsert, SetErase]
+Instruction = (AddTable | EraseTable | AddColumn | EraseColumn | CreateObject | EraseObject | Update | AddInteger
+               | ArrayInsert | ArrayMove | ArrayErase | Clear | SetInsert | SetErase)

@@ -41,10 +41,7 @@ from ._decoder import DecodedChangeset, decode_changeset
 __all__ = ["SyncLog", "LogChangeset", "LogEvent", "LogError", "parse_log", "parse_log_text", "REALM_EPOCH"]
 
 #: origin_timestamp counts milliseconds since 2015-01-01T00:00:00Z (sync::generate_changeset_timestamp).
-REALM_EPOCH = _dt.datetime(2015, 1, 1, tzinfo=_dt.timezone.utc)
-
-#: A hex dump is clamped at this many bytes (clamped_hex_dump.hpp) and then ends in "...".
-HEX_CLAMP = 1024
+REALM_EPOCH = _dt.datetime(2015, 1, 1, tzinfo=_dt.UTC)
 
 _STAMP = re.compile(r"^\s*(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2}(?:[.,]\d{1,9})?)\s*(Z|[+-]\d{2}:?\d{2})?")
 _LOGCAT_STAMP = re.compile(r"^\s*(\d{2})-(\d{2})\s+(\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?)")
@@ -156,6 +153,7 @@ class SyncLog:
         return [f"{n} line{'s' if n != 1 else ''}: {why}" for why, n in self.skipped.most_common()]
 
 
+_PRINTED_SKIP = "debug-build 'Changeset (parsed):' output (the hex is what is replayed)"
 _SERVER_SKIP = "a sync server's line (replay reads the client's side)"
 
 
@@ -184,20 +182,21 @@ def _stamp(line: str, year: int | None) -> _dt.datetime | None:
         if zone and zone != "Z":
             zone = zone if ":" in zone else f"{zone[:3]}:{zone[3:]}"
             stamp = stamp.replace(tzinfo=_dt.datetime.fromisoformat(f"2000-01-01T00:00:00{zone}").tzinfo)
-        return stamp if stamp.tzinfo else stamp.replace(tzinfo=_dt.timezone.utc)
+        return stamp if stamp.tzinfo else stamp.replace(tzinfo=_dt.UTC)
     match = _LOGCAT_STAMP.match(line)
     if match:  # logcat writes no year: the one the caller assumes (only differences matter)
         month, day, clock = match.groups()
         try:
             return _dt.datetime.fromisoformat(f"{year or 2000:04d}-{month}-{day}T{clock}").replace(
-                tzinfo=_dt.timezone.utc)
+                tzinfo=_dt.UTC)
         except ValueError:
             return None
     return None
 
 
 def _read_hex(text: str) -> tuple[bytes | None, bool, str | None]:
-    """(bytes, clamped, problem) of a `Changeset:` line's dump."""
+    """(bytes, clamped, problem) of a `Changeset:` line's dump (realm-core clamps a dump at 1024 bytes and ends it
+    in "...": clamped_hex_dump.hpp)."""
     body = text.strip()
     clamped = body.endswith("...")
     if clamped:
@@ -267,7 +266,8 @@ class _Parser:
             self.problems.insert(0, f"line {self.headers_without[0]}: changeset headers but no 'Changeset:' lines: "
                                     "the log was recorded below trace level (set the sync log level to trace)")
         if len(self.client_changesets) > 1:
-            self.problems.insert(0, f"the log mixes several clients' changesets ({', '.join(sorted(self.client_changesets))}); "
+            clients = ", ".join(sorted(self.client_changesets))
+            self.problems.insert(0, f"the log mixes several clients' changesets ({clients}); "
                                     "give replay one client's lines")
         return SyncLog(self.source, len(lines), self.changesets, self.events, self.problems, self.skipped,
                        self.start, self.start is not None, sorted(self.clients))
@@ -289,7 +289,7 @@ class _Parser:
             return
         stamped = _stamp(line, self.year) is not None
         if self.in_printed and not stamped and _PRINTED_LINE.match(line):
-            self.skipped["debug-build 'Changeset (parsed):' output (the hex is what is replayed)"] += 1
+            self.skipped[_PRINTED_SKIP] += 1
             return
         self.in_printed = False
         time = self._time(line)
@@ -298,18 +298,8 @@ class _Parser:
             self.clients.add(f"Client[{tag.group(1)}]")
         session = _SESSION.search(line)
         session_no = int(session.group(1)) if session else None
-        connection = _CONNECTION.search(line)
-        connection_no = int(connection.group(1)) if connection else None
-
-        for pattern, direction in ((_DOWNLOAD_HEADER, "download"), (_UPLOAD_HEADER, "upload")):
-            match = pattern.search(line)
-            if match:
-                if self.pending is not None:
-                    self._missing(self.pending)
-                self.pending = {"line": number, "direction": direction, "fields": _fields(match.group(1)),
-                                "time": time, "connection": connection_no, "session": session_no,
-                                "client": f"Client[{tag.group(1)}]" if tag else None}
-                return
+        if self._header(number, line, time, tag, session_no):
+            return
         if _SERVER_UPLOAD.search(line) or "Sync Connection[" in line:
             self.skipped[_SERVER_SKIP] += 1
             return
@@ -318,31 +308,50 @@ class _Parser:
         if comp or hex_match:
             self.saw_changeset_line = True
             self._changeset(number, comp, hex_match)
-            return
-        if _PARSED.search(line):
+        elif _PARSED.search(line):
             self.in_printed = True
-            self.skipped["debug-build 'Changeset (parsed):' output (the hex is what is replayed)"] += 1
-            return
+            self.skipped[_PRINTED_SKIP] += 1
+        elif not self._event(number, line, time, session_no):
+            self.skipped["other log lines (connection, protocol and SDK messages the replay does not need)"] += 1
+
+    def _header(self, number: int, line: str, time: float | None, tag: re.Match[str] | None,
+                session_no: int | None) -> bool:
+        """A changeset's header line (download or upload): kept until its changeset line comes."""
+        for pattern, direction in ((_DOWNLOAD_HEADER, "download"), (_UPLOAD_HEADER, "upload")):
+            match = pattern.search(line)
+            if match:
+                if self.pending is not None:
+                    self._missing(self.pending)
+                connection = _CONNECTION.search(line)
+                self.pending = {"line": number, "direction": direction, "fields": _fields(match.group(1)),
+                                "time": time, "connection": int(connection.group(1)) if connection else None,
+                                "session": session_no, "client": f"Client[{tag.group(1)}]" if tag else None}
+                return True
+        return False
+
+    def _event(self, number: int, line: str, time: float | None, session_no: int | None) -> bool:
+        """A line the replay reads as an event (batch, ident, upload, bind, integrated, deactivated)."""
         for pattern, kind in ((_BATCH, "batch"), (_IDENT, "ident"), (_SENDING_UPLOAD, "upload_message"),
                               (_BIND, "bind")):
             match = pattern.search(line)
             if match:
                 self.events.append(LogEvent(number, kind, _fields(match.group(1)), time, session_no))
-                return
+                return True
         match = _INTEGRATED.search(line)
         if match:
             self.events.append(LogEvent(number, "integrated", {"integrated": int(match.group(1)),
                                                                "received": int(match.group(2))}, time, session_no))
-            return
+            return True
         match = _PRODUCING.search(line)
         if match:
             self.events.append(LogEvent(number, "integrated", {"integrated": int(match.group(1)),
-                                                               "client_version": int(match.group(2))}, time, session_no))
-            return
+                                                               "client_version": int(match.group(2))},
+                                        time, session_no))
+            return True
         if _DEACTIVATED.search(line):
             self.events.append(LogEvent(number, "deactivated", {}, time, session_no))
-            return
-        self.skipped["other log lines (connection, protocol and SDK messages the replay does not need)"] += 1
+            return True
+        return False
 
     def _missing(self, header: dict[str, Any]) -> None:
         what = "DOWNLOAD CHANGESET" if header["direction"] == "download" else "upload changeset"

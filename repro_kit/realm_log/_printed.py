@@ -16,10 +16,12 @@ import re
 import uuid
 from typing import Any
 
+# isort: off
 from ._instructions import (
     AddColumn, AddInteger, AddTable, ArrayErase, ArrayInsert, ArrayMove, Clear, CreateObject, EraseColumn,
     EraseObject, EraseTable, Instruction, Link, ObjectId, Payload, SetErase, SetInsert, Update,
 )
+# isort: on
 
 __all__ = ["parse_printed", "PrintedChangeset"]
 
@@ -27,7 +29,7 @@ _LINE = re.compile(r"^(\w+)\s*(.*)$")
 _OPEN = {"(": ")", "[": "]", "{": "}"}
 
 
-class PrintedChangeset(tuple):  # type: ignore[type-arg]
+class PrintedChangeset(tuple):
     """The instructions read from printed text (a tuple), with `strings`: the intern table printed."""
 
     strings: tuple[str, ...] = ()
@@ -114,7 +116,7 @@ def _path(text: str) -> dict[str, Any]:
     if not first[0]:
         raise ValueError(f"a path must name a field first: {text!r}")
     out["field"] = first[0]
-    out["path"] = tuple(int(n) if not f else f for f, n in others)
+    out["path"] = tuple(f if f else int(n) for f, n in others)
     return out
 
 

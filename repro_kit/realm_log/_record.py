@@ -19,6 +19,7 @@ Times are seconds since the log's first line.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from repro_kit.recording import RunRecorder
@@ -46,10 +47,8 @@ def write_run(replay: Replay, out: Path) -> Path:
         "changesets": len(replay.steps),
         "verdict": replay.verdict,
     }
-    try:
+    with contextlib.suppress(OSError):  # a log given as text has no file to digest
         meta["log_sha256"] = log_digest(log.source)
-    except OSError:
-        pass
     if started is not None:
         meta["started_at"] = started
     if replay.inconclusive:

@@ -19,6 +19,7 @@ this client's changes up to C, integrated at the server versions up to V that no
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
 import hashlib
@@ -56,7 +57,7 @@ class Step:
     acked_at: float | None = None
     ack_exact: bool = True
     size: int | None = None
-    base: "BaseVersion | None" = None
+    base: BaseVersion | None = None
 
     @property
     def label(self) -> str:
@@ -187,7 +188,7 @@ class Replay:
         """Record the replay as a kit run directory (meta, history, events, trace) the kit's checker
         (`findings.analyse(load_run(out))`) and `repro-kit report` read like any run."""
         # measured: the recorder imports pandas (~0.9 s); a replay without a run directory never needs it
-        from ._record import write_run
+        from ._record import write_run  # noqa: PLC0415 - see above (and _record imports this module)
 
         return write_run(self, Path(out))
 
@@ -274,7 +275,7 @@ def _rewritten_lists(instructions: list[dict[str, Any]]) -> dict[str, list[str]]
     out: dict[str, list[str]] = {}
     cleared: set[str] = set()
     for ins in instructions:
-        owner = ins.get("object")
+        owner: Any = ins.get("object")
         if ins["op"] == "Clear":
             cleared.add(owner)
             out[owner] = []
@@ -293,6 +294,8 @@ def _rewritten_lists(instructions: list[dict[str, Any]]) -> dict[str, list[str]]
 
 
 class _Replayer:
+    _history: dict[int, tuple[int, dict[str, Any]]]  # the server's history, once built (_server_history)
+
     def __init__(self, log: SyncLog) -> None:
         self.log = log
         self.inconclusive: list[str] = []
@@ -329,7 +332,8 @@ class _Replayer:
         order: list[Step] = []
         pending = list(locals_)
         for d in remote:
-            while pending and pending[0].base_version is not None and pending[0].base_version < d.server_version:
+            while (pending and pending[0].base_version is not None and d.server_version is not None
+                   and pending[0].base_version < d.server_version):
                 order.append(pending.pop(0))
             order.append(d)
         order += pending
@@ -414,23 +418,10 @@ class _Replayer:
             changeset = {"origin": step.origin, "timestamp": step.origin_timestamp, "instructions": step.instructions}
             if step.kind == "local":
                 applied_cs = changeset
-                self._apply(state, changeset, step)
                 applied.append((step, changeset))
             else:
-                unacked = [(i, s, cs) for i, (s, cs) in enumerate(applied) if s.client_version > step.client_version]
-                applied_cs = changeset
-                if unacked:
-                    try:
-                        applied_cs, rebased = ot.transform_past(
-                            changeset, [cs for _i, _s, cs in unacked],
-                            trace=lambda n, record, step=step, unacked=unacked: self._device_trace(step, unacked[n][1], record))
-                    except ValueError as exc:
-                        self._say(self.inconclusive, f"the merge could not rebase {step.label} past the device's own "
-                                                     f"changes ({exc})")
-                        rebased = [cs for _i, _s, cs in unacked]
-                    for (i, s, _old), new in zip(unacked, rebased):
-                        applied[i] = (s, new)  # type: ignore[assignment]
-                self._apply(state, applied_cs, step)
+                applied_cs = self._merge_download(step, changeset, applied)
+            self._apply(state, applied_cs, step)
             lists_after = self._lists(state)
             objects_after = _objects(state)
             timeline.append((step, lists_before, lists_after, before_objects, objects_after, applied_cs))
@@ -449,10 +440,31 @@ class _Replayer:
         replay = Replay(log=self.log, client_file_ident=self.ident, steps=steps, root_id=self.root, state=state,
                         losses=[], appends={}, inconclusive=self.inconclusive, notes=self.notes, trace=self.trace,
                         events=self.events, ops=[], encoding=self._encoding(steps))
-        replay.list_history = [(entry[0], list(entry[2].get(self.root, []))) for entry in timeline]
+        replay.list_history = [(entry[0], list(entry[2].get(self.root or "", []))) for entry in timeline]
         self._record(replay, timeline)
         replay.losses = self._losses(replay, timeline)
         return replay
+
+    def _merge_download(self, step: Step, changeset: dict[str, Any],
+                        applied: list[tuple[Step, dict[str, Any]]]) -> dict[str, Any]:
+        """A download as the device integrates it: rebased past the device's own changes the server
+        had not yet acknowledged when it sent it (which are rebased past it in turn, in `applied`)."""
+        unacked = [(i, s, cs) for i, (s, cs) in enumerate(applied) if s.client_version > step.client_version]
+        if not unacked:
+            return changeset
+
+        def trace(n: int, record: dict[str, Any]) -> None:
+            self._device_trace(step, unacked[n][1], record)
+
+        try:
+            merged, rebased = ot.transform_past(changeset, [cs for _i, _s, cs in unacked], trace=trace)
+        except ValueError as exc:
+            self._say(self.inconclusive, f"the merge could not rebase {step.label} past the device's own "
+                                         f"changes ({exc})")
+            return changeset
+        for (i, s, _old), new in zip(unacked, rebased):
+            applied[i] = (s, new)  # type: ignore[assignment]  # as transform_past returns it
+        return merged
 
     def _root(self, steps: list[Step]) -> str | None:
         """The list the investigation is about: where the device appended most, else where anyone did."""
@@ -521,7 +533,8 @@ class _Replayer:
                     table[pk][LIST_FIELD] = [f"{_PLACEHOLDER}{pk}:{k}" for k in range(missing)] + table[pk][LIST_FIELD]
                     self._say(self.inconclusive, f"{TABLE}[{pk}].{LIST_FIELD} held {missing} element(s) before the "
                                                  f"log starts (log line {step.line}): they are not in the log")
-                sizes[pk] = ins["prior_size"] + (1 if ins["op"] == "ArrayInsert" else -1 if ins["op"] == "ArrayErase" else 0)
+                change = 1 if ins["op"] == "ArrayInsert" else -1 if ins["op"] == "ArrayErase" else 0
+                sizes[pk] = ins["prior_size"] + change
             elif ins["op"] == "Clear":
                 sizes[pk] = 0
 
@@ -546,7 +559,15 @@ class _Replayer:
 
     # -- the recording: history, events, trace ----------------------------------------------
     def _record(self, replay: Replay, timeline: list[Any]) -> None:
-        root = self.root
+        """The replay as a recording: the server's integrations (trace), what the device showed
+        (events), and every append as an add op, invoked and acknowledged."""
+        self._trace_integrations(replay)
+        for step, before, after, objs_before, objs_after, _cs in timeline:
+            self._device_events(step.time, before, after, objs_before, objs_after)
+            self._note_appends(replay, step)
+        replay.ops = _add_ops(replay.appends)
+
+    def _trace_integrations(self, replay: Replay) -> None:
         index: dict[int, Step] = {}
         for step in replay.steps:
             if step.server_version is not None:
@@ -557,37 +578,28 @@ class _Replayer:
             self.trace.append({"time": when, "kind": "integrate", "version": version, "origin": step.origin,
                                "base_version": step.base_version, "timestamp": step.origin_timestamp,
                                "log_line": step.line, "instructions": step.instructions})
-        ops: list[dict[str, Any]] = []
-        for step, before, after, objs_before, objs_after, _cs in timeline:
-            t = step.time
-            for pk in sorted(objs_after - objs_before):
-                self.events.append({"time": t, "observer": "device", "kind": "doc_insert", "node_id": pk})
-            old, new = before.get(root, []), after.get(root, [])
-            for pk in new:
-                if pk not in old:
-                    self.events.append({"time": t, "observer": "device", "kind": "enter", "node_id": pk})
-            for pk in old:
-                if pk not in new:
-                    self.events.append({"time": t, "observer": "device", "kind": "leave", "node_id": pk})
-            for pk in sorted(objs_before - objs_after):
-                self.events.append({"time": t, "observer": "device", "kind": "doc_delete", "node_id": pk})
-            self.events.append({"time": t, "observer": "device", "kind": "counts", "root_children": len(new),
-                                "nodes_total": len(objs_after)})
-            for ins in step.instructions:
-                if ins["op"] == "ArrayInsert" and ins["object"] == root and ins["value"] not in replay.appends:
-                    done = step.time if step.kind == "download" else step.acked_at
-                    # another peer's append is known here when the device integrates it
-                    replay.appends[ins["value"]] = {"by": "device" if step.kind == "local" else step.origin,
-                                                   "step": step, "invoked": step.time, "acknowledged": done}
-        for pk, append in replay.appends.items():
-            process = 0 if append["by"] == "device" else int(append["by"])
-            ops.append({"time": min(append["invoked"], append["acknowledged"] if append["acknowledged"] is not None
-                                    else append["invoked"]), "process": process, "type": "invoke", "f": "add",
-                        "value": pk})
-            if append["acknowledged"] is not None:
-                ops.append({"time": append["acknowledged"], "process": process, "type": "ok", "f": "add", "value": pk})
-        ops.sort(key=lambda op: op["time"])
-        replay.ops = ops
+
+    def _device_events(self, t: float | None, before: dict[Any, list[str]], after: dict[Any, list[str]],
+                       objs_before: set[str], objs_after: set[str]) -> None:
+        """What one changeset changed on the device: documents, the root's list, the counts."""
+        old, new = before.get(self.root, []), after.get(self.root, [])
+        changes = [*(("doc_insert", pk) for pk in sorted(objs_after - objs_before)),
+                   *(("enter", pk) for pk in new if pk not in old),
+                   *(("leave", pk) for pk in old if pk not in new),
+                   *(("doc_delete", pk) for pk in sorted(objs_before - objs_after))]
+        for kind, pk in changes:
+            self.events.append({"time": t, "observer": "device", "kind": kind, "node_id": pk})
+        self.events.append({"time": t, "observer": "device", "kind": "counts", "root_children": len(new),
+                            "nodes_total": len(objs_after)})
+
+    def _note_appends(self, replay: Replay, step: Step) -> None:
+        """Appends to the root's list first seen in `step`: the device's own, or (known when the
+        device integrates it) another peer's."""
+        for ins in step.instructions:
+            if ins["op"] == "ArrayInsert" and ins["object"] == self.root and ins["value"] not in replay.appends:
+                done = step.time if step.kind == "download" else step.acked_at
+                replay.appends[ins["value"]] = {"by": "device" if step.kind == "local" else step.origin,
+                                               "step": step, "invoked": step.time, "acknowledged": done}
 
     # -- what was lost, and why ---------------------------------------------------------------
     def _losses(self, replay: Replay, timeline: list[Any]) -> list[Loss]:
@@ -619,37 +631,49 @@ class _Replayer:
         return out
 
     def _cause(self, replay: Replay, timeline: list[Any], pk: str, exists: bool) -> Loss:
+        """Why an acknowledged append is not in the root's list at the end: the changeset after
+        which it left (and the server's merge rule, when a download carried it), or why it never
+        entered."""
         root = self.root
         where = f"{TABLE}[{root}].{LIST_FIELD}"
         left = None
         for entry in timeline:
-            step, before, after = entry[0], entry[1], entry[2]
+            before, after = entry[1], entry[2]
             if pk in before.get(root, []) and pk not in after.get(root, []):
                 left = entry
         if left is None:  # never visible here: the device's own rebase discarded its insert
-            record = next((r for r in self.trace if r.get("at") == "device" and r["kind"] == "discarded"
-                           and r["instruction"].get("op") == "ArrayInsert" and r["instruction"].get("value") == pk), None)
-            if record is not None:
-                local = next(s for s in replay.steps if s.kind == "local"
-                             and s.client_version == record["local_client_version"])
-                by = describe_instruction(record["by"], root)
-                return Loss((pk,), where, "never-entered", _short(local), by, record["rule"], "device",
-                            f"never entered {where}: the client integrated {{what}} against its own change not yet "
-                            f"uploaded (client version {local.client_version}, based on server version "
-                            f"{local.base_version}): {by}, rule {record['rule']}")
-            return Loss((pk,), where, "never-entered", None, None, None, None,
-                        f"never entered {where} on this device (the log does not show why)")
+            return self._never_entered(replay, pk, where)
         step = left[0]
         removing = self._removing_instruction(left, pk)
         text = describe_instruction(removing, root) if removing else "an instruction"
         if not exists:
+            who = "the device itself" if step.kind == "local" else "the client integrated " + step.label
             return Loss((pk,), where, "deleted", _short(step), text, None, None,
-                        f"left {where} when {'the device itself' if step.kind == 'local' else 'the client integrated ' + step.label} "
-                        f"deleted it: {text}")
+                        f"left {where} when {who} deleted it: {text}")
         if step.kind == "local":
             return Loss((pk,), where, "left", _short(step), text, None, None,
                         f"left {where} by the device's own change (client version {step.client_version}): {text}, "
                         "not a merge outcome")
+        return self._left_on_download(replay, step, pk, where, text)
+
+    def _never_entered(self, replay: Replay, pk: str, where: str) -> Loss:
+        """An append the device never showed: its own rebase discarded it (the trace says by what)."""
+        record = next((r for r in self.trace if r.get("at") == "device" and r["kind"] == "discarded"
+                       and r["instruction"].get("op") == "ArrayInsert" and r["instruction"].get("value") == pk), None)
+        if record is None:
+            return Loss((pk,), where, "never-entered", None, None, None, None,
+                        f"never entered {where} on this device (the log does not show why)")
+        local = next(s for s in replay.steps if s.kind == "local"
+                     and s.client_version == record["local_client_version"])
+        by = describe_instruction(record["by"], self.root)
+        return Loss((pk,), where, "never-entered", _short(local), by, record["rule"], "device",
+                    f"never entered {where}: the client integrated {{what}} against its own change not yet "
+                    f"uploaded (client version {local.client_version}, based on server version "
+                    f"{local.base_version}): {by}, rule {record['rule']}")
+
+    def _left_on_download(self, replay: Replay, step: Step, pk: str, where: str, text: str) -> Loss:
+        """An append that left the list when the device integrated a download: the server's merge
+        rule that discarded it, when the log lets the merge be rebuilt."""
         base = step.base
         based = f" (based on server version {base.version})" if base and base.version is not None else \
             f" (based on an unknown server version{f', at most {base.at_most}' if base and base.at_most else ''})"
@@ -666,7 +690,7 @@ class _Replayer:
 
     def _removing_instruction(self, entry: Any, pk: str) -> dict[str, Any] | None:
         """The instruction of the integrated changeset after which `pk` was no longer in the root's list."""
-        step, before, _after, _ob, _oa, applied = entry
+        _step, before, _after, _ob, _oa, applied = entry
         root = self.root
         state = {TABLE: {p: {"_id": p, LIST_FIELD: list(children)} for p, children in before.items()}}
         for p in _ob:
@@ -685,16 +709,16 @@ class _Replayer:
         the changeset (as downloaded) rebased past the history entries after its base that came
         from other origins (the device's own uploads, as the server integrated them, and the other
         downloads); the rule that discarded `pk`'s ArrayInsert names the cause."""
-        base = step.base
-        if base is None or base.version is None:
+        base, version = step.base, step.server_version
+        if base is None or base.version is None or version is None:
             return None, None
         history = self._server_history(replay.steps)
-        missing = [v for v in range(base.version + 1, step.server_version) if v not in history]
+        missing = [v for v in range(base.version + 1, version) if v not in history]
         if missing:
             self._say(self.notes, f"server versions {missing[0]}-{missing[-1]} are not in this log: the server's "
-                                  f"merge of version {step.server_version} is reconstructed without them")
+                                  f"merge of version {version} is reconstructed without them")
         entries = [(v, cs) for v, (origin, cs) in sorted(history.items())
-                   if base.version < v < step.server_version and origin != step.origin]
+                   if base.version < v < version and origin != step.origin]
         incoming = {"origin": step.origin, "timestamp": step.origin_timestamp, "instructions": step.instructions}
         found: list[dict[str, Any]] = []
 
@@ -724,17 +748,16 @@ class _Replayer:
         if hasattr(self, "_history"):
             return self._history
         history: dict[int, tuple[int, dict[str, Any]]] = {}
-        for step in sorted((s for s in steps if s.server_version is not None), key=lambda s: s.server_version):
+        versioned = sorted(((s.server_version, s) for s in steps if s.server_version is not None), key=lambda p: p[0])
+        for version, step in versioned:
             cs = {"origin": step.origin, "timestamp": step.origin_timestamp, "instructions": step.instructions}
             if step.kind == "local" and step.base_version is not None:
                 concurrent = [h for v, (o, h) in sorted(history.items())
-                              if step.base_version < v < step.server_version and o != step.origin]
+                              if step.base_version < v < version and o != step.origin]
                 if concurrent:
-                    try:
+                    with contextlib.suppress(ValueError):  # kept as received when it cannot be rebased
                         cs = ot.rebase(cs, concurrent, validate=False)
-                    except ValueError:
-                        pass
-            history[step.server_version] = (step.origin, cs)
+            history[version] = (step.origin, cs)
         self._history = history
         return history
 
@@ -769,3 +792,17 @@ def log_digest(path: str | os.PathLike[str]) -> str:
     """sha256 of the log, for the run's meta (which log was replayed, without copying it)."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
+
+def _add_ops(appends: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every append as an add op, invoked (and acknowledged when it was), in time order; another
+    peer's appends under its origin's process number."""
+    ops: list[dict[str, Any]] = []
+    for pk, append in appends.items():
+        process = 0 if append["by"] == "device" else int(append["by"])
+        acked = append["acknowledged"]
+        ops.append({"time": min(append["invoked"], acked if acked is not None else append["invoked"]),
+                    "process": process, "type": "invoke", "f": "add", "value": pk})
+        if acked is not None:
+            ops.append({"time": acked, "process": process, "type": "ok", "f": "add", "value": pk})
+    ops.sort(key=lambda op: op["time"])
+    return ops

@@ -16,10 +16,12 @@ import dataclasses
 import uuid
 from typing import Any
 
+# isort: off
 from ._instructions import (
     AddColumn, AddTable, ArrayErase, ArrayInsert, Clear, CreateObject, EraseColumn, EraseObject, EraseTable,
     Instruction, Link, ObjectId, Payload, Update, pk_text,
 )
+# isort: on
 
 __all__ = ["TABLE", "LIST_FIELD", "Untranslatable", "Translation", "translate", "kit_pk", "describe"]
 
@@ -84,60 +86,85 @@ def _value(payload: Payload) -> tuple[bool, Any, str]:
     return False, None, f"a {payload.type} value has no equivalent in the kit's format"
 
 
+class _Refused(Exception):
+    """An instruction the kit's format cannot express: why, and whether it touches Node.children."""
+
+    def __init__(self, reason: str, touches: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.touches = touches
+
+
 def _one(instr: Instruction) -> tuple[dict[str, Any] | None, Untranslatable | None]:
     on_list = getattr(instr, "field", None) == LIST_FIELD and instr.table == TABLE
+    try:
+        return _kit_instruction(instr, on_list), None
+    except _Refused as refused:
+        return None, Untranslatable(describe(instr), refused.reason, refused.touches or on_list)
 
-    def refuse(reason: str, touches: bool = False) -> tuple[None, Untranslatable]:
-        return None, Untranslatable(describe(instr), reason, touches or on_list)
 
+def _kit_instruction(instr: Instruction, on_list: bool) -> dict[str, Any]:
+    """`instr` in the kit's format, or _Refused saying why it has no equivalent."""
     if isinstance(instr, EraseTable):
-        return refuse("EraseTable has no equivalent in the kit's format", instr.table == TABLE)
+        raise _Refused("EraseTable has no equivalent in the kit's format", instr.table == TABLE)
     if isinstance(instr, EraseColumn):
-        return refuse("EraseColumn has no equivalent in the kit's format")
+        raise _Refused("EraseColumn has no equivalent in the kit's format")
+    if isinstance(instr, (AddTable, AddColumn)):  # `translate` counts these apart: schema, no data
+        raise _Refused(f"{instr.op} changes the schema, not the data")
     if instr.table != TABLE:
-        return refuse(f"the kit's format has one table, {TABLE}; this is {instr.table}")
+        raise _Refused(f"the kit's format has one table, {TABLE}; this is {instr.table}")
     pk = kit_pk(instr.object)
     if pk is None:
-        return refuse(f"a {type(instr.object).__name__} primary key has no equivalent in the kit's format", True)
+        raise _Refused(f"a {type(instr.object).__name__} primary key has no equivalent in the kit's format", True)
     base = {"table": TABLE, "object": pk}
     if isinstance(instr, (CreateObject, EraseObject)):
-        return {"op": instr.op, **base}, None
-    path = instr.path
+        return {"op": instr.op, **base}
     if isinstance(instr, Update):
-        if not path:
-            if on_list:
-                return refuse(f"an Update of the whole list {LIST_FIELD} has no equivalent in the kit's format")
-            ok, value, why = _value(instr.value)
-            if not ok:
-                return refuse(why)
-            return {"op": "Update", **base, "field": instr.field, "value": value, "is_default": instr.is_default}, None
-        if on_list and len(path) == 1 and isinstance(path[0], int):
-            link = instr.value.value if instr.value.type == "Link" else None
-            target = kit_pk(link.key) if isinstance(link, Link) and link.table == TABLE else None
-            if target is None:
-                return refuse(f"a {instr.value.type} element in {LIST_FIELD} has no equivalent in the kit's format")
-            return {"op": "Update", **base, "field": LIST_FIELD, "index": path[0], "value": target,
-                    "prior_size": instr.prior_size}, None
-        return refuse("a nested path (embedded object, or a list other than Node.children) has no equivalent "
-                      "in the kit's format")
+        return _update(instr, base, on_list)
     if isinstance(instr, (ArrayInsert, ArrayErase, Clear)):
-        if not on_list:
-            return refuse(f"the kit's format has one list, {TABLE}.{LIST_FIELD}; this is {instr.table}.{instr.field}")
-        expected = 0 if isinstance(instr, Clear) else 1
-        if len(path) != expected:
-            return refuse("a nested path inside Node.children has no equivalent in the kit's format")
-        if isinstance(instr, Clear):
-            return {"op": "Clear", **base, "field": LIST_FIELD}, None
-        if isinstance(instr, ArrayErase):
-            return {"op": "ArrayErase", **base, "field": LIST_FIELD, "index": path[0],
-                    "prior_size": instr.prior_size}, None
-        link = instr.value.value if instr.value.type == "Link" else None
-        target = kit_pk(link.key) if isinstance(link, Link) and link.table == TABLE else None
-        if target is None:
-            return refuse(f"a {instr.value.type} element in {LIST_FIELD} has no equivalent in the kit's format")
-        return {"op": "ArrayInsert", **base, "field": LIST_FIELD, "index": path[0], "value": target,
-                "prior_size": instr.prior_size}, None
-    return refuse(f"{instr.op} has no equivalent in the kit's format")
+        return _list_change(instr, base, on_list)
+    raise _Refused(f"{instr.op} has no equivalent in the kit's format")
+
+
+def _link_target(payload: Payload) -> str:
+    """The node an element of Node.children links to."""
+    link = payload.value if payload.type == "Link" else None
+    target = kit_pk(link.key) if isinstance(link, Link) and link.table == TABLE else None
+    if target is None:
+        raise _Refused(f"a {payload.type} element in {LIST_FIELD} has no equivalent in the kit's format")
+    return target
+
+
+def _update(instr: Update, base: dict[str, Any], on_list: bool) -> dict[str, Any]:
+    """A field set (a scalar, or one element of Node.children)."""
+    path = instr.path
+    if not path:
+        if on_list:
+            raise _Refused(f"an Update of the whole list {LIST_FIELD} has no equivalent in the kit's format")
+        ok, value, why = _value(instr.value)
+        if not ok:
+            raise _Refused(why)
+        return {"op": "Update", **base, "field": instr.field, "value": value, "is_default": instr.is_default}
+    if on_list and len(path) == 1 and isinstance(path[0], int):
+        return {"op": "Update", **base, "field": LIST_FIELD, "index": path[0], "value": _link_target(instr.value),
+                "prior_size": instr.prior_size}
+    raise _Refused("a nested path (embedded object, or a list other than Node.children) has no equivalent "
+                   "in the kit's format")
+
+
+def _list_change(instr: ArrayInsert | ArrayErase | Clear, base: dict[str, Any], on_list: bool) -> dict[str, Any]:
+    """An insert, erase or clear of Node.children (the kit's one list)."""
+    if not on_list:
+        raise _Refused(f"the kit's format has one list, {TABLE}.{LIST_FIELD}; this is {instr.table}.{instr.field}")
+    path = instr.path
+    if len(path) != (0 if isinstance(instr, Clear) else 1):
+        raise _Refused("a nested path inside Node.children has no equivalent in the kit's format")
+    if isinstance(instr, Clear):
+        return {"op": "Clear", **base, "field": LIST_FIELD}
+    if isinstance(instr, ArrayErase):
+        return {"op": "ArrayErase", **base, "field": LIST_FIELD, "index": path[0], "prior_size": instr.prior_size}
+    return {"op": "ArrayInsert", **base, "field": LIST_FIELD, "index": path[0], "value": _link_target(instr.value),
+            "prior_size": instr.prior_size}
 
 
 def translate(instructions: tuple[Instruction, ...] | list[Instruction]) -> Translation:

@@ -22,7 +22,7 @@ __all__ = ["changesets_table", "list_figure"]
 _PRESENT, _LOST, _AFTER = "#2e9e4f", "#d7301f", "#e0e0e0"
 
 
-def changesets_table(replay: "Replay") -> pd.DataFrame:
+def changesets_table(replay: Replay) -> pd.DataFrame:
     """One row per changeset the device integrated, in integration order: who made it, its
     versions, when, and its instructions in realm-core's words."""
     rows = []
@@ -65,7 +65,7 @@ def _step_label(step: Any) -> str:
     return f"download\nv{step.server_version} from {step.origin}"
 
 
-def list_figure(replay: "Replay") -> Figure:
+def list_figure(replay: Replay) -> Figure:
     """The root's list as the device saw it, changeset by changeset: a row per object that was ever
     in it, green while it was, red once an object that had been appended is gone from it."""
     history = replay.list_history
@@ -77,23 +77,9 @@ def list_figure(replay: "Replay") -> Figure:
     ax = fig.subplots()
     lost = set(replay.lost)
     for row, pk in enumerate(members):
-        seen = False
-        for col, (_step, children) in enumerate(history):
-            if pk in children:
-                seen = True
-                colour = _PRESENT
-            elif seen or (pk in lost and col >= len(history) - 1):
-                colour = _LOST if pk in lost else _AFTER
-            else:
-                continue
+        for col, colour in _member_cells(pk, history, pk in lost):
             ax.barh(row, 1, left=col, color=colour, edgecolor="white", height=0.8)
-    for loss in replay.losses:
-        line = (loss.step or {}).get("line")
-        col = next((n for n, (step, _c) in enumerate(history) if step.line == line), None)
-        if col is not None:
-            ax.axvline(col, color=_LOST, lw=1.5, ls="--")
-            ax.text(col + 0.05, -0.9, f"{loss.instruction}, rule {loss.rule or 'not named'}", color=_LOST,
-                    fontsize=8, va="bottom")
+    _mark_losses(ax, replay, history)
     ax.set_yticks(range(len(members)), members)
     ax.set_ylim(len(members) - 0.4, -1.2)
     ax.set_xticks([n + 0.5 for n in range(len(history))], [_step_label(s) for s, _c in history], fontsize=7)
@@ -103,3 +89,27 @@ def list_figure(replay: "Replay") -> Figure:
     ax.legend(handles=[Patch(color=_PRESENT, label="in the list"), Patch(color=_LOST, label="appended, then gone")],
               loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
     return fig
+
+
+def _member_cells(pk: str, history: Any, lost: bool) -> list[tuple[int, str]]:
+    """(column, colour) of one object's row: present, then gone (red when it was lost)."""
+    cells = []
+    seen = False
+    for col, (_step, children) in enumerate(history):
+        if pk in children:
+            seen = True
+            cells.append((col, _PRESENT))
+        elif seen or (lost and col >= len(history) - 1):
+            cells.append((col, _LOST if lost else _AFTER))
+    return cells
+
+
+def _mark_losses(ax: Any, replay: Replay, history: Any) -> None:
+    """A dashed line at each changeset that discarded an insert, labelled with the rule."""
+    for loss in replay.losses:
+        line = (loss.step or {}).get("line")
+        col = next((n for n, (step, _c) in enumerate(history) if step.line == line), None)
+        if col is not None:
+            ax.axvline(col, color=_LOST, lw=1.5, ls="--")
+            ax.text(col + 0.05, -0.9, f"{loss.instruction}, rule {loss.rule or 'not named'}", color=_LOST,
+                    fontsize=8, va="bottom")

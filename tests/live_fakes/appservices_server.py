@@ -15,6 +15,8 @@ import threading
 import time
 from typing import Any
 
+from repro_kit.live.appservices_api import ENV_PRIVATE_KEY, ENV_PUBLIC_KEY
+
 GROUP = "5f0000000000000000000001"
 APP_OBJ = "60000000000000000000000a"
 CLIENT_APP_ID = "repro-app-abcde"
@@ -60,6 +62,11 @@ class FakeAppServices:
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
 
     # --- lifecycle -----------------------------------------------------------------
+    @property
+    def env(self) -> dict[str, str]:
+        """The Admin API key as the CLI reads it from the environment."""
+        return {ENV_PUBLIC_KEY: self.public_key, ENV_PRIVATE_KEY: self.private_key}
+
     @property
     def url(self) -> str:
         host, port = self.server.server_address[:2]

@@ -46,6 +46,13 @@ class DeleteResult:
         self.deleted_count = deleted
 
 
+class FakeClient:
+    """What `live.commands._open_collection` returns beside the collection: only closed."""
+
+    def close(self) -> None:
+        pass
+
+
 class FakeCollection:
     name = "Node"
 
