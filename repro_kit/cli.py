@@ -9,6 +9,7 @@ the path or host; 1 and 3 are kept for a loss and an inconclusive run under --fa
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import sys
@@ -18,6 +19,7 @@ from typing import Any, TextIO
 
 from repro_kit import _errors, _export, _notebooks, realm_log
 from repro_kit._checks import InputError
+from repro_kit._ctrlc import CtrlC
 from repro_kit._checks import integer_arg as _integer
 from repro_kit._checks import number_arg as _number
 from repro_kit._runlock import RunLock, ready_run_dir
@@ -520,6 +522,11 @@ class Menu:
         self.say("Times are seconds since the latest Run test started (session time before the first, said so).")
         self.say(self._menu_line())
         interrupts = 0
+        ctrl_c: Any = CtrlC() if self._terminal else contextlib.nullcontext()
+        with ctrl_c:  # at a terminal, a Ctrl-C that lands while readline draws the prompt still counts
+            return self._loop(interrupts)
+
+    def _loop(self, interrupts: int) -> int:
         try:
             while True:
                 try:

@@ -95,7 +95,7 @@ def default_versions() -> dict[str, str]:
         if version is None:  # not found by the one scan: importlib.metadata decides, as before
             try:
                 version = _metadata.version(dist)
-            except _metadata.PackageNotFoundError:
+            except Exception:  # not installed, or a broken install's metadata: a version table never stops a run
                 continue
         versions[dist] = version
     return versions

@@ -133,7 +133,8 @@ def test_installed_wheel_runs_the_report_scenario_and_copies_the_notebooks(venv,
 
     nb = tmp_path / "nb"
     out = _ok(_run([kit, "notebooks", nb], cwd=work, timeout=60), "repro-kit notebooks")
-    assert sorted(p.name for p in nb.iterdir()) == NOTEBOOKS
+    assert sorted(p.name for p in nb.iterdir() if p.suffix == ".ipynb") == NOTEBOOKS
+    assert (nb / "runs").is_symlink()  # where the kit records runs, in reach of Lab's file browser
     for name in NOTEBOOKS:
         data = json.loads((nb / name).read_text(encoding="utf-8"))
         assert data["cells"] and data["nbformat"] == 4

@@ -415,7 +415,7 @@ def test_the_versions_table_is_what_importlib_metadata_finds(tmp_path, monkeypat
         for dist in _VERSIONED:
             try:
                 out[dist] = metadata.version(dist)
-            except metadata.PackageNotFoundError:
+            except Exception:  # not installed, or its metadata broken (the shadow's numpy below, under a backport)
                 pass
         return out
 
