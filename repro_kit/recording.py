@@ -31,6 +31,7 @@ import numpy as np
 
 from repro_kit import _columns
 from repro_kit._atomic import write_text_atomic
+from repro_kit._redaction import redact
 from repro_kit._runlock import RunLock
 from repro_kit._strict_json import loads_finite
 
@@ -77,11 +78,6 @@ OBSERVERS = ("device", "atlas")
 EVENT_KINDS = ("enter", "leave", "doc_insert", "doc_delete", "counts", "batch", "poll")
 _INT_EVENT_COLUMNS = ("root_children", "nodes_total", "batch")
 _CHUNK_BYTES = 8 << 20
-
-# Keys whose values are credentials wherever they appear (meta, params): never written.
-_SECRET_KEY = re.compile(r"(pass(word)?|secret|token|api_?key|private|credential|auth)", re.I)
-_URI_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]*@", re.I)
-
 
 _VERSIONED = ("repro_kit", "pandas", "numpy", "matplotlib", "simpy", "pymongo", "requests")
 
@@ -154,19 +150,6 @@ def _installed_versions(names: tuple[str, ...]) -> dict[str, str] | None:
             except OSError:
                 continue
     return out
-
-
-def _redact(value: Any, key: str = "") -> Any:
-    """Drop credentials from meta before it touches disk (keys like *token*, URI user:pass@)."""
-    if key and _SECRET_KEY.search(key):
-        return "***"
-    if isinstance(value, Mapping):
-        return {str(k): _redact(v, str(k)) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_redact(v) for v in value]
-    if isinstance(value, str):
-        return _URI_USERINFO.sub(r"\g<scheme>***@", value)
-    return value
 
 
 def _json_default(obj: Any) -> Any:
@@ -268,7 +251,7 @@ class RunRecorder:
             "started_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds"),
             "versions": default_versions(),
         }
-        base.update(_redact(dict(meta or {})))
+        base.update(redact(dict(meta or {})))
         base["finished"] = False
         self.meta: dict[str, Any] = base
         self.format = format
@@ -418,7 +401,7 @@ class RunRecorder:
                 self._run_lock.release()
                 raise
             self.meta.setdefault("duration_s", self._last_time)
-            extra = _redact(dict(extra_meta or {}))
+            extra = redact(dict(extra_meta or {}))
             self.meta.update(extra)
             self.meta["finished"] = extra.get("finished", True) is not False  # a stopped run says so
             self.meta["records"] = dict(self._counts)
