@@ -27,16 +27,29 @@ import itertools
 import json
 import os
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from repro_kit import _columns
-from repro_kit.recording import (ARROW_BATCH_ROWS, EVENT_KINDS, EVENTS_ARROW, EVENTS_FILE, HISTORY_ARROW,
-                                 HISTORY_FILE, OBSERVERS, _dumps, _events_frame, _history_frame, _Log, _pyarrow)
+from repro_kit.recording import (
+    ARROW_BATCH_ROWS,
+    EVENT_KINDS,
+    EVENTS_ARROW,
+    EVENTS_FILE,
+    HISTORY_ARROW,
+    HISTORY_FILE,
+    OBSERVERS,
+    _dumps,
+    _events_frame,
+    _history_frame,
+    _Log,
+    _pyarrow,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -316,8 +329,8 @@ class ArrowLog(_Log):
     # -- the analysis's columns --------------------------------------------------------------------
     def _arrays(self) -> Any:
         if self.kind == "history":  # process, type, f and value are read as the values they were
-            return _columns.history_from_frame(self.frame()) if self._unusual(("time",)) else self._history_arrays()
-        return _columns.events_from_frame(self.frame()) if self._unusual() else self._event_arrays()
+            return self._from_frame() if self._unusual(("time",)) else self._history_arrays()
+        return self._from_frame() if self._unusual() else self._event_arrays()
 
     def _chunked(self, name: str, arrow_type: pa.DataType) -> pa.ChunkedArray:
         """A kit column over all batches, as `arrow_type` (nulls where a batch lacks it)."""

@@ -22,7 +22,6 @@ acts, and Stop ends it, keeping a partial run.
 from __future__ import annotations
 
 import dataclasses
-import os
 import threading
 import time
 from collections.abc import Callable

@@ -504,7 +504,7 @@ class ControlPanel:
         elif a.last_run is not None:
             target, analysis = Path(a.last_run.path), a.last_analysis
         else:
-            stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+            stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
             target, analysis = Path(self.runs_dir) / f"live-chart-{stamp}", None
         target.mkdir(parents=True, exist_ok=True)
         files: dict[str, Path] = {}
