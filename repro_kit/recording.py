@@ -27,11 +27,11 @@ import time as _time
 from collections.abc import Iterable, Mapping
 from importlib import metadata as _metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
-from repro_kit import _columns
+from repro_kit import _checks, _columns
 from repro_kit._atomic import write_text_atomic
 from repro_kit._redaction import redact
 from repro_kit._runlock import RunLock
@@ -240,6 +240,20 @@ class _JsonlSink(io.IOBase):
             fh.close()
 
 
+def _claim(path: Path) -> RunLock:
+    """`path` made a run directory (new, or holding no run) and locked for this run's life: one run
+    at a time; a killed run's lock is stale. Appending a second run to the first would corrupt both."""
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"path is not a directory: {path}")
+    path.mkdir(parents=True, exist_ok=True)
+    lock = RunLock(path).acquire()
+    held = [name for name in (META_FILE, *LOG_FILES) if (path / name).exists()]
+    if held:
+        lock.release()
+        raise ValueError(f"out: {path} already holds a run ({held[0]}); choose a new directory or remove it")
+    return lock
+
+
 class RunRecorder:
     """Append ops and observations to a run directory, one flushed line each.
 
@@ -259,54 +273,42 @@ class RunRecorder:
 
     def __init__(self, path: str | os.PathLike[str], meta: Mapping[str, Any] | None = None, *,
                  flush_every: int | None = None, format: str = "jsonl") -> None:
-        if meta is not None and not isinstance(meta, Mapping):
-            raise ValueError(f"meta must be a mapping, got {type(meta).__name__}")
-        if format not in FORMATS:
-            raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
+        if meta is not None:
+            _checks.instance("meta", meta, Mapping, "a mapping")
+        self.format = _checks.choice("format", format, FORMATS)
         arrow_log = _arrow_module('format="arrow"') if format == "arrow" else None  # before touching the disk
         if flush_every is None:
             flush_every = 1 if format == "jsonl" else ARROW_BATCH_ROWS
-        if isinstance(flush_every, bool) or not isinstance(flush_every, int) or flush_every < 1:
-            raise ValueError(f"flush_every must be a positive integer, got {flush_every!r}")
+        self._flush_every = _checks.integer("flush_every", flush_every, low=1)  # 1: each line reaches the disk now
         self.path = Path(path)
-        if self.path.exists() and not self.path.is_dir():
-            raise ValueError(f"path is not a directory: {self.path}")
-        self.path.mkdir(parents=True, exist_ok=True)
-        self._run_lock = RunLock(self.path).acquire()  # one run at a time; a killed run's lock is stale
-        held = [name for name in (META_FILE, *LOG_FILES) if (self.path / name).exists()]
-        if held:  # appending a second run to the first would corrupt both
-            self._run_lock.release()
-            raise ValueError(f"out: {self.path} already holds a run ({held[0]}); choose a new directory or remove it")
-        base: dict[str, Any] = {
+        self._run_lock = _claim(self.path)
+        self.meta: dict[str, Any] = {
             "kind": "run",
             "started_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="milliseconds"),
             "versions": default_versions(),
+            **redact(dict(meta or {})),
+            "finished": False,
         }
-        base.update(redact(dict(meta or {})))
-        base["finished"] = False
-        self.meta: dict[str, Any] = base
-        self.format = format
         self._lock = threading.Lock()
         self._t0 = _time.monotonic()
         self._index = 0
-        history_file, events_file = (HISTORY_ARROW, EVENTS_ARROW) if format == "arrow" else (HISTORY_FILE, EVENTS_FILE)
+        self._history_file, self._events_file = ((HISTORY_ARROW, EVENTS_ARROW) if arrow_log is not None
+                                                 else (HISTORY_FILE, EVENTS_FILE))
         # records written per log: meta.json says them at the end, so a reader can tell a file cut short
-        self._counts = {history_file: 0, events_file: 0, TRACE_FILE: 0}
-        self._history_file, self._events_file = history_file, events_file
+        self._counts = {self._history_file: 0, self._events_file: 0, TRACE_FILE: 0}
         self._last_time = 0.0
         self._closed = False
         _write_json_atomic(self.path / META_FILE, self.meta)
-        self._history: Any
-        self._events: Any
-        if arrow_log is not None:
-            self._history = arrow_log.LogWriter(self.path / HISTORY_ARROW, "history")
-            self._events = arrow_log.LogWriter(self.path / EVENTS_ARROW, "events")
-        else:
-            self._history = _JsonlSink(self.path / HISTORY_FILE)
-            self._events = _JsonlSink(self.path / EVENTS_FILE)
+        self._history, self._events = self._open_logs(arrow_log)
         self._trace: Any = None  # trace.jsonl, opened by the first record (backends that see the server)
-        self._flush_every = flush_every  # 1: every line reaches the disk as it is written
         self._unflushed = 0
+
+    def _open_logs(self, arrow_log: Any) -> tuple[Any, Any]:
+        """The history and events logs: Arrow writers (`_arrow_log`), or JSON-lines sinks."""
+        history, events = self.path / self._history_file, self.path / self._events_file
+        if arrow_log is not None:
+            return arrow_log.LogWriter(history, "history"), arrow_log.LogWriter(events, "events")
+        return _JsonlSink(history), _JsonlSink(events)
 
     # -- clock -------------------------------------------------------------------------
     def now(self) -> float:
@@ -315,26 +317,23 @@ class RunRecorder:
 
     def _time(self, time: float | None) -> float:
         t = self.now() if time is None else float(time)
-        if not math.isfinite(t):
-            raise ValueError(f"time must be a finite number of seconds, got {time!r}")
+        if not math.isfinite(t):  # checked here first: `_checks.number` on every record cost ~7% of event()
+            _checks.number("time", t)  # raises, naming the input
         return t
 
     # -- history -----------------------------------------------------------------------
     def op(self, process: int | str, type: str, f: str, value: Any = None, time: float | None = None) -> dict[str, Any]:
         """Append one Jepsen-style op; assigns `index` in file order and returns the line's dict."""
-        if type not in OP_TYPES:
-            raise ValueError(f"type must be one of {OP_TYPES}, got {type!r}")
-        if not isinstance(f, str) or not f:
-            raise ValueError(f"f must be a non-empty string, got {f!r}")
-        if isinstance(process, bool) or not isinstance(process, (int, np.integer, str)):
-            raise ValueError(f"process must be an int or 'nemesis', got {process!r}")
+        _checks.choice("type", type, OP_TYPES)
+        _checks.text("f", f)
+        process = _checks.process("process", process)
         t = self._time(time)
         with self._lock:
             self._check_open()
             line = {
                 "index": self._index,
                 "time": t,
-                "process": process if isinstance(process, str) else int(process),
+                "process": process,
                 "type": type,
                 "f": f,
                 "value": value,
@@ -361,8 +360,7 @@ class RunRecorder:
     # -- events ------------------------------------------------------------------------
     def event(self, event: Mapping[str, Any]) -> dict[str, Any]:
         """Append one observation ({"time", "observer", "kind", ...}); `time` defaults to now."""
-        if not isinstance(event, Mapping):
-            raise ValueError(f"event must be a mapping, got {type(event).__name__}")
+        _checks.instance("event", event, Mapping, "a mapping")
         if not event.get("observer") or not event.get("kind"):
             raise ValueError(f"event needs 'observer' and 'kind', got keys {sorted(event)}")
         line = {"time": self._time(event.get("time")), "observer": event["observer"], "kind": event["kind"]}
@@ -580,6 +578,30 @@ class _RecordLog(_Log):
         return found if found is not None else self._from_frame()
 
 
+class _LogFrame:
+    """A `Run`'s DataFrame of one log (the attribute's name: history or events), built on first use;
+    a DataFrame set in its place is the run's log from then on (the analysis reads it)."""
+
+    def __init__(self, doc: str) -> None:
+        self.__doc__ = doc
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, run: None, owner: type | None = None) -> _LogFrame: ...
+
+    @overload
+    def __get__(self, run: Run, owner: type | None = None) -> pd.DataFrame: ...
+
+    def __get__(self, run: Run | None, owner: type | None = None) -> _LogFrame | pd.DataFrame:
+        return self if run is None else run._frame(self.name)
+
+    def __set__(self, run: Run, frame: pd.DataFrame) -> None:
+        run._set_frame(self.name, frame)
+
+
 class Run:
     """A loaded run directory: meta, typed `history` and `events` DataFrames, warnings, trace.
 
@@ -632,25 +654,13 @@ class Run:
             frame = self._frames[name] = self._logs[name].frame()
         return frame
 
-    @property
-    def history(self) -> pd.DataFrame:
-        """The ops, one row each: index, time, process, type, f, value, node_id."""
-        return self._frame("history")
+    def _set_frame(self, name: str, frame: pd.DataFrame) -> None:
+        """A DataFrame given for a log: the run's log from now on."""
+        self._logs[name] = _FrameLog(name, frame)
+        self._frames[name] = frame
 
-    @history.setter
-    def history(self, frame: pd.DataFrame) -> None:
-        self._logs["history"] = _FrameLog("history", frame)
-        self._frames["history"] = frame
-
-    @property
-    def events(self) -> pd.DataFrame:
-        """The observations, one row each: time, observer, kind, node_id, the counts, extra keys."""
-        return self._frame("events")
-
-    @events.setter
-    def events(self, frame: pd.DataFrame) -> None:
-        self._logs["events"] = _FrameLog("events", frame)
-        self._frames["events"] = frame
+    history = _LogFrame("The ops, one row each: index, time, process, type, f, value, node_id.")
+    events = _LogFrame("The observations, one row each: time, observer, kind, node_id, the counts, extra keys.")
 
     def _columns(self, name: str) -> Any:
         """The columns the analysis reads (`_columns.HistoryArrays` / `EventArrays`)."""
