@@ -821,14 +821,19 @@ class _Factorizer:
         self.parts.append(lookup[local])
 
     def categorical(self, known: tuple[str, ...] = ()) -> pd.Categorical:
-        import pandas as pd  # noqa: PLC0415 - lazy pandas: see the note at the top
-
         codes = np.concatenate(self.parts) if self.parts else np.empty(0, dtype=np.int32)
-        names = list(self.codes)
-        order = list(known) + sorted(set(names) - set(known))
-        position = {n: i for i, n in enumerate(order)}
-        remap = np.array([position[n] for n in names] + [-1], dtype=np.int32)
-        return pd.Categorical.from_codes(remap[codes], categories=pd.Index(order, dtype=object))
+        return _categorical(codes, list(self.codes), known)
+
+
+def _categorical(codes: np.ndarray, names: list[str], known: tuple[str, ...]) -> pd.Categorical:
+    """Codes into `names` (-1: null) as a Categorical whose categories are `known`, then the other
+    names sorted (the order the kit's columns always have)."""
+    import pandas as pd  # noqa: PLC0415 - lazy pandas: see the note at the top
+
+    order = list(known) + sorted(set(names) - set(known))
+    position = {n: i for i, n in enumerate(order)}
+    remap = np.array([position[n] for n in names] + [-1], dtype=np.int32)
+    return pd.Categorical.from_codes(remap[codes], categories=pd.Index(order, dtype=object))
 
 
 def _load_events(path: Path) -> tuple[_Log, list[str]]:
