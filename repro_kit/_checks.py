@@ -16,8 +16,8 @@ from typing import Any
 
 from repro_kit.emulator.params import CHOICES  # the choices' home, with their sources
 
-__all__ = ["InputError", "integer", "number", "choice", "flag", "text", "instance", "process", "session_choices",
-           "TREES", "number_arg", "integer_arg"]
+__all__ = ["InputError", "integer", "number", "choice", "flag", "text", "instance", "session_choices", "TREES",
+           "number_arg", "integer_arg", "process"]
 
 #: How the app links a note to its parent: the report's `children` list on the parent, or (a
 #: mitigation) a scalar `parent` field on each child.
