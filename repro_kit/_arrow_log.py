@@ -27,16 +27,30 @@ import itertools
 import json
 import os
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from repro_kit import _columns
-from repro_kit.recording import (ARROW_BATCH_ROWS, EVENT_KINDS, EVENTS_ARROW, EVENTS_FILE, HISTORY_ARROW,
-                                 HISTORY_FILE, OBSERVERS, _dumps, _events_frame, _history_frame, _Log, _pyarrow)
+from repro_kit.recording import (
+    ARROW_BATCH_ROWS,
+    EVENT_KINDS,
+    EVENTS_ARROW,
+    EVENTS_FILE,
+    HISTORY_ARROW,
+    HISTORY_FILE,
+    OBSERVERS,
+    _categorical,
+    _dumps,
+    _events_frame,
+    _history_frame,
+    _Log,
+    _pyarrow,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -86,36 +100,44 @@ def _kept(value: Any) -> Any:
 
 def _encode(values: list[Any], kit: type | None) -> tuple[pa.Array, pa.Array | None]:
     """One key's values in a batch: the plain column, and the JSON companion when one is needed."""
-    extra = kit is None
-    kinds = set(map(type, values))
-    py = kit
-    if py is None:  # an extra key: the type of its first plain value
-        py = next((type(v) for v in values if type(v) in _ARROW_TYPES), None)
+    py = kit if kit is not None else _first_plain_type(values)
     arrow_type = _ARROW_TYPES.get(py, pa.null())  # type: ignore[arg-type]
-    fits = {py, _NONE, _ABSENT_T} if not extra else {py}
-    if py is float and not extra:
-        fits.add(int)  # an int time is a float to the JSON lines' reader too
-    if kinds <= fits:
-        plain = pa.array([None if v is _ABSENT else v for v in values] if _ABSENT_T in kinds else values, arrow_type)
-        if int not in kinds or not kit or _in_exact(plain):
-            return plain, None
-    plain_values: list[Any] = []
-    companion: list[str | None] = []
-    for v in values:
-        t = type(v)
-        if v is _ABSENT or (v is None and not extra):
-            plain_values.append(None)
-            companion.append(None)
-        elif v is None:
-            plain_values.append(None)
-            companion.append("null")  # a key given as null: kept a key
-        elif (t is py or (t is int and py is float and not extra)) and (extra or t is not int or -_EXACT <= v <= _EXACT):
-            plain_values.append(v)
-            companion.append(None)
-        else:
-            plain_values.append(None)
-            companion.append(v.text if t is _JSON_T else _dumps(v))
-    return pa.array(plain_values, arrow_type), pa.array(companion, pa.string())
+    plain = _plain_column(values, py, kit, arrow_type)
+    if plain is not None:
+        return plain, None
+    split = [_split(v, py, kit is None) for v in values]
+    return pa.array([p for p, _ in split], arrow_type), pa.array([c for _, c in split], pa.string())
+
+
+def _first_plain_type(values: list[Any]) -> type | None:
+    """An extra key's column type: that of its first plain value (None when it has none)."""
+    return next((type(v) for v in values if type(v) in _ARROW_TYPES), None)
+
+
+def _plain_column(values: list[Any], py: type | None, kit: type | None, arrow_type: pa.DataType) -> pa.Array | None:
+    """The values as one plain column, or None when some need their JSON text: a value of another
+    type, or a kit count beyond 2**53. A kit key may be absent or null in a record; an int time is a
+    float to the JSON lines' reader too."""
+    kinds = set(map(type, values))
+    fits = {py} if kit is None else {py, _NONE, _ABSENT_T, *((int,) if py is float else ())}
+    if not kinds <= fits:
+        return None
+    plain = pa.array([None if v is _ABSENT else v for v in values] if _ABSENT_T in kinds else values, arrow_type)
+    return plain if int not in kinds or kit is None or _in_exact(plain) else None
+
+
+def _split(value: Any, py: type | None, extra: bool) -> tuple[Any, str | None]:
+    """One value as (plain, JSON text): plain where it fits the column, else its JSON text; neither
+    for an absent key or a kit key's null; an extra key's null is the text "null" (kept a key)."""
+    t = type(value)
+    if value is _ABSENT or (value is None and not extra):
+        return None, None
+    if value is None:
+        return None, "null"
+    fits = t is py or (t is int and py is float and not extra)
+    if fits and (extra or t is not int or -_EXACT <= value <= _EXACT):
+        return value, None
+    return None, value.text if t is _JSON_T else _dumps(value)
 
 
 def _in_exact(arr: pa.Array) -> bool:
@@ -150,7 +172,7 @@ class LogWriter:
     def __init__(self, path: Path, log: str) -> None:
         self.path, self.log = path, log
         self._rows: list[dict[str, Any]] = []
-        self._fh = open(path, "ab")
+        self._fh = open(path, "ab")  # noqa: SIM115 - the log's file, open until close()
 
     @property
     def name(self) -> str:
@@ -203,9 +225,9 @@ def read_log(path: Path) -> tuple[list[pa.RecordBatch], list[str]]:
     return batches, warnings
 
 
-def _columns_of(batch: pa.RecordBatch) -> dict[str, tuple[pa.Array | None, pa.Array | None]]:
+def _columns_of(batch: pa.RecordBatch) -> dict[str, tuple[pa.Array, pa.Array | None]]:
     """name -> (plain column, JSON companion or None), in the batch's order."""
-    out: dict[str, tuple[pa.Array | None, pa.Array | None]] = {}
+    out: dict[str, tuple[pa.Array, pa.Array | None]] = {}
     for i, field in enumerate(batch.schema):
         if field.metadata == _JSON and field.name in out:
             out[field.name] = (out[field.name][0], batch.column(i))
@@ -316,8 +338,8 @@ class ArrowLog(_Log):
     # -- the analysis's columns --------------------------------------------------------------------
     def _arrays(self) -> Any:
         if self.kind == "history":  # process, type, f and value are read as the values they were
-            return _columns.history_from_frame(self.frame()) if self._unusual(("time",)) else self._history_arrays()
-        return _columns.events_from_frame(self.frame()) if self._unusual() else self._event_arrays()
+            return self._from_frame() if self._unusual(("time",)) else self._history_arrays()
+        return self._from_frame() if self._unusual() else self._event_arrays()
 
     def _chunked(self, name: str, arrow_type: pa.DataType) -> pa.ChunkedArray:
         """A kit column over all batches, as `arrow_type` (nulls where a batch lacks it)."""
@@ -389,29 +411,23 @@ class ArrowLog(_Log):
 
     def _events_frame(self) -> pd.DataFrame:
         """What `_events_frame` makes of the same records, built from the arrays."""
-        import pandas as pd
+        import pandas as pd  # noqa: PLC0415 - lazy pandas: a verdict needs none (see recording's note)
 
         if not self.rows:
             return _events_frame([])
         arrays = self.arrays()
-
-        def category(codes: np.ndarray, names: tuple[str, ...], known: tuple[str, ...]) -> pd.Categorical:
-            order = list(known) + sorted(set(names) - set(known))
-            position = {n: i for i, n in enumerate(order)}
-            remap = np.array([position[n] for n in names] + [-1], dtype=np.int64)
-            return pd.Categorical.from_codes(remap[codes], categories=pd.Index(order, dtype=object))
-
         frame = pd.DataFrame({
             "time": arrays.time,
-            "observer": category(arrays.observer, arrays.observers, OBSERVERS),
-            "kind": category(arrays.kind, arrays.kinds, EVENT_KINDS),
+            "observer": _categorical(arrays.observer, list(arrays.observers), OBSERVERS),
+            "kind": _categorical(arrays.kind, list(arrays.kinds), EVENT_KINDS),
         })
         ids = self._chunked("node_id", pa.string())
         ids = ids.cast(pa.string()) if len(ids) else ids
         if _pyarrow():  # the "str" dtype is pyarrow's own strings: the column shares them
             frame["node_id"] = pd.array(ids, dtype="str")
         else:  # as the JSON lines' reader builds it
-            frame["node_id"] = pd.Series(category(arrays.node, tuple(arrays.node_ids), ()), index=frame.index).astype("str")
+            ids_category = _categorical(arrays.node, list(arrays.node_ids), ())
+            frame["node_id"] = pd.Series(ids_category, index=frame.index).astype("str")
         for name in _columns.COUNT_COLUMNS:
             values, missing = arrays.count(name)
             frame[name] = pd.arrays.IntegerArray(values.copy(), missing.copy())

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import argparse
 import math
+import numbers
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from repro_kit.emulator.params import CHOICES  # the choices' home, with their sources
 
 __all__ = ["InputError", "integer", "number", "choice", "flag", "text", "instance", "session_choices", "TREES",
-           "number_arg", "integer_arg"]
+           "number_arg", "integer_arg", "process"]
 
 #: How the app links a note to its parent: the report's `children` list on the parent, or (a
 #: mitigation) a scalar `parent` field on each child.
@@ -97,6 +98,16 @@ def instance(field: str, value: Any, kind: type | tuple[type, ...], what: str) -
     if not isinstance(value, kind):
         raise InputError(field, f"must be {what}, got {type(value).__name__}")
     return value
+
+
+def process(field: str, value: Any) -> int | str:
+    """A history record's process: a client's number (an int, numpy's too; not a bool) or a
+    name ("nemesis")."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise InputError(field, f"must be an int or 'nemesis', got {value!r}")
+    return int(value)
 
 
 def session_choices(*, mode: Any, encoding: Any, tree: Any, reimport: Any, seed: Any, realtime: Any) -> None:

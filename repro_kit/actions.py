@@ -22,30 +22,33 @@ acts, and Stop ends it, keeping a partial run.
 from __future__ import annotations
 
 import dataclasses
-import os
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from repro_kit import _schema, driver, findings, recording, report
+from repro_kit import _checks, _schema, driver, findings, recording, report
+from repro_kit._checks import InputError
 from repro_kit._errors import describe_os_error
 from repro_kit._history import Event, Nemesis, Record
 from repro_kit._session import Session
 from repro_kit.scenario import DEFAULT_BSON_TYPE, DEFAULT_FIELD, Scenario
 
-__all__ = ["Actions", "Command", "COMMANDS", "MAX_WAIT_S", "countdown", "shown_path"]
+__all__ = ["Actions", "Command", "COMMANDS", "MAX_WAIT_S", "countdown", "shown_path", "error_line"]
 
 #: Longest single Wait (a day): a typo cannot freeze the tool.
 MAX_WAIT_S = 86_400.0
 
 _CLOCK_PERIOD_S = 0.2
 
+#: A deploy's halt while under way: (translation halted since, re-import due at, if known), session time.
+Halt = tuple[float, float | None]
+
 
 def countdown(seconds: float) -> str:
     """A time left as a person reads a timer: "2:41", "1:02:05" (never negative)."""
-    whole = max(0, int(round(seconds)))
+    whole = max(0, round(seconds))
     hours, rest = divmod(whole, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
@@ -59,6 +62,29 @@ def shown_path(path: str | Path) -> str:
         return str(target.resolve().relative_to(Path.cwd().resolve()))
     except (ValueError, OSError):
         return str(target)
+
+
+def error_line(action: str, exc: BaseException, where: str | Path | None = None) -> str:
+    """An action's error as a front end shows it, in one line: a file-system error in words naming
+    the path (`where`, where the error does not), bad input (a ValueError) as its message; only an
+    unexpected error (a bug) keeps its Python name."""
+    if isinstance(exc, OSError):
+        return f"{action} failed: {describe_os_error(exc, where)}"
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else "(no message)"
+    if isinstance(exc, ValueError):
+        return f"{action} failed: {first}"
+    return f"{action} failed: {type(exc).__name__}: {first}"
+
+
+def _halt_after(at: float, value: dict[str, Any], earlier: Halt | None) -> Halt:
+    """(halted since, re-import due at) after a halt record at `at`. A deploy during an earlier
+    one's wait: translation stays halted since the first, the re-import is the new deploy's own,
+    a full delay after it."""
+    since = at - float(value.get("halted_for_s", 0.0))
+    delay = value.get("reimport_due_in_s")
+    due = since + float(delay) if isinstance(delay, (int, float)) else None
+    return (min(since, earlier[0]) if earlier is not None else since, due)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,7 +124,7 @@ class Actions:
         self.last_error: str | None = None
         self.series: list[tuple[float, str, int, int]] = []  # (time, observer, root_children, nodes_total)
         self.marks: list[tuple[float, str, Any]] = []  # (time, "halt" | "resume" | "batch" | "deploy", value)
-        self.halt: tuple[float, float | None] | None = None  # (halted since, re-import due at) while under way
+        self.halt: Halt | None = None  # while under way
         self.run_t0: float | None = None  # session time the latest Run test started: the user's clock's zero
         self.analysing = False  # a run has ended and its verdict is being computed
         self.starting = False  # a Run test waits for an earlier deploy's re-import before its first write
@@ -204,15 +230,12 @@ class Actions:
         self.emit("\n".join(lines))
 
     def _on_nemesis(self, record: Nemesis) -> None:
+        """The control plane's halt and resume (what the session waits for, said as it happens) and
+        the chart's marks (halt, resume, a deploy's start)."""
         value = record.value if isinstance(record.value, dict) else {}
         earlier = self.halt
         if record.f == "halt":
-            since = record.time - float(value.get("halted_for_s", 0.0))
-            delay = value.get("reimport_due_in_s")
-            due = since + float(delay) if isinstance(delay, (int, float)) else None
-            # a deploy during an earlier one's wait: translation stays halted since the first, the
-            # re-import is the new deploy's own, a full delay after it
-            self.halt = (min(since, earlier[0]) if earlier is not None else since, due)
+            self.halt = _halt_after(record.time, value, earlier)
         elif record.f == "resume":
             self.halt = None
         with self._lock:
@@ -221,17 +244,20 @@ class Actions:
         if self._baseline:
             return
         if record.f == "halt":
-            due = self.halt[1] if self.halt is not None else None
-            reimport = f"; its re-import is due at {self.at(due)}" if due is not None else ""
-            if earlier is not None:
-                self.emit(f"[App Services] a new deploy at {self.at(record.time)}: translation stays halted (since "
-                          f"{self.at(earlier[0])}); Atlas was snapshotted again{reimport}, a full wait after this "
-                          f"deploy (the earlier re-import is cancelled)")
-            else:
-                self.emit(f"[App Services] translation halted at {self.at(record.time)}; Atlas was snapshotted"
-                          f"{reimport}")
+            self.emit(self._halt_line(record.time, earlier))
         elif record.f == "resume":
             self.emit(f"[App Services] translation resumed at {self.at(record.time)}")
+
+    def _halt_line(self, at: float, earlier: Halt | None) -> str:
+        """What a halt says: translation halted (or, during an earlier deploy's wait, halted still) and
+        when the re-import is due."""
+        due = self.halt[1] if self.halt is not None else None
+        reimport = f"; its re-import is due at {self.at(due)}" if due is not None else ""
+        if earlier is None:
+            return f"[App Services] translation halted at {self.at(at)}; Atlas was snapshotted{reimport}"
+        return (f"[App Services] a new deploy at {self.at(at)}: translation stays halted (since "
+                f"{self.at(earlier[0])}); Atlas was snapshotted again{reimport}, a full wait after this "
+                f"deploy (the earlier re-import is cancelled)")
 
     def snapshot(self) -> tuple[list[tuple[float, str, int, int]], list[tuple[float, str, Any]]]:
         """Copies of the views' counts over time and the control-plane marks (the live chart's data)."""
@@ -326,13 +352,14 @@ class Actions:
     def wait(self, seconds: Any, cancel: threading.Event | None = None) -> list[str]:
         """Let `seconds` pass (in real time, really; in virtual time, at once). Setting `cancel`
         (from another thread) ends a real-time wait at its next slice: "Wait cancelled at ..."."""
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds != seconds \
-                or not 0 <= seconds <= MAX_WAIT_S:
-            raise ValueError(f"seconds: must be a number from 0 to {MAX_WAIT_S:,.0f}, got {seconds!r}")
+        try:
+            seconds = _checks.number("seconds", seconds, 0, MAX_WAIT_S)
+        except InputError:  # one message for every refusal: the range it must be in
+            raise InputError("seconds", f"must be a number from 0 to {MAX_WAIT_S:,.0f}, got {seconds!r}") from None
         if cancel is None or not self.session.realtime:
-            self.session.wait(float(seconds))
+            self.session.wait(seconds)
             return [f"Clock at {self.at(self.session.now())}."]
-        target = self.session.now() + float(seconds)
+        target = self.session.now() + seconds
         while self.session.now() < target:
             if cancel.is_set():
                 return [f"Wait cancelled at {self.at(self.session.now())}."]
@@ -436,12 +463,12 @@ class Actions:
 
     def stop(self, timeout: float | None = 30.0) -> list[str]:
         """End the running test at its next step; the partial run stays loadable."""
-        control, thread = self._control, self._run_thread
-        if control is None or thread is None or not thread.is_alive():
+        control, thread, out = self._control, self._run_thread, self._run_out
+        if control is None or thread is None or out is None or not thread.is_alive():
             return ["No Run test is running."]
         control.stop()
         thread.join(timeout)
-        return [f"(`repro-kit report {shown_path(self._run_out)}` analyses the partial run again at any time.)"]
+        return [f"(`repro-kit report {shown_path(out)}` analyses the partial run again at any time.)"]
 
     def wait_for_run(self, timeout: float | None = None) -> bool:
         """Block until the running test (if any) has ended; True when it has."""
@@ -452,16 +479,8 @@ class Actions:
 
     # -- the end ---------------------------------------------------------------------------
     def _say_error(self, action: str, exc: BaseException, where: Path | None = None) -> None:
-        """One line: a file-system error in words naming the path, bad input as its message;
-        only an unexpected error (a bug) keeps its Python name."""
-        text = str(exc).strip().splitlines()
-        first = text[0] if text else "(no message)"
-        if isinstance(exc, OSError):
-            self.last_error = f"{action} failed: {describe_os_error(exc, where)}"
-        elif isinstance(exc, ValueError):
-            self.last_error = f"{action} failed: {first}"
-        else:
-            self.last_error = f"{action} failed: {type(exc).__name__}: {first}"
+        """The error in one line (`error_line`), kept as `last_error` and emitted."""
+        self.last_error = error_line(action, exc, where)
         self.emit(self.last_error)
 
     def close(self) -> None:

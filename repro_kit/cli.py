@@ -455,9 +455,10 @@ class Menu:
         if stdin is None and stdout is None and _is_terminal(sys.stdin) and _is_terminal(sys.stdout):
             try:  # only at a terminal, and only where it exists (POSIX): input() then edits lines with it
                 import readline
+
+                self._readline = readline
             except ImportError:  # pragma: no cover - Windows: input() without line editing
-                readline = None
-            self._readline = readline
+                pass
             # "\r" + erase-line, except on a terminal that cannot (TERM=dumb): there, a new line
             self._erase = "\n" if os.environ.get("TERM", "") in ("", "dumb") else "\r\x1b[K"
             self._terminal = True
@@ -628,11 +629,11 @@ class Menu:
             seconds = float(text or "0")
         except ValueError:
             raise ValueError(f"seconds: not a number: {text!r}") from None
-        if not self.session.realtime:
-            self._show(self.actions.wait(seconds))
-            return
-        # Real time: the wait goes on in a thread, so Ctrl-C here cancels it (at its next slice)
-        # and never lands inside the model's step.
+        self._show(self.actions.wait(seconds) if not self.session.realtime else self._wait_real_time(seconds))
+
+    def _wait_real_time(self, seconds: float) -> list[str]:
+        """A real-time Wait: it goes on in a thread, so Ctrl-C here cancels it (at its next slice)
+        and never lands inside the model's step."""
         cancel, done = threading.Event(), threading.Event()
         answer: list[Any] = []
 
@@ -657,7 +658,7 @@ class Menu:
         result = answer[0] if answer else [f"Wait cancelled at {self.actions.at(self.session.now())}."]
         if isinstance(result, Exception):
             raise result
-        self._show(result)
+        return result
 
     def _stop(self) -> None:
         self._show(self.actions.stop())

@@ -13,6 +13,7 @@ plain columns (`_columns`), so judging a run needs neither pandas nor pyarrow.
 from __future__ import annotations
 
 import datetime as _dt
+import importlib.machinery
 import io
 import itertools
 import json
@@ -20,17 +21,19 @@ import math
 import os
 import platform
 import re
+import sys
 import threading
 import time as _time
 from collections.abc import Iterable, Mapping
 from importlib import metadata as _metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
-from repro_kit import _columns
+from repro_kit import _checks, _columns
 from repro_kit._atomic import write_text_atomic
+from repro_kit._redaction import redact
 from repro_kit._runlock import RunLock
 from repro_kit._strict_json import loads_finite
 
@@ -78,11 +81,6 @@ EVENT_KINDS = ("enter", "leave", "doc_insert", "doc_delete", "counts", "batch", 
 _INT_EVENT_COLUMNS = ("root_children", "nodes_total", "batch")
 _CHUNK_BYTES = 8 << 20
 
-# Keys whose values are credentials wherever they appear (meta, params): never written.
-_SECRET_KEY = re.compile(r"(pass(word)?|secret|token|api_?key|private|credential|auth)", re.I)
-_URI_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]*@", re.I)
-
-
 _VERSIONED = ("repro_kit", "pandas", "numpy", "matplotlib", "simpy", "pymongo", "requests")
 
 
@@ -114,23 +112,29 @@ def _installed_versions(names: tuple[str, ...]) -> dict[str, str] | None:
     by normalised name, the first wins, Version read from METADATA or PKG-INFO); where it could
     differ (a zip or an egg on sys.path, another distribution finder), None: the caller asks
     importlib.metadata, and a name found here without a readable version is left to it too."""
-    import importlib.machinery
-    import sys
-
     finders = [f for f in sys.meta_path if getattr(f, "find_distributions", None) is not None]
     if finders != [importlib.machinery.PathFinder]:
         return None
+    folders = _metadata_folders(names)
+    if folders is None:
+        return None
+    out = {}
+    for name, folder in folders.items():
+        version = _metadata_version(folder)
+        if version is not None:
+            out[name] = version
+    return out
+
+
+def _metadata_folders(names: tuple[str, ...]) -> dict[str, str] | None:
+    """Each name's first `.dist-info` / `.egg-info` folder along sys.path, or None where
+    importlib.metadata would look elsewhere too (an egg or a zip on the path)."""
     wanted = {_normalise_dist(n): n for n in names}
     folders: dict[str, str] = {}
     for entry in sys.path:
         root = entry or "."
-        if root.lower().endswith(".egg"):
-            return None
-        try:
-            children = os.listdir(root)
-        except (FileNotFoundError, PermissionError):
-            continue
-        except OSError:  # a zip file: importlib.metadata looks inside
+        children = _listing(root)
+        if children is None:
             return None
         for child in children:
             low = child.lower()
@@ -138,35 +142,42 @@ def _installed_versions(names: tuple[str, ...]) -> dict[str, str] | None:
                 name = wanted.get(_normalise_dist(low.rpartition(".")[0].partition("-")[0]))
                 if name is not None and name not in folders:
                     folders[name] = os.path.join(root, child)
-    out = {}
-    for name, folder in folders.items():
-        for meta in ("METADATA", "PKG-INFO"):
-            try:
-                with open(os.path.join(folder, meta), encoding="utf-8") as fh:
-                    for line in fh:
-                        if not line.strip():
-                            break  # the headers end at the first blank line
-                        key, _, value = line.partition(":")
-                        if key.strip().lower() == "version":
-                            out[name] = value.strip()
-                            break
-                break
-            except OSError:
-                continue
-    return out
+    return folders
 
 
-def _redact(value: Any, key: str = "") -> Any:
-    """Drop credentials from meta before it touches disk (keys like *token*, URI user:pass@)."""
-    if key and _SECRET_KEY.search(key):
-        return "***"
-    if isinstance(value, Mapping):
-        return {str(k): _redact(v, str(k)) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_redact(v) for v in value]
-    if isinstance(value, str):
-        return _URI_USERINFO.sub(r"\g<scheme>***@", value)
-    return value
+def _listing(root: str) -> list[str] | None:
+    """A sys.path folder's entries ([] when it is missing or unreadable), or None for an egg or a
+    zip file, which importlib.metadata looks inside."""
+    if root.lower().endswith(".egg"):
+        return None
+    try:
+        return os.listdir(root)
+    except (FileNotFoundError, PermissionError):
+        return []
+    except OSError:  # a zip file
+        return None
+
+
+def _metadata_version(folder: str) -> str | None:
+    """The Version header of the folder's METADATA, else of its PKG-INFO (the first that opens)."""
+    for meta in ("METADATA", "PKG-INFO"):
+        try:
+            with open(os.path.join(folder, meta), encoding="utf-8") as fh:
+                return _version_header(fh)
+        except OSError:
+            continue
+    return None
+
+
+def _version_header(lines: Iterable[str]) -> str | None:
+    """The value of the first `Version:` header (the headers end at the first blank line)."""
+    for line in lines:
+        if not line.strip():
+            return None
+        key, _, value = line.partition(":")
+        if key.strip().lower() == "version":
+            return value.strip()
+    return None
 
 
 def _json_default(obj: Any) -> Any:
@@ -189,9 +200,12 @@ def _write_json_atomic(path: Path, obj: Any) -> None:
 
 
 def _arrow_module(needing: str) -> Any:
-    """`_arrow_log`, imported for columnar recordings only (pyarrow); a one-line ValueError without pyarrow."""
+    """`_arrow_log`, imported for columnar recordings only (pyarrow); a one-line ValueError without pyarrow.
+
+    Imported here, not at the top: pyarrow is optional, its import alone takes ~0.1 s (see
+    `_ARROW_MIN_BYTES`), and `_arrow_log` builds on this module."""
     try:
-        from repro_kit import _arrow_log
+        from repro_kit import _arrow_log  # noqa: PLC0415 - optional pyarrow: see the docstring
     except ImportError:
         raise ValueError(f"{needing} needs pyarrow, which is not installed (pip install pyarrow)") from None
     return _arrow_log
@@ -204,7 +218,7 @@ class _JsonlSink(io.IOBase):
 
     def __init__(self, path: Path) -> None:
         super().__init__()
-        self._fh = open(path, "a", encoding="utf-8")
+        self._fh = open(path, "a", encoding="utf-8")  # noqa: SIM115 - the log's file, open until close()
 
     @property
     def name(self) -> str:
@@ -226,6 +240,20 @@ class _JsonlSink(io.IOBase):
             fh.close()
 
 
+def _claim(path: Path) -> RunLock:
+    """`path` made a run directory (new, or holding no run) and locked for this run's life: one run
+    at a time; a killed run's lock is stale. Appending a second run to the first would corrupt both."""
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"path is not a directory: {path}")
+    path.mkdir(parents=True, exist_ok=True)
+    lock = RunLock(path).acquire()
+    held = [name for name in (META_FILE, *LOG_FILES) if (path / name).exists()]
+    if held:
+        lock.release()
+        raise ValueError(f"out: {path} already holds a run ({held[0]}); choose a new directory or remove it")
+    return lock
+
+
 class RunRecorder:
     """Append ops and observations to a run directory, one flushed line each.
 
@@ -245,54 +273,42 @@ class RunRecorder:
 
     def __init__(self, path: str | os.PathLike[str], meta: Mapping[str, Any] | None = None, *,
                  flush_every: int | None = None, format: str = "jsonl") -> None:
-        if meta is not None and not isinstance(meta, Mapping):
-            raise ValueError(f"meta must be a mapping, got {type(meta).__name__}")
-        if format not in FORMATS:
-            raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
+        if meta is not None:
+            _checks.instance("meta", meta, Mapping, "a mapping")
+        self.format = _checks.choice("format", format, FORMATS)
         arrow_log = _arrow_module('format="arrow"') if format == "arrow" else None  # before touching the disk
         if flush_every is None:
             flush_every = 1 if format == "jsonl" else ARROW_BATCH_ROWS
-        if isinstance(flush_every, bool) or not isinstance(flush_every, int) or flush_every < 1:
-            raise ValueError(f"flush_every must be a positive integer, got {flush_every!r}")
+        self._flush_every = _checks.integer("flush_every", flush_every, low=1)  # 1: each line reaches the disk now
         self.path = Path(path)
-        if self.path.exists() and not self.path.is_dir():
-            raise ValueError(f"path is not a directory: {self.path}")
-        self.path.mkdir(parents=True, exist_ok=True)
-        self._run_lock = RunLock(self.path).acquire()  # one run at a time; a killed run's lock is stale
-        held = [name for name in (META_FILE, *LOG_FILES) if (self.path / name).exists()]
-        if held:  # appending a second run to the first would corrupt both
-            self._run_lock.release()
-            raise ValueError(f"out: {self.path} already holds a run ({held[0]}); choose a new directory or remove it")
-        base: dict[str, Any] = {
+        self._run_lock = _claim(self.path)
+        self.meta: dict[str, Any] = {
             "kind": "run",
-            "started_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds"),
+            "started_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="milliseconds"),
             "versions": default_versions(),
+            **redact(dict(meta or {})),
+            "finished": False,
         }
-        base.update(_redact(dict(meta or {})))
-        base["finished"] = False
-        self.meta: dict[str, Any] = base
-        self.format = format
         self._lock = threading.Lock()
         self._t0 = _time.monotonic()
         self._index = 0
-        history_file, events_file = (HISTORY_ARROW, EVENTS_ARROW) if format == "arrow" else (HISTORY_FILE, EVENTS_FILE)
+        self._history_file, self._events_file = ((HISTORY_ARROW, EVENTS_ARROW) if arrow_log is not None
+                                                 else (HISTORY_FILE, EVENTS_FILE))
         # records written per log: meta.json says them at the end, so a reader can tell a file cut short
-        self._counts = {history_file: 0, events_file: 0, TRACE_FILE: 0}
-        self._history_file, self._events_file = history_file, events_file
+        self._counts = {self._history_file: 0, self._events_file: 0, TRACE_FILE: 0}
         self._last_time = 0.0
         self._closed = False
         _write_json_atomic(self.path / META_FILE, self.meta)
-        self._history: Any
-        self._events: Any
-        if arrow_log is not None:
-            self._history = arrow_log.LogWriter(self.path / HISTORY_ARROW, "history")
-            self._events = arrow_log.LogWriter(self.path / EVENTS_ARROW, "events")
-        else:
-            self._history = _JsonlSink(self.path / HISTORY_FILE)
-            self._events = _JsonlSink(self.path / EVENTS_FILE)
+        self._history, self._events = self._open_logs(arrow_log)
         self._trace: Any = None  # trace.jsonl, opened by the first record (backends that see the server)
-        self._flush_every = flush_every  # 1: every line reaches the disk as it is written
         self._unflushed = 0
+
+    def _open_logs(self, arrow_log: Any) -> tuple[Any, Any]:
+        """The history and events logs: Arrow writers (`_arrow_log`), or JSON-lines sinks."""
+        history, events = self.path / self._history_file, self.path / self._events_file
+        if arrow_log is not None:
+            return arrow_log.LogWriter(history, "history"), arrow_log.LogWriter(events, "events")
+        return _JsonlSink(history), _JsonlSink(events)
 
     # -- clock -------------------------------------------------------------------------
     def now(self) -> float:
@@ -301,26 +317,23 @@ class RunRecorder:
 
     def _time(self, time: float | None) -> float:
         t = self.now() if time is None else float(time)
-        if not math.isfinite(t):
-            raise ValueError(f"time must be a finite number of seconds, got {time!r}")
+        if not math.isfinite(t):  # checked here first: `_checks.number` on every record cost ~7% of event()
+            _checks.number("time", t)  # raises, naming the input
         return t
 
     # -- history -----------------------------------------------------------------------
     def op(self, process: int | str, type: str, f: str, value: Any = None, time: float | None = None) -> dict[str, Any]:
         """Append one Jepsen-style op; assigns `index` in file order and returns the line's dict."""
-        if type not in OP_TYPES:
-            raise ValueError(f"type must be one of {OP_TYPES}, got {type!r}")
-        if not isinstance(f, str) or not f:
-            raise ValueError(f"f must be a non-empty string, got {f!r}")
-        if isinstance(process, bool) or not isinstance(process, (int, np.integer, str)):
-            raise ValueError(f"process must be an int or 'nemesis', got {process!r}")
+        _checks.choice("type", type, OP_TYPES)
+        _checks.text("f", f)
+        process = _checks.process("process", process)
         t = self._time(time)
         with self._lock:
             self._check_open()
             line = {
                 "index": self._index,
                 "time": t,
-                "process": process if isinstance(process, str) else int(process),
+                "process": process,
                 "type": type,
                 "f": f,
                 "value": value,
@@ -347,8 +360,7 @@ class RunRecorder:
     # -- events ------------------------------------------------------------------------
     def event(self, event: Mapping[str, Any]) -> dict[str, Any]:
         """Append one observation ({"time", "observer", "kind", ...}); `time` defaults to now."""
-        if not isinstance(event, Mapping):
-            raise ValueError(f"event must be a mapping, got {type(event).__name__}")
+        _checks.instance("event", event, Mapping, "a mapping")
         if not event.get("observer") or not event.get("kind"):
             raise ValueError(f"event needs 'observer' and 'kind', got keys {sorted(event)}")
         line = {"time": self._time(event.get("time")), "observer": event["observer"], "kind": event["kind"]}
@@ -418,7 +430,7 @@ class RunRecorder:
                 self._run_lock.release()
                 raise
             self.meta.setdefault("duration_s", self._last_time)
-            extra = _redact(dict(extra_meta or {}))
+            extra = redact(dict(extra_meta or {}))
             self.meta.update(extra)
             self.meta["finished"] = extra.get("finished", True) is not False  # a stopped run says so
             self.meta["records"] = dict(self._counts)
@@ -463,7 +475,7 @@ class MemoryRecorder:
         self.events: list[dict[str, Any]] = []
         self.trace_records: list[dict[str, Any]] = []
 
-    def __enter__(self) -> "MemoryRecorder":
+    def __enter__(self) -> MemoryRecorder:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -489,7 +501,7 @@ class MemoryRecorder:
         self.meta.update(extra)
         self.meta["finished"] = extra.get("finished", True) is not False
 
-    def load(self) -> "Run":
+    def load(self) -> Run:
         """The recorded run, in memory, typed as `load_run` types a run directory."""
         return Run.from_records(self.meta, self.ops, self.events, self.trace_records, path=self.path)
 
@@ -519,6 +531,15 @@ class _Log:
             found = self.__dict__["_cached"] = self._arrays()
         return found
 
+    def _from_frame(self) -> Any:
+        """The columns, from the DataFrame."""
+        return _frame_columns(self.kind, self.frame())
+
+
+def _frame_columns(kind: str, frame: pd.DataFrame) -> Any:
+    """The analysis's columns (`_columns.HistoryArrays` / `EventArrays`) of a log's DataFrame."""
+    return _columns.history_from_frame(frame) if kind == "history" else _columns.events_from_frame(frame)
+
 
 class _FrameLog(_Log):
     """A DataFrame: given (a user's), or read by the pyarrow JSON reader."""
@@ -533,9 +554,7 @@ class _FrameLog(_Log):
         return len(self._frame)
 
     def _arrays(self) -> Any:
-        if self.kind == "history":
-            return _columns.history_from_frame(self._frame)
-        return _columns.events_from_frame(self._frame)
+        return self._from_frame()
 
 
 class _RecordLog(_Log):
@@ -554,11 +573,33 @@ class _RecordLog(_Log):
 
     def _arrays(self) -> Any:
         records = [r for chunk in self.chunks for r in chunk]
-        if self.kind == "history":
-            found = _columns.history_from_records(records)
-            return found if found is not None else _columns.history_from_frame(self.frame())
-        found = _columns.events_from_records(records)
-        return found if found is not None else _columns.events_from_frame(self.frame())
+        read = _columns.history_from_records if self.kind == "history" else _columns.events_from_records
+        found = read(records)
+        return found if found is not None else self._from_frame()
+
+
+class _LogFrame:
+    """A `Run`'s DataFrame of one log (the attribute's name: history or events), built on first use;
+    a DataFrame set in its place is the run's log from then on (the analysis reads it)."""
+
+    def __init__(self, doc: str) -> None:
+        self.__doc__ = doc
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, run: None, owner: type | None = None) -> _LogFrame: ...
+
+    @overload
+    def __get__(self, run: Run, owner: type | None = None) -> pd.DataFrame: ...
+
+    def __get__(self, run: Run | None, owner: type | None = None) -> _LogFrame | pd.DataFrame:
+        return self if run is None else run._frame(self.name)
+
+    def __set__(self, run: Run, frame: pd.DataFrame) -> None:
+        run._set_frame(self.name, frame)
 
 
 class Run:
@@ -613,31 +654,19 @@ class Run:
             frame = self._frames[name] = self._logs[name].frame()
         return frame
 
-    @property
-    def history(self) -> pd.DataFrame:
-        """The ops, one row each: index, time, process, type, f, value, node_id."""
-        return self._frame("history")
+    def _set_frame(self, name: str, frame: pd.DataFrame) -> None:
+        """A DataFrame given for a log: the run's log from now on."""
+        self._logs[name] = _FrameLog(name, frame)
+        self._frames[name] = frame
 
-    @history.setter
-    def history(self, frame: pd.DataFrame) -> None:
-        self._logs["history"] = _FrameLog("history", frame)
-        self._frames["history"] = frame
-
-    @property
-    def events(self) -> pd.DataFrame:
-        """The observations, one row each: time, observer, kind, node_id, the counts, extra keys."""
-        return self._frame("events")
-
-    @events.setter
-    def events(self, frame: pd.DataFrame) -> None:
-        self._logs["events"] = _FrameLog("events", frame)
-        self._frames["events"] = frame
+    history = _LogFrame("The ops, one row each: index, time, process, type, f, value, node_id.")
+    events = _LogFrame("The observations, one row each: time, observer, kind, node_id, the counts, extra keys.")
 
     def _columns(self, name: str) -> Any:
         """The columns the analysis reads (`_columns.HistoryArrays` / `EventArrays`)."""
         frame = self._frames.get(name)
         if frame is not None:  # handed out, perhaps changed since: the DataFrame is the run now
-            return _columns.history_from_frame(frame) if name == "history" else _columns.events_from_frame(frame)
+            return _frame_columns(name, frame)
         return self._logs[name].arrays()
 
     def _latest(self, name: str) -> float | None:
@@ -709,7 +738,7 @@ def _read_jsonl(path: Path) -> tuple[Iterable[list[dict[str, Any]]], list[str]]:
     def chunks() -> Iterable[list[dict[str, Any]]]:
         if not path.exists():
             return
-        with open(path, "r", encoding="utf-8", errors="replace") as fh:
+        with open(path, encoding="utf-8", errors="replace") as fh:
             lineno = 1
             held: list[str] = []  # the newest line waits for EOF: only the true last line may be partial
             while True:
@@ -734,7 +763,7 @@ def _read_jsonl(path: Path) -> tuple[Iterable[list[dict[str, Any]]], list[str]]:
 
 
 def _as_category(values: pd.Series, known: tuple[str, ...]) -> pd.Series:
-    import pandas as pd
+    import pandas as pd  # noqa: PLC0415 - lazy pandas: see the note at the top
 
     extra = sorted(set(values.dropna().astype(str).unique()) - set(known))
     return values.astype(pd.CategoricalDtype(list(known) + extra))
@@ -746,7 +775,7 @@ def _load_history(path: Path) -> tuple[_Log, list[str]]:
 
 
 def _history_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
-    import pandas as pd
+    import pandas as pd  # noqa: PLC0415 - lazy pandas: see the note at the top
 
     df = pd.DataFrame.from_records(records, columns=["index", "time", "process", "type", "f", "value"])
     for col in ("process", "value"):
@@ -767,7 +796,7 @@ def _floats(values: list[Any]) -> np.ndarray:
     try:
         return np.array(values, dtype=np.float64)  # None -> nan
     except (TypeError, ValueError):
-        import pandas as pd
+        import pandas as pd  # noqa: PLC0415 - lazy pandas: see the note at the top
 
         return pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(dtype=np.float64)
 
@@ -780,7 +809,7 @@ class _Factorizer:
         self.parts: list[np.ndarray] = []
 
     def add(self, values: list[Any]) -> None:
-        import pandas as pd
+        import pandas as pd  # noqa: PLC0415 - lazy pandas: see the note at the top
 
         arr = np.empty(len(values), dtype=object)
         arr[:] = values
@@ -792,14 +821,19 @@ class _Factorizer:
         self.parts.append(lookup[local])
 
     def categorical(self, known: tuple[str, ...] = ()) -> pd.Categorical:
-        import pandas as pd
-
         codes = np.concatenate(self.parts) if self.parts else np.empty(0, dtype=np.int32)
-        names = list(self.codes)
-        order = list(known) + sorted(set(names) - set(known))
-        position = {n: i for i, n in enumerate(order)}
-        remap = np.array([position[n] for n in names] + [-1], dtype=np.int32)
-        return pd.Categorical.from_codes(remap[codes], categories=pd.Index(order, dtype=object))
+        return _categorical(codes, list(self.codes), known)
+
+
+def _categorical(codes: np.ndarray, names: list[str], known: tuple[str, ...]) -> pd.Categorical:
+    """Codes into `names` (-1: null) as a Categorical whose categories are `known`, then the other
+    names sorted (the order the kit's columns always have)."""
+    import pandas as pd  # noqa: PLC0415 - lazy pandas: see the note at the top
+
+    order = list(known) + sorted(set(names) - set(known))
+    position = {n: i for i, n in enumerate(order)}
+    remap = np.array([position[n] for n in names] + [-1], dtype=np.int32)
+    return pd.Categorical.from_codes(remap[codes], categories=pd.Index(order, dtype=object))
 
 
 def _load_events(path: Path) -> tuple[_Log, list[str]]:
@@ -846,16 +880,18 @@ _arrow_modules: Any = None  # (pyarrow, pyarrow.json, pyarrow.compute), or False
 
 
 def _pyarrow() -> Any:
+    """(pyarrow, pyarrow.json, pyarrow.compute) where pyarrow reads events.jsonl as the Python path
+    does, else False. Imported on first use: pyarrow is optional and its import takes ~0.1 s."""
     global _arrow_modules
     if _arrow_modules is None:
         try:
-            import pyarrow
-            import pyarrow.compute
-            import pyarrow.json
+            import pyarrow  # noqa: PLC0415 - optional pyarrow: see the docstring
+            import pyarrow.compute  # noqa: PLC0415 - optional pyarrow: see the docstring
+            import pyarrow.json  # noqa: PLC0415 - optional pyarrow: see the docstring
         except ImportError:
             _arrow_modules = False
         else:
-            import pandas as pd
+            import pandas as pd  # noqa: PLC0415 - lazy pandas: see the note at the top
 
             # node_id's "str" dtype must be pyarrow's own strings (pandas >= 3), which the column
             # then shares as it is; elsewhere the Python path builds it
@@ -918,33 +954,57 @@ def _load_events_arrow(path: Path) -> tuple[pd.DataFrame, list[str]] | None:
 
 
 def _arrow_events(path: Path, buf: Any, pa: Any, pj: Any, pc: Any) -> tuple[pd.DataFrame, list[str]] | None:
-    import pandas as pd
-
+    """The events DataFrame pyarrow reads from `buf` (events.jsonl, memory-mapped), and the
+    warnings; None wherever it might not be exactly the Python path's."""
     view = memoryview(buf)
     if any(pattern.search(view) for pattern in _ARROW_UNSAFE):
         return None
+    judged = _arrow_readable_end(path, view)
+    if judged is None:
+        return None
+    end, warnings = judged
+    table = _read_events_table(buf, end, pa, pj)
+    if table is None or not _counts_exact(table, pc):
+        return None
+    extra = _exact_extra_keys(table, view[:end], pa)
+    if extra is None:
+        return None
+    return _table_frame(table, extra, pa, pc), warnings
+
+
+def _arrow_readable_end(path: Path, view: memoryview) -> tuple[int, list[str]] | None:
+    """Where pyarrow should stop reading, and the warnings; None for the Python path.
+
+    Only the last line may be cut short (a killed writer). It is judged as the Python path
+    judges it: its block is that line alone, parsed as "[" + line + "]"."""
     last = _last_line(view)
     if last is None:
         return None  # blank lines only
-    # Only the last line may be cut short (a killed writer). It is judged as the Python path
-    # judges it: its block is that line alone, parsed as "[" + line + "]".
     start, stop = last
     try:
         records = json.loads("[" + bytes(view[start:stop]).decode("utf-8", errors="replace") + "]")
     except ValueError:
         records = None
-    warnings: list[str] = []
-    end = len(view)
     if records is None or not all(isinstance(r, dict) for r in records):
-        lineno = bytes(view[:start]).count(b"\n") + 1
-        warnings.append(f"{path.name}: dropped an incomplete last line ({lineno})")
-        end = start
-        if _last_line(view[:end]) is None:
+        if _last_line(view[:start]) is None:
             return None  # nothing before it: the Python path is instant
-    elif len(records) != 1:
+        lineno = bytes(view[:start]).count(b"\n") + 1
+        return start, [f"{path.name}: dropped an incomplete last line ({lineno})"]
+    if len(records) != 1:
         return None  # `{..},{..}`: json.loads reads two records, pyarrow none
-    schema = pa.schema([("time", pa.float64()), ("observer", pa.string()), ("kind", pa.string()),
-                        ("node_id", pa.string()), *((col, pa.int64()) for col in _INT_EVENT_COLUMNS)])
+    return len(view), []
+
+
+def _events_schema(pa: Any) -> Any:
+    """The kit's own keys of an event, typed: nothing inferred."""
+    return pa.schema([("time", pa.float64()), ("observer", pa.string()), ("kind", pa.string()),
+                      ("node_id", pa.string()), *((col, pa.int64()) for col in _INT_EVENT_COLUMNS)])
+
+
+def _read_events_table(buf: Any, end: int, pa: Any, pj: Any) -> Any:
+    """The first `end` bytes of `buf` as an Arrow table, or None where pyarrow finds a bad line or a
+    value of another type than the schema's (the Python path decides)."""
+    schema = _events_schema(pa)
 
     def read(unexpected: str, block_size: int) -> Any:
         return pj.read_json(pa.BufferReader(buf.slice(0, end)), read_options=pj.ReadOptions(block_size=block_size),
@@ -962,46 +1022,62 @@ def _arrow_events(path: Path, buf: Any, pa: Any, pj: Any, pc: Any) -> tuple[pd.D
             table = read("infer", end + 1)
         table.validate(full=True)  # pyarrow keeps invalid UTF-8 in a string; the Python path replaces it
     except pa.ArrowException:
-        return None  # a bad line, or a value of another type than the schema's: the Python path decides
-    for col in _INT_EVENT_COLUMNS:  # beyond 2**53 the Python path goes through float64 (and rounds)
+        return None
+    return table
+
+
+def _counts_exact(table: Any, pc: Any) -> bool:
+    """Whether every count is within 2**53: beyond, the Python path goes through float64 (and rounds)."""
+    for col in _INT_EVENT_COLUMNS:
         bounds = pc.min_max(table.column(col)).as_py()
         if bounds["min"] is not None and max(-bounds["min"], bounds["max"]) > 1 << 53:
-            return None
-    extra = table.column_names[len(schema):]
-    if extra:
-        # Extra keys are kept as json.loads gives them. pyarrow gives the same values only for
-        # strings, int64, booleans and nulls (not for a double that mixes 1 and 1.5, an ISO date it
-        # makes a timestamp, or an object it merges into a struct).
-        exact = (pa.types.is_string, pa.types.is_int64, pa.types.is_boolean, pa.types.is_null)
-        if not all(any(ok(table.schema.field(col).type) for ok in exact) for col in extra):
-            return None
-        extra = _first_appearance(view[:end], extra)
-        if extra is None:
-            return None
+            return False
+    return True
 
-    def category(col: str, known: tuple[str, ...]) -> pd.Categorical:
-        values = table.column(col)
-        seen = {v for v in pc.unique(values).to_pylist() if v is not None}
-        order = list(known) + sorted(seen - set(known))
-        codes = pc.fill_null(pc.index_in(values, value_set=pa.array(order, pa.string())), -1).to_numpy()
-        return pd.Categorical.from_codes(codes, categories=pd.Index(order, dtype=object))
 
-    def integers(col: str) -> pd.arrays.IntegerArray:
-        values = table.column(col)
-        return pd.arrays.IntegerArray(pc.fill_null(values, 0).to_numpy().astype(np.int64, copy=False),
-                                      values.is_null().to_numpy())
+def _exact_extra_keys(table: Any, view: memoryview, pa: Any) -> list[str] | None:
+    """The table's keys beyond the kit's, in the Python path's order, or None where pyarrow's
+    values could differ from json.loads's.
+
+    Extra keys are kept as json.loads gives them. pyarrow gives the same values only for strings,
+    int64, booleans and nulls (not for a double that mixes 1 and 1.5, an ISO date it makes a
+    timestamp, or an object it merges into a struct)."""
+    extra = table.column_names[len(_events_schema(pa)):]
+    if not extra:
+        return []
+    exact = (pa.types.is_string, pa.types.is_int64, pa.types.is_boolean, pa.types.is_null)
+    if not all(any(ok(table.schema.field(col).type) for ok in exact) for col in extra):
+        return None
+    return _first_appearance(view, extra)
+
+
+def _table_frame(table: Any, extra: list[str], pa: Any, pc: Any) -> pd.DataFrame:
+    """The events DataFrame of a table pyarrow read, dtype for dtype the Python path's."""
+    import pandas as pd  # noqa: PLC0415 - lazy pandas: see the note at the top
 
     events = pd.DataFrame({
         "time": table.column("time").to_numpy().astype(np.float64, copy=False),  # null -> NaN
-        "observer": category("observer", OBSERVERS),
-        "kind": category("kind", EVENT_KINDS),
+        "observer": _table_category(table.column("observer"), OBSERVERS, pa, pc),
+        "kind": _table_category(table.column("kind"), EVENT_KINDS, pa, pc),
         "node_id": pd.array(table.column("node_id"), dtype="str"),
     })
     for col in _INT_EVENT_COLUMNS:
-        events[col] = integers(col)
+        values = table.column(col)
+        events[col] = pd.arrays.IntegerArray(pc.fill_null(values, 0).to_numpy().astype(np.int64, copy=False),
+                                             values.is_null().to_numpy())
     for col in extra:
         events[col] = pd.Series(table.column(col).to_pylist(), dtype=object)
-    return events, warnings
+    return events
+
+
+def _table_category(values: Any, known: tuple[str, ...], pa: Any, pc: Any) -> pd.Categorical:
+    """A string column as a Categorical: the `known` names first, then the others sorted."""
+    import pandas as pd  # noqa: PLC0415 - lazy pandas: see the note at the top
+
+    seen = {v for v in pc.unique(values).to_pylist() if v is not None}
+    order = list(known) + sorted(seen - set(known))
+    codes = pc.fill_null(pc.index_in(values, value_set=pa.array(order, pa.string())), -1).to_numpy()
+    return pd.Categorical.from_codes(codes, categories=pd.Index(order, dtype=object))
 
 
 def _first_appearance(view: memoryview, keys: list[str]) -> list[str] | None:
@@ -1033,7 +1109,7 @@ def _first_appearance(view: memoryview, keys: list[str]) -> list[str] | None:
 
 
 def _events_frame(chunks: Iterable[list[dict[str, Any]]]) -> pd.DataFrame:
-    import pandas as pd
+    import pandas as pd  # noqa: PLC0415 - lazy pandas: see the note at the top
 
     cats = {col: _Factorizer() for col in ("observer", "kind", "node_id")}
     frames: list[pd.DataFrame] = []
@@ -1064,9 +1140,8 @@ def _events_frame(chunks: Iterable[list[dict[str, Any]]]) -> pd.DataFrame:
         "node_id": pd.Series(cats["node_id"].categorical(), index=rest.index).astype("str"),
     })
     for col in _INT_EVENT_COLUMNS:
-        events[col] = (
-            rest.pop(col).astype("Int64") if col in rest.columns else pd.Series(pd.NA, index=events.index, dtype="Int64")
-        )
+        events[col] = (rest.pop(col).astype("Int64") if col in rest.columns
+                       else pd.Series(pd.NA, index=events.index, dtype="Int64"))
     for col in extra:  # extra keys a watcher added, kept as they are
         events[col] = rest[col]
     return events
@@ -1155,7 +1230,7 @@ def _started_at(run_dir: Path) -> float:
         meta = json.loads((run_dir / META_FILE).read_text(encoding="utf-8"))
         stamp = _dt.datetime.fromisoformat(str(meta["started_at"]).replace("Z", "+00:00"))
         if stamp.tzinfo is None:
-            stamp = stamp.replace(tzinfo=_dt.timezone.utc)
+            stamp = stamp.replace(tzinfo=_dt.UTC)
         return stamp.timestamp()
     except (OSError, ValueError, KeyError, TypeError):
         return run_dir.stat().st_mtime

@@ -19,11 +19,12 @@ from typing import Any
 import numpy as np
 
 from repro_kit._checks import InputError
+from repro_kit._redaction import is_secret_key, redact
 
 from ._timeline import acknowledged_adds
 from .causes import Explanation
 from .findings import Analysis, as_analysis
-from .recording import _SECRET_KEY, Run, _redact
+from .recording import Run
 
 __all__ = ["REPORT_KEYS", "build_report", "write_report", "render_markdown", "embed_images"]
 
@@ -111,8 +112,8 @@ def _safe_params(params: Any) -> list[list[Any]]:
     if not isinstance(params, dict):
         return []
     rows = []
-    for key, value in sorted(_redact(params).items()):
-        if _SECRET_KEY.search(str(key)) or isinstance(value, (dict, list)):
+    for key, value in sorted(redact(params).items()):
+        if is_secret_key(str(key)) or isinstance(value, (dict, list)):
             continue
         if isinstance(value, str) and ("@" in value or len(value) > 120):
             continue
@@ -127,7 +128,7 @@ def _nemesis_rows(run: Run) -> list[list[Any]]:
     nem = h[(h["process"].astype(str) == "nemesis").to_numpy(bool)]
     rows = []
     for t, typ, f, value in zip(nem["time"], nem["type"].astype(str), nem["f"].astype(str), nem["value"]):
-        shown = json.dumps(_redact(value), sort_keys=True, default=str) if value is not None else None
+        shown = json.dumps(redact(value), sort_keys=True, default=str) if value is not None else None
         rows.append([f"{t:.2f}", f, typ, shown and f"`{shown}`"])
     return rows
 

@@ -11,11 +11,11 @@ status (both views' counts, the clock, what the session waits for with a countdo
 second while a run goes; seconds since Run test started) and the log. The log keeps the whole
 history and scrolls: it follows new lines while its view is at the bottom and stays put when the
 user scrolled up (a column-reverse box: its scroll origin is its newest line, so at the bottom
-the view follows, and scrolled up it stays that far from the bottom instead of jumping to it). Export writes the run's report (report.md,
-report.html, the timeline and sequence figures) and the live chart (PNG and SVG) into the run
-directory and shows them as links JupyterLab opens, with the run directory as a link that opens
-it in Lab's file browser. An action's exception shows in the panel as one line: an error is
-never lost in a thread.
+the view follows, and scrolled up it stays that far from the bottom instead of jumping to it).
+Export writes the run's report (report.md, report.html, the timeline and sequence figures) and
+the live chart (PNG and SVG) into the run directory and shows them as links JupyterLab opens,
+with the run directory as a link that opens it in Lab's file browser. An action's exception
+shows in the panel as one line: an error is never lost in a thread.
 """
 
 from __future__ import annotations
@@ -32,12 +32,14 @@ from pathlib import Path
 from typing import Any
 
 import ipywidgets as w
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
 from repro_kit import report
-from repro_kit._errors import describe_os_error
 from repro_kit._session import Session
-from repro_kit.actions import COMMANDS, Actions, countdown, shown_path
+from repro_kit.actions import COMMANDS, Actions, countdown, error_line, shown_path
 from repro_kit.client import connect
+from repro_kit.plots import BATCH_COLOR, WINDOW_COLOR
 
 __all__ = ["ControlPanel", "live_chart_png", "lab_location"]
 
@@ -51,17 +53,11 @@ LIVE_CHART = "live_chart"
 EXPORTED = ("report.md", "report.html", "timeline.png", "timeline.svg", "sequence.png", "sequence.svg",
             f"{LIVE_CHART}.png", f"{LIVE_CHART}.svg")
 
-
-def _one_line(action: str, exc: BaseException) -> str:
-    """An action's error as the panel shows it: bad input (a ValueError) and a file-system
-    error in words, without Python's exception names; anything else keeps its name (a bug)."""
-    if isinstance(exc, OSError):
-        return f"{action} failed: {describe_os_error(exc)}"
-    text = str(exc).strip().splitlines()
-    first = text[0] if text else "(no message)"
-    if isinstance(exc, ValueError):
-        return f"{action} failed: {first}"
-    return f"{action} failed: {type(exc).__name__}: {first}"
+#: The live chart's line styles: a view by its dash, a count by its colour.
+_VIEW_STYLES = {"device": "-", "atlas": "--"}
+_COUNT_COLORS = {"root's children": "#1f6fb4", "total nodes": "#555555"}
+#: The marks drawn as lines: (colour, style, width, legend name).
+_MARK_LINES = {"batch": (BATCH_COLOR, ":", 1.2, "re-import batch"), "deploy": ("#b8860b", "--", 0.9, "deploy")}
 
 
 def live_chart_png(series: list[tuple[float, str, int, int]], marks: list[tuple[float, str, Any]], now: float,
@@ -71,56 +67,13 @@ def live_chart_png(series: list[tuple[float, str, int, int]], marks: list[tuple[
 
     `start`: the session time the Run test started: the axis is then seconds since it (the
     user's one clock); without it, session time, labelled so."""
-    from matplotlib.figure import Figure
-
-    from repro_kit.plots import BATCH_COLOR, WINDOW_COLOR
-
-    zero = 0.0 if start is None else start
-    lo = 0.0 if start is None else start
+    lo = 0.0 if start is None else start  # the axis' zero, and where it starts
     fig = Figure(figsize=(8.5, 2.3), dpi=90, layout="constrained")
     ax = fig.subplots()
     end = max(now, lo + 1.0)
-    styles = {"device": "-", "atlas": "--"}
-    colors = {"root's children": "#1f6fb4", "total nodes": "#555555"}
-    for observer in ("device", "atlas"):
-        points = [(t, rc, nt) for t, o, rc, nt in series if o == observer and t >= lo - 1e-9]
-        before = [(t, rc, nt) for t, o, rc, nt in series if o == observer and t < lo]
-        if before:
-            points.insert(0, (lo, before[-1][1], before[-1][2]))
-        if not points:
-            continue
-        xs = [p[0] - zero for p in points] + [end - zero]
-        for col, name in ((1, "root's children"), (2, "total nodes")):
-            ys = [p[col] for p in points]
-            ax.step(xs, ys + [ys[-1]], where="post", color=colors[name], ls=styles[observer], lw=1.5,
-                    label=f"{observer}: {name}")
-    halt_at: float | None = None
-    labelled: set[str] = set()
-
-    def label(name: str) -> str | None:
-        if name in labelled:
-            return None
-        labelled.add(name)
-        return name
-
-    for t, kind, _value in marks:
-        if kind == "halt":
-            halt_at = t if halt_at is None else halt_at  # a later deploy's halt continues the same halt
-        elif kind == "resume" and halt_at is not None:
-            if t >= lo:
-                ax.axvspan(max(halt_at, lo) - zero, t - zero, color=WINDOW_COLOR, alpha=0.35, lw=0,
-                           label=label("translation halted"))
-            halt_at = None
-        elif t < lo:
-            continue
-        elif kind == "batch":
-            ax.axvline(t - zero, color=BATCH_COLOR, ls=":", lw=1.2, label=label("re-import batch"))
-        elif kind == "deploy":
-            ax.axvline(t - zero, color="#b8860b", ls="--", lw=0.9, label=label("deploy"))
-    if halt_at is not None:
-        ax.axvspan(max(halt_at, lo) - zero, end - zero, color=WINDOW_COLOR, alpha=0.35, lw=0,
-                   label=label("translation halted"))
-    ax.set_xlim(lo - zero, end - zero)
+    _draw_counts(ax, series, lo, end)
+    _draw_marks(ax, marks, lo, end)
+    ax.set_xlim(0.0, end - lo)
     ax.set_ylim(bottom=0)
     ax.set_xlabel("seconds (session time)" if start is None else "seconds since Run test started")
     ax.set_title(title, loc="left", fontsize=9)
@@ -128,6 +81,59 @@ def live_chart_png(series: list[tuple[float, str, int, int]], marks: list[tuple[
     buffer = io.BytesIO()
     fig.savefig(buffer, format=fmt)
     return buffer.getvalue()
+
+
+def _draw_counts(ax: Axes, series: list[tuple[float, str, int, int]], lo: float, end: float) -> None:
+    """Each view's two counts as steps from `lo` (the count it had then carried to it) to `end`."""
+    for observer in ("device", "atlas"):
+        points = [(t, rc, nt) for t, o, rc, nt in series if o == observer and t >= lo - 1e-9]
+        before = [(t, rc, nt) for t, o, rc, nt in series if o == observer and t < lo]
+        if before:
+            points.insert(0, (lo, before[-1][1], before[-1][2]))
+        if not points:
+            continue
+        xs = [p[0] - lo for p in points] + [end - lo]
+        for col, name in ((1, "root's children"), (2, "total nodes")):
+            ys = [p[col] for p in points]
+            ax.step(xs, [*ys, ys[-1]], where="post", color=_COUNT_COLORS[name], ls=_VIEW_STYLES[observer], lw=1.5,
+                    label=f"{observer}: {name}")
+
+
+def _draw_marks(ax: Axes, marks: list[tuple[float, str, Any]], lo: float, end: float) -> None:
+    """The control plane's marks from `lo` on: the halt shaded (a later deploy's halt continues the
+    same one; one still going is shaded to `end`), re-import batches and deploys as lines; each
+    kind named once in the legend."""
+    label = _FirstLabel()
+    halt_at: float | None = None
+    for t, kind, _value in marks:
+        if kind == "halt":
+            halt_at = t if halt_at is None else halt_at
+        elif kind == "resume" and halt_at is not None:
+            if t >= lo:
+                _shade_halt(ax, halt_at, t, lo, label)
+            halt_at = None
+        elif t >= lo and kind in _MARK_LINES:
+            color, style, width, name = _MARK_LINES[kind]
+            ax.axvline(t - lo, color=color, ls=style, lw=width, label=label(name))
+    if halt_at is not None:
+        _shade_halt(ax, halt_at, end, lo, label)
+
+
+def _shade_halt(ax: Axes, since: float, until: float, lo: float, label: Callable[[str], str | None]) -> None:
+    ax.axvspan(max(since, lo) - lo, until - lo, color=WINDOW_COLOR, alpha=0.35, lw=0, label=label("translation halted"))
+
+
+class _FirstLabel:
+    """A legend name the first time it is asked for, None after (one legend entry a kind)."""
+
+    def __init__(self) -> None:
+        self.given: set[str] = set()
+
+    def __call__(self, name: str) -> str | None:
+        if name in self.given:
+            return None
+        self.given.add(name)
+        return name
 
 
 def lab_location(path: str | os.PathLike[str], cwd: str | os.PathLike[str] | None = None,
@@ -171,6 +177,13 @@ def lab_location(path: str | os.PathLike[str], cwd: str | os.PathLike[str] | Non
     return href, found
 
 
+def _button(label: str, handler: Callable[[], Any], style: str = "", tip: str = "") -> w.Button:
+    """A button that calls `handler()` when clicked."""
+    b = w.Button(description=label, button_style=style, tooltip=tip or label, layout=w.Layout(width="auto"))
+    b.on_click(lambda _b: handler())
+    return b
+
+
 class ControlPanel:
     """Buttons for Add to root, Run test, Print nodes, Print info, Reset, Deploy schema change,
     Wait, Stop and Export, over `Actions`.
@@ -205,32 +218,39 @@ class ControlPanel:
 
     # -- layout ------------------------------------------------------------------------
     def _build(self) -> None:
-        def button(label: str, handler: Callable[[], Any], style: str = "", tip: str = "") -> w.Button:
-            b = w.Button(description=label, button_style=style, tooltip=tip or label, layout=w.Layout(width="auto"))
-            b.on_click(lambda _b: handler())
-            return b
+        self._build_buttons()
+        self._build_inputs()
+        self._build_outputs()
+        self._build_log()
+        self.buttons = [self.add_button, self.run_button, self.nodes_button, self.info_button, self.reset_button,
+                        self.deploy_button, self.wait_button, self.stop_button, self.export_button]
+        self.widget = self._layout()
 
-        # the command table the menu reads too: labels and tips, each with its handler here
+    def _build_buttons(self) -> None:
+        """A button per command of the table the menu reads too (its label and tip, its handler
+        here), Export, and the Reset's Confirm/Cancel pair (hidden until Reset)."""
         handlers = {"add_to_root": self.add_to_root, "run_test": self.run_test, "print_nodes": self.print_nodes,
                     "print_info": self.print_info, "reset": self.ask_reset, "deploy": self.deploy, "wait": self.wait,
                     "stop": self.stop}
         styles = {"run_test": "primary", "reset": "danger", "deploy": "warning", "stop": "danger"}
-        made = {c.name: button(c.label, handlers[c.name], styles.get(c.name, ""), c.tip) for c in COMMANDS}
+        made = {c.name: _button(c.label, handlers[c.name], styles.get(c.name, ""), c.tip) for c in COMMANDS}
         self.add_button, self.run_button = made["add_to_root"], made["run_test"]
         self.nodes_button, self.info_button = made["print_nodes"], made["print_info"]
         self.reset_button, self.deploy_button = made["reset"], made["deploy"]
         self.wait_button, self.stop_button = made["wait"], made["stop"]
-        self.export_button = button("Export", self.export, "info",
-                                    "Write the run's report, timeline, sequence diagram and the live chart into its "
-                                    "run directory, and link them")
+        self.export_button = _button("Export", self.export, "info",
+                                     "Write the run's report, timeline, sequence diagram and the live chart into its "
+                                     "run directory, and link them")
         self.stop_button.disabled = True
 
         self.confirm_label = w.HTML()
-        self.confirm_button = button("Confirm reset", self.confirm_reset, "danger")
-        self.cancel_button = button("Cancel", self.cancel_reset)
+        self.confirm_button = _button("Confirm reset", self.confirm_reset, "danger")
+        self.cancel_button = _button("Cancel", self.cancel_reset)
         self.confirm_box = w.HBox([self.confirm_label, self.confirm_button, self.cancel_button],
                                   layout=w.Layout(display="none"))
 
+    def _build_inputs(self) -> None:
+        """The Run test's, the deploy's and the Wait's inputs, with the menu's defaults."""
         narrow = w.Layout(width="150px")
         style = {"description_width": "initial"}
         self.writes = w.BoundedIntText(value=20, min=1, max=1_000_000, description="writes", layout=narrow, style=style)
@@ -249,8 +269,11 @@ class ControlPanel:
         self.wait_s = w.BoundedFloatText(value=10.0, min=0, max=86_400, description="seconds", layout=narrow,
                                          style=style)
 
+    def _build_outputs(self) -> None:
+        """What the panel shows: the run's progress, status, result box, Export's links, the last error
+        and the live chart (classed for the browser test and the notebook's styles)."""
         self.progress = w.FloatProgress(value=0.0, min=0.0, max=1.0, description="run",
-                                        layout=w.Layout(width="320px"), style=style)
+                                        layout=w.Layout(width="320px"), style={"description_width": "initial"})
         self.progress_label = w.Label("no run yet")
         self.status_html = w.HTML(layout=w.Layout(flex="1 1 0", min_width="0"))
         self.status_html.add_class("rk-status")
@@ -262,17 +285,20 @@ class ControlPanel:
         self.error_html.add_class("rk-error")
         self.chart = w.Image(format="png", layout=w.Layout(max_width="780px"))
         self.chart.add_class("rk-chart")
-        # The log: blocks of lines appended to a column in a column-reverse scroller. The scroller's
-        # origin is its bottom, so at the bottom it follows new lines; scrolled up, the browser's
-        # scroll anchoring keeps the lines in view where they are (a block, once full, never changes).
+
+    def _build_log(self) -> None:
+        """The log: blocks of lines appended to a column in a column-reverse scroller. The scroller's
+        origin is its bottom, so at the bottom it follows new lines; scrolled up, the browser's
+        scroll anchoring keeps the lines in view where they are (a block, once full, never changes)."""
         self.log_column = w.VBox([], layout=w.Layout(flex="0 0 auto", width="100%"))
         self.log_box = w.Box([self.log_column], layout=w.Layout(
             display="flex", flex_flow="column-reverse", overflow="auto", height=LOG_HEIGHT, width="100%",
             border="1px solid #ccc", padding="2px 6px"))
         self.log_box.add_class("rk-log")
 
-        self.buttons = [self.add_button, self.run_button, self.nodes_button, self.info_button, self.reset_button,
-                        self.deploy_button, self.wait_button, self.stop_button, self.export_button]
+    def _layout(self) -> w.VBox:
+        """One screen: title, status beside the result box, the buttons and inputs, the error, the
+        chart and the log."""
         # No scroll anchoring in the log: the browser would otherwise hold whichever line it chose
         # as its anchor (the oldest, once the log has been scrolled to its top) and stop following;
         # the column-reverse box alone keeps the view at the newest line while it is at the bottom.
@@ -282,7 +308,7 @@ class ControlPanel:
                        f"{'real time' if self.session.realtime else 'virtual time'}; times are seconds since "
                        f"the latest Run test started")
         right = w.VBox([self.result_html, self.export_out], layout=w.Layout(flex="1 1 0", min_width="0"))
-        self.widget = w.VBox([
+        return w.VBox([
             title,
             w.HBox([self.status_html, right], layout=w.Layout(width="100%", align_items="flex-start")),
             w.HBox([self.add_button, self.nodes_button, self.info_button, self.reset_button, self.deploy_button,
@@ -318,7 +344,7 @@ class ControlPanel:
             self.log_column.children = (*self.log_column.children, block)
 
     def _error(self, action: str, exc: BaseException) -> None:
-        line = _one_line(action, exc)
+        line = error_line(action, exc)
         self.errors.append(line)
         self.say(line)
         self.error_html.value = f"<span style='color:#b00020'>{html.escape(line)}</span>"
@@ -425,6 +451,8 @@ class ControlPanel:
                 f"<code>{html.escape(where)}</code> (Export links its files)</div></div>")
 
     def _refresh(self, chart_only: bool = False) -> None:
+        """Bring the panel up to date with the session: buttons, progress, status, result, chart
+        (`chart_only`: from the live view's ticker, which redraws the chart at most once a period)."""
         a = self.actions if hasattr(self, "actions") else None
         if a is None:
             return
@@ -433,13 +461,26 @@ class ControlPanel:
         self.stop_button.disabled = not running or a.analysing
         self.reset_button.disabled = running
         self.export_button.disabled = a.analysing
+        self._refresh_progress(a, running)
+        status = self._status_html()
+        if status != self.status_html.value:
+            self.status_html.value = status
+        result = self._result_html()
+        if result != self.result_html.value:
+            self.result_html.value = result
+        self._refresh_chart(a, running, chart_only)
+
+    def _refresh_progress(self, a: Actions, running: bool) -> None:
+        """The run's progress bar and its words: elapsed and left, analysing, waiting for the
+        re-import, or how the last run ended."""
         progress = a.progress()
         if progress is not None and not a.analysing:
             elapsed, total = progress
             self.progress.max = max(total, 1e-9)
             self.progress.value = elapsed
             self.progress.bar_style = "info"
-            self.progress_label.value = f"{elapsed:.0f} s elapsed, {max(total - elapsed, 0):.0f} s left of {total:.0f} s"
+            self.progress_label.value = (f"{elapsed:.0f} s elapsed, {max(total - elapsed, 0):.0f} s left "
+                                         f"of {total:.0f} s")
         elif a.analysing:
             self.progress_label.value = "analysing…"
         elif a.starting:
@@ -447,18 +488,19 @@ class ControlPanel:
             left = f" (in {countdown(halt[1] - self.session.now())})" if halt is not None and halt[1] else ""
             self.progress_label.value = f"waiting for the re-import{left}, then the run starts"
         elif a.run_t0 is not None and not running:
-            run = a.last_run
-            stopped = run is not None and not run.meta.get("finished", True)
-            self.progress.bar_style = "warning" if stopped else "success"
-            self.progress_label.value = "stopped: partial run kept" if stopped else "finished"
-            if not stopped:
-                self.progress.value = self.progress.max
-        status = self._status_html()
-        if status != self.status_html.value:
-            self.status_html.value = status
-        result = self._result_html()
-        if result != self.result_html.value:
-            self.result_html.value = result
+            self._show_run_ended(a.last_run)
+
+    def _show_run_ended(self, run: Any) -> None:
+        """The progress bar after a run: finished (full), or stopped with its partial run kept."""
+        stopped = run is not None and not run.meta.get("finished", True)
+        self.progress.bar_style = "warning" if stopped else "success"
+        self.progress_label.value = "stopped: partial run kept" if stopped else "finished"
+        if not stopped:
+            self.progress.value = self.progress.max
+
+    def _refresh_chart(self, a: Actions, running: bool, chart_only: bool) -> None:
+        """Redraw the live chart when something changed (always while a run goes), at most once a
+        `CHART_PERIOD_S` from the ticker."""
         series, marks = a.snapshot()
         title = self.progress_label.value if running else "device (solid) and Atlas (dashed)"
         due = running or len(series) != self._chart_series_len or title != self._chart_title
@@ -504,7 +546,7 @@ class ControlPanel:
         elif a.last_run is not None:
             target, analysis = Path(a.last_run.path), a.last_analysis
         else:
-            stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+            stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
             target, analysis = Path(self.runs_dir) / f"live-chart-{stamp}", None
         target.mkdir(parents=True, exist_ok=True)
         files: dict[str, Path] = {}
@@ -535,7 +577,8 @@ class ControlPanel:
         if where is not None:
             args = html.escape(json.dumps({"path": where[1]}), quote=True)
             folder = (f"<a class='rk-export-dir' href='#' data-commandlinker-command='filebrowser:go-to-path' "
-                      f"data-commandlinker-args='{args}' title='show it in the file browser'>{html.escape(where[1])}/</a>")
+                      f"data-commandlinker-args='{args}' title='show it in the file browser'>"
+                      f"{html.escape(where[1])}/</a>")
         else:
             folder = (f"<code>{html.escape(str(target))}</code> (outside JupyterLab's root: set REPRO_KIT_RUNS to a "
                       f"folder under it, or start Lab with <code>make lab</code>)")

@@ -18,34 +18,17 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "repro_kit"
 
-#: Pending other branches of issue 18 (the emulator's, the panel's and the recording's work):
-#: excluded from these gates until they land; the lead removes these exclusions after merging.
-#: _arrow_log.py came with the columnar recording (issue 21) while this gate was being written:
-#: its _encode is D (27) and it has four ruff and one mypy finding, left to that work's owner.
-PENDING = ("repro_kit/emulator/", "repro_kit/_history.py", "repro_kit/fleets.py", "repro_kit/widgets.py",
-           "repro_kit/actions.py", "repro_kit/recording.py", "repro_kit/_arrow_log.py")
-#: Likewise for one class inside a file otherwise held to the gates (pending the panel branch).
-PENDING_CLASSES = {"repro_kit/cli.py": ("Menu",)}
+#: Pending the emulator's branch of issue 18: excluded from these gates until it lands; the lead
+#: removes these exclusions after merging.
+PENDING = ("repro_kit/emulator/", "repro_kit/_history.py", "repro_kit/fleets.py")
 
 MAX_LINES = 80
 WORST_GRADE = "C"
 
 
-def _pending_lines(path: str) -> set[int]:
-    """The lines of `path` inside a pending class."""
-    names = PENDING_CLASSES.get(path, ())
-    if not names:
-        return set()
-    tree = ast.parse((REPO / path).read_text(encoding="utf-8"))
-    return {line for node in tree.body if isinstance(node, ast.ClassDef) and node.name in names
-            for line in range(node.lineno, (node.end_lineno or node.lineno) + 1)}
-
-
-def _held(path: str, line: int | None = None) -> bool:
-    """Whether a finding at `path` (relative to the repository), `line`, counts."""
-    if path.startswith(PENDING):
-        return False
-    return line is None or line not in _pending_lines(path)
+def _held(path: str) -> bool:
+    """Whether a finding in `path` (relative to the repository) counts."""
+    return not path.startswith(PENDING)
 
 
 def _tool(module: str) -> None:
@@ -62,9 +45,8 @@ def test_mypy_is_clean():
     done = _run("mypy", "repro_kit", "--no-error-summary", "--no-color-output", "--show-error-codes")
     errors = []
     for line in done.stdout.splitlines():
-        path, _, rest = line.partition(":")
-        number = rest.partition(":")[0]
-        if ": error:" in line and _held(path, int(number) if number.isdigit() else None):
+        path = line.partition(":")[0]
+        if ": error:" in line and _held(path):
             errors.append(line)
     assert not errors, "mypy:\n" + "\n".join(errors)
     assert done.returncode in (0, 1), done.stderr  # 2: mypy itself failed
@@ -75,7 +57,7 @@ def test_ruff_is_clean():
     done = _run("ruff", "check", "--output-format", "json", "--no-cache", "repro_kit")
     assert done.returncode in (0, 1), done.stderr
     findings = [f for f in json.loads(done.stdout or "[]")
-                if _held(Path(f["filename"]).resolve().relative_to(REPO).as_posix(), f["location"]["row"])]
+                if _held(Path(f["filename"]).resolve().relative_to(REPO).as_posix())]
     shown = [f"{Path(f['filename']).relative_to(REPO)}:{f['location']['row']}: {f['code']} {f['message']}"
              for f in findings]
     assert not shown, "ruff:\n" + "\n".join(shown)
@@ -97,7 +79,7 @@ def test_no_function_worse_than_c_in_complexity():
     worse = []
     for name, path in _sources():
         for block in cc_visit(path.read_text(encoding="utf-8")):
-            if _held(name, block.lineno) and cc_rank(block.complexity) > WORST_GRADE:
+            if _held(name) and cc_rank(block.complexity) > WORST_GRADE:
                 worse.append(f"{name}:{block.lineno} {block.fullname}: {cc_rank(block.complexity)} "
                              f"({block.complexity})")
     assert not worse, "radon cc, worse than C:\n" + "\n".join(worse)
@@ -106,5 +88,5 @@ def test_no_function_worse_than_c_in_complexity():
 def test_no_function_over_80_lines():
     long = [f"{name}:{fn.lineno} {fn.name}: {(fn.end_lineno or fn.lineno) - fn.lineno + 1} lines"
             for name, path in _sources() for fn in _functions(path)
-            if _held(name, fn.lineno) and (fn.end_lineno or fn.lineno) - fn.lineno + 1 > MAX_LINES]
+            if _held(name) and (fn.end_lineno or fn.lineno) - fn.lineno + 1 > MAX_LINES]
     assert not long, f"functions over {MAX_LINES} lines:\n" + "\n".join(long)
