@@ -19,9 +19,9 @@ from typing import Any, TextIO
 
 from repro_kit import _errors, _export, _notebooks, realm_log
 from repro_kit._checks import InputError
-from repro_kit._ctrlc import CtrlC
 from repro_kit._checks import integer_arg as _integer
 from repro_kit._checks import number_arg as _number
+from repro_kit._ctrlc import CtrlC
 from repro_kit._runlock import RunLock, ready_run_dir
 from repro_kit.emulator.params import CHOICES, EmulatorParams
 from repro_kit.live import commands as live_commands
