@@ -6,11 +6,12 @@ with `notes_per_user` notes under their root (written through their own device, 
 collection, and the re-import's length, grow as a real app's do), then writes on their own
 seeded schedule: one note every `write_every_s` (users staggered across the interval) or, with
 `poisson=True`, at exponentially distributed gaps of that mean. The run directory is a normal
-one whose records carry their user (ops: the user's process number; events: `user`), so the one
-checker (`findings.analyse`) judges it; `FleetAnalysis` groups its verdict by user: the notes
-written while translation was halted, the notes orphaned, the users affected, how long the halt
-lasted (it grows with the collection, which the re-import covers in batches) and when each loss
-became visible, in a sentence a post-mortem can quote: "this deploy orphaned N notes of M users".
+one (recorded columnar: history.arrows, events.arrows) whose records carry their user (ops: the
+user's process number; events: `user`), so the one checker (`findings.analyse`) judges it;
+`FleetAnalysis` groups its verdict by user: the notes written while translation was halted, the
+notes orphaned, the users affected, how long the halt lasted (it grows with the collection, which
+the re-import covers in batches) and when each loss became visible, in a sentence a post-mortem
+can quote: "this deploy orphaned N notes of M users".
 
 A fleet can be split into `partitions` run side by side (each its own server over its users'
 part of the collection, its re-import starting where the previous partitions' batches end, so
@@ -20,8 +21,10 @@ the halt and every user's place in it stay what one server would give), on any
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import gc
 import heapq
 import json
 import math
@@ -52,11 +55,18 @@ __all__ = ["fleet", "FleetAnalysis", "FleetParams", "load_fleet", "fleet_figure"
 
 #: Most users one fleet run models.
 MAX_USERS = 200_000
-#: Peak memory a fleet takes per note (a user's root, notes and writes; measured on 10,000 users with
-#: 20 notes and 20 writes each: model, recording and analysis), for the bound on its size.
-BYTES_PER_NOTE = 5_600
+#: Memory a fleet takes per document of a user's (their root, notes and writes), for the bound on its
+#: size: one user of 20 notes and 20 writes takes 41 of these (~188 KiB). Measured as the growth of the
+#: whole fleet call's peak RSS (VmHWM; model, recording, analysis and report, in a fresh process, as
+#: `benchmarks/fleet_users.py` runs it) from 1,000 users (406 MiB) to 10,000 users (2,025 MiB): 184 KiB
+#: a user, 4,600 bytes a document, rounded up. The peak is the model's, during the run (the server's
+#: history, the translator's mirror, the devices); measure again when the model's size changes.
+BYTES_PER_NOTE = 4_700
 #: Memory a fleet may plan to use: the machine's physical memory less a margin, at most this.
 _MEMORY_CAP_BYTES = 64 << 30
+#: Records a fleet's columnar recording buffers before it appends them as one Arrow batch per log
+#: (a few tens of MiB at most: 10,000 users record about 1.7 million records, in ~35 batches).
+_FLUSH_EVERY = 50_000
 #: Seconds between checks whether the re-import is done and every view agrees.
 _SETTLE_STEP_S = 5.0
 
@@ -383,22 +393,51 @@ def fleet(users: int = 1000, *, devices_per_user: int = 1, notes_per_user: int =
             "params": p.params.as_dict(), "partitions": partitions, "server_trace": False,
             "trace_note": "a fleet records no merge trace"}
     show = progress if progress is not None else _show_progress()
-    with recording.RunRecorder(path, meta, flush_every=10_000) as rec:
+    # The report's libraries are loaded before the world exists: pandas and matplotlib with this
+    # module, pyarrow by the columnar recorder (`format="arrow"`, which a fleet's size calls for).
+    with _collector_paused():
+        with recording.RunRecorder(path, meta, format="arrow", flush_every=_FLUSH_EVERY) as rec:
+            figures = (_run_whole(p, rec, show) if partitions == 1
+                       else _run_partitions(p, partitions, rec, executor))
+            rec.finish({"finished": True, "duration_s": figures["ended_at_s"], **figures})
         if partitions == 1:
-            world = _Fleet(p, 0, p.users)
-            world.bootstrap()
-            tick, close = _progress(show, p)
-            try:
-                figures = world.run(rec, progress=tick)
-            finally:
-                close()
-            del world  # the model is not needed for the analysis: free it first
-        else:
-            figures = _run_partitions(p, partitions, rec, executor)
-        rec.finish({"finished": True, "duration_s": figures["ended_at_s"], **figures})
-    analysis = load_fleet(path)
-    write_fleet_report(analysis, path)
+            # The world is garbage now, but its objects refer to each other: only a collection frees
+            # them. Freed here, the analysis reuses its memory (3,000 users: peak 804 MiB, not 893 MiB;
+            # left to the collector, it is collected anyway as soon as collection resumes).
+            gc.collect()
+        analysis = load_fleet(path)
+        write_fleet_report(analysis, path)
     return analysis
+
+
+def _run_whole(p: FleetParams, rec: recording.RunRecorder, show: bool) -> dict[str, Any]:
+    """The fleet as one world in this process; the world is dropped on return (the analysis
+    reads the recording alone)."""
+    world = _Fleet(p, 0, p.users)
+    world.bootstrap()
+    tick, close = _progress(show, p)
+    try:
+        return world.run(rec, progress=tick)
+    finally:
+        close()
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No automatic cyclic garbage collection in the body; the caller's setting is restored after.
+
+    The model keeps millions of objects alive and makes almost no cyclic garbage while it runs
+    (a 3,000-user fleet: 72 collectable objects at its end), so every automatic collection
+    rescanned the live world for nothing: 23% of a fleet's CPU in the profile (issue 18), much
+    of it set off by the report's imports and the analysis's allocations while the world was
+    still alive."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def default_dir() -> Path:
