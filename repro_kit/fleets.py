@@ -293,8 +293,16 @@ def _partition_delays(p: FleetParams, parts: list[tuple[int, int]]) -> list[floa
 
 
 def _run_partition(p: FleetParams, first: int, count: int, delay: float) -> dict[str, Any]:
-    """One partition, start to end, in this process (a worker's task)."""
+    """One partition, start to end, in this process (a worker's task): the collector paused as in
+    `fleet`, and the partition's world collected before its records go back."""
     part = dataclasses.replace(p, params=dataclasses.replace(p.params, resync_delay_s=delay))
+    with _collector_paused():
+        records = _partition_records(part, first, count)
+        gc.collect()
+    return records
+
+
+def _partition_records(part: FleetParams, first: int, count: int) -> dict[str, Any]:
     world = _Fleet(part, first, count)
     world.bootstrap()
     rec = recording.MemoryRecorder()  # the partition's recording, in lists, back to the parent process
