@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Union
+from typing import Any
 
 __all__ = [
     "Op", "Nemesis", "Event", "Trace", "Record", "Listener", "Stream", "Notification", "notification",
@@ -83,7 +83,7 @@ class Trace:
         return {"time": self.time, **self.fields}
 
 
-Record = Union[Op, Nemesis, Event, Trace]
+Record = Op | Nemesis | Event | Trace
 Listener = Callable[[Record], None]
 
 

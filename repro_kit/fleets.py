@@ -6,11 +6,12 @@ with `notes_per_user` notes under their root (written through their own device, 
 collection, and the re-import's length, grow as a real app's do), then writes on their own
 seeded schedule: one note every `write_every_s` (users staggered across the interval) or, with
 `poisson=True`, at exponentially distributed gaps of that mean. The run directory is a normal
-one whose records carry their user (ops: the user's process number; events: `user`), so the one
-checker (`findings.analyse`) judges it; `FleetAnalysis` groups its verdict by user: the notes
-written while translation was halted, the notes orphaned, the users affected, how long the halt
-lasted (it grows with the collection, which the re-import covers in batches) and when each loss
-became visible, in a sentence a post-mortem can quote: "this deploy orphaned N notes of M users".
+one (recorded columnar: history.arrows, events.arrows) whose records carry their user (ops: the
+user's process number; events: `user`), so the one checker (`findings.analyse`) judges it;
+`FleetAnalysis` groups its verdict by user: the notes written while translation was halted, the
+notes orphaned, the users affected, how long the halt lasted (it grows with the collection, which
+the re-import covers in batches) and when each loss became visible, in a sentence a post-mortem
+can quote: "this deploy orphaned N notes of M users".
 
 A fleet can be split into `partitions` run side by side (each its own server over its users'
 part of the collection, its re-import starting where the previous partitions' batches end, so
@@ -20,7 +21,10 @@ the halt and every user's place in it stay what one server would give), on any
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
+import gc
 import heapq
 import json
 import math
@@ -51,18 +55,26 @@ __all__ = ["fleet", "FleetAnalysis", "FleetParams", "load_fleet", "fleet_figure"
 
 #: Most users one fleet run models.
 MAX_USERS = 200_000
-#: Peak memory a fleet takes per note (a user's root, notes and writes; measured on 10,000 users with
-#: 20 notes and 20 writes each: model, recording and analysis), for the bound on its size.
-BYTES_PER_NOTE = 5_600
+#: Memory a fleet takes per document of a user's (their root, notes and writes), for the bound on its
+#: size: one user of 20 notes and 20 writes takes 41 of these (~188 KiB). Measured as the growth of the
+#: whole fleet call's peak RSS (VmHWM; model, recording, analysis and report, in a fresh process, as
+#: `benchmarks/fleet_users.py` runs it) from 1,000 users (406 MiB) to 10,000 users (2,025 MiB): 184 KiB
+#: a user, 4,600 bytes a document, rounded up. The peak is the model's, during the run (the server's
+#: history, the translator's mirror, the devices); measure again when the model's size changes.
+BYTES_PER_NOTE = 4_700
 #: Memory a fleet may plan to use: the machine's physical memory less a margin, at most this.
 _MEMORY_CAP_BYTES = 64 << 30
+#: Records a fleet's columnar recording buffers before it appends them as one Arrow batch per log
+#: (a few tens of MiB at most: 10,000 users record about 1.7 million records, in ~35 batches).
+_FLUSH_EVERY = 50_000
 #: Seconds between checks whether the re-import is done and every view agrees.
 _SETTLE_STEP_S = 5.0
 
 
 @dataclasses.dataclass(frozen=True)
 class FleetParams:
-    """A fleet scenario. Times in seconds since the run starts (after the notes exist)."""
+    """A fleet scenario. Times in seconds since the run starts (after the notes exist); every field
+    is checked when it is made (`check_inputs` makes one from `fleet`'s keyword arguments)."""
 
     users: int = 1000
     devices_per_user: int = 1
@@ -105,13 +117,19 @@ class FleetParams:
         if self.write_span_s > self.max_duration_s:
             raise _checks.InputError("write_every_s", f"the writes would span {self.write_span_s:,.0f} s; at most "
                                                       f"max_duration_s={self.max_duration_s:,.0f} s")
+        self._check_memory()
+
+    def _check_memory(self) -> None:
+        """Refuse a fleet the machine cannot hold, in one line that says how many users it can."""
         needed, available = self.estimated_bytes, _memory_budget()
-        if needed > available:
-            most = max(1, int(available // (BYTES_PER_NOTE * max(1, self.notes_per_user + self.writes_per_user + 1))))
-            raise _checks.InputError("users", f"{self.users:,} users with {self.notes_per_user + self.writes_per_user:,} "
-                                              f"notes each would need about {needed / 2**30:,.1f} GiB of memory; this "
-                                              f"machine has about {available / 2**30:,.1f} GiB to spare: at most "
-                                              f"{most:,} users (or fewer notes per user)")
+        if needed <= available:
+            return
+        notes = self.notes_per_user + self.writes_per_user
+        most = max(1, int(available // (BYTES_PER_NOTE * max(1, notes + 1))))
+        raise _checks.InputError("users", f"{self.users:,} users with {notes:,} notes each would need about "
+                                          f"{needed / 2**30:,.1f} GiB of memory; this machine has about "
+                                          f"{available / 2**30:,.1f} GiB to spare: at most {most:,} users "
+                                          "(or fewer notes per user)")
 
     @property
     def estimated_bytes(self) -> float:
@@ -199,11 +217,11 @@ class _Fleet:
         p, world = self.p, self.world
 
         def user_steps(session: EmulatedSession) -> Iterator[tuple[float, int, Any]]:
-            devices = session.user.devices
-            for k, at in enumerate(p.write_times(session.user.process)):
-                text = f"note {p.notes_per_user + k + 1}"
-                yield at, session.user.process, (lambda s=session, d=devices[k % len(devices)], t=text:
-                                                 world.write(s.user, d, t))
+            user = session.user
+            devices = user.devices
+            for k, at in enumerate(p.write_times(user.process)):
+                yield at, user.process, functools.partial(world.write, user, devices[k % len(devices)],
+                                                          f"note {p.notes_per_user + k + 1}")
 
         streams = [user_steps(s) for s in self.sessions]
         if p.deploy_at_s is not None:
@@ -275,8 +293,16 @@ def _partition_delays(p: FleetParams, parts: list[tuple[int, int]]) -> list[floa
 
 
 def _run_partition(p: FleetParams, first: int, count: int, delay: float) -> dict[str, Any]:
-    """One partition, start to end, in this process (a worker's task)."""
+    """One partition, start to end, in this process (a worker's task): the collector paused as in
+    `fleet`, and the partition's world collected before its records go back."""
     part = dataclasses.replace(p, params=dataclasses.replace(p.params, resync_delay_s=delay))
+    with _collector_paused():
+        records = _partition_records(part, first, count)
+        gc.collect()
+    return records
+
+
+def _partition_records(part: FleetParams, first: int, count: int) -> dict[str, Any]:
     world = _Fleet(part, first, count)
     world.bootstrap()
     rec = recording.MemoryRecorder()  # the partition's recording, in lists, back to the parent process
@@ -312,10 +338,11 @@ def _merged_ops(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The partitions' ops as one app's: one deploy, one halt over the whole collection, the last
     resume, then every user's ops, in time order."""
     nemesis = [op for r in results for op in r["ops"] if op["process"] == "nemesis"]
-    ops: list[dict[str, Any]] = []
-    for f in ("deploy",):
-        ops += [op for op in nemesis if op["f"] == f and op is next(o for o in nemesis if o["f"] == f and
-                                                                    o["type"] == op["type"])]
+    deploys: dict[str, dict[str, Any]] = {}  # the first deploy op of each type (invoke, ok, fail), in order
+    for op in nemesis:
+        if op["f"] == "deploy":
+            deploys.setdefault(op["type"], op)
+    ops = list(deploys.values())
     halt = next((op for op in nemesis if op["f"] == "halt"), None)
     if halt is not None:  # the partitions' control planes stand for one: one halt, the last resume
         total_docs = sum(r["collection_docs"] for r in results)
@@ -334,9 +361,11 @@ def _progress(show: bool, p: FleetParams) -> tuple[Any, Any]:
         return None, lambda: None
     total = p.write_span_s + (p.settle_s if p.settle_s is not None else p.params.resync_delay_s)
     bar = tqdm(total=round(total), unit="s", desc=f"fleet of {p.users:,} users", leave=False)
+    longest = [round(total)]
 
     def tick(at: float) -> None:
-        bar.total = max(bar.total, round(at))
+        if round(at) > longest[0]:
+            longest[0] = bar.total = round(at)
         bar.update(round(at) - bar.n)
 
     return tick, bar.close
@@ -351,7 +380,7 @@ def fleet(users: int = 1000, *, devices_per_user: int = 1, notes_per_user: int =
           write_every_s: float = 1.0, poisson: bool = False, deploy_at_s: float | None = 5.5,
           settle_s: float | None = None, mode: str = "production", encoding: str = "replace", reimport: str = "all",
           seed: int = 0, out: str | os.PathLike[str] | None = None, partitions: int = 1,
-          executor: Executor | None = None, progress: bool | None = None, **params: Any) -> "FleetAnalysis":
+          executor: Executor | None = None, progress: bool | None = None, **params: Any) -> FleetAnalysis:
     """Run a fleet through one deploy and record it; returns its analysis (report in `out`).
 
     `users` each have `devices_per_user` devices and `notes_per_user` notes beforehand, then
@@ -372,22 +401,51 @@ def fleet(users: int = 1000, *, devices_per_user: int = 1, notes_per_user: int =
             "params": p.params.as_dict(), "partitions": partitions, "server_trace": False,
             "trace_note": "a fleet records no merge trace"}
     show = progress if progress is not None else _show_progress()
-    with recording.RunRecorder(path, meta, flush_every=10_000) as rec:
+    # The report's libraries are loaded before the world exists: pandas and matplotlib with this
+    # module, pyarrow by the columnar recorder (`format="arrow"`, which a fleet's size calls for).
+    with _collector_paused():
+        with recording.RunRecorder(path, meta, format="arrow", flush_every=_FLUSH_EVERY) as rec:
+            figures = (_run_whole(p, rec, show) if partitions == 1
+                       else _run_partitions(p, partitions, rec, executor))
+            rec.finish({"finished": True, "duration_s": figures["ended_at_s"], **figures})
         if partitions == 1:
-            world = _Fleet(p, 0, p.users)
-            world.bootstrap()
-            tick, close = _progress(show, p)
-            try:
-                figures = world.run(rec, progress=tick)
-            finally:
-                close()
-            del world  # the model is not needed for the analysis: free it first
-        else:
-            figures = _run_partitions(p, partitions, rec, executor)
-        rec.finish({"finished": True, "duration_s": figures["ended_at_s"], **figures})
-    analysis = load_fleet(path)
-    write_fleet_report(analysis, path)
+            # The world is garbage now, but its objects refer to each other: only a collection frees
+            # them. Freed here, the analysis reuses its memory (3,000 users: peak 804 MiB, not 893 MiB;
+            # left to the collector, it is collected anyway as soon as collection resumes).
+            gc.collect()
+        analysis = load_fleet(path)
+        write_fleet_report(analysis, path)
     return analysis
+
+
+def _run_whole(p: FleetParams, rec: recording.RunRecorder, show: bool) -> dict[str, Any]:
+    """The fleet as one world in this process; the world is dropped on return (the analysis
+    reads the recording alone)."""
+    world = _Fleet(p, 0, p.users)
+    world.bootstrap()
+    tick, close = _progress(show, p)
+    try:
+        return world.run(rec, progress=tick)
+    finally:
+        close()
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No automatic cyclic garbage collection in the body; the caller's setting is restored after.
+
+    The model keeps millions of objects alive and makes almost no cyclic garbage while it runs
+    (a 3,000-user fleet: 72 collectable objects at its end), so every automatic collection
+    rescanned the live world for nothing: 23% of a fleet's CPU in the profile (issue 18), much
+    of it set off by the report's imports and the analysis's allocations while the world was
+    still alive."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def default_dir() -> Path:
@@ -418,7 +476,11 @@ class FleetAnalysis:
 
     @property
     def path(self) -> Path:
-        return self.analysis.run.path
+        """The run directory (a fleet's analysis is always of one)."""
+        path = self.analysis.run.path
+        if path is None:
+            raise ValueError("this fleet analysis is of a run kept in memory: it has no run directory")
+        return path
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -448,7 +510,7 @@ class FleetAnalysis:
         the resume, or the run's end), "after" it, "unknown" (the history lacks the write)."""
         written = self.losses["written_at_s"].to_numpy(float)
         if self.halt is None:
-            return {"before": 0, "in": 0, "after": 0, "unknown": int(len(written))}
+            return {"before": 0, "in": 0, "after": 0, "unknown": len(written)}
         start = self.halt[0]
         end = self.halt[1] if self.halt[1] is not None else math.inf
         known = ~np.isnan(written)
@@ -549,10 +611,13 @@ def by_user(a: Analysis) -> FleetAnalysis:
                           "user": invokes["process"].astype(int).to_numpy()}).drop_duplicates("node_id")
     life = a.lifecycle
     device = life[(life["observer"].astype(str) == "device").to_numpy(bool)]
-    lost_at = pd.DataFrame({"node_id": device["node_id"].astype(str).to_numpy(), "lost_at_s": device["lost_at"].to_numpy()})
-    losses = pd.DataFrame({"node_id": pd.Series(a.verdict.orphaned, dtype=object)}).merge(owner, on="node_id", how="left")
+    lost_at = pd.DataFrame({"node_id": device["node_id"].astype(str).to_numpy(),
+                            "lost_at_s": device["lost_at"].to_numpy()})
+    losses = pd.DataFrame({"node_id": pd.Series(a.verdict.orphaned, dtype=object)})
+    losses = losses.merge(owner, on="node_id", how="left")
     written_at = pd.DataFrame({"node_id": invokes["node_id"].astype(str).to_numpy(),
-                               "written_at_s": invokes["time"].to_numpy(float)}).groupby("node_id", as_index=False).min()
+                               "written_at_s": invokes["time"].to_numpy(float)})
+    written_at = written_at.groupby("node_id", as_index=False).min()
     losses = losses.merge(lost_at, on="node_id", how="left").merge(written_at, on="node_id", how="left")
     losses = losses[["user", "node_id", "lost_at_s", "written_at_s"]]
     by_loss = losses.groupby("user").agg(orphaned=("node_id", "size"), first_loss_at_s=("lost_at_s", "min"))
@@ -580,29 +645,37 @@ def halt_growth(runs: list[FleetAnalysis]) -> str:
                   key=lambda row: row[0])
     if len(rows) < 2:
         raise ValueError("runs: give at least two fleet runs with a halt, differing in collection size")
-    docs = np.array([d for d, _ in rows], float)
-    halts = np.array([a.halt_s for _, a in rows], float)
-    last = [float(a.losses["lost_at_s"].max()) if len(a.losses) else math.nan for _, a in rows]
-    orphaned = [a.notes_orphaned for _, a in rows]
-    slope = float(np.polyfit(docs, halts, 1)[0]) if np.ptp(docs) > 0 else math.nan
+    ordered = [a for _, a in rows]
+    return f"{_halt_growth_head([d for d, _ in rows], ordered)}; {_orphaned_growth(ordered)}."
+
+
+def _halt_growth_head(docs: list[int], runs: list[FleetAnalysis]) -> str:
+    """How the halt (and the last loss) grew with the documents, runs ordered by documents."""
+    x = np.array(docs, float)
+    halts = np.array([a.halt_s for a in runs], float)
+    last = [float(a.losses["lost_at_s"].max()) if len(a.losses) else math.nan for a in runs]
+    slope = float(np.polyfit(x, halts, 1)[0]) if np.ptp(x) > 0 else math.nan
     per_doc = f" (about {slope:.3f} s more per document)" if math.isfinite(slope) else ""
-    lines = [f"From {docs[0]:,.0f} to {docs[-1]:,.0f} documents, translation stayed halted from "
-             f"{halts[0]:,.0f} s to {halts[-1]:,.0f} s{per_doc}"]
+    head = (f"From {x[0]:,.0f} to {x[-1]:,.0f} documents, translation stayed halted from "
+            f"{halts[0]:,.0f} s to {halts[-1]:,.0f} s{per_doc}")
     if all(math.isfinite(t) for t in last):
-        lines[0] += f", and the last loss showed {last[0]:,.0f} s to {last[-1]:,.0f} s into the run"
+        head += f", and the last loss showed {last[0]:,.0f} s to {last[-1]:,.0f} s into the run"
+    return head
+
+
+def _orphaned_growth(runs: list[FleetAnalysis]) -> str:
+    """Whether the notes orphaned grew with the halt, and why not where they did not."""
+    orphaned = [a.notes_orphaned for a in runs]
     if orphaned == sorted(orphaned) and orphaned[-1] > orphaned[0]:
-        lines.append(f"the notes orphaned grew from {orphaned[0]:,} to {orphaned[-1]:,}: the longer halt "
-                     "caught more writes")
-    else:
-        ends = [a.last_write_at_s for _, a in rows]
-        shortest = min(a.halt[1] for _, a in rows if a.halt is not None and a.halt[1] is not None)
-        if all(e is not None for e in ends) and max(e for e in ends if e is not None) < shortest:
-            lines.append(f"the notes orphaned stayed between {min(orphaned):,} and {max(orphaned):,}: every note "
-                         f"was written by {max(e for e in ends if e is not None):.1f} s, before even the shortest "
-                         f"halt ended ({shortest:,.0f} s), so a longer halt caught no more writes here")
-        else:
-            lines.append(f"the notes orphaned went {', '.join(f'{o:,}' for o in orphaned)}")
-    return "; ".join(lines) + "."
+        return f"the notes orphaned grew from {orphaned[0]:,} to {orphaned[-1]:,}: the longer halt caught more writes"
+    ends = [a.last_write_at_s for a in runs]
+    shortest = min(a.halt[1] for a in runs if a.halt is not None and a.halt[1] is not None)
+    last_write = max((e for e in ends if e is not None), default=math.inf)
+    if None not in ends and last_write < shortest:
+        return (f"the notes orphaned stayed between {min(orphaned):,} and {max(orphaned):,}: every note "
+                f"was written by {last_write:.1f} s, before even the shortest halt ended ({shortest:,.0f} s), "
+                "so a longer halt caught no more writes here")
+    return f"the notes orphaned went {', '.join(f'{o:,}' for o in orphaned)}"
 
 
 # ---------------------------------------------------------------------------------------
@@ -658,8 +731,11 @@ def write_fleet_report(a: FleetAnalysis, out: str | os.PathLike[str] | None = No
     lines += [f"| {k} | {'–' if v is None else v} |" for k, v in data.items() if k != "summary"]
     lines += ["", "## The most affected users", "", "| user | notes written | written while halted | orphaned | "
               "first loss (s) |", "|---|---|---|---|---|"]
-    lines += [f"| {int(r.user)} | {int(r.notes_written)} | {int(r.notes_written_in_halt)} | {int(r.orphaned)} | "
-              f"{'–' if math.isnan(r.first_loss_at_s) else f'{r.first_loss_at_s:.1f}'} |" for r in top.itertuples()]
+    lines += [f"| {user} | {written} | {in_halt} | {orphaned} | {'–' if math.isnan(first) else f'{first:.1f}'} |"
+              for user, written, in_halt, orphaned, first in zip(
+                  top["user"].to_numpy(int).tolist(), top["notes_written"].to_numpy(int).tolist(),
+                  top["notes_written_in_halt"].to_numpy(int).tolist(), top["orphaned"].to_numpy(int).tolist(),
+                  top["first_loss_at_s"].to_numpy(float).tolist())]
     lines += ["", "The re-import covers the whole collection in batches, so the halt grows with the collection; "
               "each user's loss shows when the batch holding their root's `Clear` reaches their device.", ""]
     (folder / "fleet.md").write_text("\n".join(lines), encoding="utf-8")
