@@ -28,7 +28,7 @@ from repro_kit import _checks, _schema
 from repro_kit._history import (Event, Listener, Nemesis, Notification, Op, Record, Trace, baseline_events,
                                 events_of, notification)
 from repro_kit._session import DeployResult, Session, View
-from repro_kit.emulator._scheduling import ModelEnvironment, relaxed_gc, run_until
+from repro_kit.emulator._scheduling import ModelDelivery, ModelEnvironment, relaxed_gc
 from repro_kit.emulator.appservices import ControlPlane
 from repro_kit.emulator.atlas import AtlasCollection
 from repro_kit.emulator.device import Device, create_node
@@ -67,7 +67,7 @@ class _User:
         self.devices: list[Device] = []
         self.pending: set[str] = set()
         self.atlas: tuple[str | None, list[str], set[str]] | None = None  # (root, children, documents) while observed
-        self.listener: Callable[[Notification], None] | None = None  # on the first device, while followed
+        self.unobserve: Callable[[], None] | None = None  # stops observing the first device, while followed
 
 
 class EmulatedWorld:
@@ -84,7 +84,9 @@ class EmulatedWorld:
         p = params
         self.collection = AtlasCollection(_schema.COLLECTION)
         self.collection._clock = lambda: self.env.now
-        self.server = SyncServer(self.env, rng, p.download_latency_s, p.latency_jitter)
+        #: How calls and downloads are scheduled: the world's one door to SimPy's heap (`_scheduling`).
+        self.delivery = ModelDelivery(self.env)
+        self.server = SyncServer(self.env, rng, p.download_latency_s, p.latency_jitter, self.delivery)
         self.translator = Translator(self.env, self.server, self.collection, encoding, p.translator_lag_s)
         self.control = ControlPlane(self.env, self.translator, mode, p, reimport)
         self.translator.nemesis_listeners.append(self._on_nemesis)
@@ -95,6 +97,7 @@ class EmulatedWorld:
         self._subs: tuple[_Subscription, ...] = ()
         self._unwatch_atlas: Callable[[], None] | None = None
         self._tracing = False
+        self._unmerge: list[Callable[[], None]] = []  # stops the devices' merge observers while tracing
 
     # -- users and devices ---------------------------------------------------------------------
     def add_user(self, owner_id: str, process: int | None = None) -> _User:
@@ -116,7 +119,7 @@ class EmulatedWorld:
             user.devices.append(device)
             device.ack_listeners.append(lambda pk, t, user=user: self._on_ack(user, pk, t))
             if self._tracing:
-                device.trace_listeners.append(self._on_trace)
+                self._unmerge.append(device.observe_merge(self._on_trace))
             return device
 
     # -- time ----------------------------------------------------------------------------------
@@ -136,7 +139,7 @@ class EmulatedWorld:
             with self.lock:
                 if t > self.env.now:
                     with relaxed_gc(pause=True):
-                        run_until(self.env, t)
+                        self.delivery.run_until(t)
             return
         while True:
             with self.lock:
@@ -245,8 +248,8 @@ class EmulatedWorld:
             out += self._tag(baseline_events(now, "device", device.visible_children(device.root_id()),
                                              device.owned_ids()), user)
             if sub.atlas:
-                root, children, docs = self._atlas_state(user.owner_id)
-                out += self._tag(baseline_events(now, "atlas", children, docs), user)
+                _root, children, docs = self._atlas_state(user.owner_id)
+                out += self._tag(baseline_events(now, "atlas", children, sorted(docs)), user)  # the same order in every process
         return out
 
     def _hook(self) -> None:
@@ -255,11 +258,14 @@ class EmulatedWorld:
         tracing = any(s.trace for s in self._subs)
         if tracing != self._tracing:
             self._tracing = tracing
-            for listeners in (self.server.trace_listeners, *(d.trace_listeners for d in self.devices)):
-                if tracing:
-                    listeners.append(self._on_trace)
-                elif self._on_trace in listeners:
-                    listeners.remove(self._on_trace)
+            if tracing:
+                self.server.trace_listeners.append(self._on_trace)
+                self._unmerge = [d.observe_merge(self._on_trace) for d in self.devices]
+            else:
+                self.server.trace_listeners.remove(self._on_trace)
+                for stop in self._unmerge:
+                    stop()
+                self._unmerge = []
         for user in self.users.values():
             self._observe_device(user, any(s.wants(user.process) for s in self._subs))
         watched = {user.owner_id for user in self.users.values() if any(s.atlas and s.wants(user.process) for s in self._subs)}
@@ -285,12 +291,11 @@ class EmulatedWorld:
         if not user.devices:
             return
         device = user.devices[0]
-        if wanted and user.listener is None:
-            user.listener = lambda note: self._on_device_note(user, note)
-            device.listeners.append(user.listener)
-        elif not wanted and user.listener is not None:
-            device.listeners.remove(user.listener)
-            user.listener = None
+        if wanted and user.unobserve is None:
+            user.unobserve = device.observe(lambda note: self._on_device_note(user, note))
+        elif not wanted and user.unobserve is not None:
+            user.unobserve()
+            user.unobserve = None
 
     def _on_device_note(self, user: _User, note: Notification) -> None:
         for event in self._tag(events_of(note), user):

@@ -28,7 +28,6 @@ from typing import Any
 import simpy
 
 from repro_kit.emulator import ot
-from repro_kit.emulator._scheduling import call_later
 from repro_kit.emulator.atlas import AtlasCollection, clone
 from repro_kit.emulator.params import REIMPORTS
 from repro_kit.emulator.server import SERVER_PEER, SyncServer
@@ -59,7 +58,7 @@ class Translator:
         self.applied_version = 0
         self.halted = False
         self._flush_scheduled = False
-        self._queued_atlas_changes: list[dict[str, Any]] = []
+        self._held_atlas_changes: list[dict[str, Any]] = []
         self._last_ts = 0
         #: Told of the control plane's happenings as they happen: `listener(f, value)`, f "halt" | "resume".
         self.nemesis_listeners: list[Callable[[str, dict[str, Any]], None]] = []
@@ -92,7 +91,7 @@ class Translator:
     def _on_integrated(self, version: int, origin: int, changeset: dict[str, Any]) -> None:
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            call_later(self.env, self.lag_s, self._flush)
+            self.server.delivery.call_later(self.lag_s, self._flush)
 
     def _flush(self) -> None:
         self._flush_scheduled = False
@@ -121,13 +120,13 @@ class Translator:
     # -- Atlas -> sync -----------------------------------------------------------------
     def _on_atlas_change(self, change: dict[str, Any]) -> None:
         if self.halted:
-            self._queued_atlas_changes.append(change)
+            self._held_atlas_changes.append(change)
             return
-        call_later(self.env, self.lag_s, self._import_change, change)
+        self.server.delivery.call_later(self.lag_s, self._import_change, change)
 
     def _import_change(self, change: dict[str, Any]) -> None:
         if self.halted:
-            self._queued_atlas_changes.append(change)
+            self._held_atlas_changes.append(change)
             return
         self._flush()  # base the import on what Atlas reflects now
         pk = change["documentKey"]["_id"]
@@ -141,7 +140,7 @@ class Translator:
     def _changeset(self, instructions: list[dict[str, Any]]) -> dict[str, Any]:
         ts = max(int(self.env.now * 1000), self._last_ts + 1)
         self._last_ts = ts
-        return {"origin": SERVER_PEER, "timestamp": ts, "instructions": instructions}
+        return ot.Changeset(origin=SERVER_PEER, timestamp=ts, instructions=instructions)
 
     def encode(self, doc: dict[str, Any], base: dict[str, Any]) -> list[dict[str, Any]]:
         """Instructions that make `base`'s object equal `doc`, per `self.encoding`.
@@ -235,7 +234,7 @@ class Translator:
         self.resumes += batches
         self._tell("resume", {"batches": batches})
         self._flush()
-        queued, self._queued_atlas_changes = self._queued_atlas_changes, []
+        queued, self._held_atlas_changes = self._held_atlas_changes, []
         for change in queued:
             self._import_change(change)
 
