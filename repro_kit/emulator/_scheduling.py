@@ -105,60 +105,34 @@ def fired_before(env: ModelEnvironment) -> tuple[Any, ...]:
     return env._rk_fired
 
 
-class _HeapPort(Port):
-    """A port whose downloads go straight onto the heap, each at its exact time."""
+class _ModelPort(Port):
+    """A port of the model's delivery. On a `ModelEnvironment` other peers' downloads wait in
+    `inbox` with their heap keys until the device acts, a run returns, or the inbox grows past
+    INBOX_LIMIT; the device's acknowledgements are events, which apply what is due first.
+    Elsewhere (`inbox` None) every download is an event on the heap at its exact time."""
 
-    __slots__ = ()
+    __slots__ = ("inbox",)
 
-    def post(self, at: float, delay: float, args: tuple[Any, ...]) -> None:
-        delivery: ModelDelivery = self.delivery  # type: ignore[assignment]
-        heapq.heappush(delivery.queue, (at, NORMAL, next(delivery.eids), TimedCall(self.receive, args)))
-
-
-class _HeldPort(Port):
-    """A port on a `ModelEnvironment`: other peers' downloads wait in `inbox` with their heap
-    keys until the device acts, the run returns, or the inbox grows past INBOX_LIMIT; the
-    device's acknowledgements are events, which apply what is due first."""
-
-    __slots__ = ("inbox", "_draining")
-
-    def __init__(self, delivery: "ModelDelivery", receive: Receive, peer: int, owner: str) -> None:
+    def __init__(self, delivery: "ModelDelivery", receive: Receive, peer: int, owner: str, hold: bool) -> None:
         super().__init__(delivery, receive, peer, owner)
-        self.inbox: collections.deque[tuple[Any, ...]] | None = collections.deque()
-        self._draining = False
+        self.inbox: collections.deque[tuple[Any, ...]] | None = collections.deque() if hold else None
 
-    def post(self, at: float, delay: float, args: tuple[Any, ...]) -> None:
-        delivery: ModelDelivery = self.delivery  # type: ignore[assignment]
-        inbox = self.inbox
-        if inbox is None or args[1] == self.peer:
-            heapq.heappush(delivery.queue, (at, NORMAL, next(delivery.eids), TimedCall(self._deliver, args)))
-            return
-        # keys rise along a port (time never earlier, ids increasing): the inbox is in key order
-        inbox.append((at, NORMAL, next(delivery.eids), args))
-        if len(inbox) > INBOX_LIMIT:
-            self.drain()
-
-    def _deliver(self, *args: Any) -> None:
+    def deliver(self, *args: Any) -> None:
+        """An acknowledgement's event: what arrived before it first, then it."""
         if self.inbox:
-            self.drain()  # what arrived before it, first
+            self.drain()
         self.receive(*args)
 
     def drain(self) -> None:
         """Apply the downloads due before the event now firing (or the end of the last run):
-        those a run with one event per download would have applied by now."""
+        those a run with one event per download would have applied by now. (Receiving never
+        drains a port again: its device's reads change nothing and it has no observers.)"""
         inbox = self.inbox
-        if not inbox or self._draining:
-            return
-        bound = self.delivery.env._rk_fired  # type: ignore[attr-defined]
-        if not inbox[0] < bound:
-            return
-        self._draining = True
-        try:
+        if inbox:
+            bound = self.delivery.env._rk_fired  # type: ignore[attr-defined]
             receive = self.receive
             while inbox and inbox[0] < bound:
                 receive(*inbox.popleft()[3])
-        finally:
-            self._draining = False
 
     def undefer(self) -> None:
         """What is due is applied; the rest of the inbox is scheduled, each at the position it
@@ -182,27 +156,49 @@ class ModelDelivery(Delivery):
         super().__init__(env)
         self.queue, self.eids = heap_parts(env)
         self.hold = isinstance(env, ModelEnvironment)
-        self.held: list[_HeldPort] = []
+        self.held: list[_ModelPort] = []
         if isinstance(env, ModelEnvironment):
             env._rk_flush = self.flush
 
     def call_later(self, delay: float, fn: Callable[..., Any], *args: Any) -> None:
         self.env.schedule(TimedCall(fn, args), NORMAL, delay)  # type: ignore[arg-type]
 
-    def port(self, receive: Receive, peer: int, owner: str) -> Port:
-        if not self.hold:
-            return _HeapPort(self, receive, peer, owner)
-        port = _HeldPort(self, receive, peer, owner)
-        self.held.append(port)
+    def port(self, receive: Receive, peer: int, owner: str) -> _ModelPort:
+        port = _ModelPort(self, receive, peer, owner, self.hold)
+        if self.hold:
+            self.held.append(port)
         return port
+
+    def send(self, targets: list[_ModelPort], version: int, origin: int,  # type: ignore[override]
+             views: dict[str, dict[str, Any]], changeset: dict[str, Any], note: dict[str, Any] | None,
+             latency: tuple[float, float, Any]) -> None:
+        """`Delivery.send`, each port's `post` inlined: one loop for the downloads of a changeset
+        (a write of an owner with 100 devices is 100 of them), each a heap or an inbox entry."""
+        queue, eids, push = self.queue, self.eids, heapq.heappush
+        for port, (at, _delay) in zip(targets, self.times(targets, latency)):
+            if port.peer == origin:  # the acknowledgement: always an event, which applies what is due first
+                args = (version, origin, changeset, note)
+                push(queue, (at, NORMAL, next(eids), TimedCall(port.deliver, args)))
+                continue
+            args = (version, origin, views[port.owner], note)
+            inbox = port.inbox
+            if inbox is None:
+                push(queue, (at, NORMAL, next(eids), TimedCall(port.receive, args)))
+                continue
+            # keys rise along a port (time never earlier, ids increasing): the inbox is in key order
+            inbox.append((at, NORMAL, next(eids), args))
+            if len(inbox) > INBOX_LIMIT:
+                port.drain()
 
     def flush(self) -> None:
         """Apply every held download that is due: what a read after the run must see."""
         bound = self.env._rk_fired  # type: ignore[attr-defined]
-        for port in self.held:
+        for port in self.held:  # each port's `drain`, inlined: a run's end may find a download in each
             inbox = port.inbox
             if inbox and inbox[0] < bound:
-                port.drain()
+                receive = port.receive
+                while inbox and inbox[0] < bound:
+                    receive(*inbox.popleft()[3])
 
     def run_until(self, t: float) -> None:
         run_until(self.env, t)

@@ -92,10 +92,17 @@ class Delivery:
              changeset: dict[str, Any], note: dict[str, Any] | None, latency: tuple[float, float, Any]) -> None:
         """`changeset` (server version `version`, from peer `origin`) to each port of `targets` in
         turn: to its origin unfiltered (the acknowledgement), to the others as `views[port.owner]`
-        shows it, each after a latency drawn in that order, `base * (1 - jitter + 2 * jitter *
-        random())` from `latency` = (base, jitter, random), never before the port's last download."""
+        shows it, each at its time from `times`."""
+        for port, (at, delay) in zip(targets, self.times(targets, latency)):
+            port.post(at, delay, (version, origin, changeset if port.peer == origin else views[port.owner], note))
+
+    def times(self, targets: list[Port], latency: tuple[float, float, Any]) -> list[tuple[float, float]]:
+        """(time, delay from now) of a download to each port of `targets`, with a latency drawn
+        in that order, `base * (1 - jitter + 2 * jitter * random())` from `latency` = (base,
+        jitter, random), and never before the port's last download (each port's `last_at` moves)."""
         now = self.env.now
         base, jitter, random = latency
+        out = []
         for port in targets:
             delay = base * (1 - jitter + 2 * jitter * random()) if jitter and base else base
             # The time the delay gives, raised to the port's last one so a download never
@@ -106,7 +113,8 @@ class Delivery:
                 at = port.last_at
                 delay = at - now
             port.last_at = at
-            port.post(at, delay, (version, origin, changeset if port.peer == origin else views[port.owner], note))
+            out.append((at, delay))
+        return out
 
     def flush(self) -> None:
         """Apply every held download that is due (nothing is held here)."""

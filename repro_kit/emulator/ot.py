@@ -219,14 +219,22 @@ class Changeset(dict):  # type: ignore[type-arg]
 
 
 class _Compiled:
-    """What one changeset's peers share: `steps` (what `_apply_steps` runs), `effects` (erases
-    an object?, pks whose isRoot/owner_id it sets), `objects` (the (table, pk) it touches) and,
-    on first need, `positions` (its instructions' indices by object)."""
+    """What one changeset's peers share: `steps` (what `_apply_steps` runs) and the index of the
+    first instruction of each (`starts`), `effects` (erases an object?, pks whose isRoot/owner_id
+    it sets), `objects` (the (table, pk) it touches) and, on first need, `positions` (its
+    instructions' indices by object). A rebased changeset's (`_derived`) may keep its source's
+    effects and objects: a rebase only drops instructions or moves their indices, so they bound
+    its own, and every use of them is exact with a bound (a root looked for again, an object
+    looked up in vain)."""
 
-    __slots__ = ("steps", "effects", "objects", "positions")
+    __slots__ = ("steps", "starts", "effects", "objects", "positions")
 
-    def __init__(self, instructions: list[Instruction]) -> None:
-        self.steps = _compile(instructions)
+    def __init__(self, instructions: list[Instruction], source: "_Compiled | None" = None) -> None:
+        self.steps, self.starts = _compile(instructions)
+        self.positions: dict[tuple[str, str], list[int]] | None = None
+        if source is not None:
+            self.effects, self.objects = source.effects, source.objects
+            return
         erases = False
         root_pks: dict[str, None] = {}
         objects: set[tuple[str, str]] = set()
@@ -239,18 +247,60 @@ class _Compiled:
             objects.add((ins["table"], ins["object"]))
         self.effects = (erases, tuple(root_pks))
         self.objects = objects
-        self.positions: dict[tuple[str, str], list[int]] | None = None
+
+
+def _derived(source: _Compiled, old: list[Instruction], new: list[Instruction | None]) -> _Compiled:
+    """The compiled form of `old` rebased into `new` (aligned with `old`: None where an instruction
+    was discarded, another dict where the merge moved it), from `source`, `old`'s, its steps
+    made on first need (`_Derived`)."""
+    out = _Derived.__new__(_Derived)
+    out.effects, out.objects, out.positions = source.effects, source.objects, None
+    out.source = (source, old, new)
+    return out
+
+
+class _Derived(_Compiled):
+    """A rebased changeset's compiled form, whose steps are made from its source's when first
+    read: a step none of whose instructions changed is taken as it is, the others compiled
+    again. The same steps in effect as compiling the rebased list whole (a CreateObject's fields
+    applied in one step or several leave the same object, keys in the same order). Most rebased
+    changesets are a device's own, never applied again there: they never need steps."""
+
+    __slots__ = ("source",)
+
+    def __getattr__(self, name: str) -> Any:  # only for a slot not set yet: `steps`, `starts`
+        if name not in ("steps", "starts"):
+            raise AttributeError(name)
+        source, old, new = self.source
+        steps: list[tuple[Any, ...]] = []
+        starts: list[int] = []
+        bounds = [*source.starts, len(old)]
+        at = 0
+        for k, step in enumerate(source.steps):
+            begin, end = bounds[k], bounds[k + 1]
+            if new[begin] is old[begin] and (end - begin == 1 or all(new[i] is old[i] for i in range(begin + 1, end))):
+                steps.append(step)
+                starts.append(at)
+                at += end - begin
+                continue
+            part = [ins for ins in new[begin:end] if ins is not None]
+            more, more_starts = _compile(part)
+            steps += more
+            starts += [at + i for i in more_starts]
+            at += len(part)
+        self.steps, self.starts = steps, starts
+        return steps if name == "steps" else starts
 
 
 def _compiled(changeset: ChangesetDict) -> _Compiled:
     """The changeset's compiled form: kept on an emulator `Changeset`, made afresh for a plain dict."""
-    if type(changeset) is Changeset:
-        try:
-            return changeset.compiled  # type: ignore[no-any-return]
-        except AttributeError:
-            entry = changeset.compiled = _Compiled(changeset["instructions"])
-            return entry
-    return _Compiled(changeset["instructions"])
+    try:
+        return changeset.compiled  # type: ignore[attr-defined,no-any-return]
+    except AttributeError:
+        entry = _Compiled(changeset["instructions"])
+        if type(changeset) is Changeset:
+            changeset.compiled = entry
+        return entry
 
 
 def _template(pk: str, fields: list[tuple[str, Any]]) -> tuple[dict[str, Any], tuple[Any, ...]]:
@@ -267,13 +317,16 @@ def _template(pk: str, fields: list[tuple[str, Any]]) -> tuple[dict[str, Any], t
     return template, (tuple((name, value, isinstance(value, (list, dict))) for name, value in fields), tuple(fresh))
 
 
-def _compile(instructions: list[Instruction]) -> list[tuple[Any, ...]]:
-    """(code, table, pk, field, index, value) per step; a CreateObject followed by plain Updates
-    of the same object becomes one step carrying those fields, in their order."""
+def _compile(instructions: list[Instruction]) -> tuple[list[tuple[Any, ...]], list[int]]:
+    """(code, table, pk, field, index, value) per step, and the index of each step's first
+    instruction; a CreateObject followed by plain Updates of the same object becomes one step
+    carrying those fields, in their order."""
     out: list[tuple[Any, ...]] = []
+    starts: list[int] = []
     n = len(instructions)
     i = 0
     while i < n:
+        starts.append(i)
         instr = instructions[i]
         op, table, pk = instr["op"], instr["table"], instr["object"]
         i += 1
@@ -300,13 +353,16 @@ def _compile(instructions: list[Instruction]) -> list[tuple[Any, ...]]:
             out.append((_ARRAY_ERASE, table, pk, instr["field"], instr["index"], None))
         else:  # Clear
             out.append((_CLEAR, table, pk, instr["field"], None, None))
-    return out
+    return out, starts
 
 
 def root_effects(changeset: ChangesetDict) -> tuple[bool, tuple[str, ...]]:
     """(erases an object?, pks whose isRoot/owner_id it sets): what may change which object is
     an owner's root. Computed once per emulator `Changeset`, for every device that applies it."""
-    return _compiled(changeset).effects
+    try:
+        return changeset.compiled.effects  # type: ignore[attr-defined,no-any-return]  # (`_compiled`, inlined)
+    except AttributeError:
+        return _compiled(changeset).effects
 
 
 def _apply_steps(state: State, steps: list[tuple[Any, ...]]) -> None:
@@ -359,7 +415,11 @@ def apply(state: State, changeset: ChangesetDict, *, validate: bool = True) -> S
         _validate_state(state)
         _validate_changeset(changeset, "changeset")
         _dry_run(state, changeset["instructions"])
-    _apply_steps(state, _compiled(changeset).steps)
+    try:
+        steps = changeset.compiled.steps  # type: ignore[attr-defined]  # (`_compiled`, inlined: the hot path)
+    except AttributeError:
+        steps = _compiled(changeset).steps
+    _apply_steps(state, steps)
     return state
 
 
@@ -530,41 +590,47 @@ def _rebuilt(changeset: ChangesetDict, instructions: list[Instruction | None], d
     """`changeset` with `instructions` (a list the caller gives up), less the discarded (None)
     ones; `dropped=False` says there are none."""
     out = Changeset(changeset)
+    source = getattr(changeset, "compiled", None) if type(changeset) is Changeset else None
+    if source is not None:
+        out.compiled = _derived(source, changeset["instructions"], instructions)
     out["instructions"] = [instr for instr in instructions if instr is not None] if dropped else instructions
     return out
 
 
 class _Silent:
-    """The tracer of an untraced pass: the merge runs the same, and nothing is recorded."""
+    """The tracer of an untraced pass: its `merge` is `_merge` itself, recording nothing."""
 
     __slots__ = ()
+    merge = staticmethod(_merge)
 
-    def before(self, x: Instruction, y: Instruction) -> Any:
-        return None
-
-    def after(self, n: int, was: Any, x: Instruction | None, y: Instruction | None) -> None:
-        return None
+    def meeting(self, n: int) -> "_Silent":
+        """The tracer for the pass's `n`th changeset."""
+        return self
 
 
 class _Recorder(_Silent):
-    """The tracer of a traced pass: each merge's effect on either side, as `_note` reports it."""
+    """The tracer of a traced pass: `_merge`, and its effect on either side as `_note` reports
+    it, told to `trace(n, record)` for the `n`th changeset met."""
 
-    __slots__ = ("trace",)
+    __slots__ = ("trace", "n")
 
-    def __init__(self, trace: Callable[[int, dict[str, Any]], None]) -> None:
+    def __init__(self, trace: Callable[[int, dict[str, Any]], None], n: int = 0) -> None:
         self.trace = trace
+        self.n = n
 
-    def before(self, x: Instruction, y: Instruction) -> Any:
-        return dict(x), dict(y)
+    def meeting(self, n: int) -> "_Recorder":
+        return _Recorder(self.trace, n)
 
-    def after(self, n: int, was: Any, x: Instruction | None, y: Instruction | None) -> None:
-        x_was, y_was = was
+    def merge(self, x: Instruction, kx: Key, y: Instruction, ky: Key  # type: ignore[override]
+              ) -> tuple[Instruction | None, Instruction | None]:
+        x_was, y_was = dict(x), dict(y)
+        x2, y2 = _merge(x, kx, y, ky)
+        _note(self._told, "a", x_was, x2, y_was)
+        _note(self._told, "b", y_was, y2, x_was)
+        return x2, y2
 
-        def told(record: dict[str, Any]) -> None:
-            self.trace(n, record)
-
-        _note(told, "a", x_was, x, y_was)
-        _note(told, "b", y_was, y, x_was)
+    def _told(self, record: dict[str, Any]) -> None:
+        self.trace(self.n, record)
 
 
 _SILENT = _Silent()
@@ -634,10 +700,10 @@ def _pass(a: ChangesetDict, others: list[ChangesetDict], want_others: bool, trac
             xs = list(a["instructions"])
         ys: list[Instruction | None] = list(b["instructions"])
         y_own: set[int] = set()
-        grid = _Grid(xs, x_own, ys, y_own, ka, (b["timestamp"], b["origin"]))
-        grid.run(_cells(_positions(compiled, a), by_object), len(by_object) == 1, tracer, n)
-        x_dropped = x_dropped or grid.x_dropped
-        out.append((_rebuilt(b, ys, grid.y_dropped) if y_own else b) if want_others else None)
+        dropped = _meet(xs, x_own, ys, y_own, (ka, (b["timestamp"], b["origin"])),
+                        _cells(_positions(compiled, a), by_object), len(by_object) == 1, tracer.meeting(n).merge)
+        x_dropped = x_dropped or dropped[0]
+        out.append((_rebuilt(b, ys, dropped[1]) if y_own else b) if want_others else None)
     if xs is None or not x_own:
         return a, out
     return _rebuilt(a, xs, x_dropped), out
@@ -652,53 +718,51 @@ def _cells(positions: dict[tuple[str, str], list[int]],
     return sorted((i, js) for key, js in by_object.items() for i in positions.get(key, ()))
 
 
-class _Grid:
-    """One changeset of the pass met by `a`: instructions copied when first met (`x_own`,
-    `y_own`), merged pairwise in place, None where discarded."""
-
-    __slots__ = ("xs", "x_own", "ys", "y_own", "ka", "kb", "x_dropped", "y_dropped")
-
-    def __init__(self, xs: list[Instruction | None], x_own: set[int], ys: list[Instruction | None],
-                 y_own: set[int], ka: Key, kb: Key) -> None:
-        self.xs, self.x_own, self.ys, self.y_own, self.ka, self.kb = xs, x_own, ys, y_own, ka, kb
-        self.x_dropped = self.y_dropped = False
-
-    def run(self, cells: Iterable[tuple[int, list[int]]], one_object: bool, tracer: _Silent, n: int) -> None:
-        xs, x_own, ys, y_own, ka, kb = self.xs, self.x_own, self.ys, self.y_own, self.ka, self.kb
-        for i, js in cells:
-            x = xs[i]
-            if x is None:
+def _meet(xs: list[Instruction | None], x_own: set[int], ys: list[Instruction | None], y_own: set[int],
+          keys: tuple[Key, Key], cells: Iterable[tuple[int, list[int]]], one_object: bool,
+          merge: Callable[[Instruction, Key, Instruction, Key], tuple[Instruction | None, Instruction | None]]
+          ) -> tuple[bool, bool]:
+    """One changeset of the pass met by `a`: instructions copied when first met (`x_own`, `y_own`),
+    merged pairwise in place (None where discarded); returns whether each side lost one."""
+    ka, kb = keys
+    x_dropped = y_dropped = False
+    for i, js in cells:
+        x = xs[i]
+        if x is None:
+            continue
+        met = False
+        for j in js:
+            y = ys[j]
+            if y is None:
                 continue
-            met = False
-            for j in js:
-                y = ys[j]
-                if y is None:
-                    continue
-                met = True
-                if i not in x_own:
-                    x = dict(x)
-                    x_own.add(i)
-                if j not in y_own:
-                    y = dict(y)
-                    y_own.add(j)
-                was = tracer.before(x, y)
-                x, ys[j] = _merge(x, ka, y, kb)
-                tracer.after(n, was, x, ys[j])
-                if ys[j] is None:
-                    self.y_dropped = True
-                if x is None:
-                    self.x_dropped = True
-                    break
-            xs[i] = x
-            if not met and one_object:
-                break  # every instruction of b on this object is discarded: the rest of a's meet nothing
+            met = True
+            if i not in x_own:
+                x = dict(x)
+                x_own.add(i)
+            if j not in y_own:
+                y = dict(y)
+                y_own.add(j)
+            x, y = merge(x, ka, y, kb)
+            ys[j] = y
+            if y is None:
+                y_dropped = True
+            if x is None:
+                x_dropped = True
+                break
+        xs[i] = x
+        if not met and one_object:
+            break  # every instruction of b on this object is discarded: the rest of a's meet nothing
+    return x_dropped, y_dropped
 
 
 def _meeting(objects_of_a: set[tuple[str, str]], b: ChangesetDict) -> dict[tuple[str, str], list[int]]:
     """Positions in `b` of its instructions on an object of a's, by object: what the merge can pair."""
     instructions = b["instructions"]
-    if type(b) is Changeset and (len(instructions) > 32 or hasattr(b, "compiled")):  # look a's objects up in b's
-        positions = _positions(_compiled(b), b)
+    compiled: _Compiled | None = getattr(b, "compiled", None)
+    positions = compiled.positions if compiled is not None else None
+    if positions is None and len(instructions) > 32:  # look a's objects up in b's index (kept if b keeps one)
+        positions = _index(instructions) if compiled is None else _positions(compiled, b)
+    if positions is not None:
         if len(objects_of_a) < len(positions):
             return {key: positions[key] for key in objects_of_a if key in positions}
         return {key: js for key, js in positions.items() if key in objects_of_a}
@@ -718,15 +782,19 @@ def _positions(compiled: _Compiled, changeset: ChangesetDict) -> dict[tuple[str,
     """Positions of a changeset's instructions by object, kept in its compiled form."""
     positions = compiled.positions
     if positions is None:
-        positions = {}
-        for i, ins in enumerate(changeset["instructions"]):
-            key = (ins["table"], ins["object"])
-            listed = positions.get(key)
-            if listed is None:
-                positions[key] = [i]
-            else:
-                listed.append(i)
-        compiled.positions = positions
+        positions = compiled.positions = _index(changeset["instructions"])
+    return positions
+
+
+def _index(instructions: list[Instruction]) -> dict[tuple[str, str], list[int]]:
+    positions: dict[tuple[str, str], list[int]] = {}
+    for i, ins in enumerate(instructions):
+        key = (ins["table"], ins["object"])
+        listed = positions.get(key)
+        if listed is None:
+            positions[key] = [i]
+        else:
+            listed.append(i)
     return positions
 
 

@@ -11,6 +11,7 @@ SimPy environment, the run loop and the garbage collector's pause are chosen her
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import math
@@ -18,7 +19,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import simpy
@@ -153,6 +154,17 @@ class EmulatedWorld:
             with self.lock:
                 if target > self.env.now:
                     self.env.run(until=target)  # due by now: runs without sleeping
+
+    @contextlib.contextmanager
+    def uninterrupted(self) -> Iterator[None]:
+        """Hold the collector paused across a script that drives a virtual-time world, its
+        operations and its waits alike (a benchmark's, a fleet's): between two waits it would
+        otherwise rescan everything the waits made. A real-time world is left as it is."""
+        if self.realtime:
+            yield
+            return
+        with relaxed_gc(pause=True):
+            yield
 
     def wall_now(self) -> float:
         """Seconds of wall-clock time since the world started (the model's time in real time)."""
