@@ -51,7 +51,7 @@ INBOX_LIMIT = 1024
 class TimedCall:
     """What SimPy's `step` needs of an event: `callbacks` and `_ok`."""
 
-    __slots__ = ("callbacks", "fn", "args")
+    __slots__ = ("args", "callbacks", "fn")
     _ok = True
 
     def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
@@ -113,7 +113,7 @@ class _ModelPort(Port):
 
     __slots__ = ("inbox",)
 
-    def __init__(self, delivery: "ModelDelivery", receive: Receive, peer: int, owner: str, hold: bool) -> None:
+    def __init__(self, delivery: ModelDelivery, receive: Receive, peer: int, owner: str, hold: bool) -> None:
         super().__init__(delivery, receive, peer, owner)
         self.inbox: collections.deque[tuple[Any, ...]] | None = collections.deque() if hold else None
 

@@ -15,7 +15,7 @@ before it to the same port, whatever the latencies drawn.
 from __future__ import annotations
 
 import collections
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import simpy
@@ -29,7 +29,7 @@ Receive = Callable[[int, int, dict[str, Any], "dict[str, Any] | None"], None]
 class _Call:
     """The callback of a timed call: `fn(*args)` when its event fires."""
 
-    __slots__ = ("fn", "args")
+    __slots__ = ("args", "fn")
 
     def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
         self.fn = fn
@@ -42,12 +42,12 @@ class _Call:
 class Port:
     """One device's mailbox: its downloads, each delivered at its time, in the order sent."""
 
-    __slots__ = ("delivery", "receive", "peer", "owner", "last_at", "outbox")
+    __slots__ = ("delivery", "last_at", "outbox", "owner", "peer", "receive")
 
     #: Downloads held for a device to take in bulk (the model's ports only; None: none held).
     inbox: collections.deque[tuple[Any, ...]] | None = None
 
-    def __init__(self, delivery: "Delivery", receive: Receive, peer: int, owner: str) -> None:
+    def __init__(self, delivery: Delivery, receive: Receive, peer: int, owner: str) -> None:
         self.delivery = delivery
         self.receive = receive
         self.peer = peer
@@ -82,7 +82,7 @@ class Delivery:
 
     def call_later(self, delay: float, fn: Callable[..., Any], *args: Any) -> None:
         """Call `fn(*args)` `delay` seconds from now, in the order a Timeout made now would fire."""
-        self.env.timeout(delay).callbacks.append(_Call(fn, args))  # type: ignore[union-attr]
+        self.env.timeout(delay).callbacks.append(_Call(fn, args))
 
     def port(self, receive: Receive, peer: int, owner: str) -> Port:
         """A new device's port: `receive` is called with each of its downloads."""
@@ -96,7 +96,7 @@ class Delivery:
         for port, (at, delay) in zip(targets, self.times(targets, latency)):
             port.post(at, delay, (version, origin, changeset if port.peer == origin else views[port.owner], note))
 
-    def times(self, targets: list[Port], latency: tuple[float, float, Any]) -> list[tuple[float, float]]:
+    def times(self, targets: Sequence[Port], latency: tuple[float, float, Any]) -> list[tuple[float, float]]:
         """(time, delay from now) of a download to each port of `targets`, with a latency drawn
         in that order, `base * (1 - jitter + 2 * jitter * random())` from `latency` = (base,
         jitter, random), and never before the port's last download (each port's `last_at` moves)."""

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import random
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import simpy
 
@@ -44,14 +45,8 @@ class Device:
     ) -> None:
         if tree not in TREES:
             raise ValueError(f"tree: must be one of {', '.join(TREES)}, got {tree!r}")
-        self.tree = tree
-        self.env = env
-        self.server = server
-        self.peer = peer
-        self.owner_id = owner_id
-        self.rng = rng
-        self.upload_latency_s = upload_latency_s
-        self.clock_skew_ms = clock_skew_ms
+        self.tree, self.env, self.server, self.peer, self.owner_id, self.rng = tree, env, server, peer, owner_id, rng
+        self.upload_latency_s, self.clock_skew_ms = upload_latency_s, clock_skew_ms
         #: The local Realm: {table: {pk: object}}, dangling links included.
         self.state: dict[str, Any] = {"Node": {}}
         #: The last server version this device has integrated.
@@ -106,7 +101,7 @@ class Device:
     # -- reads -------------------------------------------------------------------------
     @property
     def table(self) -> dict[str, dict[str, Any]]:
-        return self.state["Node"]  # type: ignore[no-any-return]
+        return self.state["Node"]
 
     def root_id(self) -> str | None:
         """The first object (in table order) that is this owner's root."""
@@ -115,7 +110,7 @@ class Device:
     def _find_root(self) -> str | None:
         for pk, obj in self.state["Node"].items():
             if obj.get("isRoot") and obj.get("owner_id") == self.owner_id:
-                return pk  # type: ignore[no-any-return]
+                return pk
         return None
 
     def _apply(self, changeset: dict[str, Any], validate: bool) -> None:
@@ -247,7 +242,7 @@ class Device:
     def _rebase_past_local(self, changeset: dict[str, Any], version: int) -> dict[str, Any]:
         """`changeset` past the unacknowledged local changesets, and they past it (kept)."""
         unacked = [self.inflight, *self.pending] if self.inflight is not None else self.pending
-        incoming, rebased = ot.transform_past(changeset, unacked,  # type: ignore[arg-type]
+        incoming, rebased = ot.transform_past(changeset, unacked,
                                               trace=self._tracer(version) if self.trace_listeners else None)
         created_by = self._created_by
         for old, new in zip(unacked, rebased):

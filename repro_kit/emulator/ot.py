@@ -23,10 +23,11 @@ links", as realm-core does since it has unresolved links); `visible` hides them.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
-from typing import Any, Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
-__all__ = ["Changeset", "LIST_FIELDS", "COLUMN_DEFAULTS", "rule_name", "validate", "order_key", "apply", "transform", "transform_past", "rebase", "visible", "converge", "root_effects"]
+__all__ = ["Changeset", "LIST_FIELDS", "COLUMN_DEFAULTS", "rule_name", "validate", "order_key", "apply", "transform",
+           "transform_past", "rebase", "visible", "converge", "root_effects"]
 
 LIST_FIELDS = frozenset({"children"})
 _SORTED_LIST_FIELDS = tuple(sorted(LIST_FIELDS))
@@ -80,12 +81,16 @@ def _validate_instruction(instr: Any, where: str) -> None:
     if op == "Update":
         _validate_update(instr, where)
     if op in ("ArrayInsert", "ArrayErase"):
-        for key in ("index", "prior_size"):
-            if not _is_int(instr[key]) or instr[key] < 0:
-                raise ValueError(f"{where}.{key} must be an int >= 0, got {instr[key]!r}")
-        limit = instr["prior_size"] if op == "ArrayInsert" else instr["prior_size"] - 1
-        if instr["index"] > limit:
-            raise ValueError(f"{where}.index {instr['index']} is out of range for prior_size {instr['prior_size']}")
+        _validate_array_op(instr, op, where)
+
+
+def _validate_array_op(instr: Instruction, op: str, where: str) -> None:
+    for key in ("index", "prior_size"):
+        if not _is_int(instr[key]) or instr[key] < 0:
+            raise ValueError(f"{where}.{key} must be an int >= 0, got {instr[key]!r}")
+    limit = instr["prior_size"] if op == "ArrayInsert" else instr["prior_size"] - 1
+    if instr["index"] > limit:
+        raise ValueError(f"{where}.index {instr['index']} is out of range for prior_size {instr['prior_size']}")
     if op == "ArrayInsert" and not isinstance(instr["value"], str):
         raise ValueError(f"{where}.value must be a pk string (a link), got {instr['value']!r}")
 
@@ -188,7 +193,7 @@ def _dry_run(state: State, instructions: list[Instruction]) -> None:
         size = sizes[skey] if skey in sizes else _list_size(state[table][pk], field, where)
         if "prior_size" in instr and instr["prior_size"] != size:
             raise ValueError(f"{where}.prior_size {instr['prior_size']} != list length {size} (bad changeset)")
-        index = instr.get("index")
+        index: int = instr.get("index", 0)
         if op == "Clear":
             size = 0
         elif op == "ArrayInsert":
@@ -209,13 +214,14 @@ _SET, _SET_ELEMENT, _INSERT, _CREATE, _ERASE, _ARRAY_ERASE, _CLEAR = range(7)
 _ROOT_FIELDS = frozenset({"isRoot", "owner_id"})
 
 
-class Changeset(dict):  # type: ignore[type-arg]
+class Changeset(dict[str, Any]):
     """A changeset the emulator made (a dict like any other) that keeps what is computed about
     it once for every peer that applies or merges it: its compiled steps, root effects and
     objects (`_Compiled`). Its instructions must not change once it has been applied or
     merged; a plain dict is compiled afresh on each use, and nothing about it is kept."""
 
     __slots__ = ("compiled",)
+    compiled: _Compiled
 
 
 class _Compiled:
@@ -227,11 +233,16 @@ class _Compiled:
     its own, and every use of them is exact with a bound (a root looked for again, an object
     looked up in vain)."""
 
-    __slots__ = ("steps", "starts", "effects", "objects", "positions")
+    __slots__ = ("effects", "objects", "positions", "starts", "steps")
+    steps: list[tuple[Any, ...]]
+    starts: list[int]
+    effects: tuple[bool, tuple[str, ...]]
+    objects: set[tuple[str, str]]
+    positions: dict[tuple[str, str], list[int]] | None
 
-    def __init__(self, instructions: list[Instruction], source: "_Compiled | None" = None) -> None:
+    def __init__(self, instructions: list[Instruction], source: _Compiled | None = None) -> None:
         self.steps, self.starts = _compile(instructions)
-        self.positions: dict[tuple[str, str], list[int]] | None = None
+        self.positions = None
         if source is not None:
             self.effects, self.objects = source.effects, source.objects
             return
@@ -267,6 +278,7 @@ class _Derived(_Compiled):
     changesets are a device's own, never applied again there: they never need steps."""
 
     __slots__ = ("source",)
+    source: tuple[_Compiled, list[Instruction], list[Instruction | None]]
 
     def __getattr__(self, name: str) -> Any:  # only for a slot not set yet: `steps`, `starts`
         if name not in ("steps", "starts"):
@@ -295,7 +307,7 @@ class _Derived(_Compiled):
 def _compiled(changeset: ChangesetDict) -> _Compiled:
     """The changeset's compiled form: kept on an emulator `Changeset`, made afresh for a plain dict."""
     try:
-        return changeset.compiled  # type: ignore[attr-defined,no-any-return]
+        return changeset.compiled  # type: ignore[attr-defined]
     except AttributeError:
         entry = _Compiled(changeset["instructions"])
         if type(changeset) is Changeset:
@@ -306,7 +318,7 @@ def _compiled(changeset: ChangesetDict) -> _Compiled:
 def _template(pk: str, fields: list[tuple[str, Any]]) -> tuple[dict[str, Any], tuple[Any, ...]]:
     """A created object as the instructions build it (pk, defaults, empty lists, then the fields
     in order), and what each new copy needs fresh: its lists and containers."""
-    template: dict[str, Any] = {_PK_FIELD: pk, **COLUMN_DEFAULTS, **{f: None for f in _SORTED_LIST_FIELDS}}
+    template: dict[str, Any] = {_PK_FIELD: pk, **COLUMN_DEFAULTS, **dict.fromkeys(_SORTED_LIST_FIELDS)}
     fresh: list[tuple[str, Any]] = [(f, None) for f in _SORTED_LIST_FIELDS]
     for name, value in fields:
         container = isinstance(value, (list, dict))
@@ -360,7 +372,7 @@ def root_effects(changeset: ChangesetDict) -> tuple[bool, tuple[str, ...]]:
     """(erases an object?, pks whose isRoot/owner_id it sets): what may change which object is
     an owner's root. Computed once per emulator `Changeset`, for every device that applies it."""
     try:
-        return changeset.compiled.effects  # type: ignore[attr-defined,no-any-return]  # (`_compiled`, inlined)
+        return changeset.compiled.effects  # type: ignore[attr-defined]  # (`_compiled`, inlined)
     except AttributeError:
         return _compiled(changeset).effects
 
@@ -603,7 +615,7 @@ class _Silent:
     __slots__ = ()
     merge = staticmethod(_merge)
 
-    def meeting(self, n: int) -> "_Silent":
+    def meeting(self, n: int) -> _Silent:
         """The tracer for the pass's `n`th changeset."""
         return self
 
@@ -612,16 +624,16 @@ class _Recorder(_Silent):
     """The tracer of a traced pass: `_merge`, and its effect on either side as `_note` reports
     it, told to `trace(n, record)` for the `n`th changeset met."""
 
-    __slots__ = ("trace", "n")
+    __slots__ = ("n", "trace")
 
     def __init__(self, trace: Callable[[int, dict[str, Any]], None], n: int = 0) -> None:
         self.trace = trace
         self.n = n
 
-    def meeting(self, n: int) -> "_Recorder":
+    def meeting(self, n: int) -> _Recorder:
         return _Recorder(self.trace, n)
 
-    def merge(self, x: Instruction, kx: Key, y: Instruction, ky: Key  # type: ignore[override]
+    def merge(self, x: Instruction, kx: Key, y: Instruction, ky: Key
               ) -> tuple[Instruction | None, Instruction | None]:
         x_was, y_was = dict(x), dict(y)
         x2, y2 = _merge(x, kx, y, ky)
@@ -762,20 +774,11 @@ def _meeting(objects_of_a: set[tuple[str, str]], b: ChangesetDict) -> dict[tuple
     positions = compiled.positions if compiled is not None else None
     if positions is None and len(instructions) > 32:  # look a's objects up in b's index (kept if b keeps one)
         positions = _index(instructions) if compiled is None else _positions(compiled, b)
-    if positions is not None:
-        if len(objects_of_a) < len(positions):
-            return {key: positions[key] for key in objects_of_a if key in positions}
-        return {key: js for key, js in positions.items() if key in objects_of_a}
-    by_object: dict[tuple[str, str], list[int]] = {}
-    for j, y in enumerate(instructions):
-        key = (y["table"], y["object"])
-        if key in objects_of_a:
-            listed = by_object.get(key)
-            if listed is None:
-                by_object[key] = [j]
-            else:
-                listed.append(j)
-    return by_object
+    if positions is None:
+        return _index(instructions, objects_of_a)
+    if len(objects_of_a) < len(positions):
+        return {key: positions[key] for key in objects_of_a if key in positions}
+    return {key: js for key, js in positions.items() if key in objects_of_a}
 
 
 def _positions(compiled: _Compiled, changeset: ChangesetDict) -> dict[tuple[str, str], list[int]]:
@@ -786,10 +789,14 @@ def _positions(compiled: _Compiled, changeset: ChangesetDict) -> dict[tuple[str,
     return positions
 
 
-def _index(instructions: list[Instruction]) -> dict[tuple[str, str], list[int]]:
+def _index(instructions: list[Instruction], only: set[tuple[str, str]] | None = None
+           ) -> dict[tuple[str, str], list[int]]:
+    """Positions of `instructions` by object (of the objects in `only`, if given)."""
     positions: dict[tuple[str, str], list[int]] = {}
     for i, ins in enumerate(instructions):
         key = (ins["table"], ins["object"])
+        if only is not None and key not in only:
+            continue
         listed = positions.get(key)
         if listed is None:
             positions[key] = [i]

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import bisect
 import random
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import simpy
 
@@ -25,13 +26,13 @@ SERVER_PEER = 1
 TraceListener = Callable[[dict[str, Any]], None]
 
 
-class _Views(dict):  # type: ignore[type-arg]
+class _Views(dict):
     """One changeset as each owner's devices see it (filtered to the owner's objects), made on
     first need: what `Delivery.send` looks up for each port."""
 
-    __slots__ = ("server", "changeset")
+    __slots__ = ("changeset", "server")
 
-    def __init__(self, server: "SyncServer", changeset: dict[str, Any]) -> None:
+    def __init__(self, server: SyncServer, changeset: dict[str, Any]) -> None:
         super().__init__()
         self.server = server
         self.changeset = changeset
@@ -174,7 +175,8 @@ class SyncServer:
         for owner in owners:
             for peer in self._by_owner.get(owner, ()):
                 targets[peer] = self._ports[peer]
-        return [port for _peer, port in sorted(targets.items())]  # connection order: the latency draws stay deterministic
+        # connection order: the latency draws stay deterministic
+        return [port for _peer, port in sorted(targets.items())]
 
     def _trace(self, record: dict[str, Any]) -> None:
         """One record of the merge's evidence, stamped with the server's time."""

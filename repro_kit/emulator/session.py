@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import functools
 import math
 import random
 import threading
@@ -26,13 +27,23 @@ import simpy
 import simpy.rt
 
 from repro_kit import _checks, _schema
-from repro_kit._history import (Event, Listener, Nemesis, Notification, Op, Record, Trace, baseline_events,
-                                events_of, notification)
+from repro_kit._history import (
+    Event,
+    Listener,
+    Nemesis,
+    Notification,
+    Op,
+    Record,
+    Trace,
+    baseline_events,
+    events_of,
+    notification,
+)
 from repro_kit._session import DeployResult, Session, View
 from repro_kit.emulator._scheduling import ModelDelivery, ModelEnvironment, relaxed_gc
 from repro_kit.emulator.appservices import ControlPlane
 from repro_kit.emulator.atlas import AtlasCollection
-from repro_kit.emulator.device import Device, create_node
+from repro_kit.emulator.device import Device
 from repro_kit.emulator.params import EmulatorParams
 from repro_kit.emulator.server import SyncServer
 from repro_kit.emulator.translator import Translator
@@ -118,7 +129,7 @@ class EmulatedWorld:
             self._next_peer += 1
             self.devices.append(device)
             user.devices.append(device)
-            device.ack_listeners.append(lambda pk, t, user=user: self._on_ack(user, pk, t))
+            device.ack_listeners.append(functools.partial(self._on_ack, user))
             if self._tracing:
                 self._unmerge.append(device.observe_merge(self._on_trace))
             return device
@@ -218,7 +229,7 @@ class EmulatedWorld:
                 result = self.control.deploy_schema_change(field, bson_type)
             except Exception as exc:
                 self._emit(Nemesis(self.env.now, "fail", "deploy",
-                                   {**value, "error": str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}))
+                                   {**value, "error": _first_line(exc)}))
                 raise
             self._emit(Nemesis(self.env.now, "ok" if result.status == "successful" else "fail", "deploy",
                                {**value, "status": result.status}))
@@ -252,7 +263,8 @@ class EmulatedWorld:
         halt = self.translator.halt
         if halt is not None:  # a deploy before this listener came: its halt is still under way
             since, value = halt
-            out.append(Nemesis(now, "info", "halt", {**value, "before_run": True, "halted_for_s": round(now - since, 6)}))
+            out.append(Nemesis(now, "info", "halt",
+                               {**value, "before_run": True, "halted_for_s": round(now - since, 6)}))
         for user in self.users.values():
             if not sub.wants(user.process) or not user.devices:
                 continue
@@ -261,7 +273,8 @@ class EmulatedWorld:
                                              device.owned_ids()), user)
             if sub.atlas:
                 _root, children, docs = self._atlas_state(user.owner_id)
-                out += self._tag(baseline_events(now, "atlas", children, sorted(docs)), user)  # the same order in every process
+                # sorted: the same order in every process (a set's follows the string hash's seed)
+                out += self._tag(baseline_events(now, "atlas", children, sorted(docs)), user)
         return out
 
     def _hook(self) -> None:
@@ -280,7 +293,8 @@ class EmulatedWorld:
                 self._unmerge = []
         for user in self.users.values():
             self._observe_device(user, any(s.wants(user.process) for s in self._subs))
-        watched = {user.owner_id for user in self.users.values() if any(s.atlas and s.wants(user.process) for s in self._subs)}
+        watched = {user.owner_id for user in self.users.values()
+                   if any(s.atlas and s.wants(user.process) for s in self._subs)}
         for user in self.users.values():
             if user.owner_id in watched and user.atlas is None:
                 user.atlas = self._atlas_state(user.owner_id)
@@ -319,7 +333,8 @@ class EmulatedWorld:
             self._emit(Op(t, user.process, "ok", "add", pk), user.process)
 
     def _on_trace(self, record: dict[str, Any]) -> None:
-        self._emit(Trace(record.get("time", self.env.now), {k: v for k, v in record.items() if k != "time"}), trace=True)
+        fields = {k: v for k, v in record.items() if k != "time"}
+        self._emit(Trace(record.get("time", self.env.now), fields), trace=True)
 
     def _on_nemesis(self, f: str, value: Any) -> None:
         self._emit(Nemesis(self.env.now, "info", f, value))
@@ -369,6 +384,16 @@ class EmulatedWorld:
             self._emit(event, user.process, atlas=True)
 
 
+def _first_line(exc: Exception) -> str:
+    """What a failed deploy's record says of its error: the first line, at most 200 characters."""
+    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+
+
+#: What an `EmulatedSession` shows of its world, by the same names.
+WORLD_PARTS = frozenset({"mode", "encoding", "realtime", "tree", "reimport", "params", "env", "rng", "server",
+                         "translator", "collection", "control", "devices", "delivery"})
+
+
 class EmulatedSession(Session):
     """One user of an emulated app, connected through one device (more can be added).
 
@@ -395,7 +420,7 @@ class EmulatedSession(Session):
         world.settle()
 
     @classmethod
-    def join(cls, world: EmulatedWorld, owner_id: str, process: int) -> "EmulatedSession":
+    def join(cls, world: EmulatedWorld, owner_id: str, process: int) -> EmulatedSession:
         """A new user of `world`, with one device and nothing written yet."""
         session = cls.__new__(cls)
         session._attach(world, owner_id, process, None)
@@ -409,19 +434,12 @@ class EmulatedSession(Session):
         self.device = world.add_device(owner_id)
 
     # -- the model's parts, for tests, notebooks and benchmarks that look inside -------------------
-    mode = property(lambda self: self.world.mode)  # type: ignore[assignment]
-    encoding = property(lambda self: self.world.encoding)  # type: ignore[assignment]
-    realtime = property(lambda self: self.world.realtime)  # type: ignore[assignment]
-    tree = property(lambda self: self.world.tree)
-    reimport = property(lambda self: self.world.reimport)
-    params = property(lambda self: self.world.params)
-    env = property(lambda self: self.world.env)
-    rng = property(lambda self: self.world.rng)
-    server = property(lambda self: self.world.server)
-    translator = property(lambda self: self.world.translator)
-    collection = property(lambda self: self.world.collection)
-    control = property(lambda self: self.world.control)
-    devices = property(lambda self: self.world.devices)
+    def __getattr__(self, name: str) -> Any:
+        """The world's parts and settings (`WORLD_PARTS`), read through the session."""
+        world = self.__dict__.get("world")
+        if world is None or name not in WORLD_PARTS:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return getattr(world, name)
 
     def add_device(self, owner_id: str | None = None) -> Device:
         """Another device of this user, or of `owner_id`: for multi-device scenarios."""

@@ -49,11 +49,7 @@ class Translator:
     ) -> None:
         if encoding not in ("replace", "diff"):
             raise ValueError(f"encoding: must be 'replace' or 'diff', got {encoding!r}")
-        self.env = env
-        self.server = server
-        self.atlas = atlas
-        self.encoding = encoding
-        self.lag_s = lag_s
+        self.env, self.server, self.atlas, self.encoding, self.lag_s = env, server, atlas, encoding, lag_s
         self.mirror: dict[str, Any] = {"Node": {}}
         self.applied_version = 0
         self.halted = False
@@ -194,7 +190,7 @@ class Translator:
         self.halted = True  # at once: nothing the deploy races with reaches Atlas
         snapshot = self.atlas.snapshot()
         if reimport == "new-values":
-            snapshot = [doc for doc in snapshot if doc.get(field) is not None]
+            snapshot = [doc for doc in snapshot if doc.get(field or "") is not None]
         base_version = self.applied_version
         base_state = {"Node": {pk: clone(obj) for pk, obj in self.mirror["Node"].items()}}
         value: dict[str, Any] = {"snapshot_docs": len(snapshot), "snapshot_version": base_version, "reimport": reimport,
@@ -211,7 +207,7 @@ class Translator:
 
     def _reimport_run(self, snapshot: list[dict[str, Any]], base_version: int, base_state: dict[str, Any],
                       delay_s: float, batch_size: int, batch_interval_s: float,
-                      generation: int):  # type: ignore[no-untyped-def]
+                      generation: int):
         try:
             yield self.env.timeout(delay_s)
         except simpy.Interrupt:
@@ -253,7 +249,8 @@ def _list_diff(head: dict[str, Any], old: list[Any], new: list[Any]) -> list[dic
             out.append({"op": "ArrayErase", **head, "field": "children", "index": at, "prior_size": size})
             size -= 1
         for k, value in enumerate(new[j1:j2]):
-            out.append({"op": "ArrayInsert", **head, "field": "children", "index": at + k, "value": value, "prior_size": size})
+            out.append({"op": "ArrayInsert", **head, "field": "children", "index": at + k, "value": value,
+                        "prior_size": size})
             size += 1
         offset += (j2 - j1) - (i2 - i1)
     return out
