@@ -143,7 +143,7 @@ class _ModelPort(Port):
         self.drain()
         self.inbox = None
         delivery: ModelDelivery = self.delivery  # type: ignore[assignment]
-        delivery.held.remove(self)
+        del delivery.held[self]
         for t, priority, eid, args in inbox:
             heapq.heappush(delivery.queue, (t, priority, eid, TimedCall(self.receive, args)))
 
@@ -156,7 +156,7 @@ class ModelDelivery(Delivery):
         super().__init__(env)
         self.queue, self.eids = heap_parts(env)
         self.hold = isinstance(env, ModelEnvironment)
-        self.held: list[_ModelPort] = []
+        self.held: dict[_ModelPort, None] = {}  # the ports holding downloads, in connection order
         if isinstance(env, ModelEnvironment):
             env._rk_flush = self.flush
 
@@ -166,7 +166,7 @@ class ModelDelivery(Delivery):
     def port(self, receive: Receive, peer: int, owner: str) -> _ModelPort:
         port = _ModelPort(self, receive, peer, owner, self.hold)
         if self.hold:
-            self.held.append(port)
+            self.held[port] = None
         return port
 
     def send(self, targets: list[_ModelPort], version: int, origin: int,  # type: ignore[override]

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 __all__ = ["Changeset", "LIST_FIELDS", "COLUMN_DEFAULTS", "rule_name", "validate", "order_key", "apply", "transform",
-           "transform_past", "rebase", "visible", "converge", "root_effects"]
+           "transform_past", "rebase", "visible", "converge", "root_effects", "release"]
 
 LIST_FIELDS = frozenset({"children"})
 _SORTED_LIST_FIELDS = tuple(sorted(LIST_FIELDS))
@@ -301,6 +301,7 @@ class _Derived(_Compiled):
             starts += [at + i for i in more_starts]
             at += len(part)
         self.steps, self.starts = steps, starts
+        del self.source  # made: what it was made from may go
         return steps if name == "steps" else starts
 
 
@@ -366,6 +367,13 @@ def _compile(instructions: list[Instruction]) -> tuple[list[tuple[Any, ...]], li
         else:  # Clear
             out.append((_CLEAR, table, pk, instr["field"], None, None))
     return out, starts
+
+
+def release(changeset: ChangesetDict) -> None:
+    """Forget what is kept about `changeset` (its compiled form), to be computed again if it is
+    used again: for a changeset its peers have all applied (what bounds the model's memory)."""
+    if type(changeset) is Changeset and hasattr(changeset, "compiled"):
+        del changeset.compiled
 
 
 def root_effects(changeset: ChangesetDict) -> tuple[bool, tuple[str, ...]]:

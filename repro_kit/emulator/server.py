@@ -22,6 +22,9 @@ __all__ = ["SyncServer", "SERVER_PEER"]
 
 #: Peer id of changesets the server itself creates (the translator's imports from Atlas).
 SERVER_PEER = 1
+#: History entries whose compiled form is kept (`ot.Changeset`): the latest, which the devices and
+#: the translator are still applying; an older one is compiled again if it is used again.
+COMPILED_KEPT = 4096
 
 TraceListener = Callable[[dict[str, Any]], None]
 
@@ -119,6 +122,8 @@ class SyncServer:
         ot.apply(self.state, merged, validate=False)
         self._note_owners(merged)
         self.history.append((peer, merged))
+        if version > COMPILED_KEPT:
+            ot.release(self.history[version - COMPILED_KEPT - 1][1])
         versions_of = self._versions_of
         for key in {(ins["table"], ins["object"]) for ins in merged["instructions"]}:
             listed = versions_of.get(key)
