@@ -5,8 +5,8 @@ the world's `Delivery` to call something later (`call_later`) and to hand a chan
 devices (`send`, through each device's `Port`). This module's `Delivery` does it with
 SimPy's public API, one event per call and per download, for any environment (the one a
 test builds by hand gets). The world's wiring (`session.py`) gives its parts the model's
-faster delivery instead (`_scheduling.ModelDelivery`): the same order of events and the
-same outcomes, with fewer objects per download.
+faster delivery instead (`ModelDelivery`, beside the model's run loop): the same order of
+events and the same outcomes, with fewer objects per download.
 
 A port keeps its device's downloads in order: a download is never due before the one sent
 before it to the same port, whatever the latencies drawn.
