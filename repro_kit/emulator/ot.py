@@ -260,7 +260,7 @@ class _Compiled:
         self.objects = objects
 
 
-def _derived(source: _Compiled, old: list[Instruction], new: list[Instruction | None]) -> _Compiled:
+def _derived(source: _Compiled, old: list[Instruction], new: list[Instruction | None]) -> _Derived:
     """The compiled form of `old` rebased into `new` (aligned with `old`: None where an instruction
     was discarded, another dict where the merge moved it), from `source`, `old`'s, its steps
     made on first need (`_Derived`)."""
@@ -283,6 +283,11 @@ class _Derived(_Compiled):
     def __getattr__(self, name: str) -> Any:  # only for a slot not set yet: `steps`, `starts`
         if name not in ("steps", "starts"):
             raise AttributeError(name)
+        self.make()
+        return self.steps if name == "steps" else self.starts
+
+    def make(self) -> None:
+        """Make the steps from the source's."""
         source, old, new = self.source
         steps: list[tuple[Any, ...]] = []
         starts: list[int] = []
@@ -302,7 +307,6 @@ class _Derived(_Compiled):
             at += len(part)
         self.steps, self.starts = steps, starts
         del self.source  # made: what it was made from may go
-        return steps if name == "steps" else starts
 
 
 def _compiled(changeset: ChangesetDict) -> _Compiled:
@@ -606,13 +610,17 @@ def _merge(x: Instruction, kx: Key, y: Instruction, ky: Key) -> tuple[Instructio
     return _merge_elements(x, kx, y, ky)
 
 
-def _rebuilt(changeset: ChangesetDict, instructions: list[Instruction | None], dropped: bool = True) -> Changeset:
+def _rebuilt(changeset: ChangesetDict, instructions: list[Instruction | None], dropped: bool = True,
+             made: bool = False) -> Changeset:
     """`changeset` with `instructions` (a list the caller gives up), less the discarded (None)
-    ones; `dropped=False` says there are none."""
+    ones; `dropped=False` says there are none. Its compiled form is derived from the changeset's
+    (if it has one kept), its steps made at once if `made`, else on first need."""
     out = Changeset(changeset)
     source = getattr(changeset, "compiled", None) if type(changeset) is Changeset else None
     if source is not None:
-        out.compiled = _derived(source, changeset["instructions"], instructions)
+        derived = out.compiled = _derived(source, changeset["instructions"], instructions)
+        if made:
+            derived.make()
     out["instructions"] = [instr for instr in instructions if instr is not None] if dropped else instructions
     return out
 
@@ -726,7 +734,7 @@ def _pass(a: ChangesetDict, others: list[ChangesetDict], want_others: bool, trac
         out.append((_rebuilt(b, ys, dropped[1]) if y_own else b) if want_others else None)
     if xs is None or not x_own:
         return a, out
-    return _rebuilt(a, xs, x_dropped), out
+    return _rebuilt(a, xs, x_dropped, made=True), out  # made now: what a pass rebases is applied next
 
 
 def _cells(positions: dict[tuple[str, str], list[int]],
