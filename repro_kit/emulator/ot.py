@@ -587,6 +587,9 @@ def _merge(x: Instruction, kx: Key, y: Instruction, ky: Key) -> tuple[Instructio
         # EraseObject(X): the link survives and dangles (realm-core has no rule either).
         return x, y
     ox, oy = x["op"], y["op"]
+    if ox == "ArrayInsert" and oy == "ArrayInsert" and x["field"] == y["field"]:
+        _check_same_size(x, y)  # the commonest pair (appends to one list), where the rules below lead
+        return _insert_vs_insert(x, kx, y, ky)
     if ox == "EraseObject" and oy == "EraseObject":
         # realm-core: "We keep the most recent erase", so an erase + re-create of one pk in
         # a later changeset is not undone by an older concurrent erase.
