@@ -132,7 +132,8 @@ class _ModelPort(Port):
             bound = self.delivery.env._rk_fired  # type: ignore[attr-defined]
             receive = self.receive
             while inbox and inbox[0] < bound:
-                receive(*inbox.popleft()[3])
+                _at, _priority, _eid, version, origin, changeset, note = inbox.popleft()
+                receive(version, origin, changeset, note)
 
     def undefer(self) -> None:
         """What is due is applied; the rest of the inbox is scheduled, each at the position it
@@ -144,8 +145,8 @@ class _ModelPort(Port):
         self.inbox = None
         delivery: ModelDelivery = self.delivery  # type: ignore[assignment]
         del delivery.held[self]
-        for t, priority, eid, args in inbox:
-            heapq.heappush(delivery.queue, (t, priority, eid, TimedCall(self.receive, args)))
+        for t, priority, eid, *args in inbox:
+            heapq.heappush(delivery.queue, (t, priority, eid, TimedCall(self.receive, tuple(args))))
 
 
 class ModelDelivery(Delivery):
@@ -180,13 +181,13 @@ class ModelDelivery(Delivery):
                 args = (version, origin, changeset, note)
                 push(queue, (at, NORMAL, next(eids), TimedCall(port.deliver, args)))
                 continue
-            args = (version, origin, views[port.owner], note)
             inbox = port.inbox
             if inbox is None:
-                push(queue, (at, NORMAL, next(eids), TimedCall(port.receive, args)))
+                call = TimedCall(port.receive, (version, origin, views[port.owner], note))
+                push(queue, (at, NORMAL, next(eids), call))
                 continue
             # keys rise along a port (time never earlier, ids increasing): the inbox is in key order
-            inbox.append((at, NORMAL, next(eids), args))
+            inbox.append((at, NORMAL, next(eids), version, origin, views[port.owner], note))
             if len(inbox) > INBOX_LIMIT:
                 port.drain()
 
@@ -198,7 +199,8 @@ class ModelDelivery(Delivery):
             if inbox and inbox[0] < bound:
                 receive = port.receive
                 while inbox and inbox[0] < bound:
-                    receive(*inbox.popleft()[3])
+                    _at, _priority, _eid, version, origin, changeset, note = inbox.popleft()
+                    receive(version, origin, changeset, note)
 
     def run_until(self, t: float) -> None:
         run_until(self.env, t)
