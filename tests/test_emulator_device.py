@@ -49,7 +49,7 @@ def test_listeners_report_what_entered_and_left():
     notes = []
     a.create_root()
     env.run(until=1)
-    b.listeners.append(notes.append)
+    b.observe(notes.append)
     node = a.add_to_root("x")
     env.run(until=2)
     assert notes[-1].entered == (node,) and notes[-1].inserted == (node,)
@@ -76,10 +76,10 @@ def test_parent_pointer_tree():
 def _fleet_run(env_kind: str, drive: str, *, jitter: float, seed: int, listen_at: float | None = None):
     """Three devices of one owner and one of another, writing at random times (ties included
     when jitter is 0: every latency equal); returns everything a device or the server holds."""
-    from repro_kit.emulator._scheduling import ModelEnvironment, run_until
+    from repro_kit.emulator._scheduling import ModelDelivery, ModelEnvironment, run_until
 
     env = ModelEnvironment() if env_kind == "model" else simpy.Environment()
-    server = SyncServer(env, random.Random(seed), 0.05, jitter)
+    server = SyncServer(env, random.Random(seed), 0.05, jitter, ModelDelivery(env))
     devices = [Device(env, server, 2 + k, "u" if k < 3 else "v", random.Random(seed + k), upload_latency_s=0.05)
                for k in range(4)]
     rng = random.Random(seed)
@@ -95,7 +95,7 @@ def _fleet_run(env_kind: str, drive: str, *, jitter: float, seed: int, listen_at
     for t in times:
         advance(t)
         if listen_at is not None and t >= listen_at and not devices[1].listeners:
-            devices[1].listeners.append(lambda note: notes.append((env.now, note)))
+            devices[1].observe(lambda note: notes.append((env.now, note)))
         device = devices[rng.randrange(4)]
         if rng.random() < 0.1 and device.root_id() is not None:
             device.write([{"op": "Clear", "table": "Node", "object": device.root_id(), "field": "children"}])
@@ -127,18 +127,25 @@ def test_a_listener_added_mid_run_sees_each_later_download_when_it_happens(drive
 
 
 def test_a_device_that_neither_writes_nor_is_read_keeps_a_bounded_inbox():
-    from repro_kit.emulator._scheduling import ModelEnvironment, run_until
-    from repro_kit.emulator.server import INBOX_LIMIT
+    """A long run in which three devices only receive: their ports hold at most INBOX_LIMIT
+    downloads (then apply what is due), and every run's end leaves them current."""
+    from repro_kit.emulator._scheduling import INBOX_LIMIT, ModelDelivery, ModelEnvironment, run_until
 
     env = ModelEnvironment()
-    server = SyncServer(env, random.Random(0), 0.05, 0.0)
+    delivery = ModelDelivery(env)
+    server = SyncServer(env, random.Random(0), 0.05, 0.0, delivery)
     writer = Device(env, server, 2, "u", random.Random(1))
     readers = [Device(env, server, 3 + k, "u", random.Random(2 + k)) for k in range(3)]
     writer.create_root()
-    longest = 0
-    for k in range(3 * INBOX_LIMIT):
+    longest = [0]
+
+    def write(k: int) -> None:
         writer.add_to_root(f"n{k}")
-        run_until(env, env.now + 0.2)  # acknowledged before the next write
-        longest = max(longest, *(len(r._inbox) for r in readers))
-    assert 0 < longest <= INBOX_LIMIT + 1
+        longest[0] = max(longest[0], *(len(r._link.inbox) for r in readers))
+
+    for k in range(3 * INBOX_LIMIT):
+        delivery.call_later(0.2 * (k + 1), write, k)  # acknowledged before the next write
+    run_until(env, 0.2 * (3 * INBOX_LIMIT + 2))
+    assert 0 < longest[0] <= INBOX_LIMIT + 1
+    assert all(len(r._link.inbox) == 0 for r in readers)  # the run's end applied what was due
     assert all(r.visible_children(r.root_id()) == writer.visible_children(writer.root_id()) for r in readers)

@@ -10,25 +10,28 @@ import simpy
 
 from repro_kit.emulator._scheduling import (
     NORMAL,
+    ModelDelivery,
     ModelEnvironment,
     TimedCall,
-    call_later,
     fired_before,
     heap_parts,
     relaxed_gc,
     run_until,
 )
+from repro_kit.emulator.delivery import Delivery
 
 
 def _schedule_mix(env: simpy.Environment, log: list[tuple[float, str]]) -> None:
     """Timeouts, timed calls and heap pushes, many at equal times: order is decided by event ids."""
-    queue, eids = heap_parts(env)  # type: ignore[misc]
+    queue, eids = heap_parts(env)
+    delivery = ModelDelivery(env)
 
     def proc(name: str, delays: list[float]):  # type: ignore[no-untyped-def]
         for d in delays:
             yield env.timeout(d)
             log.append((env.now, name))
-            call_later(env, 0.5, lambda n=name: log.append((env.now, f"{n} later")))
+            delivery.call_later(0.5, lambda n=name: log.append((env.now, f"{n} later")))
+            Delivery.call_later(delivery, 0.5, lambda n=name: log.append((env.now, f"{n} by a Timeout")))
             heapq.heappush(queue, (env.now + 0.5, NORMAL, next(eids), TimedCall(log.append, ((env.now + 0.5, f"{name} pushed"),))))
 
     for k, delays in enumerate([[0.5, 0.5, 1.0], [1.0, 0.5], [0.5, 1.5, 0.25]]):
@@ -56,7 +59,7 @@ def test_a_model_environment_knows_the_entry_fired_last(drive):
     env = ModelEnvironment()
     assert fired_before(env) < (0.0,)  # nothing has fired: no key is below the bound
     seen: list[tuple[float, int, int]] = []
-    queue, eids = heap_parts(env)  # type: ignore[misc]
+    queue, eids = heap_parts(env)
     keys = [(t, NORMAL, next(eids)) for t in (1.0, 1.0, 2.0)]
     for key in keys:
         heapq.heappush(queue, (*key, TimedCall(lambda: seen.append(fired_before(env)[:3]), ())))

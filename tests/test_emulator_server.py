@@ -114,7 +114,7 @@ def test_a_device_records_its_own_rebase_of_unacknowledged_changes():
     root = device.create_root()
     env.run(until=1)
     trace = []
-    device.trace_listeners.append(trace.append)
+    device.observe_merge(trace.append)
     server.integrate(SERVER_PEER, clear(root, 1), server.version, {"reimport_batch": 1, "reimport_docs": 1})
     device.add_to_root("unacknowledged")  # written before the batch's download arrives
     env.run(until=2)
@@ -147,31 +147,29 @@ def _received(devices):
     """Record the server versions each device integrates, in the order it integrates them."""
     got = {d.peer: [] for d in devices}
     for device in devices:
-        receive = device._receive
+        receive = device._link.receive
 
         def spy(version, origin, changeset, note, _peer=device.peer, _receive=receive):
             got[_peer].append(version)
             _receive(version, origin, changeset, note)
 
-        device._receive = spy
+        device._link.receive = spy
     return got
 
 
 @pytest.mark.parametrize("heap", [True, False], ids=["heap keys", "timed calls"])
-def test_a_download_raised_behind_an_ack_is_not_scheduled_before_it(heap, monkeypatch):
+def test_a_download_raised_behind_an_ack_is_not_scheduled_before_it(heap):
     """The case differential fuzzing found: B's ack is due at 0.4755128106499162; A's later
     change is raised to that time for B, and `now + (at - now)` put it one ulp earlier, so B
     rebased it past its own in-flight changeset, which it already held, and the run stopped.
-    Both ways the server schedules: its own heap keys, and timed calls through SimPy's
-    `schedule` (an environment without the heap internals), where a per-link queue keeps FIFO."""
-    from repro_kit.emulator import server as server_module
+    Both ways a delivery schedules: the model's heap keys, and timed calls through SimPy's
+    public API (the default `Delivery`), where a per-port queue keeps FIFO."""
+    from repro_kit.emulator._scheduling import ModelDelivery
     from repro_kit.emulator.device import Device
 
-    if not heap:
-        monkeypatch.setattr(server_module, "heap_parts", lambda env: None)
-
     env = simpy.Environment()
-    server = SyncServer(env, _Scripted([0.5, 0.9742149945292516, 0.5, 0.0]), 0.25, 0.5)
+    server = SyncServer(env, _Scripted([0.5, 0.9742149945292516, 0.5, 0.0]), 0.25, 0.5,
+                        ModelDelivery(env) if heap else None)
     a = Device(env, server, 2, "u", random.Random(1), upload_latency_s=0.0)
     b = Device(env, server, 3, "u", random.Random(2), upload_latency_s=0.0)
     got = _received([a, b])
@@ -204,11 +202,12 @@ def _random_schedule(rng):
 def _play(schedule, model_env):
     """Run `schedule` on a plain SimPy Environment (one event per download) or a ModelEnvironment
     (other peers' downloads taken into the device's inbox); what each device received and holds."""
-    from repro_kit.emulator._scheduling import ModelEnvironment, run_until
+    from repro_kit.emulator._scheduling import ModelDelivery, ModelEnvironment, run_until
     from repro_kit.emulator.device import Device
 
     env = ModelEnvironment() if model_env else simpy.Environment()
-    server = SyncServer(env, random.Random(schedule["seed"]), schedule["download"], schedule["jitter"])
+    server = SyncServer(env, random.Random(schedule["seed"]), schedule["download"], schedule["jitter"],
+                        ModelDelivery(env))
     devices = [Device(env, server, 2 + i, owner, random.Random(i), upload_latency_s=up, clock_skew_ms=skew)
                for i, (owner, up, skew) in enumerate(zip(schedule["owners"], schedule["uploads"], schedule["skews"]))]
     got = _received(devices)

@@ -5,7 +5,7 @@ Every device's raw state (dangling links included), the server's history and sta
 translator's mirror, Atlas's documents and the random generator's state go into the hash,
 so an optimisation that changed any outcome, any delivery order or any random draw fails
 this test. Change the fingerprint only with a deliberate model change, and say so. Nothing
-listens to its devices, so they take their downloads through the inbox (`Device._drain`),
+listens to its devices, so their ports hold their downloads (`_scheduling.ModelDelivery`),
 the path the large runs use.
 """
 

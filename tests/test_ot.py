@@ -709,3 +709,53 @@ def test_trace_costs_nothing_to_the_result():
     a = cs(1, 100, clear("r"), insert("r", 0, "a", 0))
     b = cs(2, 200, insert("r", 2, "c", 2), array_erase("r", 0, 2))
     assert transform(a, b, trace=lambda r: None) == transform(a, b)
+
+
+# -- what an emulator `ot.Changeset` keeps: the same effects as a plain dict's, rebased or not -----
+
+def _random_changeset(rng, origin: int, timestamp: int, size: int) -> dict:
+    """Creates (with field updates) of fresh nodes, inserted in r's list, r's list cleared, a node erased."""
+    out, n = [], size
+    for k in range(rng.randint(1, 4)):
+        pk = f"{origin}-{timestamp}-{k}"
+        out += [create(pk), update(pk, "text", f"t{k}"), update(pk, "owner_id", "u")]
+        choice = rng.random()
+        if choice < 0.6:
+            out.append(insert("r", rng.randint(0, n), pk, n))
+            n += 1
+        elif choice < 0.8:
+            out.append(clear("r"))
+            n = 0
+        elif choice < 0.9:
+            out.append(erase_object(pk))
+    return cs(origin, timestamp, *out)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_a_kept_compiled_form_applies_as_a_fresh_one_after_a_rebase(seed):
+    """`ot.Changeset`s compiled by a first apply, rebased past each other (their steps derived from
+    their sources'), apply exactly as plain dicts of the same instructions, key order included."""
+    import json
+    import random
+
+    from repro_kit.emulator.ot import Changeset, transform_past
+
+    rng = random.Random(seed)
+    base = {"Node": {"r": {"_id": "r", "text": "", "children": [f"x{i}" for i in range(3)]}}}
+    while True:  # a draw the merge accepts (two clears can leave lists the model refuses to pair)
+        a = Changeset(_random_changeset(rng, 2, 10, 3))
+        others = [Changeset(_random_changeset(rng, 3 + k, 11 + k, 3)) for k in range(rng.randint(1, 3))]
+        try:
+            transform_past(dict(a), [dict(b) for b in others])
+            break
+        except ValueError:
+            continue
+    for changeset in (a, *others):
+        apply(json.loads(json.dumps(base)), changeset)  # compiled, and kept on the changeset
+    a2, others2 = transform_past(a, others)
+    for kept in (a2, *others2):
+        fresh = json.loads(json.dumps(kept))
+        s1, s2 = json.loads(json.dumps(base)), json.loads(json.dumps(base))
+        apply(s1, kept, validate=False)
+        apply(s2, fresh, validate=False)
+        assert json.dumps(s1) == json.dumps(s2)  # insertion order of keys too

@@ -7,8 +7,8 @@ function the live backend uses before its Admin API PUT.
 Production mode, per the App Services docs ("Update Your Data Model"): the server
 retrieves the collection's documents and re-inserts them, which "does cause a temporary
 halt to propagating changes". Which documents: `reimport` ("all", the docs until
-2023-03-02; "new-values", only those holding a value for the new field, since then). Development mode: the schema follows the client
-additively; no resync, no halt.
+2023-03-02; "new-values", only those holding a value for the new field, since then).
+Development mode: the schema follows the client additively; no resync, no halt.
 """
 
 from __future__ import annotations
@@ -34,11 +34,7 @@ class ControlPlane:
             raise ValueError(f"mode: must be one of {', '.join(MODES)}, got {mode!r}")
         if reimport not in REIMPORTS:
             raise ValueError(f"reimport: must be one of {', '.join(REIMPORTS)}, got {reimport!r}")
-        self.reimport = reimport
-        self.env = env
-        self.translator = translator
-        self.mode = mode
-        self.params = params
+        self.reimport, self.env, self.translator, self.mode, self.params = reimport, env, translator, mode, params
         self.schema: dict[str, Any] = copy.deepcopy(_schema.NODE_SCHEMA)
         self.relationships = copy.deepcopy(_schema.NODE_RELATIONSHIPS)
         self.rules = copy.deepcopy(_schema.NODE_RULES)

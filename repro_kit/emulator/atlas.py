@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import copy
 import itertools
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 __all__ = ["AtlasCollection", "clone"]
 
@@ -96,7 +97,8 @@ class AtlasCollection:
             return [doc] if doc is not None and _matches(doc, flt) else []
         return [doc for doc in self._docs.values() if _matches(doc, flt)]
 
-    def find(self, filter: dict[str, Any] | None = None, projection: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+    def find(self, filter: dict[str, Any] | None = None,
+             projection: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
         flt = filter or {}
         for doc in self._matching(flt):
             out = clone(doc)
@@ -127,8 +129,8 @@ class AtlasCollection:
         self._emit("insert", _id, source)
         return _id
 
-    def replace_one(self, filter: dict[str, Any], doc: dict[str, Any], upsert: bool = False, *, source: str | None = None,
-                    take: bool = False) -> int:
+    def replace_one(self, filter: dict[str, Any], doc: dict[str, Any], upsert: bool = False, *,
+                    source: str | None = None, take: bool = False) -> int:
         target = next(iter(self._matching(filter)), None)
         if target is None:
             if not upsert:

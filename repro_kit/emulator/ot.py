@@ -23,12 +23,11 @@ links", as realm-core does since it has unresolved links); `visible` hides them.
 from __future__ import annotations
 
 import copy
-import itertools
-import threading
-from collections.abc import Iterable
-from typing import Any, Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
-__all__ = ["LIST_FIELDS", "COLUMN_DEFAULTS", "rule_name", "validate", "order_key", "apply", "transform", "transform_past", "rebase", "visible", "converge"]
+__all__ = ["Changeset", "LIST_FIELDS", "COLUMN_DEFAULTS", "rule_name", "validate", "order_key", "apply", "transform",
+           "transform_past", "rebase", "visible", "converge", "root_effects", "release"]
 
 LIST_FIELDS = frozenset({"children"})
 _SORTED_LIST_FIELDS = tuple(sorted(LIST_FIELDS))
@@ -49,7 +48,7 @@ _REQUIRED_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 Instruction = dict[str, Any]
-Changeset = dict[str, Any]
+ChangesetDict = dict[str, Any]
 State = dict[str, dict[str, dict[str, Any]]]
 Key = tuple[int, int]
 Tracer = Callable[[dict[str, Any]], None]
@@ -82,12 +81,16 @@ def _validate_instruction(instr: Any, where: str) -> None:
     if op == "Update":
         _validate_update(instr, where)
     if op in ("ArrayInsert", "ArrayErase"):
-        for key in ("index", "prior_size"):
-            if not _is_int(instr[key]) or instr[key] < 0:
-                raise ValueError(f"{where}.{key} must be an int >= 0, got {instr[key]!r}")
-        limit = instr["prior_size"] if op == "ArrayInsert" else instr["prior_size"] - 1
-        if instr["index"] > limit:
-            raise ValueError(f"{where}.index {instr['index']} is out of range for prior_size {instr['prior_size']}")
+        _validate_array_op(instr, op, where)
+
+
+def _validate_array_op(instr: Instruction, op: str, where: str) -> None:
+    for key in ("index", "prior_size"):
+        if not _is_int(instr[key]) or instr[key] < 0:
+            raise ValueError(f"{where}.{key} must be an int >= 0, got {instr[key]!r}")
+    limit = instr["prior_size"] if op == "ArrayInsert" else instr["prior_size"] - 1
+    if instr["index"] > limit:
+        raise ValueError(f"{where}.index {instr['index']} is out of range for prior_size {instr['prior_size']}")
     if op == "ArrayInsert" and not isinstance(instr["value"], str):
         raise ValueError(f"{where}.value must be a pk string (a link), got {instr['value']!r}")
 
@@ -147,7 +150,7 @@ def _validate_state(state: Any, name: str = "state") -> None:
 # --------------------------------------------------------------------------- apply
 
 
-def order_key(changeset: Changeset) -> Key:
+def order_key(changeset: ChangesetDict) -> Key:
     """(timestamp, origin): the higher key is the "last writer" (realm-core's Discriminant)."""
     _validate_changeset(changeset, "changeset")
     return (changeset["timestamp"], changeset["origin"])
@@ -190,7 +193,7 @@ def _dry_run(state: State, instructions: list[Instruction]) -> None:
         size = sizes[skey] if skey in sizes else _list_size(state[table][pk], field, where)
         if "prior_size" in instr and instr["prior_size"] != size:
             raise ValueError(f"{where}.prior_size {instr['prior_size']} != list length {size} (bad changeset)")
-        index = instr.get("index")
+        index: int = instr.get("index", 0)
         if op == "Clear":
             size = 0
         elif op == "ArrayInsert":
@@ -205,87 +208,156 @@ def _dry_run(state: State, instructions: list[Instruction]) -> None:
         sizes[skey] = size
 
 
-def _apply_all(state: State, instructions: list[Instruction]) -> None:
-    """Apply instructions in place, in order; `_dry_run` has checked they cannot fail.
-
-    One loop, no call per instruction: every device applies every download, so this is
-    the emulator's innermost loop."""
-    deepcopy = copy.deepcopy
-    for instr in instructions:
-        op, pk = instr["op"], instr["object"]
-        objects = state.get(instr["table"])
-        if objects is None:
-            objects = state[instr["table"]] = {}
-        if op == "Update":
-            obj = objects.get(pk)
-            if obj is None:
-                continue  # an op on a missing object is ignored (it was erased concurrently)
-            value = instr["value"]
-            if "index" in instr:
-                obj[instr["field"]][instr["index"]] = value
-            else:
-                obj[instr["field"]] = deepcopy(value) if isinstance(value, (list, dict)) else value
-        elif op == "ArrayInsert":
-            obj = objects.get(pk)
-            if obj is not None:
-                obj.setdefault(instr["field"], []).insert(instr["index"], instr["value"])
-        elif op == "CreateObject":
-            if pk not in objects:
-                objects[pk] = {_PK_FIELD: pk, **COLUMN_DEFAULTS, **{f: [] for f in _SORTED_LIST_FIELDS}}
-        elif op == "EraseObject":
-            objects.pop(pk, None)
-        else:
-            obj = objects.get(pk)
-            if obj is None:
-                continue
-            if op == "ArrayErase":
-                del obj[instr["field"]][instr["index"]]
-            else:  # Clear
-                obj[instr["field"]] = []
-
-
-# Compiled form of a trusted changeset: the emulator applies one download to every device of
-# its owner, so the instruction dicts are read once into tuples and shared. Codes:
+# Compiled form of a changeset: each instruction dict read once into a tuple, a CreateObject
+# followed by plain Updates of the same object merged into one step. Codes:
 _SET, _SET_ELEMENT, _INSERT, _CREATE, _ERASE, _ARRAY_ERASE, _CLEAR = range(7)
-#: id -> [changeset, steps (compiled on first apply), root effects, objects, positions by object (on first need)]
-_COMPILED: dict[int, list[Any]] = {}
-_COMPILED_MAX = 4096
-_COMPILED_LOCK = threading.Lock()
+_ROOT_FIELDS = frozenset({"isRoot", "owner_id"})
 
 
-def _compile(instructions: list[Instruction]) -> list[tuple[Any, ...]]:
-    """(code, table, pk, field, index, value) per step; a CreateObject followed by plain Updates
-    of the same object becomes one step carrying those fields, in their order."""
+class Changeset(dict[str, Any]):
+    """A changeset the emulator made (a dict like any other) that keeps what is computed about
+    it once for every peer that applies or merges it: its compiled steps, root effects and
+    objects (`_Compiled`). Its instructions must not change once it has been applied or
+    merged; a plain dict is compiled afresh on each use, and nothing about it is kept."""
+
+    __slots__ = ("compiled",)
+    compiled: _Compiled
+
+
+class _Compiled:
+    """What one changeset's peers share: `steps` (what `_apply_steps` runs) and the index of the
+    first instruction of each (`starts`), `effects` (erases an object?, pks whose isRoot/owner_id
+    it sets), `objects` (the (table, pk) it touches) and, on first need, `positions` (its
+    instructions' indices by object). A rebased changeset's (`_derived`) may keep its source's
+    effects and objects: a rebase only drops instructions or moves their indices, so they bound
+    its own, and every use of them is exact with a bound (a root looked for again, an object
+    looked up in vain)."""
+
+    __slots__ = ("effects", "objects", "positions", "starts", "steps")
+    steps: list[tuple[Any, ...]]
+    starts: list[int]
+    effects: tuple[bool, tuple[str, ...]]
+    objects: set[tuple[str, str]]
+    positions: dict[tuple[str, str], list[int]] | None
+
+    def __init__(self, instructions: list[Instruction], source: _Compiled | None = None) -> None:
+        self.steps, self.starts = _compile(instructions)
+        self.positions = None
+        if source is not None:
+            self.effects, self.objects = source.effects, source.objects
+            return
+        erases = False
+        root_pks: dict[str, None] = {}
+        objects: set[tuple[str, str]] = set()
+        for ins in instructions:
+            op = ins["op"]
+            if op == "EraseObject":
+                erases = True
+            elif op == "Update" and ins["field"] in _ROOT_FIELDS:
+                root_pks[ins["object"]] = None
+            objects.add((ins["table"], ins["object"]))
+        self.effects = (erases, tuple(root_pks))
+        self.objects = objects
+
+
+def _derived(source: _Compiled, old: list[Instruction], new: list[Instruction | None]) -> _Derived:
+    """The compiled form of `old` rebased into `new` (aligned with `old`: None where an instruction
+    was discarded, another dict where the merge moved it), from `source`, `old`'s, its steps
+    made on first need (`_Derived`)."""
+    out = _Derived.__new__(_Derived)
+    out.effects, out.objects, out.positions = source.effects, source.objects, None
+    out.source = (source, old, new)
+    return out
+
+
+class _Derived(_Compiled):
+    """A rebased changeset's compiled form, whose steps are made from its source's when first
+    read: a step none of whose instructions changed is taken as it is, the others compiled
+    again. The same steps in effect as compiling the rebased list whole (a CreateObject's fields
+    applied in one step or several leave the same object, keys in the same order). Most rebased
+    changesets are a device's own, never applied again there: they never need steps."""
+
+    __slots__ = ("source",)
+    source: tuple[_Compiled, list[Instruction], list[Instruction | None]]
+
+    def __getattr__(self, name: str) -> Any:  # only for a slot not set yet: `steps`, `starts`
+        if name not in ("steps", "starts"):
+            raise AttributeError(name)
+        self.make()
+        return self.steps if name == "steps" else self.starts
+
+    def make(self) -> None:
+        """Make the steps from the source's."""
+        source, old, new = self.source
+        steps: list[tuple[Any, ...]] = []
+        starts: list[int] = []
+        bounds = [*source.starts, len(old)]
+        at = 0
+        for k, step in enumerate(source.steps):
+            begin, end = bounds[k], bounds[k + 1]
+            if new[begin] is old[begin] and (end - begin == 1 or all(new[i] is old[i] for i in range(begin + 1, end))):
+                steps.append(step)
+                starts.append(at)
+                at += end - begin
+                continue
+            part = [ins for ins in new[begin:end] if ins is not None]
+            more, more_starts = _compile(part)
+            steps += more
+            starts += [at + i for i in more_starts]
+            at += len(part)
+        self.steps, self.starts = steps, starts
+        del self.source  # made: what it was made from may go
+
+
+def _compiled(changeset: ChangesetDict) -> _Compiled:
+    """The changeset's compiled form: kept on an emulator `Changeset`, made afresh for a plain dict."""
+    try:
+        return changeset.compiled  # type: ignore[attr-defined]
+    except AttributeError:
+        entry = _Compiled(changeset["instructions"])
+        if type(changeset) is Changeset:
+            changeset.compiled = entry
+        return entry
+
+
+def _template(pk: str, fields: list[tuple[str, Any]]) -> tuple[dict[str, Any], tuple[Any, ...]]:
+    """A created object as the instructions build it (pk, defaults, empty lists, then the fields
+    in order), and what each new copy needs fresh: its lists and containers."""
+    template: dict[str, Any] = {_PK_FIELD: pk, **COLUMN_DEFAULTS, **dict.fromkeys(_SORTED_LIST_FIELDS)}
+    fresh: list[tuple[str, Any]] = [(f, None) for f in _SORTED_LIST_FIELDS]
+    for name, value in fields:
+        container = isinstance(value, (list, dict))
+        template[name] = None if container else value
+        fresh = [item for item in fresh if item[0] != name]
+        if container:
+            fresh.append((name, value))
+    return template, (tuple((name, value, isinstance(value, (list, dict))) for name, value in fields), tuple(fresh))
+
+
+def _compile(instructions: list[Instruction]) -> tuple[list[tuple[Any, ...]], list[int]]:
+    """(code, table, pk, field, index, value) per step, and the index of each step's first
+    instruction; a CreateObject followed by plain Updates of the same object becomes one step
+    carrying those fields, in their order."""
     out: list[tuple[Any, ...]] = []
+    starts: list[int] = []
     n = len(instructions)
     i = 0
     while i < n:
+        starts.append(i)
         instr = instructions[i]
         op, table, pk = instr["op"], instr["table"], instr["object"]
+        i += 1
         if op == "CreateObject":
             fields: list[tuple[str, Any]] = []
-            j = i + 1
-            while j < n:
-                nxt = instructions[j]
+            while i < n:
+                nxt = instructions[i]
                 if nxt["op"] != "Update" or "index" in nxt or nxt["object"] != pk or nxt["table"] != table:
                     break
                 fields.append((nxt["field"], nxt["value"]))
-                j += 1
-            # The new object as `_apply_all` would build it (pk, defaults, empty lists, then the
-            # fields in order), its lists and containers to be made fresh for each state.
-            template: dict[str, Any] = {_PK_FIELD: pk, **COLUMN_DEFAULTS, **{f: None for f in _SORTED_LIST_FIELDS}}
-            fresh: list[tuple[str, Any]] = [(f, None) for f in _SORTED_LIST_FIELDS]
-            for name, value in fields:
-                container = isinstance(value, (list, dict))
-                template[name] = None if container else value
-                fresh = [item for item in fresh if item[0] != name]
-                if container:
-                    fresh.append((name, value))
-            out.append((_CREATE, table, pk, None, template,
-                        (tuple((name, value, isinstance(value, (list, dict))) for name, value in fields), tuple(fresh))))
-            i = j
-            continue
-        if op == "Update":
+                i += 1
+            template, fresh = _template(pk, fields)
+            out.append((_CREATE, table, pk, None, template, fresh))
+        elif op == "Update":
             if "index" in instr:
                 out.append((_SET_ELEMENT, table, pk, instr["field"], instr["index"], instr["value"]))
             else:
@@ -298,65 +370,28 @@ def _compile(instructions: list[Instruction]) -> list[tuple[Any, ...]]:
             out.append((_ARRAY_ERASE, table, pk, instr["field"], instr["index"], None))
         else:  # Clear
             out.append((_CLEAR, table, pk, instr["field"], None, None))
-        i += 1
-    return out
+    return out, starts
 
 
-def _compiled_entry(changeset: Changeset) -> list[Any]:
-    """(changeset, steps, root effects, objects touched), computed once per changeset object (by identity; the
-    cache holds the changeset, so its id cannot be reused while cached)."""
-    key = id(changeset)
-    hit = _COMPILED.get(key)
-    if hit is not None and hit[0] is changeset:
-        return hit
-    instructions = changeset["instructions"]
-    erases = any(ins["op"] == "EraseObject" for ins in instructions)
-    root_pks = tuple(dict.fromkeys(ins["object"] for ins in instructions
-                                   if ins["op"] == "Update" and ins["field"] in _ROOT_FIELDS))
-    entry = [changeset, None, (erases, root_pks), {(ins["table"], ins["object"]) for ins in instructions}, None]
-    with _COMPILED_LOCK:
-        if len(_COMPILED) >= _COMPILED_MAX:  # forget the oldest quarter (dicts keep insertion order)
-            for old in list(itertools.islice(_COMPILED, _COMPILED_MAX // 4)):
-                del _COMPILED[old]
-        _COMPILED[key] = entry
-    return entry
+def release(changeset: ChangesetDict) -> None:
+    """Forget what is kept about `changeset` (its compiled form), to be computed again if it is
+    used again: for a changeset its peers have all applied (what bounds the model's memory)."""
+    if type(changeset) is Changeset and hasattr(changeset, "compiled"):
+        del changeset.compiled
 
 
-_ROOT_FIELDS = frozenset({"isRoot", "owner_id"})
-
-
-def apply_trusted(state: State, changeset: Changeset) -> tuple[bool, tuple[str, ...]]:
-    """`apply(state, changeset, validate=False)`, returning the changeset's `root_effects`
-    from the same cache lookup (a device's download path does both for every download).
-
-    Compiled from its second application on: a changeset applied once (by one device) is
-    cheaper applied as it is; one shared by many devices is compiled once for all."""
-    entry = _compiled_entry(changeset)
-    steps = entry[1]
-    if steps is None:
-        entry[1] = False  # seen once
-        _apply_all(state, changeset["instructions"])
-    else:
-        if steps is False:
-            steps = entry[1] = _compile(changeset["instructions"])
-        _apply_steps(state, steps)
-    return entry[2]
-
-
-def apply_once(state: State, changeset: Changeset) -> None:
-    """Apply a trusted changeset that no other peer will apply (a download rebased by one
-    device): nothing about it is cached."""
-    _apply_all(state, changeset["instructions"])
-
-
-def root_effects(changeset: Changeset) -> tuple[bool, tuple[str, ...]]:
+def root_effects(changeset: ChangesetDict) -> tuple[bool, tuple[str, ...]]:
     """(erases an object?, pks whose isRoot/owner_id it sets): what may change which object is
-    an owner's root. Computed once per changeset object, for every device that applies it."""
-    return _compiled_entry(changeset)[2]
+    an owner's root. Computed once per emulator `Changeset`, for every device that applies it."""
+    try:
+        return changeset.compiled.effects  # type: ignore[attr-defined]  # (`_compiled`, inlined)
+    except AttributeError:
+        return _compiled(changeset).effects
 
 
 def _apply_steps(state: State, steps: list[tuple[Any, ...]]) -> None:
-    """`_apply_all` on compiled steps: the same effects, in the same order."""
+    """Apply compiled steps in place, in order (the one applier: every device applies every
+    download, so this is the emulator's innermost loop). Ops on missing objects are ignored."""
     deepcopy = copy.deepcopy
     for code, table, pk, field, index, value in steps:
         objects = state.get(table)
@@ -375,27 +410,23 @@ def _apply_steps(state: State, steps: list[tuple[Any, ...]]) -> None:
             obj = objects.get(pk)
             if obj is not None:
                 obj.setdefault(field, []).insert(index, value)
-        elif code == _SET:
-            obj = objects.get(pk)
-            if obj is not None:
-                obj[field] = deepcopy(value) if isinstance(value, (list, dict)) else value
-        elif code == _SET_ELEMENT:
-            obj = objects.get(pk)
-            if obj is not None:
-                obj[field][index] = value
         elif code == _ERASE:
             objects.pop(pk, None)
         else:
             obj = objects.get(pk)
             if obj is None:
                 continue
-            if code == _ARRAY_ERASE:
+            if code == _SET:
+                obj[field] = deepcopy(value) if isinstance(value, (list, dict)) else value
+            elif code == _SET_ELEMENT:
+                obj[field][index] = value
+            elif code == _ARRAY_ERASE:
                 del obj[field][index]
             else:  # Clear
                 obj[field] = []
 
 
-def apply(state: State, changeset: Changeset, *, validate: bool = True) -> State:
+def apply(state: State, changeset: ChangesetDict, *, validate: bool = True) -> State:
     """Apply `changeset` to `state` in place and return `state`.
 
     All or nothing: a bad changeset (out-of-range index, prior_size that does not
@@ -408,9 +439,11 @@ def apply(state: State, changeset: Changeset, *, validate: bool = True) -> State
         _validate_state(state)
         _validate_changeset(changeset, "changeset")
         _dry_run(state, changeset["instructions"])
-        _apply_all(state, changeset["instructions"])
-    else:
-        apply_trusted(state, changeset)
+    try:
+        steps = changeset.compiled.steps  # type: ignore[attr-defined]  # (`_compiled`, inlined: the hot path)
+    except AttributeError:
+        steps = _compiled(changeset).steps
+    _apply_steps(state, steps)
     return state
 
 
@@ -521,10 +554,6 @@ def _update_vs_update(x: Instruction, kx: Key, y: Instruction, ky: Key):
     return x, y
 
 
-def _element_kind(instr: Instruction) -> str:
-    return "Update" if instr["op"] == "Update" else instr["op"]
-
-
 _ELEMENT_RULES = {
     ("ArrayInsert", "ArrayInsert"): _insert_vs_insert,
     ("ArrayErase", "ArrayInsert"): _erase_vs_insert,
@@ -538,7 +567,7 @@ _ELEMENT_RULES = {
 def _merge_elements(x: Instruction, kx: Key, y: Instruction, ky: Key):
     """Two element ops (ArrayInsert, ArrayErase, Update with index) on the same list."""
     _check_same_size(x, y)
-    pair = (_element_kind(x), _element_kind(y))
+    pair = (x["op"], y["op"])
     if pair in _ELEMENT_RULES:
         return _ELEMENT_RULES[pair](x, kx, y, ky)
     ny, nx = _ELEMENT_RULES[pair[::-1]](y, ky, x, kx)
@@ -558,6 +587,9 @@ def _merge(x: Instruction, kx: Key, y: Instruction, ky: Key) -> tuple[Instructio
         # EraseObject(X): the link survives and dangles (realm-core has no rule either).
         return x, y
     ox, oy = x["op"], y["op"]
+    if ox == "ArrayInsert" and oy == "ArrayInsert" and x["field"] == y["field"]:
+        _check_same_size(x, y)  # the commonest pair (appends to one list), where the rules below lead
+        return _insert_vs_insert(x, kx, y, ky)
     if ox == "EraseObject" and oy == "EraseObject":
         # realm-core: "We keep the most recent erase", so an erase + re-create of one pk in
         # a later changeset is not undone by an older concurrent erase.
@@ -581,16 +613,66 @@ def _merge(x: Instruction, kx: Key, y: Instruction, ky: Key) -> tuple[Instructio
     return _merge_elements(x, kx, y, ky)
 
 
-def _rebuilt(changeset: Changeset, instructions: list[Instruction | None], dropped: bool = True) -> Changeset:
+def _rebuilt(changeset: ChangesetDict, instructions: list[Instruction | None], dropped: bool = True,
+             made: bool = False) -> Changeset:
     """`changeset` with `instructions` (a list the caller gives up), less the discarded (None)
-    ones; `dropped=False` says there are none."""
-    out = dict(changeset)
+    ones; `dropped=False` says there are none. Its compiled form is derived from the changeset's
+    (if it has one kept), its steps made at once if `made`, else on first need."""
+    out = Changeset(changeset)
+    source = getattr(changeset, "compiled", None) if type(changeset) is Changeset else None
+    if source is not None:
+        derived = out.compiled = _derived(source, changeset["instructions"], instructions)
+        if made:
+            derived.make()
     out["instructions"] = [instr for instr in instructions if instr is not None] if dropped else instructions
     return out
 
 
-def transform(a: Changeset, b: Changeset, *, validate: bool = True,
-              trace: Tracer | None = None) -> tuple[Changeset, Changeset]:
+class _Silent:
+    """The tracer of an untraced pass: its `merge` is `_merge` itself, recording nothing."""
+
+    __slots__ = ()
+    merge = staticmethod(_merge)
+
+    def meeting(self, n: int) -> _Silent:
+        """The tracer for the pass's `n`th changeset."""
+        return self
+
+
+class _Recorder(_Silent):
+    """The tracer of a traced pass: `_merge`, and its effect on either side as `_note` reports
+    it, told to `trace(n, record)` for the `n`th changeset met."""
+
+    __slots__ = ("n", "trace")
+
+    def __init__(self, trace: Callable[[int, dict[str, Any]], None], n: int = 0) -> None:
+        self.trace = trace
+        self.n = n
+
+    def meeting(self, n: int) -> _Recorder:
+        return _Recorder(self.trace, n)
+
+    def merge(self, x: Instruction, kx: Key, y: Instruction, ky: Key
+              ) -> tuple[Instruction | None, Instruction | None]:
+        x_was, y_was = dict(x), dict(y)
+        x2, y2 = _merge(x, kx, y, ky)
+        _note(self._told, "a", x_was, x2, y_was)
+        _note(self._told, "b", y_was, y2, x_was)
+        return x2, y2
+
+    def _told(self, record: dict[str, Any]) -> None:
+        self.trace(self.n, record)
+
+
+_SILENT = _Silent()
+
+
+def _tracer(trace: Callable[[int, dict[str, Any]], None] | None) -> _Silent:
+    return _SILENT if trace is None else _Recorder(trace)
+
+
+def transform(a: ChangesetDict, b: ChangesetDict, *, validate: bool = True,
+              trace: Tracer | None = None) -> tuple[ChangesetDict, ChangesetDict]:
     """Rebase two concurrent changesets past each other: returns (a after b, b after a).
 
     apply(apply(S, b), a2) == apply(apply(S, a), b2) (TP1). Instruction lists meet in
@@ -609,13 +691,13 @@ def transform(a: Changeset, b: Changeset, *, validate: bool = True,
     if validate:
         _validate_changeset(a, "a")
         _validate_changeset(b, "b")
-    a2, (b2,) = _pass(a, [b], True, None if trace is None else (lambda _n, record: trace(record)), cached=not validate)
-    return a2, b2
+    a2, (b2,) = _pass(a, [b], True, _tracer(None if trace is None else (lambda _n, record: trace(record))))
+    return a2, b2  # type: ignore[return-value]
 
 
-def transform_past(a: Changeset, others: list[Changeset], *, want_others: bool = True,
+def transform_past(a: ChangesetDict, others: list[ChangesetDict], *, want_others: bool = True,
                    trace: Callable[[int, dict[str, Any]], None] | None = None
-                   ) -> tuple[Changeset, list[Changeset | None]]:
+                   ) -> tuple[ChangesetDict, list[ChangesetDict | None]]:
     """`a` transformed past each of `others` in turn, and each of them past `a` as it stood
     when they met: a device rebasing a download past its unacknowledged changes, a server
     an upload past the history entries it did not see. No format checks (the emulator's own
@@ -628,123 +710,117 @@ def transform_past(a: Changeset, others: list[Changeset], *, want_others: bool =
     of instructions costs per instruction that meets something, not per changeset met.
     A changeset nothing met is returned as it is (the same object).
     """
-    return _pass(a, others, want_others, trace, cached=True)
+    return _pass(a, others, want_others, _tracer(trace))
 
 
-def _pass(a: Changeset, others: list[Changeset], want_others: bool,
-          trace: Callable[[int, dict[str, Any]], None] | None, *, cached: bool
-          ) -> tuple[Changeset, list[Changeset | None]]:
-    """`transform_past`. `cached=False` for changesets from outside the emulator (checked by
-    `validate`), which a caller may still change: nothing about them is kept after the call."""
-    entry = _compiled_entry(a) if cached else _uncached_entry(a)
-    objects_of_a = entry[3]
+def _pass(a: ChangesetDict, others: list[ChangesetDict], want_others: bool, tracer: _Silent
+          ) -> tuple[ChangesetDict, list[ChangesetDict | None]]:
+    """`transform_past`, traced or not by `tracer` (the same merge either way)."""
+    compiled = _compiled(a)
     ka = (a["timestamp"], a["origin"])
     xs: list[Instruction | None] | None = None  # a's instructions once one is met; None = discarded
     x_own: set[int] = set()
     x_dropped = False
-    positions = entry[4]
-    out: list[Changeset | None] = []
+    out: list[ChangesetDict | None] = []
     for n, b in enumerate(others):
-        by_object = _meeting(objects_of_a, b, cached)
+        by_object = _meeting(compiled.objects, b)
         if not by_object:
             out.append(b if want_others else None)  # nothing interacts: unchanged (never mutated by callers)
             continue
-        if positions is None:
-            positions = _positions(entry)
         if xs is None:
             xs = list(a["instructions"])
         ys: list[Instruction | None] = list(b["instructions"])
         y_own: set[int] = set()
-        y_dropped = False
-        kb = (b["timestamp"], b["origin"])
-        tracer = None if trace is None else (lambda record, n=n: trace(n, record))
-        if len(by_object) == 1:  # the usual case (two changesets meeting on one list): the grid is one column
-            ((key, js),) = by_object.items()
-            grid: Iterable[tuple[int, list[int]]] = ((i, js) for i in positions.get(key, ()))
-        else:
-            grid = sorted((i, js) for key, js in by_object.items() for i in positions.get(key, ()))
-        for i, js in grid:
-            x = xs[i]
-            if x is None:
-                continue
-            met = False
-            for j in js:
-                y = ys[j]
-                if y is None:
-                    continue
-                met = True
-                if i not in x_own:
-                    x = dict(x)  # type: ignore[arg-type]
-                    x_own.add(i)
-                if j not in y_own:
-                    y = ys[j] = dict(y)
-                    y_own.add(j)
-                if tracer is None:
-                    if x["op"] == "ArrayInsert" and y["op"] == "ArrayInsert" and x["field"] == y["field"]:
-                        _check_same_size(x, y)  # what _merge does for this pair, without its dispatch
-                        x, ys[j] = _insert_vs_insert(x, ka, y, kb)
-                    else:
-                        x, ys[j] = _merge(x, ka, y, kb)  # type: ignore[arg-type]
-                else:
-                    x_was, y_was = dict(x), dict(y)  # type: ignore[arg-type]
-                    x, ys[j] = _merge(x, ka, y, kb)  # type: ignore[arg-type]
-                    _note(tracer, "a", x_was, x, y_was)
-                    _note(tracer, "b", y_was, ys[j], x_was)
-                if ys[j] is None:
-                    y_dropped = True
-                if x is None:
-                    x_dropped = True
-                    break
-            xs[i] = x
-            if not met and len(by_object) == 1:
-                break  # every instruction of b on this object is discarded: the rest of a's meet nothing
-        out.append((_rebuilt(b, ys, y_dropped) if y_own else b) if want_others else None)
+        dropped = _meet(xs, x_own, ys, y_own, (ka, (b["timestamp"], b["origin"])),
+                        _cells(_positions(compiled, a), by_object), len(by_object) == 1, tracer.meeting(n).merge)
+        x_dropped = x_dropped or dropped[0]
+        out.append((_rebuilt(b, ys, dropped[1]) if y_own else b) if want_others else None)
     if xs is None or not x_own:
         return a, out
-    return _rebuilt(a, xs, x_dropped), out
+    return _rebuilt(a, xs, x_dropped, made=True), out  # made now: what a pass rebases is applied next
 
 
-def _meeting(objects_of_a: set[tuple[str, str]], b: Changeset, cached: bool) -> dict[tuple[str, str], list[int]]:
+def _cells(positions: dict[tuple[str, str], list[int]],
+           by_object: dict[tuple[str, str], list[int]]) -> Iterable[tuple[int, list[int]]]:
+    """(position in a, positions in b it meets), in a's order."""
+    if len(by_object) == 1:  # the usual case (two changesets meeting on one list): the grid is one column
+        ((key, js),) = by_object.items()
+        return ((i, js) for i in positions.get(key, ()))
+    return sorted((i, js) for key, js in by_object.items() for i in positions.get(key, ()))
+
+
+def _meet(xs: list[Instruction | None], x_own: set[int], ys: list[Instruction | None], y_own: set[int],
+          keys: tuple[Key, Key], cells: Iterable[tuple[int, list[int]]], one_object: bool,
+          merge: Callable[[Instruction, Key, Instruction, Key], tuple[Instruction | None, Instruction | None]]
+          ) -> tuple[bool, bool]:
+    """One changeset of the pass met by `a`: instructions copied when first met (`x_own`, `y_own`),
+    merged pairwise in place (None where discarded); returns whether each side lost one."""
+    ka, kb = keys
+    x_dropped = y_dropped = False
+    for i, js in cells:
+        x = xs[i]
+        if x is None:
+            continue
+        met = False
+        for j in js:
+            y = ys[j]
+            if y is None:
+                continue
+            met = True
+            if i not in x_own:
+                x = dict(x)
+                x_own.add(i)
+            if j not in y_own:
+                y = dict(y)
+                y_own.add(j)
+            x, y = merge(x, ka, y, kb)
+            ys[j] = y
+            if y is None:
+                y_dropped = True
+            if x is None:
+                x_dropped = True
+                break
+        xs[i] = x
+        if not met and one_object:
+            break  # every instruction of b on this object is discarded: the rest of a's meet nothing
+    return x_dropped, y_dropped
+
+
+def _meeting(objects_of_a: set[tuple[str, str]], b: ChangesetDict) -> dict[tuple[str, str], list[int]]:
     """Positions in `b` of its instructions on an object of a's, by object: what the merge can pair."""
     instructions = b["instructions"]
-    known = _COMPILED.get(id(b)) if cached else None
-    if known is not None and known[0] is not b:
-        known = None  # another changeset that had the same id
-    if known is not None or (cached and len(instructions) > 32):  # look a's objects up in b's
-        positions = _positions(known if known is not None else _compiled_entry(b))
-        if len(objects_of_a) < len(positions):
-            return {key: positions[key] for key in objects_of_a if key in positions}
-        return {key: js for key, js in positions.items() if key in objects_of_a}
-    by_object: dict[tuple[str, str], list[int]] = {}
-    for j, y in enumerate(instructions):
-        key = (y["table"], y["object"])
-        if key in objects_of_a:
-            listed = by_object.get(key)
-            if listed is None:
-                by_object[key] = [j]
-            else:
-                listed.append(j)
-    return by_object
-
-
-def _uncached_entry(changeset: Changeset) -> list[Any]:
-    """A compiled entry's transform fields (objects, positions), not kept."""
-    return [changeset, None, None, {(ins["table"], ins["object"]) for ins in changeset["instructions"]}, None]
-
-
-def _positions(entry: list[Any]) -> dict[tuple[str, str], list[int]]:
-    """Positions of a changeset's instructions by object, cached in its compiled entry."""
-    positions = entry[4]
+    compiled: _Compiled | None = getattr(b, "compiled", None)
+    positions = compiled.positions if compiled is not None else None
+    if positions is None and len(instructions) > 32:  # look a's objects up in b's index (kept if b keeps one)
+        positions = _index(instructions) if compiled is None else _positions(compiled, b)
     if positions is None:
-        positions = {}
-        for i, ins in enumerate(entry[0]["instructions"]):
-            key = (ins["table"], ins["object"])
-            listed = positions.get(key)
-            if listed is None:
-                positions[key] = [i]
-            else:
-                listed.append(i)
-        entry[4] = positions
+        return _index(instructions, objects_of_a)
+    if len(objects_of_a) < len(positions):
+        return {key: positions[key] for key in objects_of_a if key in positions}
+    return {key: js for key, js in positions.items() if key in objects_of_a}
+
+
+def _positions(compiled: _Compiled, changeset: ChangesetDict) -> dict[tuple[str, str], list[int]]:
+    """Positions of a changeset's instructions by object, kept in its compiled form."""
+    positions = compiled.positions
+    if positions is None:
+        positions = compiled.positions = _index(changeset["instructions"])
+    return positions
+
+
+def _index(instructions: list[Instruction], only: set[tuple[str, str]] | None = None
+           ) -> dict[tuple[str, str], list[int]]:
+    """Positions of `instructions` by object (of the objects in `only`, if given)."""
+    positions: dict[tuple[str, str], list[int]] = {}
+    for i, ins in enumerate(instructions):
+        key = (ins["table"], ins["object"])
+        if only is not None and key not in only:
+            continue
+        listed = positions.get(key)
+        if listed is None:
+            positions[key] = [i]
+        else:
+            listed.append(i)
     return positions
 
 
@@ -776,8 +852,8 @@ def _note(trace: Tracer, side: str, before: Instruction, after: Instruction | No
                "instruction": before, "after": dict(after), "by": other})
 
 
-def rebase(changeset: Changeset, entries: list[Changeset], *, validate: bool = True,
-           trace: Callable[[int, dict[str, Any]], None] | None = None) -> Changeset:
+def rebase(changeset: ChangesetDict, entries: list[ChangesetDict], *, validate: bool = True,
+           trace: Callable[[int, dict[str, Any]], None] | None = None) -> ChangesetDict:
     """`changeset` transformed past each of `entries` in turn (a server integrating an upload).
 
     `trace(n, record)`: as `transform`'s, with `n` the index in `entries` of the entry met
@@ -786,10 +862,10 @@ def rebase(changeset: Changeset, entries: list[Changeset], *, validate: bool = T
         _validate_changeset(changeset, "changeset")
         for n, entry in enumerate(entries):
             _validate_changeset(entry, f"entries[{n}]")
-    return _pass(changeset, entries, False, trace, cached=not validate)[0]
+    return _pass(changeset, entries, False, _tracer(trace))[0]
 
 
-def converge(state: State, changesets: list[Changeset]) -> State:
+def converge(state: State, changesets: list[ChangesetDict]) -> State:
     """The visible state every peer reaches once the server has integrated `changesets`.
 
     Each changeset is based on `state` and concurrent with the others; the server
@@ -801,7 +877,7 @@ def converge(state: State, changesets: list[Changeset]) -> State:
         raise ValueError(f"changesets must be a list, got {type(changesets).__name__}")
     for n, changeset in enumerate(changesets):
         _validate_changeset(changeset, f"changesets[{n}]")
-    history: list[Changeset] = []
+    history: list[ChangesetDict] = []
     for changeset in changesets:
         incoming = changeset
         for entry in history:

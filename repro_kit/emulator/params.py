@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import inspect
+import itertools
 import math
 from typing import Any
 
@@ -67,7 +70,7 @@ class EmulatorParams:
             raise ValueError(f"prefill: must be an integer, got {self.prefill!r}")
 
     @classmethod
-    def from_kwargs(cls, **kwargs: Any) -> "EmulatorParams":
+    def from_kwargs(cls, **kwargs: Any) -> EmulatorParams:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(kwargs) - names)
         if unknown:
@@ -80,15 +83,13 @@ class EmulatorParams:
 
 def _sources() -> dict[str, str]:
     """Parameter -> its one-line source, read from the attribute docstrings above."""
-    import ast
-    import inspect
-
     tree = ast.parse(inspect.getsource(EmulatorParams))
     body = tree.body[0].body  # type: ignore[attr-defined]
     out: dict[str, str] = {}
-    for node, nxt in zip(body, body[1:]):
-        if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
-            out[node.target.id] = " ".join(str(nxt.value.value).split())  # type: ignore[attr-defined]
+    for node, nxt in itertools.pairwise(body):
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(nxt, ast.Expr) \
+                and isinstance(nxt.value, ast.Constant):
+            out[node.target.id] = " ".join(str(nxt.value.value).split())
     return out
 
 

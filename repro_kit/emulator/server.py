@@ -9,68 +9,59 @@ subscribed to the owners it touches (flexible sync scopes each device to its
 from __future__ import annotations
 
 import bisect
-import collections
 import random
-from heapq import heappush
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import simpy
 
 from repro_kit.emulator import ot
-from repro_kit.emulator._scheduling import NORMAL, TimedCall, call_later, heap_parts
+from repro_kit.emulator.delivery import Delivery, Port, Receive
 
 __all__ = ["SyncServer", "SERVER_PEER"]
 
 #: Peer id of changesets the server itself creates (the translator's imports from Atlas).
 SERVER_PEER = 1
+#: History entries whose compiled form is kept (`ot.Changeset`): the latest, which the devices and
+#: the translator are still applying; an older one is compiled again if it is used again.
+COMPILED_KEPT = 4096
 
-Download = Callable[[int, int, dict[str, Any], dict[str, Any] | None], None]  # (version, origin, changeset, note)
 TraceListener = Callable[[dict[str, Any]], None]
 
 
-class _Link:
-    """A connected device. `inbox`, while set, takes other peers' downloads at once as
-    (time, priority, event id, version, origin, changeset, note): the heap key each would
-    have been scheduled with, then `deliver`'s arguments. The device applies them in that
-    order when next read or acting (`drain`, also called here when a device that neither
-    writes nor is read lets its inbox grow past INBOX_LIMIT); acknowledgements always go
-    through `deliver` at their time, since they make the device upload."""
+class _Views(dict):
+    """One changeset as each owner's devices see it (filtered to the owner's objects), made on
+    first need: what `Delivery.send` looks up for each port."""
 
-    __slots__ = ("peer", "owner_id", "deliver", "inbox", "drain", "last_at", "outbox")
+    __slots__ = ("changeset", "server")
 
-    def __init__(self, peer: int, owner_id: str, deliver: Download, inbox: collections.deque[Any] | None,
-                 drain: Callable[[], None] | None) -> None:
-        self.peer = peer
-        self.owner_id = owner_id
-        self.deliver = deliver
-        self.inbox = inbox
-        self.drain = drain
-        self.last_at = 0.0  # the heap time of the link's latest download: the next is never earlier
-        self.outbox: collections.deque[tuple[Any, ...]] = collections.deque()  # `deliver_next`'s queue
+    def __init__(self, server: SyncServer, changeset: dict[str, Any]) -> None:
+        super().__init__()
+        self.server = server
+        self.changeset = changeset
 
-    def deliver_next(self) -> None:
-        """Deliver the oldest queued download: per-link FIFO whatever order the events fire in
-        (the path for an environment whose heap keys the server cannot write itself)."""
-        self.deliver(*self.outbox.popleft())
-
-
-#: Inbox length past which the server has the device apply what is already due.
-INBOX_LIMIT = 1024
+    def __missing__(self, owner: str) -> dict[str, Any]:
+        view = self[owner] = self.server._filter(self.changeset, owner)
+        return view
 
 
 class SyncServer:
-    def __init__(self, env: simpy.Environment, rng: random.Random, download_latency_s: float, jitter: float) -> None:
+    def __init__(self, env: simpy.Environment, rng: random.Random, download_latency_s: float, jitter: float,
+                 delivery: Delivery | None = None) -> None:
+        """`delivery`: how calls and downloads are scheduled (the world's; by default one event
+        each, through SimPy's public API)."""
         self.env = env
+        self.delivery = delivery if delivery is not None else Delivery(env)
         self.rng = rng
         self.download_latency_s = download_latency_s
         self.jitter = jitter
         self.history: list[tuple[int, dict[str, Any]]] = []
         self.state: dict[str, Any] = {"Node": {}}
         self.owner_of: dict[str, str] = {}
-        self._links: dict[int, _Link] = {}
+        self._ports: dict[int, Port] = {}
         self._versions_of: dict[tuple[str, str], list[int]] = {}  # object -> versions touching it
         self._by_owner: dict[str, list[int]] = {}
-        self._owner_targets: dict[str, list[tuple[int, _Link]]] = {}  # owner -> its links by peer, until one (dis)connects
+        self._owner_targets: dict[str, list[Port]] = {}  # owner -> its ports by peer, until one connects
         self._on_integrated: list[Callable[[int, int, dict[str, Any]], None]] = []
         self.trace_listeners: list[TraceListener] = []
         self.notes: dict[int, dict[str, Any]] = {}  # version -> what the server knows of it (re-import batch)
@@ -80,30 +71,18 @@ class SyncServer:
         """Server version = number of integrated changesets."""
         return len(self.history)
 
-    def connect(self, peer: int, owner_id: str, deliver: Download,
-                inbox: collections.deque[Any] | None = None, drain: Callable[[], None] | None = None) -> _Link:
+    def connect(self, peer: int, owner_id: str, receive: Receive) -> Port:
         """Subscribe a device: it downloads the history so far, then every later changeset,
-        each filtered to `owner_id`'s objects (its flexible-sync subscription). `deliver` is
-        called at each download's time; with an `inbox` (and the `drain` that empties it of
-        what is due), other peers' downloads are put there instead, with their heap keys (see
-        `_Link`). Returns the link (its `inbox` may be set to None later, to have every
-        download delivered as its own event)."""
-        if peer == SERVER_PEER or peer in self._links:
+        each filtered to `owner_id`'s objects (its flexible-sync subscription), `receive` called
+        with each at its time. Returns the device's port at the delivery."""
+        if peer == SERVER_PEER or peer in self._ports:
             raise ValueError(f"peer: {peer} is already connected or reserved")
-        if (inbox is None) != (drain is None):
-            raise ValueError("inbox and drain: give both or neither")
-        link = self._links[peer] = _Link(peer, owner_id, deliver, inbox, drain)
+        port = self._ports[peer] = self.delivery.port(receive, peer, owner_id)
         self._by_owner.setdefault(owner_id, []).append(peer)
         self._owner_targets.pop(owner_id, None)
         for version, (origin, entry) in enumerate(self.history, 1):  # bootstrap: the history so far
-            self._send([(peer, link)], version, origin, entry, self.notes.get(version))
-        return link
-
-    def disconnect(self, peer: int) -> None:
-        link = self._links.pop(peer, None)
-        if link is not None:
-            self._by_owner[link.owner_id].remove(peer)
-            self._owner_targets.pop(link.owner_id, None)
+            self._send([port], version, origin, entry, self.notes.get(version))
+        return port
 
     def on_integrated(self, listener: Callable[[int, int, dict[str, Any]], None]) -> None:
         """The translator's feed: (version, origin peer, integrated changeset), synchronously."""
@@ -128,6 +107,8 @@ class SyncServer:
             raise ValueError(f"base_version: {base_version} is outside 0..{self.version}")
         if not trusted:
             ot.validate(changeset, "upload")  # once; the history it meets was validated on its way in
+        if type(changeset) is not ot.Changeset:
+            changeset = ot.Changeset(changeset)  # compiled once for every peer that applies it
         version = self.version + 1
         met = self._concurrent(changeset, base_version, peer)
         trace = None
@@ -141,6 +122,8 @@ class SyncServer:
         ot.apply(self.state, merged, validate=False)
         self._note_owners(merged)
         self.history.append((peer, merged))
+        if version > COMPILED_KEPT:
+            ot.release(self.history[version - COMPILED_KEPT - 1][1])
         versions_of = self._versions_of
         for key in {(ins["table"], ins["object"]) for ins in merged["instructions"]}:
             listed = versions_of.get(key)
@@ -155,7 +138,7 @@ class SyncServer:
                          "timestamp": merged["timestamp"], **(note or {}), "instructions": merged["instructions"]})
         for listener in self._on_integrated:
             listener(version, peer, merged)
-        self._send(self._targets(peer, merged), version, peer, merged, note, ack_peer=peer)
+        self._send(self._targets(peer, merged), version, peer, merged, note)
         return version
 
     def _concurrent(self, changeset: dict[str, Any], base_version: int, peer: int) -> list[tuple[int, dict[str, Any]]]:
@@ -171,7 +154,7 @@ class SyncServer:
         history = self.history
         return [(v, history[v - 1][1]) for v in sorted(found) if history[v - 1][0] != peer]
 
-    def _targets(self, uploader: int, changeset: dict[str, Any]) -> list[tuple[int, _Link]]:
+    def _targets(self, uploader: int, changeset: dict[str, Any]) -> list[Port]:
         """The devices a changeset goes to, in connection order: the uploader (its acknowledgement)
         and the devices subscribed to an owner whose objects it touches (flexible sync scopes
         each device to its `owner_id`). Other owners' devices get nothing, so the cost of a
@@ -181,23 +164,24 @@ class SyncServer:
         for ins in changeset["instructions"]:
             owner = owner_of.get(ins["object"])
             if owner is None:
-                return list(self._links.items())
+                return list(self._ports.values())
             owners.add(owner)
-        uploader_link = self._links.get(uploader)
+        uploader_port = self._ports.get(uploader)
         if len(owners) == 1:  # the usual case: one owner's devices, the uploader among them
             (owner,) = owners
             listed = self._owner_targets.get(owner)
             if listed is None:
-                listed = self._owner_targets[owner] = sorted((p, self._links[p]) for p in self._by_owner.get(owner, ()))
-            if uploader_link is None or uploader_link.owner_id == owner:
+                listed = self._owner_targets[owner] = [self._ports[p] for p in sorted(self._by_owner.get(owner, ()))]
+            if uploader_port is None or uploader_port.owner == owner:
                 return listed
         targets = {}
-        if uploader_link is not None:
-            targets[uploader] = uploader_link
+        if uploader_port is not None:
+            targets[uploader] = uploader_port
         for owner in owners:
-            for link_peer in self._by_owner.get(owner, ()):
-                targets[link_peer] = self._links[link_peer]
-        return sorted(targets.items())  # connection order: the latency draws stay deterministic
+            for peer in self._by_owner.get(owner, ()):
+                targets[peer] = self._ports[peer]
+        # connection order: the latency draws stay deterministic
+        return [port for _peer, port in sorted(targets.items())]
 
     def _trace(self, record: dict[str, Any]) -> None:
         """One record of the merge's evidence, stamped with the server's time."""
@@ -222,47 +206,12 @@ class SyncServer:
         if all(owner_of.get(ins["object"], owner_id) == owner_id for ins in instructions):
             return changeset
         kept = [ins for ins in instructions if owner_of.get(ins["object"], owner_id) == owner_id]
-        return {**changeset, "instructions": kept}
+        return ot.Changeset(changeset, instructions=kept)
 
-    def _send(self, targets: list[tuple[int, _Link]], version: int, origin: int, changeset: dict[str, Any],
-              note: dict[str, Any] | None = None, ack_peer: int | None = None) -> None:
-        """Deliver `changeset` to each (peer, link) in turn, filtered to the link's owner (once
-        per owner), but unfiltered to `ack_peer` (the uploader's acknowledgement), each after
-        a latency drawn in that order; a download never overtakes an earlier one to the same
-        peer. One loop for all of a changeset's downloads: a write of an owner with 100
-        devices is 100 of them, and each is only a heap entry or an inbox entry (`_Link`)."""
-        env = self.env
-        now = env.now
-        base, jitter, random = self.download_latency_s, self.jitter, self.rng.random
-        parts = heap_parts(env)  # Environment.schedule's key: its time arithmetic, NORMAL, the next id
-        queue, eids = parts if parts is not None else (None, None)
-        views: dict[str, dict[str, Any]] = {}
-        for link_peer, link in targets:
-            if link_peer == ack_peer:
-                view = changeset
-            else:
-                view = views.get(link.owner_id)  # type: ignore[assignment]
-                if view is None:
-                    view = views[link.owner_id] = self._filter(changeset, link.owner_id)
-            delay = base * (1 - jitter + 2 * jitter * random()) if jitter and base else base  # latency()
-            # The heap time Environment.schedule gives, raised to the link's last one so a download
-            # never overtakes an earlier one to the same peer, and used as it is: scheduling at
-            # `now + (at - now)` instead can land one unit in the last place before `at`, ahead of
-            # the download it was raised behind (a device then rebased a download past its own
-            # in-flight changeset, which the download already held).
-            at = now + delay
-            if at < link.last_at:
-                at = link.last_at
-            link.last_at = at
-            if parts is None:
-                link.outbox.append((version, origin, view, note))
-                call_later(env, at - now, link.deliver_next)
-                continue
-            inbox = link.inbox
-            if inbox is not None and link_peer != origin:
-                # keys rise along a link (time never earlier, ids increasing): the inbox is in key order
-                inbox.append((at, NORMAL, next(eids), version, origin, view, note))
-                if len(inbox) > INBOX_LIMIT:  # a device no one reads or writes: apply what is due
-                    link.drain()  # type: ignore[misc]
-            else:
-                heappush(queue, (at, NORMAL, next(eids), TimedCall(link.deliver, (version, origin, view, note))))  # type: ignore[arg-type]
+    def _send(self, targets: list[Port], version: int, origin: int, changeset: dict[str, Any],
+              note: dict[str, Any] | None = None) -> None:
+        """Deliver `changeset` to each port in turn, filtered to the port's owner (once per owner)
+        but unfiltered to its origin (the uploader's acknowledgement), each after a latency
+        drawn in that order (`Delivery.send`)."""
+        latency = (self.download_latency_s, self.jitter, self.rng.random)
+        self.delivery.send(targets, version, origin, _Views(self, changeset), changeset, note, latency)

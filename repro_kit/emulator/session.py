@@ -11,27 +11,39 @@ SimPy environment, the run loop and the garbage collector's pause are chosen her
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
+import functools
 import math
 import random
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import simpy
 import simpy.rt
 
 from repro_kit import _checks, _schema
-from repro_kit._history import (Event, Listener, Nemesis, Notification, Op, Record, Trace, baseline_events,
-                                events_of, notification)
+from repro_kit._history import (
+    Event,
+    Listener,
+    Nemesis,
+    Notification,
+    Op,
+    Record,
+    Trace,
+    baseline_events,
+    events_of,
+    notification,
+)
 from repro_kit._session import DeployResult, Session, View
-from repro_kit.emulator._scheduling import ModelEnvironment, relaxed_gc, run_until
+from repro_kit.emulator._scheduling import ModelDelivery, ModelEnvironment, relaxed_gc
 from repro_kit.emulator.appservices import ControlPlane
 from repro_kit.emulator.atlas import AtlasCollection
-from repro_kit.emulator.device import Device, create_node
+from repro_kit.emulator.device import Device
 from repro_kit.emulator.params import EmulatorParams
 from repro_kit.emulator.server import SyncServer
 from repro_kit.emulator.translator import Translator
@@ -67,7 +79,7 @@ class _User:
         self.devices: list[Device] = []
         self.pending: set[str] = set()
         self.atlas: tuple[str | None, list[str], set[str]] | None = None  # (root, children, documents) while observed
-        self.listener: Callable[[Notification], None] | None = None  # on the first device, while followed
+        self.unobserve: Callable[[], None] | None = None  # stops observing the first device, while followed
 
 
 class EmulatedWorld:
@@ -84,7 +96,9 @@ class EmulatedWorld:
         p = params
         self.collection = AtlasCollection(_schema.COLLECTION)
         self.collection._clock = lambda: self.env.now
-        self.server = SyncServer(self.env, rng, p.download_latency_s, p.latency_jitter)
+        #: How calls and downloads are scheduled: the world's one door to SimPy's heap (`_scheduling`).
+        self.delivery = ModelDelivery(self.env)
+        self.server = SyncServer(self.env, rng, p.download_latency_s, p.latency_jitter, self.delivery)
         self.translator = Translator(self.env, self.server, self.collection, encoding, p.translator_lag_s)
         self.control = ControlPlane(self.env, self.translator, mode, p, reimport)
         self.translator.nemesis_listeners.append(self._on_nemesis)
@@ -95,6 +109,7 @@ class EmulatedWorld:
         self._subs: tuple[_Subscription, ...] = ()
         self._unwatch_atlas: Callable[[], None] | None = None
         self._tracing = False
+        self._unmerge: list[Callable[[], None]] = []  # stops the devices' merge observers while tracing
 
     # -- users and devices ---------------------------------------------------------------------
     def add_user(self, owner_id: str, process: int | None = None) -> _User:
@@ -114,9 +129,9 @@ class EmulatedWorld:
             self._next_peer += 1
             self.devices.append(device)
             user.devices.append(device)
-            device.ack_listeners.append(lambda pk, t, user=user: self._on_ack(user, pk, t))
+            device.ack_listeners.append(functools.partial(self._on_ack, user))
             if self._tracing:
-                device.trace_listeners.append(self._on_trace)
+                self._unmerge.append(device.observe_merge(self._on_trace))
             return device
 
     # -- time ----------------------------------------------------------------------------------
@@ -136,7 +151,7 @@ class EmulatedWorld:
             with self.lock:
                 if t > self.env.now:
                     with relaxed_gc(pause=True):
-                        run_until(self.env, t)
+                        self.delivery.run_until(t)
             return
         while True:
             with self.lock:
@@ -150,6 +165,17 @@ class EmulatedWorld:
             with self.lock:
                 if target > self.env.now:
                     self.env.run(until=target)  # due by now: runs without sleeping
+
+    @contextlib.contextmanager
+    def uninterrupted(self) -> Iterator[None]:
+        """Hold the collector paused across a script that drives a virtual-time world, its
+        operations and its waits alike (a benchmark's, a fleet's): between two waits it would
+        otherwise rescan everything the waits made. A real-time world is left as it is."""
+        if self.realtime:
+            yield
+            return
+        with relaxed_gc(pause=True):
+            yield
 
     def wall_now(self) -> float:
         """Seconds of wall-clock time since the world started (the model's time in real time)."""
@@ -203,7 +229,7 @@ class EmulatedWorld:
                 result = self.control.deploy_schema_change(field, bson_type)
             except Exception as exc:
                 self._emit(Nemesis(self.env.now, "fail", "deploy",
-                                   {**value, "error": str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}))
+                                   {**value, "error": _first_line(exc)}))
                 raise
             self._emit(Nemesis(self.env.now, "ok" if result.status == "successful" else "fail", "deploy",
                                {**value, "status": result.status}))
@@ -237,7 +263,8 @@ class EmulatedWorld:
         halt = self.translator.halt
         if halt is not None:  # a deploy before this listener came: its halt is still under way
             since, value = halt
-            out.append(Nemesis(now, "info", "halt", {**value, "before_run": True, "halted_for_s": round(now - since, 6)}))
+            out.append(Nemesis(now, "info", "halt",
+                               {**value, "before_run": True, "halted_for_s": round(now - since, 6)}))
         for user in self.users.values():
             if not sub.wants(user.process) or not user.devices:
                 continue
@@ -245,8 +272,9 @@ class EmulatedWorld:
             out += self._tag(baseline_events(now, "device", device.visible_children(device.root_id()),
                                              device.owned_ids()), user)
             if sub.atlas:
-                root, children, docs = self._atlas_state(user.owner_id)
-                out += self._tag(baseline_events(now, "atlas", children, docs), user)
+                _root, children, docs = self._atlas_state(user.owner_id)
+                # sorted: the same order in every process (a set's follows the string hash's seed)
+                out += self._tag(baseline_events(now, "atlas", children, sorted(docs)), user)
         return out
 
     def _hook(self) -> None:
@@ -255,14 +283,18 @@ class EmulatedWorld:
         tracing = any(s.trace for s in self._subs)
         if tracing != self._tracing:
             self._tracing = tracing
-            for listeners in (self.server.trace_listeners, *(d.trace_listeners for d in self.devices)):
-                if tracing:
-                    listeners.append(self._on_trace)
-                elif self._on_trace in listeners:
-                    listeners.remove(self._on_trace)
+            if tracing:
+                self.server.trace_listeners.append(self._on_trace)
+                self._unmerge = [d.observe_merge(self._on_trace) for d in self.devices]
+            else:
+                self.server.trace_listeners.remove(self._on_trace)
+                for stop in self._unmerge:
+                    stop()
+                self._unmerge = []
         for user in self.users.values():
             self._observe_device(user, any(s.wants(user.process) for s in self._subs))
-        watched = {user.owner_id for user in self.users.values() if any(s.atlas and s.wants(user.process) for s in self._subs)}
+        watched = {user.owner_id for user in self.users.values()
+                   if any(s.atlas and s.wants(user.process) for s in self._subs)}
         for user in self.users.values():
             if user.owner_id in watched and user.atlas is None:
                 user.atlas = self._atlas_state(user.owner_id)
@@ -285,12 +317,11 @@ class EmulatedWorld:
         if not user.devices:
             return
         device = user.devices[0]
-        if wanted and user.listener is None:
-            user.listener = lambda note: self._on_device_note(user, note)
-            device.listeners.append(user.listener)
-        elif not wanted and user.listener is not None:
-            device.listeners.remove(user.listener)
-            user.listener = None
+        if wanted and user.unobserve is None:
+            user.unobserve = device.observe(lambda note: self._on_device_note(user, note))
+        elif not wanted and user.unobserve is not None:
+            user.unobserve()
+            user.unobserve = None
 
     def _on_device_note(self, user: _User, note: Notification) -> None:
         for event in self._tag(events_of(note), user):
@@ -302,7 +333,8 @@ class EmulatedWorld:
             self._emit(Op(t, user.process, "ok", "add", pk), user.process)
 
     def _on_trace(self, record: dict[str, Any]) -> None:
-        self._emit(Trace(record.get("time", self.env.now), {k: v for k, v in record.items() if k != "time"}), trace=True)
+        fields = {k: v for k, v in record.items() if k != "time"}
+        self._emit(Trace(record.get("time", self.env.now), fields), trace=True)
 
     def _on_nemesis(self, f: str, value: Any) -> None:
         self._emit(Nemesis(self.env.now, "info", f, value))
@@ -352,6 +384,16 @@ class EmulatedWorld:
             self._emit(event, user.process, atlas=True)
 
 
+def _first_line(exc: Exception) -> str:
+    """What a failed deploy's record says of its error: the first line, at most 200 characters."""
+    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+
+
+#: What an `EmulatedSession` shows of its world, by the same names.
+WORLD_PARTS = frozenset({"mode", "encoding", "realtime", "tree", "reimport", "params", "env", "rng", "server",
+                         "translator", "collection", "control", "devices", "delivery"})
+
+
 class EmulatedSession(Session):
     """One user of an emulated app, connected through one device (more can be added).
 
@@ -378,7 +420,7 @@ class EmulatedSession(Session):
         world.settle()
 
     @classmethod
-    def join(cls, world: EmulatedWorld, owner_id: str, process: int) -> "EmulatedSession":
+    def join(cls, world: EmulatedWorld, owner_id: str, process: int) -> EmulatedSession:
         """A new user of `world`, with one device and nothing written yet."""
         session = cls.__new__(cls)
         session._attach(world, owner_id, process, None)
@@ -392,19 +434,12 @@ class EmulatedSession(Session):
         self.device = world.add_device(owner_id)
 
     # -- the model's parts, for tests, notebooks and benchmarks that look inside -------------------
-    mode = property(lambda self: self.world.mode)  # type: ignore[assignment]
-    encoding = property(lambda self: self.world.encoding)  # type: ignore[assignment]
-    realtime = property(lambda self: self.world.realtime)  # type: ignore[assignment]
-    tree = property(lambda self: self.world.tree)
-    reimport = property(lambda self: self.world.reimport)
-    params = property(lambda self: self.world.params)
-    env = property(lambda self: self.world.env)
-    rng = property(lambda self: self.world.rng)
-    server = property(lambda self: self.world.server)
-    translator = property(lambda self: self.world.translator)
-    collection = property(lambda self: self.world.collection)
-    control = property(lambda self: self.world.control)
-    devices = property(lambda self: self.world.devices)
+    def __getattr__(self, name: str) -> Any:
+        """The world's parts and settings (`WORLD_PARTS`), read through the session."""
+        world = self.__dict__.get("world")
+        if world is None or name not in WORLD_PARTS:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return getattr(world, name)
 
     def add_device(self, owner_id: str | None = None) -> Device:
         """Another device of this user, or of `owner_id`: for multi-device scenarios."""

@@ -28,7 +28,6 @@ from typing import Any
 import simpy
 
 from repro_kit.emulator import ot
-from repro_kit.emulator._scheduling import call_later
 from repro_kit.emulator.atlas import AtlasCollection, clone
 from repro_kit.emulator.params import REIMPORTS
 from repro_kit.emulator.server import SERVER_PEER, SyncServer
@@ -50,16 +49,12 @@ class Translator:
     ) -> None:
         if encoding not in ("replace", "diff"):
             raise ValueError(f"encoding: must be 'replace' or 'diff', got {encoding!r}")
-        self.env = env
-        self.server = server
-        self.atlas = atlas
-        self.encoding = encoding
-        self.lag_s = lag_s
+        self.env, self.server, self.atlas, self.encoding, self.lag_s = env, server, atlas, encoding, lag_s
         self.mirror: dict[str, Any] = {"Node": {}}
         self.applied_version = 0
         self.halted = False
         self._flush_scheduled = False
-        self._queued_atlas_changes: list[dict[str, Any]] = []
+        self._held_atlas_changes: list[dict[str, Any]] = []
         self._last_ts = 0
         #: Told of the control plane's happenings as they happen: `listener(f, value)`, f "halt" | "resume".
         self.nemesis_listeners: list[Callable[[str, dict[str, Any]], None]] = []
@@ -92,7 +87,7 @@ class Translator:
     def _on_integrated(self, version: int, origin: int, changeset: dict[str, Any]) -> None:
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            call_later(self.env, self.lag_s, self._flush)
+            self.server.delivery.call_later(self.lag_s, self._flush)
 
     def _flush(self) -> None:
         self._flush_scheduled = False
@@ -121,13 +116,13 @@ class Translator:
     # -- Atlas -> sync -----------------------------------------------------------------
     def _on_atlas_change(self, change: dict[str, Any]) -> None:
         if self.halted:
-            self._queued_atlas_changes.append(change)
+            self._held_atlas_changes.append(change)
             return
-        call_later(self.env, self.lag_s, self._import_change, change)
+        self.server.delivery.call_later(self.lag_s, self._import_change, change)
 
     def _import_change(self, change: dict[str, Any]) -> None:
         if self.halted:
-            self._queued_atlas_changes.append(change)
+            self._held_atlas_changes.append(change)
             return
         self._flush()  # base the import on what Atlas reflects now
         pk = change["documentKey"]["_id"]
@@ -141,7 +136,7 @@ class Translator:
     def _changeset(self, instructions: list[dict[str, Any]]) -> dict[str, Any]:
         ts = max(int(self.env.now * 1000), self._last_ts + 1)
         self._last_ts = ts
-        return {"origin": SERVER_PEER, "timestamp": ts, "instructions": instructions}
+        return ot.Changeset(origin=SERVER_PEER, timestamp=ts, instructions=instructions)
 
     def encode(self, doc: dict[str, Any], base: dict[str, Any]) -> list[dict[str, Any]]:
         """Instructions that make `base`'s object equal `doc`, per `self.encoding`.
@@ -195,7 +190,7 @@ class Translator:
         self.halted = True  # at once: nothing the deploy races with reaches Atlas
         snapshot = self.atlas.snapshot()
         if reimport == "new-values":
-            snapshot = [doc for doc in snapshot if doc.get(field) is not None]
+            snapshot = [doc for doc in snapshot if doc.get(field or "") is not None]
         base_version = self.applied_version
         base_state = {"Node": {pk: clone(obj) for pk, obj in self.mirror["Node"].items()}}
         value: dict[str, Any] = {"snapshot_docs": len(snapshot), "snapshot_version": base_version, "reimport": reimport,
@@ -212,7 +207,7 @@ class Translator:
 
     def _reimport_run(self, snapshot: list[dict[str, Any]], base_version: int, base_state: dict[str, Any],
                       delay_s: float, batch_size: int, batch_interval_s: float,
-                      generation: int):  # type: ignore[no-untyped-def]
+                      generation: int):
         try:
             yield self.env.timeout(delay_s)
         except simpy.Interrupt:
@@ -235,7 +230,7 @@ class Translator:
         self.resumes += batches
         self._tell("resume", {"batches": batches})
         self._flush()
-        queued, self._queued_atlas_changes = self._queued_atlas_changes, []
+        queued, self._held_atlas_changes = self._held_atlas_changes, []
         for change in queued:
             self._import_change(change)
 
@@ -254,7 +249,8 @@ def _list_diff(head: dict[str, Any], old: list[Any], new: list[Any]) -> list[dic
             out.append({"op": "ArrayErase", **head, "field": "children", "index": at, "prior_size": size})
             size -= 1
         for k, value in enumerate(new[j1:j2]):
-            out.append({"op": "ArrayInsert", **head, "field": "children", "index": at + k, "value": value, "prior_size": size})
+            out.append({"op": "ArrayInsert", **head, "field": "children", "index": at + k, "value": value,
+                        "prior_size": size})
             size += 1
         offset += (j2 - j1) - (i2 - i1)
     return out

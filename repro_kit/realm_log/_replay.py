@@ -697,7 +697,7 @@ class _Replayer:
             state[TABLE].setdefault(p, {"_id": p, LIST_FIELD: []})
         for ins in applied["instructions"]:
             try:
-                ot._apply_all(state, [ins])
+                ot.apply(state, {"origin": 0, "timestamp": 0, "instructions": [ins]}, validate=False)
             except (IndexError, KeyError, TypeError):
                 continue
             if pk not in _visible_children(state, root):
