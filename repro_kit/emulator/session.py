@@ -134,6 +134,20 @@ class EmulatedWorld:
                 self._unmerge.append(device.observe_merge(self._on_trace))
             return device
 
+    def close(self) -> None:
+        """Let the model go now, for a world nobody uses again (a fleet's, after its run): its
+        parts refer to each other (a device to the server, the server's ports to the devices, the
+        translator and the delivery to them all), so without this only a full collection frees it,
+        and that traverses every object the model holds (13% of a 2,000-user fleet's time). With
+        the references between the parts dropped, reference counting frees the model as it goes."""
+        with self.lock:
+            parts: list[Any] = [*self.devices, *self.users.values(), self.server, self.translator, self.control,
+                                self.collection, self.delivery, self.env]
+            self.devices, self.users, self._subs, self._unmerge = [], {}, (), []
+            self._unwatch_atlas = None
+            for part in parts:
+                vars(part).clear()
+
     # -- time ----------------------------------------------------------------------------------
     def now(self) -> float:
         """The world's time: the model's in virtual time, the wall clock's in real time (where the
