@@ -55,8 +55,8 @@ from repro_kit.recording import (
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-__all__ = ["HISTORY_ARROW", "EVENTS_ARROW", "ARROW_BATCH_ROWS", "LogWriter", "ArrowLog", "read_log", "load",
-           "export_jsonl"]
+__all__ = ["HISTORY_ARROW", "EVENTS_ARROW", "ARROW_BATCH_ROWS", "LogWriter", "encode_columns", "ArrowLog", "read_log",
+           "load", "export_jsonl"]
 
 _JSON = {b"repro_kit": b"json"}
 _INT64 = (-(1 << 63), (1 << 63) - 1)
@@ -147,11 +147,18 @@ def _in_exact(arr: pa.Array) -> bool:
 
 def encode_batch(rows: list[dict[str, Any]], log: str) -> bytes:
     """One Arrow IPC stream holding `rows` as one record batch."""
+    keys = dict.fromkeys(itertools.chain.from_iterable(rows))  # order of first appearance
+    return encode_columns({key: [r.get(key, _ABSENT) for r in rows] for key in keys}, log)
+
+
+def encode_columns(columns: dict[str, list[Any]], log: str) -> bytes:
+    """One Arrow IPC stream holding one record batch of `columns` (key -> its value in each record,
+    `_ABSENT` where a record lacks it; keys in order of first appearance)."""
     kit = _KIT[log]
     fields: list[pa.Field] = []
     arrays: list[pa.Array] = []
-    for key in dict.fromkeys(itertools.chain.from_iterable(rows)):  # order of first appearance
-        plain, companion = _encode([r.get(key, _ABSENT) for r in rows], kit.get(key))
+    for key, values in columns.items():
+        plain, companion = _encode(values, kit.get(key))
         if key in _CODED and key in kit and pa.types.is_string(plain.type):
             plain = plain.dictionary_encode()
         fields.append(pa.field(key, plain.type))
@@ -167,11 +174,13 @@ def encode_batch(rows: list[dict[str, Any]], log: str) -> bytes:
 
 
 class LogWriter:
-    """Buffers one log's records; `flush` appends them as one batch with one write."""
+    """Buffers one log's records, as columns (what `encode_batch` would make of them as rows, with no
+    dict a record kept: a fleet records millions); `flush` appends them as one batch with one write."""
 
     def __init__(self, path: Path, log: str) -> None:
         self.path, self.log = path, log
-        self._rows: list[dict[str, Any]] = []
+        self._columns: dict[str, list[Any]] = {}
+        self._rows = 0
         self._fh = open(path, "ab")  # noqa: SIM115 - the log's file, open until close()
 
     @property
@@ -179,13 +188,24 @@ class LogWriter:
         return self._fh.name
 
     def write(self, line: dict[str, Any]) -> None:
-        self._rows.append({k: _kept(v) for k, v in line.items()})
+        columns, n = self._columns, self._rows
+        for key, value in line.items():
+            column = columns.get(key)
+            if column is None:
+                column = columns[key] = [_ABSENT] * n
+            t = type(value)  # `_kept`, its common cases inlined
+            column.append(value if t is str or t is float or value is None or t is bool else _kept(value))
+        self._rows = n = n + 1
+        if len(line) < len(columns):  # a key this record lacks
+            for column in columns.values():
+                if len(column) < n:
+                    column.append(_ABSENT)
 
     def flush(self) -> None:
         fh = self._fh  # a local: a failed write is named by the traceback (`_errors`)
         if self._rows:
-            data = encode_batch(self._rows, self.log)
-            self._rows = []
+            data = encode_columns(self._columns, self.log)
+            self._columns, self._rows = {}, 0
             fh.write(data)
         fh.flush()
 

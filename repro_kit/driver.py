@@ -103,7 +103,9 @@ class Driver:
         with self._lock:
             t = self.rel(record.time)
             if isinstance(record, Event):
-                self.rec.event({**record.line(), "time": t})
+                line = record.line()  # a new dict: the recorder's to take
+                line["time"] = t
+                self.rec.event(line)
             elif isinstance(record, Op):
                 self._op(record, t)
             elif isinstance(record, Nemesis):

@@ -363,8 +363,9 @@ class RunRecorder:
         _checks.instance("event", event, Mapping, "a mapping")
         if not event.get("observer") or not event.get("kind"):
             raise ValueError(f"event needs 'observer' and 'kind', got keys {sorted(event)}")
-        line = {"time": self._time(event.get("time")), "observer": event["observer"], "kind": event["kind"]}
-        line.update((k, v) for k, v in event.items() if k not in line)
+        line = {"time": None, "observer": None, "kind": None}  # these first, then the others in order
+        line.update(event)
+        line["time"] = self._time(event.get("time"))
         if "node_id" in line and line["node_id"] is not None:
             line["node_id"] = str(line["node_id"])
         with self._lock:
