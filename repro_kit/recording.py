@@ -363,7 +363,7 @@ class RunRecorder:
         _checks.instance("event", event, Mapping, "a mapping")
         if not event.get("observer") or not event.get("kind"):
             raise ValueError(f"event needs 'observer' and 'kind', got keys {sorted(event)}")
-        line = {"time": None, "observer": None, "kind": None}  # these first, then the others in order
+        line: dict[str, Any] = {"time": None, "observer": None, "kind": None}  # these first, the rest in order
         line.update(event)
         line["time"] = self._time(event.get("time"))
         if "node_id" in line and line["node_id"] is not None:

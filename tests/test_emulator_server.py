@@ -248,3 +248,18 @@ def test_every_device_receives_its_downloads_in_server_version_order_whatever_th
             assert idle, (case, schedule, peer)
             root = f"root-{owner}"
             assert state["Node"].get(root) == server.state["Node"].get(root), (case, schedule, peer)
+
+
+def test_packed_instructions_read_back_equal_to_the_dicts_packed():
+    from repro_kit.emulator.server import Packed
+
+    instructions = [{"op": "CreateObject", "table": "Node", "object": "a"},
+                    {"op": "Update", "table": "Node", "object": "a", "field": "tags", "value": ["x"],
+                     "is_default": False},
+                    {"op": "ArrayInsert", "table": "Node", "object": "r", "field": "children", "index": 0, "value": "a",
+                     "prior_size": 0}]
+    packed = Packed.of(instructions)
+    assert packed == instructions and list(packed) == instructions and len(packed) == 3
+    assert [list(ins) for ins in packed] == [list(ins) for ins in instructions]  # keys in order
+    assert packed[1] == instructions[1] and packed[-1] == instructions[-1] and packed[1:] == instructions[1:]
+    assert packed[1] is not packed[1] and Packed.of(packed) is packed and not Packed.of([])

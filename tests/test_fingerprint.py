@@ -77,3 +77,25 @@ def test_the_seeded_run_converges_and_loses_the_window():
 def test_the_final_state_matches_the_fingerprint_recorded_before_the_optimisations():
     digest = hashlib.sha256(final_state(run_seeded_fleet()).encode()).hexdigest()
     assert digest == FINGERPRINT
+
+
+
+def test_a_history_packed_as_early_as_it_can_be_leaves_every_outcome(monkeypatch):
+    """The server packs its older entries' instructions (`server.Packed`): packed after 2 versions
+    instead of COMPILED_KEPT, the same final state; and a device that joins late bootstraps from
+    the packed entries to the same view."""
+    from repro_kit.emulator import server
+
+    monkeypatch.setattr(server, "COMPILED_KEPT", 2)
+    session = run_seeded_fleet()
+    history = session.server.history
+    packed = [entry["instructions"] for _, entry in history]
+    assert sum(type(p) is server.Packed for p in packed) > len(history) // 2
+    for _, entry in history:  # as JSON sees them
+        entry["instructions"] = list(entry["instructions"])
+    assert hashlib.sha256(final_state(session).encode()).hexdigest() == FINGERPRINT
+    for (_, entry), instructions in zip(history, packed):
+        entry["instructions"] = instructions
+    late = session.add_device()
+    session.wait(5.0)
+    assert late.visible_children(late.root_id()) == session.device.visible_children(session.device.root_id())

@@ -28,6 +28,7 @@ from typing import Any
 import simpy
 
 from repro_kit.emulator import ot
+from repro_kit.emulator import server as _server
 from repro_kit.emulator.atlas import AtlasCollection, clone
 from repro_kit.emulator.params import REIMPORTS
 from repro_kit.emulator.server import SERVER_PEER, SyncServer
@@ -94,8 +95,13 @@ class Translator:
         if self.halted:
             return
         touched: dict[str, None] = {}
-        for _origin, entry in self.server.history[self.applied_version :]:
+        history = self.server.history
+        kept_from = len(history) - _server.COMPILED_KEPT  # older entries' compiled forms are not kept (`SyncServer`)
+        for at in range(self.applied_version, len(history)):
+            entry = history[at][1]
             ot.apply(self.mirror, entry, validate=False)
+            if at < kept_from:
+                ot.release(entry)
             for ins in entry["instructions"]:
                 touched[ins["object"]] = None
         self.applied_version = self.server.version
