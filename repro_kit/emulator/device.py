@@ -62,6 +62,7 @@ class Device:
         self._created_by: dict[int, list[str]] = {}
         self._last_ts = 0
         self._root: str | None = None  # the first object (in table order) that is this owner's root
+        self._seen: tuple[list[str], set[str]] | None = None  # the view after the last change, while observed
         self._link = server.connect(peer, owner_id, self._receive)
 
     # -- clock and ids -----------------------------------------------------------------
@@ -81,9 +82,11 @@ class Device:
         own event from now on (`Port.undefer`)."""
         self._link.undefer()
         self.listeners = (*self.listeners, listener)
+        self._seen = None
 
         def stop() -> None:
             self.listeners = tuple(x for x in self.listeners if x is not listener)
+            self._seen = None
 
         return stop
 
@@ -268,10 +271,20 @@ class Device:
 
     # -- observers' notifications -----------------------------------------------------------
     def _view(self) -> tuple[list[str], set[str]]:
-        return self.visible_children(self.root_id()), set(self.owned_ids())
+        """What observers see: the root's visible children and the owner's ids. While observed, every
+        change is between a `_view` and a `_notify`, so the view `_notify` made last is still the
+        view (it was a scan of the user's whole table, twice per notification)."""
+        seen = self._seen
+        if seen is not None:
+            return seen
+        owner = self.owner_id
+        return self.visible_children(self.root_id()), {pk for pk, obj in self.state["Node"].items()
+                                                       if obj.get("owner_id") == owner}
 
     def _notify(self, before: tuple[list[str], set[str]], batch: int | None) -> None:
-        note = notification(self.env.now, "device", before, self._view(), batch)
+        self._seen = None
+        after = self._seen = self._view()
+        note = notification(self.env.now, "device", before, after, batch)
         for listener in self.listeners:
             listener(note)
 
