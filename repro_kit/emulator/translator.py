@@ -198,7 +198,10 @@ class Translator:
         if reimport == "new-values":
             snapshot = [doc for doc in snapshot if doc.get(field or "") is not None]
         base_version = self.applied_version
-        base_state = {"Node": {pk: clone(obj) for pk, obj in self.mirror["Node"].items()}}
+        # What `encode` reads of the mirror at the snapshot: each object's list, where it has one (an
+        # absent object and an empty list encode alike); not a copy of every object through the halt.
+        base_state = {"Node": {pk: {"children": list(obj["children"])} for pk, obj in self.mirror["Node"].items()
+                               if obj.get("children")}}
         value: dict[str, Any] = {"snapshot_docs": len(snapshot), "snapshot_version": base_version, "reimport": reimport,
                                  "reimport_due_in_s": delay_s}
         if superseded is not None:
@@ -211,7 +214,7 @@ class Translator:
                                                              batch_interval_s, self._generation))
         return self._reimport
 
-    def _reimport_run(self, snapshot: list[dict[str, Any]], base_version: int, base_state: dict[str, Any],
+    def _reimport_run(self, snapshot: list[Any], base_version: int, base_state: dict[str, Any],
                       delay_s: float, batch_size: int, batch_interval_s: float,
                       generation: int):
         try:
@@ -224,6 +227,7 @@ class Translator:
             if start:
                 yield self.env.timeout(batch_interval_s)
             docs = snapshot[start : start + batch_size]
+            snapshot[start : start + batch_size] = [None] * len(docs)  # encoded now: not kept through the halt
             instructions: list[dict[str, Any]] = []
             for doc in docs:
                 instructions.extend(self.encode(doc, base_state))
