@@ -262,4 +262,4 @@ def test_packed_instructions_read_back_equal_to_the_dicts_packed():
     assert packed == instructions and list(packed) == instructions and len(packed) == 3
     assert [list(ins) for ins in packed] == [list(ins) for ins in instructions]  # keys in order
     assert packed[1] == instructions[1] and packed[-1] == instructions[-1] and packed[1:] == instructions[1:]
-    assert packed[1] is not packed[1] and Packed.of(packed) is packed and not Packed.of([])
+    assert list(packed)[0] is not list(packed)[0] and Packed.of(packed) is packed and not Packed.of([])

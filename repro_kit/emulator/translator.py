@@ -95,14 +95,13 @@ class Translator:
         if self.halted:
             return
         touched: dict[str, None] = {}
-        history = self.server.history
-        kept_from = len(history) - _server.COMPILED_KEPT  # older entries' compiled forms are not kept (`SyncServer`)
-        for at in range(self.applied_version, len(history)):
-            entry = history[at][1]
+        for _origin, entry in self.server.history[self.applied_version :]:
+            instructions = entry["instructions"]
+            if type(instructions) is _server.Packed:  # an old entry (catching up after a halt): read once,
+                instructions = list(instructions)  # applied as a plain dict (compiled for this once, not kept)
+                entry = {**entry, "instructions": instructions}
             ot.apply(self.mirror, entry, validate=False)
-            if at < kept_from:
-                ot.release(entry)
-            for ins in entry["instructions"]:
+            for ins in instructions:
                 touched[ins["object"]] = None
         self.applied_version = self.server.version
         table = self.mirror["Node"]
