@@ -167,7 +167,7 @@ class Device:
             self._created_by[id(changeset)] = created
         self.pending.append(changeset)
         if before is not None:
-            self._notify(before, batch=None)
+            self._notify(before, batch=None, touched=[i["object"] for i in instructions])
         self._send_next()
         return changeset
 
@@ -281,9 +281,22 @@ class Device:
         return self.visible_children(self.root_id()), {pk for pk, obj in self.state["Node"].items()
                                                        if obj.get("owner_id") == owner}
 
-    def _notify(self, before: tuple[list[str], set[str]], batch: int | None) -> None:
+    def _notify(self, before: tuple[list[str], set[str]], batch: int | None, touched: list[str] | None = None) -> None:
+        """Tell the listeners what the change did to the view. `touched`: every object the change
+        could have changed (a local write's), whose owner alone is looked at again."""
         self._seen = None
-        after = self._seen = self._view()
+        if touched is None:
+            after = self._view()
+        else:
+            table, owner, owned = self.state["Node"], self.owner_id, set(before[1])
+            for pk in touched:
+                obj = table.get(pk)
+                if obj is not None and obj.get("owner_id") == owner:
+                    owned.add(pk)
+                else:
+                    owned.discard(pk)
+            after = self.visible_children(self.root_id()), owned
+        self._seen = after
         note = notification(self.env.now, "device", before, after, batch)
         for listener in self.listeners:
             listener(note)

@@ -354,9 +354,13 @@ class EmulatedWorld:
         self._emit(Nemesis(self.env.now, "info", f, value))
 
     def _tag(self, events: list[Event], user: _User) -> list[Event]:
-        if not self.tag_users:
-            return events
-        return [Event(e.time, e.observer, e.kind, {**e.fields, "user": user.process}) for e in events]
+        """`events` (new ones, each with its own fields dict: `events_of`, `baseline_events`) with
+        their user's process number, in a fleet."""
+        if self.tag_users:
+            process = user.process
+            for e in events:
+                e.fields["user"] = process  # type: ignore[index]
+        return events
 
     def _atlas_state(self, owner_id: str) -> tuple[str | None, list[str], set[str]]:
         docs = list(self.collection.find({"owner_id": owner_id}))
