@@ -262,4 +262,6 @@ def test_packed_instructions_read_back_equal_to_the_dicts_packed():
     assert packed == instructions and list(packed) == instructions and len(packed) == 3
     assert [list(ins) for ins in packed] == [list(ins) for ins in instructions]  # keys in order
     assert packed[1] == instructions[1] and packed[-1] == instructions[-1] and packed[1:] == instructions[1:]
-    assert list(packed)[0] is not list(packed)[0] and Packed.of(packed) is packed and not Packed.of([])
+    first = packed[0]
+    assert packed[0] is first and list(Packed.of(instructions[:1])) and packed[0] is not first  # the last read's kept
+    assert Packed.of(packed) is packed and not Packed.of([])

@@ -55,8 +55,8 @@ class Packed(Sequence[dict[str, Any]]):
     were ~55% of a fleet's memory). Read back, they are equal to the ones packed (keys in order, the
     same values), new dicts: the history's instructions are never changed once integrated (a merge
     copies what it changes), so what reads them (an old base's rebase, the translator catching up,
-    a late device's bootstrap) meets the same instructions. Reading one by index reads the whole list
-    once (kept for the next index: one list at a time, the last read)."""
+    a late device's bootstrap) meets the same instructions. The last one read keeps its list (one list
+    at a time) for the next read, by index or whole."""
 
     __slots__ = ("_shapes", "_values")
 
@@ -81,17 +81,21 @@ class Packed(Sequence[dict[str, Any]]):
     def __getitem__(self, i: slice) -> list[dict[str, Any]]: ...
 
     def __getitem__(self, i: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
-        last = _LAST_READ[0]
-        if last[0] is not self:
-            last = _LAST_READ[0] = (self, self._read())
-        return last[1][i]
-
-    def _read(self) -> list[dict[str, Any]]:
-        values = iter(self._values)
-        return [dict(zip(keys, values)) for keys in self._shapes]  # zip takes len(keys) values, no more
+        return self._read()[i]
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         return iter(self._read())
+
+    def _read(self) -> list[dict[str, Any]]:
+        """The instructions, made again unless this Packed was the last one read (a merge reads an
+        entry twice in a row: to find what it meets, then to meet it); as the list was, read twice
+        they are the same dicts."""
+        last = _LAST_READ[0]
+        if last[0] is not self:
+            values = iter(self._values)
+            made = [dict(zip(keys, values)) for keys in self._shapes]  # zip takes len(keys) values, no more
+            last = _LAST_READ[0] = (self, made)
+        return last[1]
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, (list, tuple, Packed)) and list(self) == list(other)
