@@ -101,7 +101,7 @@ class Driver:
     def listen(self, record: Record) -> None:
         """One history record, written to the run (times relative to the run's start)."""
         with self._lock:
-            t = self.rel(record.time)
+            t = round(record.time - self.t0, 6)  # `rel`, inlined: a fleet records millions
             if isinstance(record, Event):
                 line = record.line()  # a new dict: the recorder's to take
                 line["time"] = t

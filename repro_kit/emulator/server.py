@@ -175,7 +175,8 @@ class SyncServer:
         if type(changeset) is not ot.Changeset:
             changeset = ot.Changeset(changeset)  # compiled once for every peer that applies it
         version = self.version + 1
-        met = self._concurrent(changeset, base_version, peer)
+        keys = {(ins["table"], ins["object"]) for ins in changeset["instructions"]}
+        met = self._concurrent(keys, base_version, peer)
         trace = None
         if self.trace_listeners:
             def trace(n: int, record: dict[str, Any]) -> None:
@@ -192,7 +193,9 @@ class SyncServer:
             ot.release(older)
             older["instructions"] = Packed.of(older["instructions"])
         versions_of = self._versions_of
-        for key in {(ins["table"], ins["object"]) for ins in merged["instructions"]}:
+        if merged is not changeset:  # (what nothing met comes back as it was: its objects are known)
+            keys = {(ins["table"], ins["object"]) for ins in merged["instructions"]}
+        for key in keys:
             listed = versions_of.get(key)
             if listed is None:
                 versions_of[key] = [version]
@@ -208,13 +211,13 @@ class SyncServer:
         self._send(self._targets(peer, merged), version, peer, merged, note)
         return version
 
-    def _concurrent(self, changeset: dict[str, Any], base_version: int, peer: int) -> list[tuple[int, dict[str, Any]]]:
+    def _concurrent(self, keys: set[tuple[str, str]], base_version: int, peer: int) -> list[tuple[int, dict[str, Any]]]:
         """The history entries after `base_version`, not from `peer`, that touch an object of
-        `changeset`, in version order: the only ones its rebase can change (a merge only ever
-        pairs instructions on the same object), found through an index instead of a scan."""
+        `keys` (an upload's (table, pk)), in version order: the only ones its rebase can change (a
+        merge only ever pairs instructions on the same object), found through an index, not a scan."""
         versions_of = self._versions_of
         found: set[int] = set()
-        for key in {(ins["table"], ins["object"]) for ins in changeset["instructions"]}:
+        for key in keys:
             listed = versions_of.get(key)
             if listed and listed[-1] > base_version:
                 found.update(listed[bisect.bisect_right(listed, base_version):])
