@@ -217,12 +217,12 @@ class _Fleet:
         """Every user's writes and the deploy, in time order (lazily merged)."""
         p, world = self.p, self.world
 
-        def user_steps(session: EmulatedSession) -> Iterator[tuple[float, int, Any]]:
+        def user_steps(session: EmulatedSession) -> Iterator[tuple[float, int, int, Any]]:
             user = session.user
             devices = user.devices
             for k, at in enumerate(p.write_times(user.process)):
-                yield at, user.process, functools.partial(world.write, user, devices[k % len(devices)],
-                                                          f"note {p.notes_per_user + k + 1}")
+                yield at, user.process, k, functools.partial(world.write, user, devices[k % len(devices)],
+                                                             f"note {p.notes_per_user + k + 1}")
 
         streams = [user_steps(s) for s in self.sessions]
         if p.deploy_at_s is not None:
@@ -233,8 +233,9 @@ class _Fleet:
                 finally:
                     driver.deploying = False
 
-            streams.append(iter([(p.deploy_at_s, -1, deploy)]))
-        for at, _user, step in heapq.merge(*streams, key=lambda item: (item[0], item[1])):
+            streams.append(iter([(p.deploy_at_s, -1, 0, deploy)]))
+        # in (time, user) order, the user's own order on a tie: the tuples compare, no key to call
+        for at, _user, _k, step in heapq.merge(*streams):
             yield at, step
 
     def run(self, rec: Any, progress: Any = None) -> dict[str, Any]:
