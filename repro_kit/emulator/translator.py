@@ -52,7 +52,10 @@ class Translator:
             raise ValueError(f"encoding: must be 'replace' or 'diff', got {encoding!r}")
         self.env, self.server, self.atlas, self.encoding, self.lag_s = env, server, atlas, encoding, lag_s
         self.mirror: dict[str, Any] = {"Node": {}}
-        self.applied_version = 0
+        self.applied_version = 0  # what Atlas reflects
+        self._mirrored = 0  # what the mirror reflects: ahead of Atlas while halted (`_flush`)
+        self._touched: dict[str, None] = {}  # the objects of the changesets mirrored, not yet written to Atlas
+        self._halt_base: dict[str, Any] | None = None  # what a re-import encodes against, while halted
         self.halted = False
         self._flush_scheduled = False
         self._held_atlas_changes: list[dict[str, Any]] = []
@@ -91,18 +94,24 @@ class Translator:
             self.server.delivery.call_later(self.lag_s, self._flush)
 
     def _flush(self) -> None:
+        """Apply what the server integrated since to the mirror, and write the documents it touched
+        to Atlas, unless halted: then the mirror alone follows (while the changesets' compiled forms
+        are still kept), and Atlas gets every document touched when the halt lifts, as if they had
+        all been applied then (a re-import encodes against the mirror as the halt found it)."""
         self._flush_scheduled = False
-        if self.halted:
-            return
-        touched: dict[str, None] = {}
-        for _origin, entry in self.server.history[self.applied_version :]:
+        touched = self._touched
+        for _origin, entry in self.server.history[self._mirrored :]:
             instructions = entry["instructions"]
-            if type(instructions) is _server.Packed:  # an old entry (catching up after a halt): read once,
+            if type(instructions) is _server.Packed:  # an old entry (a bootstrap's): read once,
                 instructions = list(instructions)  # applied as a plain dict (compiled for this once, not kept)
                 entry = {**entry, "instructions": instructions}
             ot.apply(self.mirror, entry, validate=False)
             for ins in instructions:
                 touched[ins["object"]] = None
+        self._mirrored = self.server.version
+        if self.halted:
+            return
+        self._touched = {}
         self.applied_version = self.server.version
         table = self.mirror["Node"]
         for pk in touched:
@@ -199,8 +208,11 @@ class Translator:
         base_version = self.applied_version
         # What `encode` reads of the mirror at the snapshot: each object's list, where it has one (an
         # absent object and an empty list encode alike); not a copy of every object through the halt.
-        base_state = {"Node": {pk: {"children": list(obj["children"])} for pk, obj in self.mirror["Node"].items()
-                               if obj.get("children")}}
+        # A deploy during a halt finds the mirror as the halt began (`_flush`): its base is the same.
+        if self._halt_base is None:
+            self._halt_base = {"Node": {pk: {"children": list(obj["children"])}
+                                        for pk, obj in self.mirror["Node"].items() if obj.get("children")}}
+        base_state = self._halt_base
         value: dict[str, Any] = {"snapshot_docs": len(snapshot), "snapshot_version": base_version, "reimport": reimport,
                                  "reimport_due_in_s": delay_s}
         if superseded is not None:
@@ -236,6 +248,7 @@ class Translator:
             return  # a later deploy came while these batches went: its halt goes on until its own re-import
         self.halted = False
         self.halt = None
+        self._halt_base = None
         self.resumes += batches
         self._tell("resume", {"batches": batches})
         self._flush()
