@@ -37,6 +37,7 @@ __all__ = ["Translator"]
 
 SOURCE = "translator"
 _SCALARS_SKIP = ("_id", "children")
+_PLAIN = frozenset({str, int, float, bool, type(None)})  # what `clone` returns as it is, without calling it
 
 
 class Translator:
@@ -123,7 +124,7 @@ class Translator:
 
     def _document(self, obj: dict[str, Any]) -> dict[str, Any]:
         table = self.mirror["Node"]
-        doc = {k: clone(v) for k, v in obj.items() if k != "children"}
+        doc = {k: v if v.__class__ in _PLAIN else clone(v) for k, v in obj.items() if k != "children"}
         doc["children"] = [c for c in obj.get("children", ()) if c in table]
         return doc
 
@@ -169,7 +170,8 @@ class Translator:
         for field, value in doc.items():
             if field in _SCALARS_SKIP:
                 continue
-            out.append({"op": "Update", **head, "field": field, "value": clone(value), "is_default": False})
+            out.append({"op": "Update", **head, "field": field,
+                        "value": value if value.__class__ in _PLAIN else clone(value), "is_default": False})
         new = list(doc.get("children", []))
         old = list(current.get("children", [])) if current is not None else []
         if self.encoding == "replace":
