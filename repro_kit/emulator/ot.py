@@ -26,7 +26,7 @@ import copy
 from collections.abc import Callable, Iterable
 from typing import Any
 
-__all__ = ["Changeset", "LIST_FIELDS", "COLUMN_DEFAULTS", "rule_name", "validate", "order_key", "apply", "transform",
+__all__ = ["Changeset", "Frozen", "owned", "LIST_FIELDS", "COLUMN_DEFAULTS", "rule_name", "validate", "order_key", "apply", "transform",
            "transform_past", "rebase", "visible", "converge", "root_effects", "release"]
 
 LIST_FIELDS = frozenset({"children"})
@@ -320,18 +320,70 @@ def _compiled(changeset: ChangesetDict) -> _Compiled:
         return entry
 
 
-def _template(pk: str, fields: list[tuple[str, Any]]) -> tuple[dict[str, Any], tuple[Any, ...]]:
+class Frozen(dict[str, Any]):
+    """An object as a CreateObject made it, shared by every state that applied that step (a
+    download reaches every device: 100 devices hold one object, not 100 copies). No one changes
+    it: the applier takes a state's own copy first (`owned`), the first time a step would change
+    it there. A copy of it (`copy.copy`, `copy.deepcopy`, pickle) is a plain dict."""
+
+    __slots__ = ()
+
+    def __copy__(self) -> dict[str, Any]:
+        return _thawed(self)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> dict[str, Any]:
+        return copy.deepcopy(dict(self), memo)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return dict, (_thawed(self),)
+
+
+_ATOMS = (str, int, float, bool, type(None))
+
+
+def _thawed(obj: dict[str, Any]) -> dict[str, Any]:
+    """A plain dict with the values of `obj`, its lists and containers copied."""
+    return {name: (_copied(value) if isinstance(value, (list, dict)) else value) for name, value in obj.items()}
+
+
+def _copied(value: list[Any] | dict[str, Any]) -> Any:
+    """`copy.deepcopy(value)`, in one step for a list of atoms (a list of links)."""
+    if type(value) is list and all(type(x) in _ATOMS for x in value):
+        return value[:]
+    return copy.deepcopy(value)
+
+
+def _unchanged(obj: dict[str, Any], assigned: tuple[tuple[str, Any, bool], ...]) -> bool:
+    """Whether assigning these (field, value, container) leaves `obj` as it is: each field there
+    already, holding an atom equal to the value and of its type (True is not 1 here)."""
+    for name, val, container in assigned:
+        if container or name not in obj:
+            return False
+        cur = obj[name]
+        if cur is not val and (type(cur) is not type(val) or cur != val):
+            return False
+    return True
+
+
+def owned(objects: dict[str, Any], pk: str) -> dict[str, Any]:
+    """`objects[pk]` as this state's own object, to change in place (a shared `Frozen` one copied
+    first). For code that edits a state outside `apply` (a replay's placeholders)."""
+    obj = objects[pk]
+    if type(obj) is Frozen:
+        obj = objects[pk] = _thawed(obj)
+    return obj
+
+
+def _template(pk: str, fields: list[tuple[str, Any]]) -> tuple[Frozen, tuple[Any, ...]]:
     """A created object as the instructions build it (pk, defaults, empty lists, then the fields
-    in order), and what each new copy needs fresh: its lists and containers."""
-    template: dict[str, Any] = {_PK_FIELD: pk, **COLUMN_DEFAULTS, **dict.fromkeys(_SORTED_LIST_FIELDS)}
-    fresh: list[tuple[str, Any]] = [(f, None) for f in _SORTED_LIST_FIELDS]
+    in order), frozen for every state that applies the step; and the fields themselves, with
+    whether each is a container, for a CreateObject of an object that already exists."""
+    template: dict[str, Any] = {_PK_FIELD: pk, **COLUMN_DEFAULTS}
+    for name in _SORTED_LIST_FIELDS:
+        template[name] = []
     for name, value in fields:
-        container = isinstance(value, (list, dict))
-        template[name] = None if container else value
-        fresh = [item for item in fresh if item[0] != name]
-        if container:
-            fresh.append((name, value))
-    return template, (tuple((name, value, isinstance(value, (list, dict))) for name, value in fields), tuple(fresh))
+        template[name] = copy.deepcopy(value) if isinstance(value, (list, dict)) else value
+    return Frozen(template), tuple((name, value, isinstance(value, (list, dict))) for name, value in fields)
 
 
 def _compile(instructions: list[Instruction]) -> tuple[list[tuple[Any, ...]], list[int]]:
@@ -355,8 +407,8 @@ def _compile(instructions: list[Instruction]) -> tuple[list[tuple[Any, ...]], li
                     break
                 fields.append((nxt["field"], nxt["value"]))
                 i += 1
-            template, fresh = _template(pk, fields)
-            out.append((_CREATE, table, pk, None, template, fresh))
+            frozen, assigned = _template(pk, fields)
+            out.append((_CREATE, table, pk, None, frozen, assigned))
         elif op == "Update":
             if "index" in instr:
                 out.append((_SET_ELEMENT, table, pk, instr["field"], instr["index"], instr["value"]))
@@ -391,39 +443,46 @@ def root_effects(changeset: ChangesetDict) -> tuple[bool, tuple[str, ...]]:
 
 def _apply_steps(state: State, steps: list[tuple[Any, ...]]) -> None:
     """Apply compiled steps in place, in order (the one applier: every device applies every
-    download, so this is the emulator's innermost loop). Ops on missing objects are ignored."""
+    download, so this is the emulator's innermost loop). Ops on missing objects are ignored.
+    A created object goes in shared (`Frozen`); a step that changes one takes the state's own
+    copy first."""
     deepcopy = copy.deepcopy
     for code, table, pk, field, index, value in steps:
         objects = state.get(table)
         if objects is None:
             objects = state[table] = {}
+        obj = objects.get(pk)
         if code == _CREATE:
-            obj = objects.get(pk)
-            if obj is None:  # `index` holds the new object's template; fresh lists and containers go in
-                obj = objects[pk] = index.copy()
-                for name, val in value[1]:
-                    obj[name] = [] if val is None else deepcopy(val)
-            else:
-                for name, val, container in value[0]:
-                    obj[name] = deepcopy(val) if container else val
-        elif code == _INSERT:
-            obj = objects.get(pk)
-            if obj is not None:
-                obj.setdefault(field, []).insert(index, value)
-        elif code == _ERASE:
-            objects.pop(pk, None)
-        else:
-            obj = objects.get(pk)
-            if obj is None:
+            if obj is None:  # `index` holds the created object, shared
+                objects[pk] = index
                 continue
-            if code == _SET:
-                obj[field] = deepcopy(value) if isinstance(value, (list, dict)) else value
-            elif code == _SET_ELEMENT:
-                obj[field][index] = value
-            elif code == _ARRAY_ERASE:
-                del obj[field][index]
-            else:  # Clear
-                obj[field] = []
+            if type(obj) is Frozen:
+                if _unchanged(obj, value):  # a re-import's CreateObject of an object as it is
+                    continue
+                obj = objects[pk] = _thawed(obj)
+            for name, val, container in value:
+                obj[name] = deepcopy(val) if container else val
+            continue
+        if obj is None:
+            continue
+        if code == _ERASE:
+            del objects[pk]
+            continue
+        if type(obj) is Frozen:
+            obj = objects[pk] = _thawed(obj)
+        if code == _INSERT:
+            lst = obj.get(field)
+            if lst is None:
+                lst = obj[field] = []
+            lst.insert(index, value)
+        elif code == _SET:
+            obj[field] = deepcopy(value) if isinstance(value, (list, dict)) else value
+        elif code == _SET_ELEMENT:
+            obj[field][index] = value
+        elif code == _ARRAY_ERASE:
+            del obj[field][index]
+        else:  # Clear
+            obj[field] = []
 
 
 def apply(state: State, changeset: ChangesetDict, *, validate: bool = True) -> State:
