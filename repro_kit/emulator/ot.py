@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 __all__ = ["Changeset", "Frozen", "owned", "LIST_FIELDS", "COLUMN_DEFAULTS", "rule_name", "validate", "order_key", "apply", "transform",
-           "transform_past", "rebase", "visible", "converge", "root_effects", "release"]
+           "transform_past", "rebase", "visible", "converge", "root_effects", "apply_trusted", "release"]
 
 LIST_FIELDS = frozenset({"children"})
 _SORTED_LIST_FIELDS = tuple(sorted(LIST_FIELDS))
@@ -236,27 +236,29 @@ class _Compiled:
     __slots__ = ("effects", "objects", "positions", "starts", "steps")
     steps: list[tuple[Any, ...]]
     starts: list[int]
-    effects: tuple[bool, tuple[str, ...]]
+    effects: tuple[bool, tuple[str, ...], tuple[str, ...]]
     objects: set[tuple[str, str]]
     positions: dict[tuple[str, str], list[int]] | None
 
-    def __init__(self, instructions: list[Instruction], source: _Compiled | None = None) -> None:
+    def __init__(self, instructions: list[Instruction]) -> None:
         self.steps, self.starts = _compile(instructions)
         self.positions = None
-        if source is not None:
-            self.effects, self.objects = source.effects, source.objects
-            return
         erases = False
-        root_pks: dict[str, None] = {}
+        root_fields: dict[str, set[Any]] = {}  # pk -> what its isRoot/owner_id updates set: True, False, "owner"
         objects: set[tuple[str, str]] = set()
         for ins in instructions:
             op = ins["op"]
             if op == "EraseObject":
                 erases = True
             elif op == "Update" and ins["field"] in _ROOT_FIELDS:
-                root_pks[ins["object"]] = None
+                root_fields.setdefault(ins["object"], set()).add(
+                    "owner" if ins["field"] == "owner_id" else bool(ins["value"]))
             objects.add((ins["table"], ins["object"]))
-        self.effects = (erases, tuple(root_pks))
+        # may be a root after: isRoot set true, or its owner set and isRoot left as it was; the
+        # others only ever set isRoot false (they matter only if one was the root)
+        rooting = tuple(pk for pk, sets in root_fields.items() if True in sets or sets == {"owner"})
+        unrooting = tuple(pk for pk in root_fields if pk not in rooting)
+        self.effects = (erases, rooting, unrooting)
         self.objects = objects
 
 
@@ -265,7 +267,11 @@ def _derived(source: _Compiled, old: list[Instruction], new: list[Instruction | 
     was discarded, another dict where the merge moved it), from `source`, `old`'s, its steps
     made on first need (`_Derived`)."""
     out = _Derived.__new__(_Derived)
-    out.effects, out.objects, out.positions = source.effects, source.objects, None
+    erases, rooting, unrooting = source.effects
+    # a rebase may drop an isRoot update and keep an owner_id one: every pk the source may root or
+    # unroot may then become a root
+    out.effects = (erases, rooting + unrooting, ()) if unrooting else source.effects
+    out.objects, out.positions = source.objects, None
     out.source = (source, old, new)
     return out
 
@@ -432,13 +438,22 @@ def release(changeset: ChangesetDict) -> None:
         del changeset.compiled
 
 
-def root_effects(changeset: ChangesetDict) -> tuple[bool, tuple[str, ...]]:
-    """(erases an object?, pks whose isRoot/owner_id it sets): what may change which object is
-    an owner's root. Computed once per emulator `Changeset`, for every device that applies it."""
+def apply_trusted(state: State, changeset: ChangesetDict) -> tuple[bool, tuple[str, ...], tuple[str, ...]]:
+    """`apply(state, changeset, validate=False)` (a download: its peers' own, already applied by the
+    server), returning what may change which object is an owner's root: (erases an object?, pks
+    that may be a root after it, pks whose isRoot it only sets false). Kept with the changeset's
+    compiled form, for every device that applies it."""
     try:
-        return changeset.compiled.effects  # type: ignore[attr-defined]  # (`_compiled`, inlined)
+        compiled = changeset.compiled  # type: ignore[attr-defined]  # (`_compiled`, inlined: the hot path)
     except AttributeError:
-        return _compiled(changeset).effects
+        compiled = _compiled(changeset)
+    _apply_steps(state, compiled.steps)
+    return compiled.effects  # type: ignore[no-any-return]
+
+
+def root_effects(changeset: ChangesetDict) -> tuple[bool, tuple[str, ...], tuple[str, ...]]:
+    """What `apply_trusted` returns, for a changeset applied otherwise (a device's own write)."""
+    return _compiled(changeset).effects
 
 
 def _apply_steps(state: State, steps: list[tuple[Any, ...]]) -> None:
