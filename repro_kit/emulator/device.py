@@ -125,7 +125,7 @@ class Device:
         else:
             self._track_root(ot.apply_trusted(self.state, changeset))
 
-    def _track_root(self, effects: tuple[bool, tuple[str, ...], tuple[str, ...]]) -> None:
+    def _track_root(self, effects: tuple[bool, frozenset[str], frozenset[str]]) -> None:
         """Look for the root again when a changeset could have changed which object is the first
         root (an erase reorders or removes; an Update of isRoot/owner_id may make or unmake one).
         Why: add_to_root looked the root up by scanning every node, which made thousands of nodes
@@ -136,11 +136,14 @@ class Device:
             return
         if not rooting:
             return
+        # The root stays the first root in table order unless it stopped being one or another
+        # object became one (objects are only added at the end, and an erase was handled above).
         table = self.state["Node"]
-        root = self._root
+        root, owner = self._root, self.owner_id
         for pk in rooting:
             obj = table.get(pk)
-            if pk == root or (obj is not None and obj.get("isRoot") and obj.get("owner_id") == self.owner_id):
+            is_root = obj is not None and bool(obj.get("isRoot")) and obj.get("owner_id") == owner
+            if is_root != (pk == root):
                 self._root = self._find_root()
                 return
 

@@ -236,7 +236,7 @@ class _Compiled:
     __slots__ = ("effects", "objects", "positions", "starts", "steps")
     steps: list[tuple[Any, ...]]
     starts: list[int]
-    effects: tuple[bool, tuple[str, ...], tuple[str, ...]]
+    effects: tuple[bool, frozenset[str], frozenset[str]]
     objects: set[tuple[str, str]]
     positions: dict[tuple[str, str], list[int]] | None
 
@@ -256,8 +256,8 @@ class _Compiled:
             objects.add((ins["table"], ins["object"]))
         # may be a root after: isRoot set true, or its owner set and isRoot left as it was; the
         # others only ever set isRoot false (they matter only if one was the root)
-        rooting = tuple(pk for pk, sets in root_fields.items() if True in sets or sets == {"owner"})
-        unrooting = tuple(pk for pk in root_fields if pk not in rooting)
+        rooting = frozenset(pk for pk, sets in root_fields.items() if True in sets or sets == {"owner"})
+        unrooting = frozenset(pk for pk in root_fields if pk not in rooting)
         self.effects = (erases, rooting, unrooting)
         self.objects = objects
 
@@ -270,7 +270,7 @@ def _derived(source: _Compiled, old: list[Instruction], new: list[Instruction | 
     erases, rooting, unrooting = source.effects
     # a rebase may drop an isRoot update and keep an owner_id one: every pk the source may root or
     # unroot may then become a root
-    out.effects = (erases, rooting + unrooting, ()) if unrooting else source.effects
+    out.effects = (erases, rooting | unrooting, frozenset()) if unrooting else source.effects
     out.objects, out.positions = source.objects, None
     out.source = (source, old, new)
     return out
@@ -438,7 +438,7 @@ def release(changeset: ChangesetDict) -> None:
         del changeset.compiled
 
 
-def apply_trusted(state: State, changeset: ChangesetDict) -> tuple[bool, tuple[str, ...], tuple[str, ...]]:
+def apply_trusted(state: State, changeset: ChangesetDict) -> tuple[bool, frozenset[str], frozenset[str]]:
     """`apply(state, changeset, validate=False)` (a download: its peers' own, already applied by the
     server), returning what may change which object is an owner's root: (erases an object?, pks
     that may be a root after it, pks whose isRoot it only sets false). Kept with the changeset's
@@ -451,7 +451,7 @@ def apply_trusted(state: State, changeset: ChangesetDict) -> tuple[bool, tuple[s
     return compiled.effects  # type: ignore[no-any-return]
 
 
-def root_effects(changeset: ChangesetDict) -> tuple[bool, tuple[str, ...], tuple[str, ...]]:
+def root_effects(changeset: ChangesetDict) -> tuple[bool, frozenset[str], frozenset[str]]:
     """What `apply_trusted` returns, for a changeset applied otherwise (a device's own write)."""
     return _compiled(changeset).effects
 
