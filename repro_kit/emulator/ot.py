@@ -262,15 +262,15 @@ class _Compiled:
         self.objects = objects
 
 
-def _derived(source: _Compiled, old: list[Instruction], new: list[Instruction | None]) -> _Derived:
+def _derived(source: _Compiled, old: list[Instruction], new: list[Instruction | None], dropped: bool) -> _Derived:
     """The compiled form of `old` rebased into `new` (aligned with `old`: None where an instruction
-    was discarded, another dict where the merge moved it), from `source`, `old`'s, its steps
-    made on first need (`_Derived`)."""
+    was discarded, another dict where the merge moved it; `dropped` whether one was), from
+    `source`, `old`'s, its steps made on first need (`_Derived`)."""
     out = _Derived.__new__(_Derived)
     erases, rooting, unrooting = source.effects
-    # a rebase may drop an isRoot update and keep an owner_id one: every pk the source may root or
-    # unroot may then become a root
-    out.effects = (erases, rooting | unrooting, frozenset()) if unrooting else source.effects
+    # A merge that only moved indices leaves the effects as they were. One that dropped an isRoot
+    # update may have kept an owner_id one: every pk the source may root or unroot may then be a root.
+    out.effects = (erases, rooting | unrooting, frozenset()) if dropped and unrooting else source.effects
     out.objects, out.positions = source.objects, None
     out.source = (source, old, new)
     return out
@@ -695,7 +695,7 @@ def _rebuilt(changeset: ChangesetDict, instructions: list[Instruction | None], d
     out = Changeset(changeset)
     source = getattr(changeset, "compiled", None) if type(changeset) is Changeset else None
     if source is not None:
-        derived = out.compiled = _derived(source, changeset["instructions"], instructions)
+        derived = out.compiled = _derived(source, changeset["instructions"], instructions, dropped)
         if made:
             derived.make()
     out["instructions"] = [instr for instr in instructions if instr is not None] if dropped else instructions
