@@ -210,7 +210,7 @@ def _dry_run(state: State, instructions: list[Instruction]) -> None:
 
 # Compiled form of a changeset: each instruction dict read once into a tuple, a CreateObject
 # followed by plain Updates of the same object merged into one step. Codes:
-_SET, _SET_ELEMENT, _INSERT, _CREATE, _ERASE, _ARRAY_ERASE, _CLEAR = range(7)
+_SET, _SET_ELEMENT, _INSERT, _CREATE, _ERASE, _ARRAY_ERASE, _CLEAR, _INSERT_RUN = range(8)
 _ROOT_FIELDS = frozenset({"isRoot", "owner_id"})
 
 
@@ -395,7 +395,8 @@ def _template(pk: str, fields: list[tuple[str, Any]]) -> tuple[Frozen, tuple[Any
 def _compile(instructions: list[Instruction]) -> tuple[list[tuple[Any, ...]], list[int]]:
     """(code, table, pk, field, index, value) per step, and the index of each step's first
     instruction; a CreateObject followed by plain Updates of the same object becomes one step
-    carrying those fields, in their order."""
+    carrying those fields, in their order, and ArrayInserts at consecutive indices of one list one
+    step inserting them as a slice (where each insert lands: past the end too, where both append)."""
     out: list[tuple[Any, ...]] = []
     starts: list[int] = []
     n = len(instructions)
@@ -421,7 +422,19 @@ def _compile(instructions: list[Instruction]) -> tuple[list[tuple[Any, ...]], li
             else:
                 out.append((_SET, table, pk, instr["field"], None, instr["value"]))
         elif op == "ArrayInsert":
-            out.append((_INSERT, table, pk, instr["field"], instr["index"], instr["value"]))
+            field, index = instr["field"], instr["index"]
+            values = [instr["value"]]
+            while i < n:  # inserts at the next indices of the same list (a re-import's): one slice
+                nxt = instructions[i]
+                if (nxt["op"] != "ArrayInsert" or nxt["object"] != pk or nxt["field"] != field
+                        or nxt["index"] != index + len(values) or nxt["table"] != table):
+                    break
+                values.append(nxt["value"])
+                i += 1
+            if len(values) == 1:
+                out.append((_INSERT, table, pk, field, index, values[0]))
+            else:
+                out.append((_INSERT_RUN, table, pk, field, index, values))
         elif op == "EraseObject":
             out.append((_ERASE, table, pk, None, None, None))
         elif op == "ArrayErase":
@@ -492,6 +505,11 @@ def _apply_steps(state: State, steps: list[tuple[Any, ...]]) -> None:
             lst.insert(index, value)
         elif code == _SET:
             obj[field] = deepcopy(value) if isinstance(value, (list, dict)) else value
+        elif code == _INSERT_RUN:
+            lst = obj.get(field)
+            if lst is None:
+                lst = obj[field] = []
+            lst[index:index] = value
         elif code == _SET_ELEMENT:
             obj[field][index] = value
         elif code == _ARRAY_ERASE:
