@@ -225,7 +225,7 @@ class Changeset(dict[str, Any]):
 
 
 class _Compiled:
-    """What one changeset's peers share: `steps` (what `_apply_steps` runs) and the index of the
+    """What one changeset's peers share: `steps` (what `apply_trusted` runs) and the index of the
     first instruction of each (`starts`), `effects` (erases an object?, pks whose isRoot/owner_id
     it sets), `objects` (the (table, pk) it touches) and, on first need, `positions` (its
     instructions' indices by object). A rebased changeset's (`_derived`) may keep its source's
@@ -452,30 +452,20 @@ def release(changeset: ChangesetDict) -> None:
 
 
 def apply_trusted(state: State, changeset: ChangesetDict) -> tuple[bool, frozenset[str], frozenset[str]]:
-    """`apply(state, changeset, validate=False)` (a download: its peers' own, already applied by the
-    server), returning what may change which object is an owner's root: (erases an object?, pks
-    that may be a root after it, pks whose isRoot it only sets false). Kept with the changeset's
-    compiled form, for every device that applies it."""
+    """`apply(state, changeset, validate=False)`: the one applier (every device applies every
+    download, so this is the emulator's innermost loop), running the changeset's compiled steps
+    in place, in order. Ops on missing objects are ignored. A created object goes in shared
+    (`Frozen`); a step that changes one takes the state's own copy first.
+
+    Returns what may change which object is an owner's root: (erases an object?, pks that may
+    be a root after it, pks whose isRoot it only sets false), kept with the compiled form for
+    every device that applies it."""
     try:
         compiled = changeset.compiled  # type: ignore[attr-defined]  # (`_compiled`, inlined: the hot path)
     except AttributeError:
         compiled = _compiled(changeset)
-    _apply_steps(state, compiled.steps)
-    return compiled.effects  # type: ignore[no-any-return]
-
-
-def root_effects(changeset: ChangesetDict) -> tuple[bool, frozenset[str], frozenset[str]]:
-    """What `apply_trusted` returns, for a changeset applied otherwise (a device's own write)."""
-    return _compiled(changeset).effects
-
-
-def _apply_steps(state: State, steps: list[tuple[Any, ...]]) -> None:
-    """Apply compiled steps in place, in order (the one applier: every device applies every
-    download, so this is the emulator's innermost loop). Ops on missing objects are ignored.
-    A created object goes in shared (`Frozen`); a step that changes one takes the state's own
-    copy first."""
     deepcopy = copy.deepcopy
-    for code, table, pk, field, index, value in steps:
+    for code, table, pk, field, index, value in compiled.steps:
         objects = state.get(table)
         if objects is None:
             objects = state[table] = {}
@@ -516,6 +506,12 @@ def _apply_steps(state: State, steps: list[tuple[Any, ...]]) -> None:
             del obj[field][index]
         else:  # Clear
             obj[field] = []
+    return compiled.effects  # type: ignore[no-any-return]
+
+
+def root_effects(changeset: ChangesetDict) -> tuple[bool, frozenset[str], frozenset[str]]:
+    """What `apply_trusted` returns, for a changeset applied otherwise (a device's own write)."""
+    return _compiled(changeset).effects
 
 
 def apply(state: State, changeset: ChangesetDict, *, validate: bool = True) -> State:
@@ -531,11 +527,7 @@ def apply(state: State, changeset: ChangesetDict, *, validate: bool = True) -> S
         _validate_state(state)
         _validate_changeset(changeset, "changeset")
         _dry_run(state, changeset["instructions"])
-    try:
-        steps = changeset.compiled.steps  # type: ignore[attr-defined]  # (`_compiled`, inlined: the hot path)
-    except AttributeError:
-        steps = _compiled(changeset).steps
-    _apply_steps(state, steps)
+    apply_trusted(state, changeset)
     return state
 
 
