@@ -226,8 +226,8 @@ class Changeset(dict[str, Any]):
 
 class _Compiled:
     """What one changeset's peers share: `steps` (what `apply_trusted` runs) and the index of the
-    first instruction of each (`starts`), `effects` (erases an object?, pks whose isRoot/owner_id
-    it sets), `objects` (the (table, pk) it touches) and, on first need, `positions` (its
+    first instruction of each (`starts`), `effects` (erases an object?, pks it may make a root,
+    pks whose isRoot it only sets false: `apply_trusted`), `objects` (the (table, pk) it touches) and, on first need, `positions` (its
     instructions' indices by object). A rebased changeset's (`_derived`) may keep its source's
     effects and objects: a rebase only drops instructions or moves their indices, so they bound
     its own, and every use of them is exact with a bound (a root looked for again, an object
