@@ -469,10 +469,9 @@ def apply_trusted(state: State, changeset: ChangesetDict) -> tuple[bool, frozens
         objects = state.get(table)
         if objects is None:
             objects = state[table] = {}
-        obj = objects.get(pk)
         if code == _CREATE:
-            if obj is None:  # `index` holds the created object, shared
-                objects[pk] = index
+            obj = objects.setdefault(pk, index)  # `index` holds the created object, shared
+            if obj is index:  # created (or there already, as this very step made it)
                 continue
             if type(obj) is Frozen:
                 if _unchanged(obj, value):  # a re-import's CreateObject of an object as it is
@@ -481,6 +480,7 @@ def apply_trusted(state: State, changeset: ChangesetDict) -> tuple[bool, frozens
             for name, val, container in value:
                 obj[name] = deepcopy(val) if container else val
             continue
+        obj = objects.get(pk)
         if obj is None:
             continue
         if code == _ERASE:
