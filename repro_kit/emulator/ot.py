@@ -23,6 +23,7 @@ links", as realm-core does since it has unresolved links); `visible` hides them.
 from __future__ import annotations
 
 import copy
+import operator
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -301,10 +302,17 @@ class _Derived(_Compiled):
         at = 0
         for k, step in enumerate(source.steps):
             begin, end = bounds[k], bounds[k + 1]
-            if new[begin] is old[begin] and (end - begin == 1 or all(new[i] is old[i] for i in range(begin + 1, end))):
+            first = new[begin]
+            if first is old[begin] and (end - begin == 1
+                                        or all(map(operator.is_, new[begin + 1:end], old[begin + 1:end]))):
                 steps.append(step)
                 starts.append(at)
                 at += end - begin
+                continue
+            if end - begin == 1 and first is not None and step[0] == _INSERT:  # an insert the merge moved
+                steps.append((_INSERT, step[1], step[2], step[3], first["index"], step[5]))
+                starts.append(at)
+                at += 1
                 continue
             part = [ins for ins in new[begin:end] if ins is not None]
             more, more_starts = _compile(part)
