@@ -423,7 +423,7 @@ def _compile(instructions: list[Instruction]) -> tuple[list[tuple[Any, ...]], li
                 fields.append((nxt["field"], nxt["value"]))
                 i += 1
             frozen, assigned = _template(pk, fields)
-            out.append((_CREATE, table, pk, None, frozen, assigned))
+            out.append((_CREATE, table, pk, [None], frozen, assigned))  # [the last object found unchanged]
         elif op == "Update":
             if "index" in instr:
                 out.append((_SET_ELEMENT, table, pk, instr["field"], instr["index"], instr["value"]))
@@ -481,8 +481,9 @@ def apply_trusted(state: State, changeset: ChangesetDict) -> tuple[bool, frozens
             obj = objects.setdefault(pk, index)  # `index` holds the created object, shared
             if obj is index:  # created (or there already, as this very step made it)
                 continue
-            if type(obj) is Frozen:
-                if _unchanged(obj, value):  # a re-import's CreateObject of an object as it is
+            if type(obj) is Frozen:  # (`field` holds the last shared object this step found unchanged)
+                if obj is field[0] or _unchanged(obj, value):  # a re-import's CreateObject of an object as it is
+                    field[0] = obj  # Frozen objects never change: every device sharing it is answered at once
                     continue
                 obj = objects[pk] = _thawed(obj)
             for name, val, container in value:
