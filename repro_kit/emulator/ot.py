@@ -272,7 +272,8 @@ def _derived(source: _Compiled, old: list[Instruction], new: list[Instruction | 
     # A merge that only moved indices leaves the effects as they were. One that dropped an isRoot
     # update may have kept an owner_id one: every pk the source may root or unroot may then be a root.
     out.effects = (erases, rooting | unrooting, frozenset()) if dropped and unrooting else source.effects
-    out.objects, out.positions = source.objects, None
+    out.objects = source.objects
+    out.positions = None if dropped else source.positions  # indices stay where nothing was dropped
     out.source = (source, old, new)
     return out
 
@@ -883,10 +884,11 @@ def _meeting(objects_of_a: set[tuple[str, str]], b: ChangesetDict) -> dict[tuple
     """Positions in `b` of its instructions on an object of a's, by object: what the merge can pair."""
     instructions = b["instructions"]
     compiled: _Compiled | None = getattr(b, "compiled", None)
-    positions = compiled.positions if compiled is not None else None
-    if positions is None and len(instructions) > 32:  # look a's objects up in b's index (kept if b keeps one)
-        positions = _index(instructions) if compiled is None else _positions(compiled, b)
-    if positions is None:
+    if compiled is not None:  # b's index, kept with it: a history entry or a pending change is met again and again
+        positions = _positions(compiled, b)
+    elif len(instructions) > 32:
+        positions = _index(instructions)
+    else:
         return _index(instructions, objects_of_a)
     if len(objects_of_a) < len(positions):
         return {key: positions[key] for key in objects_of_a if key in positions}
