@@ -27,8 +27,9 @@ import operator
 from collections.abc import Callable, Iterable
 from typing import Any
 
-__all__ = ["Changeset", "Frozen", "owned", "LIST_FIELDS", "COLUMN_DEFAULTS", "rule_name", "validate", "order_key", "apply", "transform",
-           "transform_past", "rebase", "visible", "converge", "root_effects", "apply_trusted", "release"]
+__all__ = ["Changeset", "Frozen", "owned", "LIST_FIELDS", "COLUMN_DEFAULTS", "rule_name", "validate", "order_key",
+           "apply", "apply_trusted", "transform", "transform_past", "rebase", "visible", "converge", "root_effects",
+           "release"]
 
 LIST_FIELDS = frozenset({"children"})
 _SORTED_LIST_FIELDS = tuple(sorted(LIST_FIELDS))
@@ -228,11 +229,11 @@ class Changeset(dict[str, Any]):
 class _Compiled:
     """What one changeset's peers share: `steps` (what `apply_trusted` runs) and the index of the
     first instruction of each (`starts`), `effects` (erases an object?, pks it may make a root,
-    pks whose isRoot it only sets false: `apply_trusted`), `objects` (the (table, pk) it touches) and, on first need, `positions` (its
-    instructions' indices by object). A rebased changeset's (`_derived`) may keep its source's
-    effects and objects: a rebase only drops instructions or moves their indices, so they bound
-    its own, and every use of them is exact with a bound (a root looked for again, an object
-    looked up in vain)."""
+    pks whose isRoot it only sets false: `apply_trusted`), `objects` (the (table, pk) it touches)
+    and, on first need, `positions` (its instructions' indices by object). A rebased changeset's
+    (`_derived`) may keep its source's effects and objects: a rebase only drops instructions or
+    moves their indices, so they bound its own, and every use of them is exact with a bound (a
+    root looked for again, an object looked up in vain)."""
 
     __slots__ = ("effects", "objects", "positions", "starts", "steps")
     steps: list[tuple[Any, ...]]
@@ -389,16 +390,16 @@ def owned(objects: dict[str, Any], pk: str) -> dict[str, Any]:
     return obj
 
 
-def _template(pk: str, fields: list[tuple[str, Any]]) -> tuple[Frozen, tuple[Any, ...]]:
+def _frozen(pk: str, assigned: tuple[tuple[str, Any, bool], ...]) -> Frozen:
     """A created object as the instructions build it (pk, defaults, empty lists, then the fields
-    in order), frozen for every state that applies the step; and the fields themselves, with
-    whether each is a container, for a CreateObject of an object that already exists."""
+    in order), frozen for every state that applies the step. Made when a state first lacks the
+    object: a re-import's CreateObject of objects every state has never needs one."""
     template: dict[str, Any] = {_PK_FIELD: pk, **COLUMN_DEFAULTS}
     for name in _SORTED_LIST_FIELDS:
         template[name] = []
-    for name, value in fields:
-        template[name] = copy.deepcopy(value) if isinstance(value, (list, dict)) else value
-    return Frozen(template), tuple((name, value, isinstance(value, (list, dict))) for name, value in fields)
+    for name, value, container in assigned:
+        template[name] = copy.deepcopy(value) if container else value
+    return Frozen(template)
 
 
 def _compile(instructions: list[Instruction]) -> tuple[list[tuple[Any, ...]], list[int]]:
@@ -423,8 +424,9 @@ def _compile(instructions: list[Instruction]) -> tuple[list[tuple[Any, ...]], li
                     break
                 fields.append((nxt["field"], nxt["value"]))
                 i += 1
-            frozen, assigned = _template(pk, fields)
-            out.append((_CREATE, table, pk, [None], frozen, assigned))  # [the last object found unchanged]
+            assigned = tuple([(name, value, isinstance(value, (list, dict))) for name, value in fields])
+            # [the last shared object found unchanged, the object made (`_frozen`)], and the fields
+            out.append((_CREATE, table, pk, [None, None], None, assigned))
         elif op == "Update":
             if "index" in instr:
                 out.append((_SET_ELEMENT, table, pk, instr["field"], instr["index"], instr["value"]))
@@ -478,12 +480,16 @@ def apply_trusted(state: State, changeset: ChangesetDict) -> tuple[bool, frozens
         objects = state.get(table)
         if objects is None:
             objects = state[table] = {}
-        if code == _CREATE:
-            obj = objects.setdefault(pk, index)  # `index` holds the created object, shared
-            if obj is index:  # created (or there already, as this very step made it)
+        if code == _CREATE:  # `field`: [the last shared object found unchanged, the object made], `value`: the fields
+            obj = objects.get(pk)
+            if obj is None:  # created: the step's own object, shared
+                made = field[1]
+                if made is None:
+                    made = field[1] = _frozen(pk, value)
+                objects[pk] = made
                 continue
-            if type(obj) is Frozen:  # (`field` holds the last shared object this step found unchanged)
-                if obj is field[0] or _unchanged(obj, value):  # a re-import's CreateObject of an object as it is
+            if type(obj) is Frozen:
+                if obj is field[0] or obj is field[1] or _unchanged(obj, value):  # a re-import's, of an object as it is
                     field[0] = obj  # Frozen objects never change: every device sharing it is answered at once
                     continue
                 obj = objects[pk] = _thawed(obj)
