@@ -415,37 +415,20 @@ def _compile(instructions: list[Instruction]) -> tuple[list[tuple[Any, ...]], li
         starts.append(i)
         instr = instructions[i]
         op, table, pk = instr["op"], instr["table"], instr["object"]
-        i += 1
         if op == "CreateObject":
-            fields: list[tuple[str, Any]] = []
-            while i < n:
-                nxt = instructions[i]
-                if nxt["op"] != "Update" or "index" in nxt or nxt["object"] != pk or nxt["table"] != table:
-                    break
-                fields.append((nxt["field"], nxt["value"]))
-                i += 1
-            assigned = tuple([(name, value, isinstance(value, (list, dict))) for name, value in fields])
-            # [the last shared object found unchanged, the object made (`_frozen`)], and the fields
-            out.append((_CREATE, table, pk, [None, None], None, assigned))
-        elif op == "Update":
+            step, i = _create_step(instructions, i)
+            out.append(step)
+            continue
+        if op == "ArrayInsert":
+            step, i = _insert_step(instructions, i)
+            out.append(step)
+            continue
+        i += 1
+        if op == "Update":
             if "index" in instr:
                 out.append((_SET_ELEMENT, table, pk, instr["field"], instr["index"], instr["value"]))
             else:
                 out.append((_SET, table, pk, instr["field"], None, instr["value"]))
-        elif op == "ArrayInsert":
-            field, index = instr["field"], instr["index"]
-            values = [instr["value"]]
-            while i < n:  # inserts at the next indices of the same list (a re-import's): one slice
-                nxt = instructions[i]
-                if (nxt["op"] != "ArrayInsert" or nxt["object"] != pk or nxt["field"] != field
-                        or nxt["index"] != index + len(values) or nxt["table"] != table):
-                    break
-                values.append(nxt["value"])
-                i += 1
-            if len(values) == 1:
-                out.append((_INSERT, table, pk, field, index, values[0]))
-            else:
-                out.append((_INSERT_RUN, table, pk, field, index, values))
         elif op == "EraseObject":
             out.append((_ERASE, table, pk, None, None, None))
         elif op == "ArrayErase":
@@ -453,6 +436,40 @@ def _compile(instructions: list[Instruction]) -> tuple[list[tuple[Any, ...]], li
         else:  # Clear
             out.append((_CLEAR, table, pk, instr["field"], None, None))
     return out, starts
+
+
+def _create_step(instructions: list[Instruction], i: int) -> tuple[tuple[Any, ...], int]:
+    """The step of the CreateObject at `i` and the plain Updates of its object after it; the next index."""
+    table, pk = instructions[i]["table"], instructions[i]["object"]
+    fields: list[tuple[str, Any, bool]] = []
+    i += 1
+    while i < len(instructions):
+        nxt = instructions[i]
+        if nxt["op"] != "Update" or "index" in nxt or nxt["object"] != pk or nxt["table"] != table:
+            break
+        value = nxt["value"]
+        fields.append((nxt["field"], value, isinstance(value, (list, dict))))
+        i += 1
+    # [the last shared object found unchanged, the object made (`_frozen`)], and the fields
+    return (_CREATE, table, pk, [None, None], None, tuple(fields)), i
+
+
+def _insert_step(instructions: list[Instruction], i: int) -> tuple[tuple[Any, ...], int]:
+    """The step of the ArrayInsert at `i` and those at the next indices of its list after it; the next index."""
+    instr = instructions[i]
+    table, pk, field, index = instr["table"], instr["object"], instr["field"], instr["index"]
+    values = [instr["value"]]
+    i += 1
+    while i < len(instructions):
+        nxt = instructions[i]
+        if (nxt["op"] != "ArrayInsert" or nxt["object"] != pk or nxt["field"] != field
+                or nxt["index"] != index + len(values) or nxt["table"] != table):
+            break
+        values.append(nxt["value"])
+        i += 1
+    if len(values) == 1:
+        return (_INSERT, table, pk, field, index, values[0]), i
+    return (_INSERT_RUN, table, pk, field, index, values), i
 
 
 def release(changeset: ChangesetDict) -> None:
@@ -475,28 +492,20 @@ def apply_trusted(state: State, changeset: ChangesetDict) -> tuple[bool, frozens
         compiled = changeset.compiled  # type: ignore[attr-defined]  # (`_compiled`, inlined: the hot path)
     except AttributeError:
         compiled = _compiled(changeset)
-    deepcopy = copy.deepcopy
     for code, table, pk, field, index, value in compiled.steps:
         objects = state.get(table)
         if objects is None:
             objects = state[table] = {}
+        obj = objects.get(pk)
         if code == _CREATE:  # `field`: [the last shared object found unchanged, the object made], `value`: the fields
-            obj = objects.get(pk)
             if obj is None:  # created: the step's own object, shared
                 made = field[1]
                 if made is None:
                     made = field[1] = _frozen(pk, value)
                 objects[pk] = made
-                continue
-            if type(obj) is Frozen:
-                if obj is field[0] or obj is field[1] or _unchanged(obj, value):  # a re-import's, of an object as it is
-                    field[0] = obj  # Frozen objects never change: every device sharing it is answered at once
-                    continue
-                obj = objects[pk] = _thawed(obj)
-            for name, val, container in value:
-                obj[name] = deepcopy(val) if container else val
+            elif obj is not field[0]:  # (the object this step last found unchanged: every device sharing it)
+                _create_existing(objects, pk, obj, field, value)
             continue
-        obj = objects.get(pk)
         if obj is None:
             continue
         if code == _ERASE:
@@ -509,20 +518,38 @@ def apply_trusted(state: State, changeset: ChangesetDict) -> tuple[bool, frozens
             if lst is None:
                 lst = obj[field] = []
             lst.insert(index, value)
-        elif code == _SET:
-            obj[field] = deepcopy(value) if isinstance(value, (list, dict)) else value
-        elif code == _INSERT_RUN:
-            lst = obj.get(field)
-            if lst is None:
-                lst = obj[field] = []
-            lst[index:index] = value
-        elif code == _SET_ELEMENT:
-            obj[field][index] = value
-        elif code == _ARRAY_ERASE:
-            del obj[field][index]
-        else:  # Clear
-            obj[field] = []
-    return compiled.effects  # type: ignore[no-any-return]
+        else:
+            _change(obj, code, field, index, value)
+    return compiled.effects
+
+
+def _create_existing(objects: dict[str, Any], pk: str, obj: dict[str, Any], cell: list[Any],
+                     assigned: tuple[tuple[str, Any, bool], ...]) -> None:
+    """A CreateObject of an object the state has: its fields assigned (in the state's own copy)."""
+    if type(obj) is Frozen:
+        if obj is cell[0] or obj is cell[1] or _unchanged(obj, assigned):  # a re-import's, of an object as it is
+            cell[0] = obj  # Frozen objects never change: every device sharing it is answered at once
+            return
+        obj = objects[pk] = _thawed(obj)
+    for name, val, container in assigned:
+        obj[name] = copy.deepcopy(val) if container else val
+
+
+def _change(obj: dict[str, Any], code: int, field: str, index: Any, value: Any) -> None:
+    """The field and list steps other than a single insert, on the state's own object."""
+    if code == _SET:
+        obj[field] = copy.deepcopy(value) if isinstance(value, (list, dict)) else value
+    elif code == _INSERT_RUN:
+        lst = obj.get(field)
+        if lst is None:
+            lst = obj[field] = []
+        lst[index:index] = value
+    elif code == _SET_ELEMENT:
+        obj[field][index] = value
+    elif code == _ARRAY_ERASE:
+        del obj[field][index]
+    else:  # Clear
+        obj[field] = []
 
 
 def root_effects(changeset: ChangesetDict) -> tuple[bool, frozenset[str], frozenset[str]]:
