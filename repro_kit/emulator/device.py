@@ -118,7 +118,7 @@ class Device:
 
         `validate=False` for a download, made of instructions the server already validated
         and applied (then rebased here by the merge rules): its format is not checked again
-        on every device."""
+        on every device; and for the device's own operations (`add_to_root`, ...)."""
         if validate:
             ot.apply(self.state, changeset)
             self._track_root(ot.root_effects(changeset))
@@ -166,11 +166,17 @@ class Device:
 
     # -- writes ------------------------------------------------------------------------
     def write(self, instructions: list[dict[str, Any]]) -> dict[str, Any]:
-        """One local write transaction: apply, notify, queue for upload."""
+        """One local write transaction: apply, notify, queue for upload. The instructions are
+        checked against the device's state first (ValueError, and nothing changes, if one would fail)."""
         self._link.drain()  # acting: what is due reaches the device first
+        return self._write(instructions, validate=True)
+
+    def _write(self, instructions: list[dict[str, Any]], validate: bool) -> dict[str, Any]:
+        """`write`; `validate=False` for the device's own operations, whose instructions are right by
+        construction (made from the state they apply to, after what was due reached it)."""
         changeset = ot.Changeset(origin=self.peer, timestamp=self.clock_ms(), instructions=instructions)
         before = self._view() if self.listeners else None
-        self._apply(changeset, validate=True)
+        self._apply(changeset, validate=validate)
         created = [i["object"] for i in instructions if i["op"] == "CreateObject"]
         if created:
             self._created_by[id(changeset)] = created
@@ -181,11 +187,13 @@ class Device:
         return changeset
 
     def create_root(self, text: str = "root") -> str:
+        self._link.drain()
         pk = self.new_id()
-        self.write(create_node(pk, text, self.owner_id, is_root=True))
+        self._write(create_node(pk, text, self.owner_id, is_root=True), validate=False)
         return pk
 
     def add_to_root(self, text: str) -> str:
+        self._link.drain()  # acting: the list's size is read after what was due reached the device
         root = self.root_id()
         if root is None:
             raise RuntimeError("the user has no root node yet")
@@ -194,19 +202,20 @@ class Device:
         if self.tree == "parent":
             ins.append({"op": "Update", "table": "Node", "object": pk, "field": "parent", "value": root,
                         "is_default": False})
-            self.write(ins)
+            self._write(ins, validate=False)
             return pk
         size = len(self.state["Node"][root]["children"])
         ins.append({"op": "ArrayInsert", "table": "Node", "object": root, "field": "children",
                     "index": size, "value": pk, "prior_size": size})
-        self.write(ins)
+        self._write(ins, validate=False)
         return pk
 
     def erase_owned(self) -> int:
         """Delete every node of this owner (the original tool's Reset)."""
+        self._link.drain()
         ids = self.owned_ids()
         if ids:
-            self.write([{"op": "EraseObject", "table": "Node", "object": pk} for pk in ids])
+            self._write([{"op": "EraseObject", "table": "Node", "object": pk} for pk in ids], validate=False)
         return len(ids)
 
     # -- sync --------------------------------------------------------------------------

@@ -213,7 +213,7 @@ def _dry_run(state: State, instructions: list[Instruction]) -> None:
 # Compiled form of a changeset: each instruction dict read once into a tuple, a CreateObject
 # followed by plain Updates of the same object merged into one step. Codes:
 _SET, _SET_ELEMENT, _INSERT, _CREATE, _ERASE, _ARRAY_ERASE, _CLEAR, _INSERT_RUN = range(8)
-_ROOT_FIELDS = frozenset({"isRoot", "owner_id"})
+_TRUE, _FALSE, _OWNER = 1, 2, 4  # what a changeset's updates set of an object's isRoot and owner_id
 
 
 class Changeset(dict[str, Any]):
@@ -246,19 +246,22 @@ class _Compiled:
         self.steps, self.starts = _compile(instructions)
         self.positions = None
         erases = False
-        root_fields: dict[str, set[Any]] = {}  # pk -> what its isRoot/owner_id updates set: True, False, "owner"
+        root_fields: dict[str, int] = {}  # pk -> what its isRoot/owner_id updates set (_TRUE | _FALSE | _OWNER)
         objects: set[tuple[str, str]] = set()
         for ins in instructions:
             op = ins["op"]
             if op == "EraseObject":
                 erases = True
-            elif op == "Update" and ins["field"] in _ROOT_FIELDS:
-                root_fields.setdefault(ins["object"], set()).add(
-                    "owner" if ins["field"] == "owner_id" else bool(ins["value"]))
+            elif op == "Update":
+                field = ins["field"]
+                if field == "isRoot" or field == "owner_id":
+                    pk = ins["object"]
+                    bit = _OWNER if field == "owner_id" else _TRUE if ins["value"] else _FALSE
+                    root_fields[pk] = root_fields.get(pk, 0) | bit
             objects.add((ins["table"], ins["object"]))
         # may be a root after: isRoot set true, or its owner set and isRoot left as it was; the
         # others only ever set isRoot false (they matter only if one was the root)
-        rooting = frozenset(pk for pk, sets in root_fields.items() if True in sets or sets == {"owner"})
+        rooting = frozenset(pk for pk, sets in root_fields.items() if sets & _TRUE or sets == _OWNER)
         unrooting = frozenset(pk for pk in root_fields if pk not in rooting)
         self.effects = (erases, rooting, unrooting)
         self.objects = objects
