@@ -248,23 +248,27 @@ class _Compiled:
         erases = False
         root_fields: dict[str, int] = {}  # pk -> what its isRoot/owner_id updates set (_TRUE | _FALSE | _OWNER)
         objects: set[tuple[str, str]] = set()
-        for ins in instructions:
-            op = ins["op"]
-            if op == "EraseObject":
-                erases = True
-            elif op == "Update":
-                field = ins["field"]
+        for code, table, pk, field, _index, value in self.steps:  # (fewer than instructions)
+            objects.add((table, pk))
+            if code == _CREATE:
+                for name, val, _container in value:
+                    if name == "isRoot" or name == "owner_id":
+                        root_fields[pk] = root_fields.get(pk, 0) | _root_bit(name, val)
+            elif code == _SET:
                 if field == "isRoot" or field == "owner_id":
-                    pk = ins["object"]
-                    bit = _OWNER if field == "owner_id" else _TRUE if ins["value"] else _FALSE
-                    root_fields[pk] = root_fields.get(pk, 0) | bit
-            objects.add((ins["table"], ins["object"]))
+                    root_fields[pk] = root_fields.get(pk, 0) | _root_bit(field, value)
+            elif code == _ERASE:
+                erases = True
         # may be a root after: isRoot set true, or its owner set and isRoot left as it was; the
         # others only ever set isRoot false (they matter only if one was the root)
         rooting = frozenset(pk for pk, sets in root_fields.items() if sets & _TRUE or sets == _OWNER)
         unrooting = frozenset(pk for pk in root_fields if pk not in rooting)
         self.effects = (erases, rooting, unrooting)
         self.objects = objects
+
+
+def _root_bit(field: str, value: Any) -> int:
+    return _OWNER if field == "owner_id" else _TRUE if value else _FALSE
 
 
 def _derived(source: _Compiled, old: list[Instruction], new: list[Instruction | None], dropped: bool) -> _Derived:
