@@ -831,3 +831,26 @@ def test_inserts_at_consecutive_indices_land_as_one_at_a_time(start, count, size
     for k, ins in enumerate(inserts):
         apply(alone, cs(1, 2 + k, ins), validate=False)
     assert together == alone
+
+
+def test_a_subset_keeps_what_it_sees_and_applies_as_the_same_instructions_would():
+    """What one subscription sees of a changeset (`ot.subset`): the instructions on the objects it
+    keeps, in order, applying exactly as a plain changeset of them (its steps taken from the
+    compiled source's, shared)."""
+    import json
+
+    from repro_kit.emulator.ot import Changeset, subset
+
+    whole = Changeset(cs(1, 5, create("a"), update("a", "text", "x"), update("a", "owner_id", "u"),
+                         create("b"), update("b", "isRoot", True), update("b", "owner_id", "v"),
+                         insert("r", 0, "a", 0), insert("r", 1, "b", 1), insert("s", 0, "b", 0)))
+    base = {"Node": {"r": {"_id": "r", "text": "", "children": []}, "s": {"_id": "s", "text": "", "children": []}}}
+    apply(json.loads(json.dumps(base)), whole)  # compiled, and kept
+    for keep in ({"a", "r"}, {"b", "s"}, {"r", "s"}, set()):
+        part = subset(whole, keep.__contains__)
+        plain = [ins for ins in whole["instructions"] if ins["object"] in keep]
+        assert part["instructions"] == plain and part["origin"] == 1 and part["timestamp"] == 5
+        s1, s2 = json.loads(json.dumps(base)), json.loads(json.dumps(base))
+        apply(s1, part, validate=False)
+        apply(s2, cs(1, 5, *plain), validate=False)
+        assert json.dumps(s1) == json.dumps(s2)

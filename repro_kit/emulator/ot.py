@@ -28,8 +28,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 __all__ = ["Changeset", "Frozen", "owned", "LIST_FIELDS", "COLUMN_DEFAULTS", "rule_name", "validate", "order_key",
-           "apply", "apply_trusted", "transform", "transform_past", "rebase", "visible", "converge", "root_effects",
-           "release"]
+           "apply", "apply_trusted", "subset", "transform", "transform_past", "rebase", "visible", "converge",
+           "root_effects", "release"]
 
 LIST_FIELDS = frozenset({"children"})
 _SORTED_LIST_FIELDS = tuple(sorted(LIST_FIELDS))
@@ -245,26 +245,34 @@ class _Compiled:
     def __init__(self, instructions: list[Instruction]) -> None:
         self.steps, self.starts = _compile(instructions)
         self.positions = None
-        erases = False
-        root_fields: dict[str, int] = {}  # pk -> what its isRoot/owner_id updates set (_TRUE | _FALSE | _OWNER)
-        objects: set[tuple[str, str]] = set()
-        for code, table, pk, field, _index, value in self.steps:  # (fewer than instructions)
-            objects.add((table, pk))
-            if code == _CREATE:
-                for name, val, _container in value:
-                    if name == "isRoot" or name == "owner_id":
-                        root_fields[pk] = root_fields.get(pk, 0) | _root_bit(name, val)
-            elif code == _SET:
-                if field == "isRoot" or field == "owner_id":
-                    root_fields[pk] = root_fields.get(pk, 0) | _root_bit(field, value)
-            elif code == _ERASE:
-                erases = True
-        # may be a root after: isRoot set true, or its owner set and isRoot left as it was; the
-        # others only ever set isRoot false (they matter only if one was the root)
-        rooting = frozenset(pk for pk, sets in root_fields.items() if sets & _TRUE or sets == _OWNER)
-        unrooting = frozenset(pk for pk in root_fields if pk not in rooting)
-        self.effects = (erases, rooting, unrooting)
-        self.objects = objects
+        self.effects, self.objects = _read_steps(self.steps)
+
+
+Effects = tuple[bool, frozenset[str], frozenset[str]]
+
+
+def _read_steps(steps: list[tuple[Any, ...]]) -> tuple[Effects, set[tuple[str, str]]]:
+    """(effects, objects) of a changeset, read from its steps (fewer than its instructions: a
+    create holds its fields)."""
+    erases = False
+    root_fields: dict[str, int] = {}  # pk -> what its isRoot/owner_id updates set (_TRUE | _FALSE | _OWNER)
+    objects: set[tuple[str, str]] = set()
+    for code, table, pk, field, _index, value in steps:
+        objects.add((table, pk))
+        if code == _CREATE:
+            for name, val, _container in value:
+                if name == "isRoot" or name == "owner_id":
+                    root_fields[pk] = root_fields.get(pk, 0) | _root_bit(name, val)
+        elif code == _SET:
+            if field == "isRoot" or field == "owner_id":
+                root_fields[pk] = root_fields.get(pk, 0) | _root_bit(field, value)
+        elif code == _ERASE:
+            erases = True
+    # may be a root after: isRoot set true, or its owner set and isRoot left as it was; the
+    # others only ever set isRoot false (they matter only if one was the root)
+    rooting = frozenset(pk for pk, sets in root_fields.items() if sets & _TRUE or sets == _OWNER)
+    unrooting = frozenset(pk for pk in root_fields if pk not in rooting)
+    return (erases, rooting, unrooting), objects
 
 
 def _root_bit(field: str, value: Any) -> int:
@@ -395,6 +403,31 @@ def owned(objects: dict[str, Any], pk: str) -> dict[str, Any]:
     if type(obj) is Frozen:
         obj = objects[pk] = _thawed(obj)
     return obj
+
+
+def subset(changeset: ChangesetDict, keep: Callable[[str], bool]) -> ChangesetDict:
+    """`changeset` less its instructions on the objects `keep(pk)` refuses (what one subscription
+    sees of it). An emulator `Changeset`'s compiled form is kept: each step is one object's, so
+    the subset's steps are the kept ones, shared (a re-import batch is compiled once, not once
+    per owner whose devices it reaches)."""
+    instructions = changeset["instructions"]
+    source = getattr(changeset, "compiled", None) if type(changeset) is Changeset else None
+    if source is None:
+        return Changeset(changeset, instructions=[ins for ins in instructions if keep(ins["object"])])
+    steps: list[tuple[Any, ...]] = []
+    starts: list[int] = []
+    kept: list[Instruction] = []
+    bounds = [*source.starts, len(instructions)]
+    for k, step in enumerate(source.steps):
+        if keep(step[2]):
+            starts.append(len(kept))
+            steps.append(step)
+            kept += instructions[bounds[k]:bounds[k + 1]]
+    out = Changeset(changeset, instructions=kept)
+    compiled = out.compiled = _Compiled.__new__(_Compiled)
+    compiled.steps, compiled.starts, compiled.positions = steps, starts, None
+    compiled.effects, compiled.objects = _read_steps(steps)
+    return out
 
 
 def _frozen(pk: str, assigned: tuple[tuple[str, Any, bool], ...]) -> Frozen:
