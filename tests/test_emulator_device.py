@@ -149,3 +149,44 @@ def test_a_device_that_neither_writes_nor_is_read_keeps_a_bounded_inbox():
     assert 0 < longest[0] <= INBOX_LIMIT + 1
     assert all(len(r._link.inbox) == 0 for r in readers)  # the run's end applied what was due
     assert all(r.visible_children(r.root_id()) == writer.visible_children(writer.root_id()) for r in readers)
+
+
+def _roots_agree(*devices):
+    """Each device's kept root is the one a scan of its table finds (the first of its owner's roots)."""
+    for d in devices:
+        assert d.root_id() == d._find_root()
+
+
+def test_the_root_follows_every_change_that_can_make_or_unmake_one():
+    """Local writes and downloads that set isRoot or owner_id (on a new object, on an existing one,
+    on the root itself) or erase objects: each device's root is always the first of its owner's
+    roots, as a scan of its table finds it."""
+    env, server, a, b = pair()
+
+    def update(pk, field, value):
+        return {"op": "Update", "table": "Node", "object": pk, "field": field, "value": value, "is_default": False}
+
+    first = a.create_root()
+    env.run(until=1)
+    _roots_agree(a, b)
+    other = a.new_id()
+    a.write([{"op": "CreateObject", "table": "Node", "object": other}, update(other, "isRoot", True),
+             update(other, "owner_id", "someone else")])
+    _roots_agree(a)
+    a.write([update(other, "owner_id", "u")])  # a root of u's now, but after the first in table order
+    _roots_agree(a)
+    assert a.root_id() == first
+    a.write([update(first, "isRoot", False)])  # the root unmade: the other one takes over
+    _roots_agree(a)
+    assert a.root_id() == other
+    env.run(until=2)
+    _roots_agree(a, b)
+    assert b.root_id() is None  # b's subscription never had the other object (it was someone else's)
+    a.write([update(first, "isRoot", True)])
+    env.run(until=3)
+    _roots_agree(a, b)
+    assert a.root_id() == b.root_id() == first
+    b.write([{"op": "EraseObject", "table": "Node", "object": first}])
+    env.run(until=4)
+    _roots_agree(a, b)
+    assert a.root_id() == other and b.root_id() is None

@@ -759,3 +759,98 @@ def test_a_kept_compiled_form_applies_as_a_fresh_one_after_a_rebase(seed):
         apply(s1, kept, validate=False)
         apply(s2, fresh, validate=False)
         assert json.dumps(s1) == json.dumps(s2)  # insertion order of keys too
+
+
+# -- created objects shared between states (copy-on-write) ------------------------------------------
+
+def _created(pk: str = "n", text: str = "hi") -> dict:
+    from repro_kit.emulator.ot import Changeset
+
+    return Changeset(cs(2, 10, create(pk), update(pk, "text", text), update(pk, "owner_id", "u")))
+
+
+def test_states_that_apply_one_changeset_share_its_object_until_one_changes_it():
+    """Every device applies every download: they hold one object, and a change in one state (here an
+    insert into its list, then a field) never shows in another."""
+    made = _created()
+    a, b = {"Node": {}}, {"Node": {}}
+    apply(a, made)
+    apply(b, made, validate=False)
+    assert a["Node"]["n"] is b["Node"]["n"]
+    apply(a, cs(3, 11, insert("n", 0, "x", 0)))
+    apply(a, cs(3, 12, update("n", "text", "changed")))
+    assert a["Node"]["n"] == {"_id": "n", "text": "changed", "children": ["x"], "owner_id": "u"}
+    assert b["Node"]["n"] == {"_id": "n", "text": "hi", "children": [], "owner_id": "u"}
+    assert list(b["Node"]["n"]) == ["_id", "text", "children", "owner_id"]  # key order as built
+
+
+def test_a_copy_of_a_state_owns_its_objects():
+    """What readers get (a deep copy, a pickle, a shallow copy of an object) is plain and independent."""
+    import pickle
+
+    made = _created()
+    state = {"Node": {}}
+    apply(state, made)
+    for copied in (copy.deepcopy(state), pickle.loads(pickle.dumps(state))):
+        obj = copied["Node"]["n"]
+        assert type(obj) is dict and obj == state["Node"]["n"]
+        obj["children"].append("y")
+        assert state["Node"]["n"]["children"] == []
+    shallow = copy.copy(state["Node"]["n"])
+    assert type(shallow) is dict
+    shallow["children"].append("z")
+    assert state["Node"]["n"]["children"] == []
+
+
+def test_a_create_of_an_object_as_it_is_keeps_it_shared_and_a_different_one_does_not():
+    """A re-import's CreateObject + Updates of unchanged values changes nothing (the object stays
+    shared); different values, or a value equal but of another type (1 is not True), give the state
+    its own copy and leave the others as they were."""
+    made = _created()
+    a, b = {"Node": {}}, {"Node": {}}
+    apply(a, made)
+    apply(b, made)
+    same = cs(1, 20, create("n"), update("n", "text", "hi"), update("n", "owner_id", "u"))
+    apply(a, same)
+    assert a["Node"]["n"] is b["Node"]["n"]
+    apply(a, cs(1, 21, create("n"), update("n", "text", "other")))
+    assert a["Node"]["n"]["text"] == "other" and b["Node"]["n"]["text"] == "hi"
+    apply(b, cs(1, 22, create("n"), update("n", "isRoot", True)))
+    apply(b, cs(1, 23, create("n"), update("n", "isRoot", 1)))
+    assert b["Node"]["n"]["isRoot"] == 1 and type(b["Node"]["n"]["isRoot"]) is int
+
+
+@pytest.mark.parametrize("start,count,size", [(0, 3, 0), (0, 3, 2), (1, 4, 3), (5, 3, 2), (2, 1, 2)])
+def test_inserts_at_consecutive_indices_land_as_one_at_a_time(start, count, size):
+    """A re-import's inserts at consecutive indices of one list, applied as one slice, land where
+    one-at-a-time inserts do (past the end too, where both append)."""
+    base = {"Node": {"r": {"_id": "r", "text": "", "children": [f"o{i}" for i in range(size)]}}}
+    inserts = [insert("r", start + k, f"v{k}", size + k) for k in range(count)]
+    together, alone = copy.deepcopy(base), copy.deepcopy(base)
+    apply(together, cs(1, 1, *inserts), validate=False)
+    for k, ins in enumerate(inserts):
+        apply(alone, cs(1, 2 + k, ins), validate=False)
+    assert together == alone
+
+
+def test_a_subset_keeps_what_it_sees_and_applies_as_the_same_instructions_would():
+    """What one subscription sees of a changeset (`ot.subset`): the instructions on the objects it
+    keeps, in order, applying exactly as a plain changeset of them (its steps taken from the
+    compiled source's, shared)."""
+    import json
+
+    from repro_kit.emulator.ot import Changeset, subset
+
+    whole = Changeset(cs(1, 5, create("a"), update("a", "text", "x"), update("a", "owner_id", "u"),
+                         create("b"), update("b", "isRoot", True), update("b", "owner_id", "v"),
+                         insert("r", 0, "a", 0), insert("r", 1, "b", 1), insert("s", 0, "b", 0)))
+    base = {"Node": {"r": {"_id": "r", "text": "", "children": []}, "s": {"_id": "s", "text": "", "children": []}}}
+    apply(json.loads(json.dumps(base)), whole)  # compiled, and kept
+    for keep in ({"a", "r"}, {"b", "s"}, {"r", "s"}, set()):
+        part = subset(whole, keep.__contains__)
+        plain = [ins for ins in whole["instructions"] if ins["object"] in keep]
+        assert part["instructions"] == plain and part["origin"] == 1 and part["timestamp"] == 5
+        s1, s2 = json.loads(json.dumps(base)), json.loads(json.dumps(base))
+        apply(s1, part, validate=False)
+        apply(s2, cs(1, 5, *plain), validate=False)
+        assert json.dumps(s1) == json.dumps(s2)

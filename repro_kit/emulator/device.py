@@ -117,24 +117,36 @@ class Device:
         return None
 
     def _apply(self, changeset: dict[str, Any], validate: bool) -> None:
-        """ot.apply, keeping the root exact: it is looked for again whenever the changeset could
-        change which object is the first root (an erase reorders or removes; an Update of
-        isRoot/owner_id may make or unmake a root). Why: add_to_root looked the root up by
-        scanning every node, which made thousands of nodes quadratic.
+        """ot.apply, keeping the root exact (`_track_root`).
 
         `validate=False` for a download, made of instructions the server already validated
         and applied (then rebased here by the merge rules): its format is not checked again
-        on every device."""
-        ot.apply(self.state, changeset, validate=validate)
-        erases, root_pks = ot.root_effects(changeset)  # computed once per changeset, for every device
-        if erases:
+        on every device; and for the device's own operations (`add_to_root`, ...)."""
+        if validate:
+            ot.apply(self.state, changeset)
+            self._track_root(ot.root_effects(changeset))
+        else:
+            self._track_root(ot.apply_trusted(self.state, changeset))
+
+    def _track_root(self, effects: tuple[bool, frozenset[str], frozenset[str]]) -> None:
+        """Look for the root again when a changeset could have changed which object is the first
+        root (an erase reorders or removes; an Update of isRoot/owner_id may make or unmake one).
+        Why: add_to_root looked the root up by scanning every node, which made thousands of nodes
+        quadratic."""
+        erases, rooting, unrooting = effects
+        if erases or (unrooting and self._root in unrooting):
             self._root = self._find_root()
             return
+        if not rooting:
+            return
+        # The root stays the first root in table order unless it stopped being one or another
+        # object became one (objects are only added at the end, and an erase was handled above).
         table = self.state["Node"]
-        root = self._root
-        for pk in root_pks:
+        root, owner = self._root, self.owner_id
+        for pk in rooting:
             obj = table.get(pk)
-            if pk == root or (obj is not None and obj.get("isRoot") and obj.get("owner_id") == self.owner_id):
+            is_root = obj is not None and bool(obj.get("isRoot")) and obj.get("owner_id") == owner
+            if is_root != (pk == root):
                 self._root = self._find_root()
                 return
 
@@ -157,11 +169,17 @@ class Device:
 
     # -- writes ------------------------------------------------------------------------
     def write(self, instructions: list[dict[str, Any]]) -> dict[str, Any]:
-        """One local write transaction: apply, notify, queue for upload."""
+        """One local write transaction: apply, notify, queue for upload. The instructions are
+        checked against the device's state first (ValueError, and nothing changes, if one would fail)."""
         self._link.drain()  # acting: what is due reaches the device first
+        return self._write(instructions, validate=True)
+
+    def _write(self, instructions: list[dict[str, Any]], validate: bool) -> dict[str, Any]:
+        """`write`; `validate=False` for the device's own operations, whose instructions are right by
+        construction (made from the state they apply to, after what was due reached it)."""
         changeset = ot.Changeset(origin=self.peer, timestamp=self.clock_ms(), instructions=instructions)
         before = self._view() if self.listeners else None
-        self._apply(changeset, validate=True)
+        self._apply(changeset, validate=validate)
         created = [i["object"] for i in instructions if i["op"] == "CreateObject"]
         if created:
             self._created_by[id(changeset)] = created
@@ -172,11 +190,13 @@ class Device:
         return changeset
 
     def create_root(self, text: str = "root") -> str:
+        self._link.drain()
         pk = self.new_id()
-        self.write(create_node(pk, text, self.owner_id, is_root=True))
+        self._write(create_node(pk, text, self.owner_id, is_root=True), validate=False)
         return pk
 
     def add_to_root(self, text: str) -> str:
+        self._link.drain()  # acting: the list's size is read after what was due reached the device
         root = self.root_id()
         if root is None:
             raise RuntimeError("the user has no root node yet")
@@ -185,19 +205,20 @@ class Device:
         if self.tree == "parent":
             ins.append({"op": "Update", "table": "Node", "object": pk, "field": "parent", "value": root,
                         "is_default": False})
-            self.write(ins)
+            self._write(ins, validate=False)
             return pk
         size = len(self.state["Node"][root]["children"])
         ins.append({"op": "ArrayInsert", "table": "Node", "object": root, "field": "children",
                     "index": size, "value": pk, "prior_size": size})
-        self.write(ins)
+        self._write(ins, validate=False)
         return pk
 
     def erase_owned(self) -> int:
         """Delete every node of this owner (the original tool's Reset)."""
+        self._link.drain()
         ids = self.owned_ids()
         if ids:
-            self.write([{"op": "EraseObject", "table": "Node", "object": pk} for pk in ids])
+            self._write([{"op": "EraseObject", "table": "Node", "object": pk} for pk in ids], validate=False)
         return len(ids)
 
     # -- sync --------------------------------------------------------------------------
@@ -225,12 +246,16 @@ class Device:
         # A re-import batch is reported even when the merge left nothing of it here: the
         # kit counts the batches that reached the device (an unfinished re-import is inconclusive).
         batch = note.get("reimport_docs") if note and origin == SERVER_PEER else None
-        if not incoming["instructions"] and batch is None:
+        if self.listeners:
+            if incoming["instructions"] or batch is not None:
+                before = self._view()
+                self._track_root(ot.apply_trusted(self.state, incoming))
+                self._notify(before, batch=batch)
             return
-        before = self._view() if self.listeners else None
-        self._apply(incoming, validate=False)
-        if before is not None:
-            self._notify(before, batch=batch)
+        # the commonest call of a run (every download to every device): `_track_root`'s test inlined
+        erases, rooting, unrooting = ot.apply_trusted(self.state, incoming)
+        if erases or rooting or (unrooting and self._root in unrooting):
+            self._track_root((erases, rooting, unrooting))
 
     def _acknowledged(self) -> None:
         acked = self.inflight

@@ -23,11 +23,13 @@ links", as realm-core does since it has unresolved links); `visible` hides them.
 from __future__ import annotations
 
 import copy
+import operator
 from collections.abc import Callable, Iterable
 from typing import Any
 
-__all__ = ["Changeset", "LIST_FIELDS", "COLUMN_DEFAULTS", "rule_name", "validate", "order_key", "apply", "transform",
-           "transform_past", "rebase", "visible", "converge", "root_effects", "release"]
+__all__ = ["Changeset", "Frozen", "owned", "LIST_FIELDS", "COLUMN_DEFAULTS", "rule_name", "validate", "order_key",
+           "apply", "apply_trusted", "subset", "transform", "transform_past", "rebase", "visible", "converge",
+           "root_effects", "release"]
 
 LIST_FIELDS = frozenset({"children"})
 _SORTED_LIST_FIELDS = tuple(sorted(LIST_FIELDS))
@@ -210,8 +212,8 @@ def _dry_run(state: State, instructions: list[Instruction]) -> None:
 
 # Compiled form of a changeset: each instruction dict read once into a tuple, a CreateObject
 # followed by plain Updates of the same object merged into one step. Codes:
-_SET, _SET_ELEMENT, _INSERT, _CREATE, _ERASE, _ARRAY_ERASE, _CLEAR = range(7)
-_ROOT_FIELDS = frozenset({"isRoot", "owner_id"})
+_SET, _SET_ELEMENT, _INSERT, _CREATE, _ERASE, _ARRAY_ERASE, _CLEAR, _INSERT_RUN = range(8)
+_TRUE, _FALSE, _OWNER = 1, 2, 4  # what a changeset's updates set of an object's isRoot and owner_id
 
 
 class Changeset(dict[str, Any]):
@@ -225,47 +227,69 @@ class Changeset(dict[str, Any]):
 
 
 class _Compiled:
-    """What one changeset's peers share: `steps` (what `_apply_steps` runs) and the index of the
-    first instruction of each (`starts`), `effects` (erases an object?, pks whose isRoot/owner_id
-    it sets), `objects` (the (table, pk) it touches) and, on first need, `positions` (its
-    instructions' indices by object). A rebased changeset's (`_derived`) may keep its source's
-    effects and objects: a rebase only drops instructions or moves their indices, so they bound
-    its own, and every use of them is exact with a bound (a root looked for again, an object
-    looked up in vain)."""
+    """What one changeset's peers share: `steps` (what `apply_trusted` runs) and the index of the
+    first instruction of each (`starts`), `effects` (erases an object?, pks it may make a root,
+    pks whose isRoot it only sets false: `apply_trusted`), `objects` (the (table, pk) it touches)
+    and, on first need, `positions` (its instructions' indices by object). A rebased changeset's
+    (`_derived`) may keep its source's effects and objects: a rebase only drops instructions or
+    moves their indices, so they bound its own, and every use of them is exact with a bound (a
+    root looked for again, an object looked up in vain)."""
 
     __slots__ = ("effects", "objects", "positions", "starts", "steps")
     steps: list[tuple[Any, ...]]
     starts: list[int]
-    effects: tuple[bool, tuple[str, ...]]
+    effects: tuple[bool, frozenset[str], frozenset[str]]
     objects: set[tuple[str, str]]
     positions: dict[tuple[str, str], list[int]] | None
 
-    def __init__(self, instructions: list[Instruction], source: _Compiled | None = None) -> None:
+    def __init__(self, instructions: list[Instruction]) -> None:
         self.steps, self.starts = _compile(instructions)
         self.positions = None
-        if source is not None:
-            self.effects, self.objects = source.effects, source.objects
-            return
-        erases = False
-        root_pks: dict[str, None] = {}
-        objects: set[tuple[str, str]] = set()
-        for ins in instructions:
-            op = ins["op"]
-            if op == "EraseObject":
-                erases = True
-            elif op == "Update" and ins["field"] in _ROOT_FIELDS:
-                root_pks[ins["object"]] = None
-            objects.add((ins["table"], ins["object"]))
-        self.effects = (erases, tuple(root_pks))
-        self.objects = objects
+        self.effects, self.objects = _read_steps(self.steps)
 
 
-def _derived(source: _Compiled, old: list[Instruction], new: list[Instruction | None]) -> _Derived:
+Effects = tuple[bool, frozenset[str], frozenset[str]]
+
+
+def _read_steps(steps: list[tuple[Any, ...]]) -> tuple[Effects, set[tuple[str, str]]]:
+    """(effects, objects) of a changeset, read from its steps (fewer than its instructions: a
+    create holds its fields)."""
+    erases = False
+    root_fields: dict[str, int] = {}  # pk -> what its isRoot/owner_id updates set (_TRUE | _FALSE | _OWNER)
+    objects: set[tuple[str, str]] = set()
+    for code, table, pk, field, _index, value in steps:
+        objects.add((table, pk))
+        if code == _CREATE:
+            for name, val, _container in value:
+                if name == "isRoot" or name == "owner_id":
+                    root_fields[pk] = root_fields.get(pk, 0) | _root_bit(name, val)
+        elif code == _SET:
+            if field == "isRoot" or field == "owner_id":
+                root_fields[pk] = root_fields.get(pk, 0) | _root_bit(field, value)
+        elif code == _ERASE:
+            erases = True
+    # may be a root after: isRoot set true, or its owner set and isRoot left as it was; the
+    # others only ever set isRoot false (they matter only if one was the root)
+    rooting = frozenset(pk for pk, sets in root_fields.items() if sets & _TRUE or sets == _OWNER)
+    unrooting = frozenset(pk for pk in root_fields if pk not in rooting)
+    return (erases, rooting, unrooting), objects
+
+
+def _root_bit(field: str, value: Any) -> int:
+    return _OWNER if field == "owner_id" else _TRUE if value else _FALSE
+
+
+def _derived(source: _Compiled, old: list[Instruction], new: list[Instruction | None], dropped: bool) -> _Derived:
     """The compiled form of `old` rebased into `new` (aligned with `old`: None where an instruction
-    was discarded, another dict where the merge moved it), from `source`, `old`'s, its steps
-    made on first need (`_Derived`)."""
+    was discarded, another dict where the merge moved it; `dropped` whether one was), from
+    `source`, `old`'s, its steps made on first need (`_Derived`)."""
     out = _Derived.__new__(_Derived)
-    out.effects, out.objects, out.positions = source.effects, source.objects, None
+    erases, rooting, unrooting = source.effects
+    # A merge that only moved indices leaves the effects as they were. One that dropped an isRoot
+    # update may have kept an owner_id one: every pk the source may root or unroot may then be a root.
+    out.effects = (erases, rooting | unrooting, frozenset()) if dropped and unrooting else source.effects
+    out.objects = source.objects
+    out.positions = None if dropped else source.positions  # indices stay where nothing was dropped
     out.source = (source, old, new)
     return out
 
@@ -295,10 +319,17 @@ class _Derived(_Compiled):
         at = 0
         for k, step in enumerate(source.steps):
             begin, end = bounds[k], bounds[k + 1]
-            if new[begin] is old[begin] and (end - begin == 1 or all(new[i] is old[i] for i in range(begin + 1, end))):
+            first = new[begin]
+            if first is old[begin] and (end - begin == 1
+                                        or all(map(operator.is_, new[begin + 1:end], old[begin + 1:end]))):
                 steps.append(step)
                 starts.append(at)
                 at += end - begin
+                continue
+            if end - begin == 1 and first is not None and step[0] == _INSERT:  # an insert the merge moved
+                steps.append((_INSERT, step[1], step[2], step[3], first["index"], step[5]))
+                starts.append(at)
+                at += 1
                 continue
             part = [ins for ins in new[begin:end] if ins is not None]
             more, more_starts = _compile(part)
@@ -320,24 +351,102 @@ def _compiled(changeset: ChangesetDict) -> _Compiled:
         return entry
 
 
-def _template(pk: str, fields: list[tuple[str, Any]]) -> tuple[dict[str, Any], tuple[Any, ...]]:
+class Frozen(dict[str, Any]):
+    """An object as a CreateObject made it, shared by every state that applied that step (a
+    download reaches every device: 100 devices hold one object, not 100 copies). No one changes
+    it: the applier takes a state's own copy first (`owned`), the first time a step would change
+    it there. A copy of it (`copy.copy`, `copy.deepcopy`, pickle) is a plain dict."""
+
+    __slots__ = ()
+
+    def __copy__(self) -> dict[str, Any]:
+        return _thawed(self)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> dict[str, Any]:
+        return copy.deepcopy(dict(self), memo)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return dict, (_thawed(self),)
+
+
+_ATOMS = (str, int, float, bool, type(None))
+
+
+def _thawed(obj: dict[str, Any]) -> dict[str, Any]:
+    """A plain dict with the values of `obj`, its lists and containers copied."""
+    return {name: (_copied(value) if isinstance(value, (list, dict)) else value) for name, value in obj.items()}
+
+
+def _copied(value: list[Any] | dict[str, Any]) -> Any:
+    """`copy.deepcopy(value)`, in one step for a list of atoms (a list of links)."""
+    if type(value) is list and all(type(x) in _ATOMS for x in value):
+        return value[:]
+    return copy.deepcopy(value)
+
+
+def _unchanged(obj: dict[str, Any], assigned: tuple[tuple[str, Any, bool], ...]) -> bool:
+    """Whether assigning these (field, value, container) leaves `obj` as it is: each field there
+    already, holding an atom equal to the value and of its type (True is not 1 here)."""
+    for name, val, container in assigned:
+        if container or name not in obj:
+            return False
+        cur = obj[name]
+        if cur is not val and (type(cur) is not type(val) or cur != val):
+            return False
+    return True
+
+
+def owned(objects: dict[str, Any], pk: str) -> dict[str, Any]:
+    """`objects[pk]` as this state's own object, to change in place (a shared `Frozen` one copied
+    first). For code that edits a state outside `apply` (a replay's placeholders)."""
+    obj = objects[pk]
+    if type(obj) is Frozen:
+        obj = objects[pk] = _thawed(obj)
+    return obj
+
+
+def subset(changeset: ChangesetDict, keep: Callable[[str], bool]) -> ChangesetDict:
+    """`changeset` less its instructions on the objects `keep(pk)` refuses (what one subscription
+    sees of it). An emulator `Changeset`'s compiled form is kept: each step is one object's, so
+    the subset's steps are the kept ones, shared (a re-import batch is compiled once, not once
+    per owner whose devices it reaches)."""
+    instructions = changeset["instructions"]
+    source = getattr(changeset, "compiled", None) if type(changeset) is Changeset else None
+    if source is None:
+        return Changeset(changeset, instructions=[ins for ins in instructions if keep(ins["object"])])
+    steps: list[tuple[Any, ...]] = []
+    starts: list[int] = []
+    kept: list[Instruction] = []
+    bounds = [*source.starts, len(instructions)]
+    for k, step in enumerate(source.steps):
+        if keep(step[2]):
+            starts.append(len(kept))
+            steps.append(step)
+            kept += instructions[bounds[k]:bounds[k + 1]]
+    out = Changeset(changeset, instructions=kept)
+    compiled = out.compiled = _Compiled.__new__(_Compiled)
+    compiled.steps, compiled.starts, compiled.positions = steps, starts, None
+    compiled.effects, compiled.objects = _read_steps(steps)
+    return out
+
+
+def _frozen(pk: str, assigned: tuple[tuple[str, Any, bool], ...]) -> Frozen:
     """A created object as the instructions build it (pk, defaults, empty lists, then the fields
-    in order), and what each new copy needs fresh: its lists and containers."""
-    template: dict[str, Any] = {_PK_FIELD: pk, **COLUMN_DEFAULTS, **dict.fromkeys(_SORTED_LIST_FIELDS)}
-    fresh: list[tuple[str, Any]] = [(f, None) for f in _SORTED_LIST_FIELDS]
-    for name, value in fields:
-        container = isinstance(value, (list, dict))
-        template[name] = None if container else value
-        fresh = [item for item in fresh if item[0] != name]
-        if container:
-            fresh.append((name, value))
-    return template, (tuple((name, value, isinstance(value, (list, dict))) for name, value in fields), tuple(fresh))
+    in order), frozen for every state that applies the step. Made when a state first lacks the
+    object: a re-import's CreateObject of objects every state has never needs one."""
+    template: dict[str, Any] = {_PK_FIELD: pk, **COLUMN_DEFAULTS}
+    for name in _SORTED_LIST_FIELDS:
+        template[name] = []
+    for name, value, container in assigned:
+        template[name] = copy.deepcopy(value) if container else value
+    return Frozen(template)
 
 
 def _compile(instructions: list[Instruction]) -> tuple[list[tuple[Any, ...]], list[int]]:
     """(code, table, pk, field, index, value) per step, and the index of each step's first
     instruction; a CreateObject followed by plain Updates of the same object becomes one step
-    carrying those fields, in their order."""
+    carrying those fields, in their order, and ArrayInserts at consecutive indices of one list one
+    step inserting them as a slice (where each insert lands: past the end too, where both append)."""
     out: list[tuple[Any, ...]] = []
     starts: list[int] = []
     n = len(instructions)
@@ -346,24 +455,20 @@ def _compile(instructions: list[Instruction]) -> tuple[list[tuple[Any, ...]], li
         starts.append(i)
         instr = instructions[i]
         op, table, pk = instr["op"], instr["table"], instr["object"]
-        i += 1
         if op == "CreateObject":
-            fields: list[tuple[str, Any]] = []
-            while i < n:
-                nxt = instructions[i]
-                if nxt["op"] != "Update" or "index" in nxt or nxt["object"] != pk or nxt["table"] != table:
-                    break
-                fields.append((nxt["field"], nxt["value"]))
-                i += 1
-            template, fresh = _template(pk, fields)
-            out.append((_CREATE, table, pk, None, template, fresh))
-        elif op == "Update":
+            step, i = _create_step(instructions, i)
+            out.append(step)
+            continue
+        if op == "ArrayInsert":
+            step, i = _insert_step(instructions, i)
+            out.append(step)
+            continue
+        i += 1
+        if op == "Update":
             if "index" in instr:
                 out.append((_SET_ELEMENT, table, pk, instr["field"], instr["index"], instr["value"]))
             else:
                 out.append((_SET, table, pk, instr["field"], None, instr["value"]))
-        elif op == "ArrayInsert":
-            out.append((_INSERT, table, pk, instr["field"], instr["index"], instr["value"]))
         elif op == "EraseObject":
             out.append((_ERASE, table, pk, None, None, None))
         elif op == "ArrayErase":
@@ -373,6 +478,40 @@ def _compile(instructions: list[Instruction]) -> tuple[list[tuple[Any, ...]], li
     return out, starts
 
 
+def _create_step(instructions: list[Instruction], i: int) -> tuple[tuple[Any, ...], int]:
+    """The step of the CreateObject at `i` and the plain Updates of its object after it; the next index."""
+    table, pk = instructions[i]["table"], instructions[i]["object"]
+    fields: list[tuple[str, Any, bool]] = []
+    i += 1
+    while i < len(instructions):
+        nxt = instructions[i]
+        if nxt["op"] != "Update" or "index" in nxt or nxt["object"] != pk or nxt["table"] != table:
+            break
+        value = nxt["value"]
+        fields.append((nxt["field"], value, isinstance(value, (list, dict))))
+        i += 1
+    # [the last shared object found unchanged, the object made (`_frozen`)], and the fields
+    return (_CREATE, table, pk, [None, None], None, tuple(fields)), i
+
+
+def _insert_step(instructions: list[Instruction], i: int) -> tuple[tuple[Any, ...], int]:
+    """The step of the ArrayInsert at `i` and those at the next indices of its list after it; the next index."""
+    instr = instructions[i]
+    table, pk, field, index = instr["table"], instr["object"], instr["field"], instr["index"]
+    values = [instr["value"]]
+    i += 1
+    while i < len(instructions):
+        nxt = instructions[i]
+        if (nxt["op"] != "ArrayInsert" or nxt["object"] != pk or nxt["field"] != field
+                or nxt["index"] != index + len(values) or nxt["table"] != table):
+            break
+        values.append(nxt["value"])
+        i += 1
+    if len(values) == 1:
+        return (_INSERT, table, pk, field, index, values[0]), i
+    return (_INSERT_RUN, table, pk, field, index, values), i
+
+
 def release(changeset: ChangesetDict) -> None:
     """Forget what is kept about `changeset` (its compiled form), to be computed again if it is
     used again: for a changeset its peers have all applied (what bounds the model's memory)."""
@@ -380,50 +519,82 @@ def release(changeset: ChangesetDict) -> None:
         del changeset.compiled
 
 
-def root_effects(changeset: ChangesetDict) -> tuple[bool, tuple[str, ...]]:
-    """(erases an object?, pks whose isRoot/owner_id it sets): what may change which object is
-    an owner's root. Computed once per emulator `Changeset`, for every device that applies it."""
+def apply_trusted(state: State, changeset: ChangesetDict) -> tuple[bool, frozenset[str], frozenset[str]]:
+    """`apply(state, changeset, validate=False)`: the one applier (every device applies every
+    download, so this is the emulator's innermost loop), running the changeset's compiled steps
+    in place, in order. Ops on missing objects are ignored. A created object goes in shared
+    (`Frozen`); a step that changes one takes the state's own copy first.
+
+    Returns what may change which object is an owner's root: (erases an object?, pks that may
+    be a root after it, pks whose isRoot it only sets false), kept with the compiled form for
+    every device that applies it."""
     try:
-        return changeset.compiled.effects  # type: ignore[attr-defined]  # (`_compiled`, inlined)
+        compiled = changeset.compiled  # type: ignore[attr-defined]  # (`_compiled`, inlined: the hot path)
     except AttributeError:
-        return _compiled(changeset).effects
-
-
-def _apply_steps(state: State, steps: list[tuple[Any, ...]]) -> None:
-    """Apply compiled steps in place, in order (the one applier: every device applies every
-    download, so this is the emulator's innermost loop). Ops on missing objects are ignored."""
-    deepcopy = copy.deepcopy
-    for code, table, pk, field, index, value in steps:
+        compiled = _compiled(changeset)
+    for code, table, pk, field, index, value in compiled.steps:
         objects = state.get(table)
         if objects is None:
             objects = state[table] = {}
-        if code == _CREATE:
-            obj = objects.get(pk)
-            if obj is None:  # `index` holds the new object's template; fresh lists and containers go in
-                obj = objects[pk] = index.copy()
-                for name, val in value[1]:
-                    obj[name] = [] if val is None else deepcopy(val)
-            else:
-                for name, val, container in value[0]:
-                    obj[name] = deepcopy(val) if container else val
-        elif code == _INSERT:
-            obj = objects.get(pk)
-            if obj is not None:
-                obj.setdefault(field, []).insert(index, value)
-        elif code == _ERASE:
-            objects.pop(pk, None)
+        obj = objects.get(pk)
+        if code == _CREATE:  # `field`: [the last shared object found unchanged, the object made], `value`: the fields
+            if obj is None:  # created: the step's own object, shared
+                made = field[1]
+                if made is None:
+                    made = field[1] = _frozen(pk, value)
+                objects[pk] = made
+            elif obj is not field[0]:  # (the object this step last found unchanged: every device sharing it)
+                _create_existing(objects, pk, obj, field, value)
+            continue
+        if obj is None:
+            continue
+        if code == _ERASE:
+            del objects[pk]
+            continue
+        if type(obj) is Frozen:
+            obj = objects[pk] = _thawed(obj)
+        if code == _INSERT:
+            lst = obj.get(field)
+            if lst is None:
+                lst = obj[field] = []
+            lst.insert(index, value)
         else:
-            obj = objects.get(pk)
-            if obj is None:
-                continue
-            if code == _SET:
-                obj[field] = deepcopy(value) if isinstance(value, (list, dict)) else value
-            elif code == _SET_ELEMENT:
-                obj[field][index] = value
-            elif code == _ARRAY_ERASE:
-                del obj[field][index]
-            else:  # Clear
-                obj[field] = []
+            _change(obj, code, field, index, value)
+    return compiled.effects
+
+
+def _create_existing(objects: dict[str, Any], pk: str, obj: dict[str, Any], cell: list[Any],
+                     assigned: tuple[tuple[str, Any, bool], ...]) -> None:
+    """A CreateObject of an object the state has: its fields assigned (in the state's own copy)."""
+    if type(obj) is Frozen:
+        if obj is cell[0] or obj is cell[1] or _unchanged(obj, assigned):  # a re-import's, of an object as it is
+            cell[0] = obj  # Frozen objects never change: every device sharing it is answered at once
+            return
+        obj = objects[pk] = _thawed(obj)
+    for name, val, container in assigned:
+        obj[name] = copy.deepcopy(val) if container else val
+
+
+def _change(obj: dict[str, Any], code: int, field: str, index: Any, value: Any) -> None:
+    """The field and list steps other than a single insert, on the state's own object."""
+    if code == _SET:
+        obj[field] = copy.deepcopy(value) if isinstance(value, (list, dict)) else value
+    elif code == _INSERT_RUN:
+        lst = obj.get(field)
+        if lst is None:
+            lst = obj[field] = []
+        lst[index:index] = value
+    elif code == _SET_ELEMENT:
+        obj[field][index] = value
+    elif code == _ARRAY_ERASE:
+        del obj[field][index]
+    else:  # Clear
+        obj[field] = []
+
+
+def root_effects(changeset: ChangesetDict) -> tuple[bool, frozenset[str], frozenset[str]]:
+    """What `apply_trusted` returns, for a changeset applied otherwise (a device's own write)."""
+    return _compiled(changeset).effects
 
 
 def apply(state: State, changeset: ChangesetDict, *, validate: bool = True) -> State:
@@ -439,11 +610,7 @@ def apply(state: State, changeset: ChangesetDict, *, validate: bool = True) -> S
         _validate_state(state)
         _validate_changeset(changeset, "changeset")
         _dry_run(state, changeset["instructions"])
-    try:
-        steps = changeset.compiled.steps  # type: ignore[attr-defined]  # (`_compiled`, inlined: the hot path)
-    except AttributeError:
-        steps = _compiled(changeset).steps
-    _apply_steps(state, steps)
+    apply_trusted(state, changeset)
     return state
 
 
@@ -621,7 +788,7 @@ def _rebuilt(changeset: ChangesetDict, instructions: list[Instruction | None], d
     out = Changeset(changeset)
     source = getattr(changeset, "compiled", None) if type(changeset) is Changeset else None
     if source is not None:
-        derived = out.compiled = _derived(source, changeset["instructions"], instructions)
+        derived = out.compiled = _derived(source, changeset["instructions"], instructions, dropped)
         if made:
             derived.make()
     out["instructions"] = [instr for instr in instructions if instr is not None] if dropped else instructions
@@ -790,10 +957,11 @@ def _meeting(objects_of_a: set[tuple[str, str]], b: ChangesetDict) -> dict[tuple
     """Positions in `b` of its instructions on an object of a's, by object: what the merge can pair."""
     instructions = b["instructions"]
     compiled: _Compiled | None = getattr(b, "compiled", None)
-    positions = compiled.positions if compiled is not None else None
-    if positions is None and len(instructions) > 32:  # look a's objects up in b's index (kept if b keeps one)
-        positions = _index(instructions) if compiled is None else _positions(compiled, b)
-    if positions is None:
+    if compiled is not None:  # b's index, kept with it: a history entry or a pending change is met again and again
+        positions = _positions(compiled, b)
+    elif len(instructions) > 32:
+        positions = _index(instructions)
+    else:
         return _index(instructions, objects_of_a)
     if len(objects_of_a) < len(positions):
         return {key: positions[key] for key in objects_of_a if key in positions}

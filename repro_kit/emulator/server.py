@@ -275,8 +275,7 @@ class SyncServer:
         instructions = changeset["instructions"]
         if all(owner_of.get(ins["object"], owner_id) == owner_id for ins in instructions):
             return changeset
-        kept = [ins for ins in instructions if owner_of.get(ins["object"], owner_id) == owner_id]
-        return ot.Changeset(changeset, instructions=kept)
+        return ot.subset(changeset, lambda pk: owner_of.get(pk, owner_id) == owner_id)
 
     def _send(self, targets: list[Port], version: int, origin: int, changeset: dict[str, Any],
               note: dict[str, Any] | None = None) -> None:

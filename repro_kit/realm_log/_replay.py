@@ -530,7 +530,8 @@ class _Replayer:
                 have = sizes.get(pk, len(table[pk].get(LIST_FIELD, [])))
                 if ins["prior_size"] > have and pk not in sizes:
                     missing = ins["prior_size"] - have
-                    table[pk][LIST_FIELD] = [f"{_PLACEHOLDER}{pk}:{k}" for k in range(missing)] + table[pk][LIST_FIELD]
+                    obj = ot.owned(table, pk)  # its own copy: a created object is shared between states
+                    obj[LIST_FIELD] = [f"{_PLACEHOLDER}{pk}:{k}" for k in range(missing)] + obj[LIST_FIELD]
                     self._say(self.inconclusive, f"{TABLE}[{pk}].{LIST_FIELD} held {missing} element(s) before the "
                                                  f"log starts (log line {step.line}): they are not in the log")
                 change = 1 if ins["op"] == "ArrayInsert" else -1 if ins["op"] == "ArrayErase" else 0
