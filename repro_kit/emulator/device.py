@@ -250,7 +250,7 @@ class Device:
             if incoming["instructions"] or batch is not None:
                 before = self._view()
                 self._track_root(ot.apply_trusted(self.state, incoming))
-                self._notify(before, batch=batch)
+                self._notify(before, batch=batch, touched=[pk for table, pk in ot.objects(incoming) if table == "Node"])
             return
         # the commonest call of a run (every download to every device): `_track_root`'s test inlined
         erases, rooting, unrooting = ot.apply_trusted(self.state, incoming)
@@ -308,7 +308,7 @@ class Device:
 
     def _notify(self, before: tuple[list[str], set[str]], batch: int | None, touched: list[str] | None = None) -> None:
         """Tell the listeners what the change did to the view. `touched`: every object the change
-        could have changed (a local write's), whose owner alone is looked at again."""
+        could have changed (a local write's, a download's), whose owner alone is looked at again."""
         self._seen = None
         if touched is None:
             after = self._view()

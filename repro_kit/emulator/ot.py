@@ -28,8 +28,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 __all__ = ["Changeset", "Frozen", "owned", "LIST_FIELDS", "COLUMN_DEFAULTS", "rule_name", "validate", "order_key",
-           "apply", "apply_trusted", "subset", "transform", "transform_past", "rebase", "visible", "converge",
-           "root_effects", "release"]
+           "apply", "apply_trusted", "objects", "subset", "transform", "transform_past", "rebase", "visible",
+           "converge", "root_effects", "release"]
 
 LIST_FIELDS = frozenset({"children"})
 _SORTED_LIST_FIELDS = tuple(sorted(LIST_FIELDS))
@@ -590,6 +590,12 @@ def _change(obj: dict[str, Any], code: int, field: str, index: Any, value: Any) 
         del obj[field][index]
     else:  # Clear
         obj[field] = []
+
+
+def objects(changeset: ChangesetDict) -> set[tuple[str, str]]:
+    """The (table, pk) of every object `changeset` touches (kept with its compiled form; a rebased
+    changeset's may name more, never fewer)."""
+    return _compiled(changeset).objects
 
 
 def root_effects(changeset: ChangesetDict) -> tuple[bool, frozenset[str], frozenset[str]]:
