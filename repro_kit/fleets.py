@@ -56,15 +56,16 @@ __all__ = ["fleet", "FleetAnalysis", "FleetParams", "load_fleet", "fleet_figure"
 #: Most users one fleet run models.
 MAX_USERS = 200_000
 #: Memory a fleet takes per document of a user's (their root, notes and writes), for the bound on its
-#: size: one user of 20 notes and 20 writes takes 41 of these (~112 KiB). Measured as the growth of the
+#: size: one user of 20 notes and 20 writes takes 41 of these (~96 KiB). Measured as the growth of the
 #: whole fleet call's peak RSS (VmHWM; model, recording, analysis and report, in a fresh process, as
-#: `benchmarks/fleet_users.py` runs it) from 3,000 users (683 MiB) to 10,000 users (1,434 MiB): 110 KiB
-#: a user, 2,744 bytes a document, rounded up. The peak is the model's, by the end of its run (the
+#: `benchmarks/fleet_users.py` runs it) from 3,000 users (586 MiB) to 10,000 users (1,233 MiB): 95 KiB
+#: a user, 2,363 bytes a document, rounded up. The peak is the model's, by the end of its run (the
 #: server's history, its older entries' instructions packed; the nodes of the devices, the server, the
-#: translator's mirror and Atlas; the delivery's ports); measure again when the model's size changes
-#: (it was 6,400 bytes before the history was packed and the re-import stopped copying the mirror, and
-#: 4,600 before the delivery object and pure device reads).
-BYTES_PER_NOTE = 2_800
+#: translator's mirror and Atlas, a created note shared by the states that applied it; the delivery's
+#: ports); measure again when the model's size changes (it was 2,800 bytes before created objects were
+#: shared, 6,400 before the history was packed and the re-import stopped copying the mirror, and 4,600
+#: before the delivery object and pure device reads).
+BYTES_PER_NOTE = 2_400
 #: Memory a fleet may plan to use: the machine's physical memory less a margin, at most this.
 _MEMORY_CAP_BYTES = 64 << 30
 #: Records a fleet's columnar recording buffers before it appends them as one Arrow batch per log
