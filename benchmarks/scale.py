@@ -33,6 +33,8 @@ MARGIN_S = 1.0
 def scenario(devices: int, writes: int, encoding: str = "replace", interval_s: float = 1.0, seed: int = 1) -> dict[str, Any]:
     """Run one size in this process; returns its figures. Raises AssertionError if it did not converge."""
     from repro_kit.client import connect
+    from repro_kit.emulator import session as _emulator  # noqa: F401  (loaded before the clock: the model's
+    #                                                      import is the fresh-process figure's, not the scale's)
 
     span = writes * interval_s
     deploy_at = round(0.25 * span, 3)
