@@ -98,3 +98,16 @@ def test_smoke_sizes_never_fail_on_speed_but_full_runs_do(monkeypatch, tmp_path,
     assert "MISSED TARGET: virtual time" in capsys.readouterr().err
     monkeypatch.setattr(module, "run", lambda **_: 1 / 0)
     assert main(["--smoke", "--only", "virtual_time", "--out", out]) == 1
+
+
+def test_the_outcome_hashes_name_every_run_and_repeat_exactly():
+    """`python -m benchmarks.outcomes` is how a speed-up shows it changed nothing: its hashes must
+    come out the same on a second run of the same code, and tell different runs apart."""
+    from benchmarks.outcomes import hashes
+
+    first, second = list(hashes(quick=True)), list(hashes(quick=True))
+    assert first == second
+    names = [name for name, _ in first]
+    assert names[:2] == ["scale 20x20 replace", "scale 20x20 diff"] and "fleet of 40: events" in names
+    values = [value for _, value in first]
+    assert len(set(values)) == len(values)  # every run leaves its own state
