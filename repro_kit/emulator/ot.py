@@ -355,7 +355,9 @@ class Frozen(dict[str, Any]):
     """An object as a CreateObject made it, shared by every state that applied that step (a
     download reaches every device: 100 devices hold one object, not 100 copies). No one changes
     it: the applier takes a state's own copy first (`owned`), the first time a step would change
-    it there. A copy of it (`copy.copy`, `copy.deepcopy`, pickle) is a plain dict."""
+    it there. A copy of it (`copy.copy`, `copy.deepcopy`, pickle) is a plain dict; one deep copy
+    (or pickle) of several states together keeps their sharing, as those copiers keep identity:
+    change such a copy through `apply`, or copy each state on its own."""
 
     __slots__ = ()
 
