@@ -356,8 +356,9 @@ class Frozen(dict[str, Any]):
     download reaches every device: 100 devices hold one object, not 100 copies). No one changes
     it: the applier takes a state's own copy first (`owned`), the first time a step would change
     it there. A copy of it (`copy.copy`, `copy.deepcopy`, pickle) is a plain dict; one deep copy
-    (or pickle) of several states together keeps their sharing, as those copiers keep identity:
-    change such a copy through `apply`, or copy each state on its own."""
+    (or pickle) of several states together keeps their sharing, as those copiers keep identity
+    (its plain dicts are then shared by the copied states): to change copies apart, copy each
+    state on its own."""
 
     __slots__ = ()
 
