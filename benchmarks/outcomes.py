@@ -18,7 +18,6 @@ import hashlib
 import json
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -48,13 +47,8 @@ def full_state(session: Any) -> dict[str, Any]:
 
 def _scale(devices: int, writes: int, encoding: str) -> str:
     from benchmarks import scale
-    from repro_kit.client import connect
 
-    span = writes * 1.0
-    deploy_at, delay = round(0.25 * span, 3), round(0.3 * span, 3)
-    session = connect(mode="production", encoding=encoding, seed=1, resync_delay_s=delay)
-    with session.world.uninterrupted():
-        scale._drive(session, devices, writes, encoding, 1.0, time.perf_counter(), deploy_at, delay)
+    session, _figures = scale.scenario_session(devices, writes, encoding)
     return _digest(full_state(session))
 
 

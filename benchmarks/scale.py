@@ -32,6 +32,12 @@ MARGIN_S = 1.0
 
 def scenario(devices: int, writes: int, encoding: str = "replace", interval_s: float = 1.0, seed: int = 1) -> dict[str, Any]:
     """Run one size in this process; returns its figures. Raises AssertionError if it did not converge."""
+    return scenario_session(devices, writes, encoding, interval_s, seed)[1]
+
+
+def scenario_session(devices: int, writes: int, encoding: str = "replace", interval_s: float = 1.0, seed: int = 1
+                     ) -> tuple[Any, dict[str, Any]]:
+    """`scenario`, returning the session too (its final state: `benchmarks.outcomes`)."""
     from repro_kit.client import connect
     from repro_kit.emulator import session as _emulator  # noqa: F401  (loaded before the clock: the model's
     #                                                      import is the fresh-process figure's, not the scale's)
@@ -42,7 +48,7 @@ def scenario(devices: int, writes: int, encoding: str = "replace", interval_s: f
     started = time.perf_counter()
     session = connect(mode="production", encoding=encoding, seed=seed, resync_delay_s=delay)
     with session.world.uninterrupted():  # the collector paused between waits too (EmulatedWorld)
-        return _drive(session, devices, writes, encoding, interval_s, started, deploy_at, delay)
+        return session, _drive(session, devices, writes, encoding, interval_s, started, deploy_at, delay)
 
 
 def _drive(session: Any, devices: int, writes: int, encoding: str, interval_s: float, started: float,

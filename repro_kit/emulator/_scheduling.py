@@ -175,18 +175,10 @@ class ModelDelivery(Delivery):
     def send(self, targets: list[_ModelPort], version: int, origin: int,  # type: ignore[override]
              views: dict[str, dict[str, Any]], changeset: dict[str, Any], note: dict[str, Any] | None,
              latency: tuple[float, float, Any]) -> None:
-        """`Delivery.send`, its `times` and each port's `post` inlined: one loop for the downloads of
-        a changeset (a write of an owner with 100 devices is 100 of them), each a heap or an inbox
-        entry. (Receiving what a full inbox held draws nothing from the server's random stream.)"""
+        """`Delivery.send`, each port's `post` inlined: one loop for the downloads of a changeset
+        (a write of an owner with 100 devices is 100 of them), each a heap or an inbox entry."""
         queue, eids, push = self.queue, self.eids, heapq.heappush
-        now = self.env.now
-        base, jitter, random = latency
-        drawn = bool(jitter and base)
-        for port in targets:  # `Delivery.times`, inlined: the same draws, in the same order
-            at = now + (base * (1 - jitter + 2 * jitter * random()) if drawn else base)
-            if at < port.last_at:
-                at = port.last_at
-            port.last_at = at
+        for port, (at, _delay) in zip(targets, self.times(targets, latency)):
             if port.peer == origin:  # the acknowledgement: always an event, which applies what is due first
                 args = (version, origin, changeset, note)
                 push(queue, (at, NORMAL, next(eids), TimedCall(port.deliver, args)))

@@ -128,7 +128,7 @@ class Device:
         else:
             self._track_root(ot.apply_trusted(self.state, changeset))
 
-    def _track_root(self, effects: tuple[bool, frozenset[str], frozenset[str]]) -> None:
+    def _track_root(self, effects: ot.Effects) -> None:
         """Look for the root again when a changeset could have changed which object is the first
         root (an erase reorders or removes; an Update of isRoot/owner_id may make or unmake one).
         Why: add_to_root looked the root up by scanning every node, which made thousands of nodes

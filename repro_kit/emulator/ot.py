@@ -27,9 +27,9 @@ import operator
 from collections.abc import Callable, Iterable
 from typing import Any
 
-__all__ = ["Changeset", "Frozen", "owned", "LIST_FIELDS", "COLUMN_DEFAULTS", "rule_name", "validate", "order_key",
-           "apply", "apply_trusted", "objects", "subset", "transform", "transform_past", "rebase", "visible",
-           "converge", "root_effects", "release"]
+__all__ = ["Changeset", "Effects", "Frozen", "owned", "LIST_FIELDS", "COLUMN_DEFAULTS", "rule_name", "validate",
+           "order_key", "apply", "apply_trusted", "objects", "subset", "transform", "transform_past", "rebase",
+           "visible", "converge", "root_effects", "release"]
 
 LIST_FIELDS = frozenset({"children"})
 _SORTED_LIST_FIELDS = tuple(sorted(LIST_FIELDS))
@@ -54,6 +54,9 @@ ChangesetDict = dict[str, Any]
 State = dict[str, dict[str, dict[str, Any]]]
 Key = tuple[int, int]
 Tracer = Callable[[dict[str, Any]], None]
+#: What may change which object is an owner's root: (erases an object?, pks that may be a root
+#: after the changeset, pks whose isRoot it only sets false).
+Effects = tuple[bool, frozenset[str], frozenset[str]]
 
 
 # --------------------------------------------------------------------------- validation
@@ -238,17 +241,14 @@ class _Compiled:
     __slots__ = ("effects", "objects", "positions", "starts", "steps")
     steps: list[tuple[Any, ...]]
     starts: list[int]
-    effects: tuple[bool, frozenset[str], frozenset[str]]
+    effects: Effects
     objects: set[tuple[str, str]]
     positions: dict[tuple[str, str], list[int]] | None
 
-    def __init__(self, instructions: list[Instruction]) -> None:
-        self.steps, self.starts = _compile(instructions)
+    def __init__(self, steps: list[tuple[Any, ...]], starts: list[int]) -> None:
+        self.steps, self.starts = steps, starts
         self.positions = None
-        self.effects, self.objects = _read_steps(self.steps)
-
-
-Effects = tuple[bool, frozenset[str], frozenset[str]]
+        self.effects, self.objects = _read_steps(steps)
 
 
 def _read_steps(steps: list[tuple[Any, ...]]) -> tuple[Effects, set[tuple[str, str]]]:
@@ -345,7 +345,7 @@ def _compiled(changeset: ChangesetDict) -> _Compiled:
     try:
         return changeset.compiled  # type: ignore[attr-defined]
     except AttributeError:
-        entry = _Compiled(changeset["instructions"])
+        entry = _Compiled(*_compile(changeset["instructions"]))
         if type(changeset) is Changeset:
             changeset.compiled = entry
         return entry
@@ -427,9 +427,7 @@ def subset(changeset: ChangesetDict, keep: Callable[[str], bool]) -> ChangesetDi
             steps.append(step)
             kept += instructions[bounds[k]:bounds[k + 1]]
     out = Changeset(changeset, instructions=kept)
-    compiled = out.compiled = _Compiled.__new__(_Compiled)
-    compiled.steps, compiled.starts, compiled.positions = steps, starts, None
-    compiled.effects, compiled.objects = _read_steps(steps)
+    out.compiled = _Compiled(steps, starts)
     return out
 
 
@@ -522,7 +520,7 @@ def release(changeset: ChangesetDict) -> None:
         del changeset.compiled
 
 
-def apply_trusted(state: State, changeset: ChangesetDict) -> tuple[bool, frozenset[str], frozenset[str]]:
+def apply_trusted(state: State, changeset: ChangesetDict) -> Effects:
     """`apply(state, changeset, validate=False)`: the one applier (every device applies every
     download, so this is the emulator's innermost loop), running the changeset's compiled steps
     in place, in order. Ops on missing objects are ignored. A created object goes in shared
@@ -601,7 +599,7 @@ def objects(changeset: ChangesetDict) -> set[tuple[str, str]]:
     return _compiled(changeset).objects
 
 
-def root_effects(changeset: ChangesetDict) -> tuple[bool, frozenset[str], frozenset[str]]:
+def root_effects(changeset: ChangesetDict) -> Effects:
     """What `apply_trusted` returns, for a changeset applied otherwise (a device's own write)."""
     return _compiled(changeset).effects
 
