@@ -60,6 +60,7 @@ __all__ = ["HISTORY_ARROW", "EVENTS_ARROW", "ARROW_BATCH_ROWS", "LogWriter", "en
 
 _JSON = {b"repro_kit": b"json"}
 _INT64 = (-(1 << 63), (1 << 63) - 1)
+_INT64_MIN, _INT64_MAX = _INT64
 _EXACT = 1 << 53  # kit counts beyond this go through float64 in the JSON lines' reader: stored as JSON
 _KIT = {
     "events": {"time": float, "observer": str, "kind": str, "node_id": str,
@@ -193,18 +194,22 @@ class LogWriter:
             column = columns.get(key)
             if column is None:
                 column = columns[key] = [_ABSENT] * n
-            t = type(value)  # `_kept`, its common cases inlined
-            column.append(value if t is str or t is float or value is None or t is bool else _kept(value))
-        self._rows = n = n + 1
-        if len(line) < len(columns):  # a key this record lacks
-            for column in columns.values():
-                if len(column) < n:
-                    column.append(_ABSENT)
+            elif len(column) < n:  # the records since this key's last one lack it
+                column.extend([_ABSENT] * (n - len(column)))
+            t = type(value)  # `_kept`, its common cases inlined (an int is one when it fits in 64 bits)
+            column.append(value if t is str or t is float or value is None or t is bool
+                          or (t is int and _INT64_MIN <= value <= _INT64_MAX) else _kept(value))
+        self._rows = n + 1
 
     def flush(self) -> None:
         fh = self._fh  # a local: a failed write is named by the traceback (`_errors`)
-        if self._rows:
-            data = encode_columns(self._columns, self.log)
+        n = self._rows
+        if n:
+            columns = self._columns
+            for column in columns.values():  # a key's column ends at its last record: absent after it
+                if len(column) < n:
+                    column.extend([_ABSENT] * (n - len(column)))
+            data = encode_columns(columns, self.log)
             self._columns, self._rows = {}, 0
             fh.write(data)
         fh.flush()

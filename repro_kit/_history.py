@@ -146,6 +146,9 @@ class Notification:
 
 
 ViewState = tuple[Sequence[str], Iterable[str]]  # (the root's visible children in order, the owner's document ids)
+#: New children at the end of an otherwise unchanged list that `notification` looks up in the old
+#: list one by one (beyond this, in a set of it).
+_SHORT_TAIL = 8
 
 
 def notification(time: float, observer: str, before: ViewState, after: ViewState,
@@ -154,13 +157,26 @@ def notification(time: float, observer: str, before: ViewState, after: ViewState
     order), which documents appeared and disappeared (sorted)."""
     old_children, old_docs = before
     new_children, new_docs = after
-    old_set, new_set = set(old_children), set(new_children)
-    old_docs, new_docs = set(old_docs), set(new_docs)
+    if not isinstance(old_docs, (set, frozenset)):
+        old_docs = set(old_docs)
+    if not isinstance(new_docs, (set, frozenset)):
+        new_docs = set(new_docs)
+    head = len(old_children)
+    tail = new_children[head:]
+    if len(tail) <= _SHORT_TAIL and new_children[:head] == old_children:
+        # the list only grew at its end (a device's append) or stayed: every old child is still
+        # there, and of the few new ones, those the old list lacked (a scan of it, not two sets)
+        left: tuple[Any, ...] = ()
+        entered = tuple(dict.fromkeys(c for c in tail if c not in old_children))
+    else:
+        old_set, new_set = set(old_children), set(new_children)
+        entered = tuple(dict.fromkeys(c for c in new_children if c not in old_set))
+        left = tuple(dict.fromkeys(c for c in old_children if c not in new_set))
     return Notification(
         time=time, observer=observer, root_children=len(new_children), nodes_total=len(new_docs),
-        entered=tuple(dict.fromkeys(c for c in new_children if c not in old_set)),
-        left=tuple(dict.fromkeys(c for c in old_children if c not in new_set)),
-        inserted=tuple(sorted(new_docs - old_docs)), deleted=tuple(sorted(old_docs - new_docs)),
+        entered=entered, left=left,
+        inserted=tuple(sorted(new_docs - old_docs)) if new_docs else (),
+        deleted=tuple(sorted(old_docs - new_docs)) if old_docs else (),
         batch=batch,
     )
 

@@ -103,9 +103,9 @@ class Driver:
         with self._lock:
             t = round(record.time - self.t0, 6)  # `rel`, inlined: a fleet records millions
             if isinstance(record, Event):
-                line = record.line()  # a new dict: the recorder's to take
+                line = record.line()  # a new dict in the written order: the recorder's to take
                 line["time"] = t
-                self.rec.event(line)
+                self.rec.event(line, take=True)
             elif isinstance(record, Op):
                 self._op(record, t)
             elif isinstance(record, Nemesis):

@@ -107,6 +107,35 @@ def test_the_one_diff_of_two_view_states():
     assert kinds == ["doc_insert", "enter", "leave", "doc_delete", "batch", "counts"]
 
 
+def _diff_by_sets(before, after):
+    """The diff as sets define it (what `notification` must equal, however it computes it)."""
+    (old_kids, old_docs), (new_kids, new_docs) = before, after
+    old_set, new_set, old_docs, new_docs = set(old_kids), set(new_kids), set(old_docs), set(new_docs)
+    return (tuple(dict.fromkeys(c for c in new_kids if c not in old_set)),
+            tuple(dict.fromkeys(c for c in old_kids if c not in new_set)),
+            tuple(sorted(new_docs - old_docs)), tuple(sorted(old_docs - new_docs)), len(new_kids), len(new_docs))
+
+
+def test_the_diff_is_the_same_for_an_append_a_long_tail_and_any_other_change():
+    import random
+
+    rng = random.Random(5)
+    ids = [f"n{i}" for i in range(40)]
+    cases = [(["a", "b"], ["a", "b", "c"]), (["a", "b"], ["a", "b", "a", "c", "c"]), (["a"], ["a"]), ([], ["a", "a"]),
+             (["a", "b"], ["a"]), (["a", "b"], ["b", "a"]), (ids[:5], ids[:5] + ids[30:40]), (ids[:5], ids[:4] + ids[:3])]
+    for _ in range(300):  # appends of 0-12 (old or new ids), and arbitrary lists
+        old = rng.choices(ids, k=rng.randrange(0, 15))
+        cases.append((old, old + rng.choices(ids, k=rng.randrange(0, 13))))
+        cases.append((old, rng.choices(ids, k=rng.randrange(0, 15))))
+    for old_kids, new_kids in cases:
+        old_docs, new_docs = set(old_kids) | {"root"}, set(new_kids) | {"root", "x"}
+        for before, after in [((old_kids, old_docs), (new_kids, new_docs)),  # lists and sets, as a device has them
+                              ((tuple(old_kids), list(old_docs)), (new_kids, sorted(new_docs)))]:  # other sequences
+            note = notification(1.0, "device", before, after)
+            assert (note.entered, note.left, note.inserted, note.deleted, note.root_children,
+                    note.nodes_total) == _diff_by_sets(before, after), (old_kids, new_kids)
+
+
 def test_a_stream_is_safe_to_subscribe_to_from_several_threads():
     stream = Stream()
     heard: list[list[int]] = [[] for _ in range(8)]

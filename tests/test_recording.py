@@ -36,6 +36,24 @@ def test_recorder_writes_meta_history_and_events(tmp_path: Path) -> None:
     assert [l["type"] for l in lines] == ["invoke", "ok", "info"]
 
 
+@pytest.mark.parametrize("fmt", ["jsonl", "arrow"])
+def test_a_line_handed_over_is_written_as_a_checked_one(tmp_path: Path, fmt: str) -> None:
+    """What the driver hands over (`take=True`, a history Event's line) is kept as it is and loads
+    exactly as the same observation given the checked way, in both formats."""
+    handed, checked = tmp_path / "handed", tmp_path / "checked"
+    events = [{"time": 1.5, "observer": "device", "kind": "enter", "node_id": "n1", "user": 3},
+              {"time": 2.0, "observer": "device", "kind": "counts", "root_children": 1, "nodes_total": 2, "user": 3}]
+    with RunRecorder(handed, {"backend": "emulator"}, format=fmt) as rec:
+        for event in events:
+            line = dict(event)
+            assert rec.event(line, take=True) is line  # no copy
+    with RunRecorder(checked, {"backend": "emulator"}, format=fmt) as rec:
+        for event in events:
+            rec.event({k: event[k] for k in reversed(list(event))})  # any key order: the recorder orders it
+    a, b = load_run(handed), load_run(checked)
+    assert a.events.equals(b.events) and len(a.events) == 2 and a.end_s == b.end_s == 2.0
+
+
 def test_finish_adds_extra_meta(tmp_path: Path) -> None:
     rec = RunRecorder(tmp_path, {"mode": "production"})
     rec.event({"time": 12.5, "observer": "atlas", "kind": "poll", "root_children": 1, "nodes_total": 2})

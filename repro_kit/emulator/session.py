@@ -321,8 +321,9 @@ class EmulatedWorld:
             self._unwatch_atlas = None
 
     def _emit(self, record: Record, process: int | None = None, atlas: bool = False, trace: bool = False) -> None:
-        for sub in self._subs:
-            if (process is None or sub.wants(process)) and (not atlas or sub.atlas) and (not trace or sub.trace):
+        for sub in self._subs:  # (`sub.wants(process)` inlined: every record of a fleet comes here)
+            if (process is None or sub.processes is None or process in sub.processes) \
+                    and (not atlas or sub.atlas) and (not trace or sub.trace):
                 sub.listener(record)
 
     def _observe_device(self, user: _User, wanted: bool) -> None:
