@@ -27,7 +27,7 @@ import time as _time
 from collections.abc import Iterable, Mapping
 from importlib import metadata as _metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, cast, overload
 
 import numpy as np
 
@@ -367,7 +367,7 @@ class RunRecorder:
         written (time, observer and kind first and set, the time finite, a node_id a string; what
         the driver makes of a history `Event`), kept as it is: no copy and no checks for each of a
         fleet's million records."""
-        line = event if take else self._event_line(event)
+        line = cast(dict[str, Any], event) if take else self._event_line(event)
         t = line["time"]
         with self._lock:
             self._check_open()
@@ -504,7 +504,7 @@ class MemoryRecorder:
         return line
 
     def event(self, event: Mapping[str, Any], *, take: bool = False) -> dict[str, Any]:
-        line = event if take else dict(event)  # type: ignore[assignment]
+        line = cast(dict[str, Any], event) if take else dict(event)
         self.events.append(line)
         return line
 

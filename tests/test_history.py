@@ -121,8 +121,9 @@ def test_the_diff_is_the_same_for_an_append_a_long_tail_and_any_other_change():
 
     rng = random.Random(5)
     ids = [f"n{i}" for i in range(40)]
-    cases = [(["a", "b"], ["a", "b", "c"]), (["a", "b"], ["a", "b", "a", "c", "c"]), (["a"], ["a"]), ([], ["a", "a"]),
-             (["a", "b"], ["a"]), (["a", "b"], ["b", "a"]), (ids[:5], ids[:5] + ids[30:40]), (ids[:5], ids[:4] + ids[:3])]
+    cases = [(["a", "b"], ["a", "b", "c"]), (["a", "b"], ["a", "b", "a", "c", "c"]), (["a"], ["a"]),
+             ([], ["a", "a"]), (["a", "b"], ["a"]), (["a", "b"], ["b", "a"]), (ids[:5], ids[:5] + ids[30:40]),
+             (ids[:5], ids[:4] + ids[:3])]
     for _ in range(300):  # appends of 0-12 (old or new ids), and arbitrary lists
         old = rng.choices(ids, k=rng.randrange(0, 15))
         cases.append((old, old + rng.choices(ids, k=rng.randrange(0, 13))))
