@@ -45,7 +45,6 @@ from tqdm.auto import tqdm
 
 from repro_kit import _checks, _schema, plots, recording
 from repro_kit.driver import Driver, default_run_dir
-from repro_kit.emulator.device import create_node
 from repro_kit.emulator.params import CHOICES, EmulatorParams
 from repro_kit.emulator.session import EmulatedSession, EmulatedWorld
 from repro_kit.findings import Analysis, analyse
@@ -204,16 +203,9 @@ class _Fleet:
     def bootstrap(self) -> None:
         """Every user's root and notes, written in one transaction on their first device and synced
         to the server and Atlas before the run starts."""
+        texts = [f"note {k + 1}" for k in range(self.p.notes_per_user)]
         for session in self.sessions:
-            device = session.device
-            root = device.new_id()
-            instructions = create_node(root, "root", session.user_id, True)
-            for k in range(self.p.notes_per_user):
-                pk = device.new_id()
-                instructions += create_node(pk, f"note {k + 1}", session.user_id, False)
-                instructions.append({"op": "ArrayInsert", "table": "Node", "object": root, "field": "children",
-                                     "index": k, "value": pk, "prior_size": k})
-            device.write(instructions)
+            session.device.create_tree(texts)
         self.world.settle(step_s=_SETTLE_STEP_S)
 
     def steps(self, driver: Driver) -> Iterator[tuple[float, Any]]:

@@ -70,6 +70,33 @@ def test_parent_pointer_tree():
     assert "children" not in {i.get("field") for _, cs in server.history for i in cs["instructions"] if i["op"] != "CreateObject"}
 
 
+@pytest.mark.parametrize("tree", ["children", "parent"])
+def test_a_tree_made_in_one_write_is_the_one_its_instructions_make(tree):
+    """`create_tree` (a fleet's bootstrap) is one transaction, checked or not: the same state,
+    changeset and ids as the same instructions given to `write`, and on the other device after sync."""
+    from repro_kit.emulator.device import create_node
+
+    env, server, a, b = pair(tree)
+    root = a.create_tree(["one", "two", "three"])
+    env.run(until=1)
+    env2, server2, c, _ = pair(tree)
+    pk = c.new_id()
+    ins = create_node(pk, "root", "u", is_root=True)
+    for k, text in enumerate(["one", "two", "three"]):
+        child = c.new_id()
+        ins += create_node(child, text, "u", is_root=False)
+        ins.append({"op": "Update", "table": "Node", "object": child, "field": "parent", "value": pk, "is_default": False}
+                   if tree == "parent" else
+                   {"op": "ArrayInsert", "table": "Node", "object": pk, "field": "children", "index": k, "value": child,
+                    "prior_size": k})
+    c.write(ins)
+    env2.run(until=1)
+    assert root == pk and a.root_id() == b.root_id() == root and len(server.history) == 1
+    assert server.history[0][1]["instructions"] == server2.history[0][1]["instructions"]
+    assert a.state == b.state == c.state
+    assert [a.state["Node"][n]["text"] for n in b.visible_children(root)] == ["one", "two", "three"]
+
+
 # -- downloads taken in bulk (ModelEnvironment) apply exactly where their events would have ----------
 
 

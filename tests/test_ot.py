@@ -854,3 +854,22 @@ def test_a_subset_keeps_what_it_sees_and_applies_as_the_same_instructions_would(
         apply(s1, part, validate=False)
         apply(s2, cs(1, 5, *plain), validate=False)
         assert json.dumps(s1) == json.dumps(s2)
+
+
+def test_kept_objects_are_exact_or_not_given():
+    """`ot.kept_objects` (what the server indexes an upload by): exactly the objects a compiled,
+    unrebased changeset touches; None for a plain dict, an uncompiled changeset, or a rebased one
+    (whose kept set may name objects the merge dropped)."""
+    import json
+
+    from repro_kit.emulator.ot import Changeset, kept_objects, transform_past
+
+    base = {"Node": {"r": {"_id": "r", "text": "", "children": []}}}
+    mine = Changeset(cs(2, 5, create("a"), update("a", "text", "x"), insert("r", 0, "a", 0)))
+    assert kept_objects(mine) is None and kept_objects(dict(mine)) is None
+    apply(json.loads(json.dumps(base)), mine)  # compiled as a device applies it
+    assert kept_objects(mine) == {("Node", "a"), ("Node", "r")}
+    theirs = Changeset(cs(3, 4, create("b"), insert("r", 0, "b", 0)))
+    apply(json.loads(json.dumps(base)), theirs)
+    _, (rebased,) = transform_past(theirs, [mine])
+    assert rebased["instructions"] != mine["instructions"] and kept_objects(rebased) is None

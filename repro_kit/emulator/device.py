@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import simpy
@@ -194,6 +194,24 @@ class Device:
         pk = self.new_id()
         self._write(create_node(pk, text, self.owner_id, is_root=True), validate=False)
         return pk
+
+    def create_tree(self, texts: Sequence[str], text: str = "root") -> str:
+        """A root and one child note per text (in order), in one transaction; returns the root's id.
+        (A fleet's users hold theirs before its run starts: a user's notes as one write.)"""
+        self._link.drain()
+        root = self.new_id()
+        instructions = create_node(root, text, self.owner_id, is_root=True)
+        for k, note in enumerate(texts):
+            pk = self.new_id()
+            instructions += create_node(pk, note, self.owner_id, is_root=False)
+            if self.tree == "parent":
+                instructions.append({"op": "Update", "table": "Node", "object": pk, "field": "parent", "value": root,
+                                     "is_default": False})
+            else:
+                instructions.append({"op": "ArrayInsert", "table": "Node", "object": root, "field": "children",
+                                     "index": k, "value": pk, "prior_size": k})
+        self._write(instructions, validate=False)
+        return root
 
     def add_to_root(self, text: str) -> str:
         self._link.drain()  # acting: the list's size is read after what was due reached the device

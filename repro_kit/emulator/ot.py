@@ -28,8 +28,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 __all__ = ["Changeset", "Effects", "Frozen", "owned", "LIST_FIELDS", "COLUMN_DEFAULTS", "rule_name", "validate",
-           "order_key", "apply", "apply_trusted", "objects", "subset", "transform", "transform_past", "rebase",
-           "visible", "converge", "root_effects", "release"]
+           "order_key", "apply", "apply_trusted", "objects", "kept_objects", "subset", "transform", "transform_past",
+           "rebase", "visible", "converge", "root_effects", "release"]
 
 LIST_FIELDS = frozenset({"children"})
 _SORTED_LIST_FIELDS = tuple(sorted(LIST_FIELDS))
@@ -597,6 +597,14 @@ def objects(changeset: ChangesetDict) -> set[tuple[str, str]]:
     """The (table, pk) of every object `changeset` touches (kept with its compiled form; a rebased
     changeset's may name more, never fewer)."""
     return _compiled(changeset).objects
+
+
+def kept_objects(changeset: ChangesetDict) -> set[tuple[str, str]] | None:
+    """Exactly the (table, pk) `changeset` touches when its compiled form is kept and was not made
+    by a rebase (a device's write: compiled when the device applied it); None otherwise, for the
+    caller to read the instructions rather than compile them for this alone."""
+    compiled = getattr(changeset, "compiled", None)
+    return compiled.objects if type(compiled) is _Compiled else None
 
 
 def root_effects(changeset: ChangesetDict) -> Effects:

@@ -175,7 +175,9 @@ class SyncServer:
         if type(changeset) is not ot.Changeset:
             changeset = ot.Changeset(changeset)  # compiled once for every peer that applies it
         version = self.version + 1
-        keys = {(ins["table"], ins["object"]) for ins in changeset["instructions"]}
+        keys = ot.kept_objects(changeset)
+        if keys is None:
+            keys = {(ins["table"], ins["object"]) for ins in changeset["instructions"]}
         met = self._concurrent(keys, base_version, peer)
         trace = None
         if self.trace_listeners:
