@@ -217,3 +217,16 @@ def test_the_root_follows_every_change_that_can_make_or_unmake_one():
     env.run(until=4)
     _roots_agree(a, b)
     assert a.root_id() == other and b.root_id() is None
+
+
+def test_ids_are_the_version_4_uuids_of_the_devices_generator():
+    """`new_id` (made by hand for speed) is what `uuid` makes of the same random bits."""
+    import uuid
+
+    env = simpy.Environment()
+    device = Device(env, SyncServer(env, random.Random(0), 0.05, 0.0), 2, "u", random.Random(7))
+    same = random.Random(7)
+    for _ in range(2000):
+        pk = device.new_id()
+        assert pk == str(uuid.UUID(int=same.getrandbits(128), version=4))
+        assert uuid.UUID(pk).version == 4 and uuid.UUID(pk).variant == uuid.RFC_4122

@@ -873,3 +873,14 @@ def test_kept_objects_are_exact_or_not_given():
     apply(json.loads(json.dumps(base)), theirs)
     _, (rebased,) = transform_past(theirs, [mine])
     assert rebased["instructions"] != mine["instructions"] and kept_objects(rebased) is None
+
+
+def test_owner_candidates_are_the_created_and_the_re_owned():
+    """`ot.owner_candidates` (where the server looks for a changed owner): every object a changeset
+    creates or sets the owner_id of, in order, and no other."""
+    from repro_kit.emulator.ot import Changeset, owner_candidates
+
+    c = Changeset(cs(1, 5, create("a"), update("a", "text", "x"), update("a", "owner_id", "u"), update("b", "text", "y"),
+                     update("c", "owner_id", "v"), insert("r", 0, "a", 0), create("d")))
+    assert owner_candidates(c) == ["a", "c", "d"]
+    assert owner_candidates(cs(1, 5, update("b", "text", "y"), insert("r", 0, "a", 0))) == []

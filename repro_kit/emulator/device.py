@@ -11,7 +11,6 @@ business (`delivery.Port`): the device only receives them, and its reads change 
 from __future__ import annotations
 
 import random
-import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -29,6 +28,11 @@ TraceListener = Callable[[dict[str, Any]], None]
 #: How the app links a note to its parent: the report's `children` list on the parent,
 #: or (a mitigation) a scalar `parent` field on each child.
 TREES = ("children", "parent")
+
+
+#: What `uuid.UUID(..., version=4)` clears and sets: the variant (RFC 4122) and the version (4).
+_UUID_CLEAR = ~((0xC000 << 48) | (0xF000 << 64))
+_UUID_V4 = (0x8000 << 48) | (4 << 76)
 
 
 class Device:
@@ -73,7 +77,11 @@ class Device:
         return ts
 
     def new_id(self) -> str:
-        return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+        """A random version-4 UUID from the device's generator, as text: `str(uuid.UUID(int=bits,
+        version=4))`, its bits set and its text made here (half the time: a fleet makes 400,000)."""
+        bits = (self.rng.getrandbits(128) & _UUID_CLEAR) | _UUID_V4
+        h = f"{bits:032x}"
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
     # -- observers -----------------------------------------------------------------------
     def observe(self, listener: Callable[[Notification], None]) -> Callable[[], None]:

@@ -28,8 +28,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 __all__ = ["Changeset", "Effects", "Frozen", "owned", "LIST_FIELDS", "COLUMN_DEFAULTS", "rule_name", "validate",
-           "order_key", "apply", "apply_trusted", "objects", "kept_objects", "subset", "transform", "transform_past",
-           "rebase", "visible", "converge", "root_effects", "release"]
+           "order_key", "apply", "apply_trusted", "objects", "kept_objects", "owner_candidates", "subset", "transform",
+           "transform_past", "rebase", "visible", "converge", "root_effects", "release"]
 
 LIST_FIELDS = frozenset({"children"})
 _SORTED_LIST_FIELDS = tuple(sorted(LIST_FIELDS))
@@ -597,6 +597,13 @@ def objects(changeset: ChangesetDict) -> set[tuple[str, str]]:
     """The (table, pk) of every object `changeset` touches (kept with its compiled form; a rebased
     changeset's may name more, never fewer)."""
     return _compiled(changeset).objects
+
+
+def owner_candidates(changeset: ChangesetDict) -> list[str]:
+    """The pks whose owner `changeset` may set, read from its steps (fewer than its instructions):
+    those it creates, and those whose owner_id it updates (in order; one may come twice)."""
+    return [pk for code, _table, pk, field, _index, _value in _compiled(changeset).steps
+            if code == _CREATE or field == "owner_id"]
 
 
 def kept_objects(changeset: ChangesetDict) -> set[tuple[str, str]] | None:

@@ -264,12 +264,12 @@ class SyncServer:
             listener(record)
 
     def _note_owners(self, changeset: dict[str, Any]) -> None:
-        table = self.state["Node"]
-        for ins in changeset["instructions"]:
-            if ins.get("field") == "owner_id" or ins["op"] == "CreateObject":
-                obj = table.get(ins["object"])
-                if obj is not None and "owner_id" in obj:
-                    self.owner_of[ins["object"]] = obj["owner_id"]
+        """Follow the owner of each object `changeset` created or gave an owner_id (as applied)."""
+        table, owner_of = self.state["Node"], self.owner_of
+        for pk in ot.owner_candidates(changeset):
+            obj = table.get(pk)
+            if obj is not None and "owner_id" in obj:
+                owner_of[pk] = obj["owner_id"]
 
     def _filter(self, changeset: dict[str, Any], owner_id: str) -> dict[str, Any]:
         """Keep what the peer's subscription (owner_id == its user) can see."""
