@@ -95,6 +95,9 @@ def test_a_tree_made_in_one_write_is_the_one_its_instructions_make(tree):
     assert server.history[0][1]["instructions"] == server2.history[0][1]["instructions"]
     assert a.state == b.state == c.state
     assert [a.state["Node"][n]["text"] for n in b.visible_children(root)] == ["one", "two", "three"]
+    with pytest.raises(ValueError, match="must be a string"):
+        a.create_tree(["four", 5])
+    assert len(a.pending) == 0 and a.state == b.state  # nothing written
 
 
 # -- downloads taken in bulk (ModelEnvironment) apply exactly where their events would have ----------

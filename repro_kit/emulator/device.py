@@ -205,7 +205,10 @@ class Device:
 
     def create_tree(self, texts: Sequence[str], text: str = "root") -> str:
         """A root and one child note per text (in order), in one transaction; returns the root's id.
-        (A fleet's users hold theirs before its run starts: a user's notes as one write.)"""
+        (A fleet's users hold theirs before its run starts: a user's notes as one write.) The texts
+        are the only input: checked here, the rest is made right."""
+        if not isinstance(text, str) or not all(isinstance(t, str) for t in texts):
+            raise ValueError("texts: the root's and every note's text must be a string")
         self._link.drain()
         root = self.new_id()
         instructions = create_node(root, text, self.owner_id, is_root=True)
