@@ -37,6 +37,7 @@ import pyarrow.compute as pc
 
 from repro_kit import _columns
 from repro_kit.recording import (
+    _HISTORY_KEYS,
     ARROW_BATCH_ROWS,
     EVENT_KINDS,
     EVENTS_ARROW,
@@ -48,6 +49,7 @@ from repro_kit.recording import (
     _dumps,
     _events_frame,
     _history_frame,
+    _history_frame_of_columns,
     _Log,
     _pyarrow,
 )
@@ -429,9 +431,13 @@ class ArrowLog(_Log):
 
     # -- DataFrames --------------------------------------------------------------------------------
     def frame(self) -> pd.DataFrame:
-        if self.kind == "history" or self._unusual():  # history is small: the JSON lines' own code
+        if self.kind == "history":  # every op has all six keys: each one's values, typed as the records' are
+            if not self.rows:
+                return _history_frame([])
+            return _history_frame_of_columns({key: self.values(key).tolist() for key in _HISTORY_KEYS})
+        if self._unusual():  # the JSON lines' own code
             records = list(self.records())
-            return _history_frame(records) if self.kind == "history" else _events_frame([records] if records else [])
+            return _events_frame([records] if records else [])
         return self._events_frame()
 
     def _events_frame(self) -> pd.DataFrame:

@@ -791,10 +791,26 @@ def _load_history(path: Path) -> tuple[_Log, list[str]]:
     return _RecordLog("history", list(chunks)), warnings  # history is small: one op per write
 
 
+_HISTORY_KEYS = ("index", "time", "process", "type", "f", "value")
+
+
 def _history_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     import pandas as pd  # noqa: PLC0415 - lazy pandas: see the note at the top
 
-    df = pd.DataFrame.from_records(records, columns=["index", "time", "process", "type", "f", "value"])
+    return _typed_history(pd.DataFrame.from_records(records, columns=list(_HISTORY_KEYS)))
+
+
+def _history_frame_of_columns(columns: dict[str, list[Any]]) -> pd.DataFrame:
+    """`_history_frame` of records given as columns (each key's value in every record, all six keys
+    in each: a columnar log's), without making a dict a record."""
+    import pandas as pd  # noqa: PLC0415 - lazy pandas: see the note at the top
+
+    return _typed_history(pd.DataFrame({key: columns[key] for key in _HISTORY_KEYS}, columns=list(_HISTORY_KEYS)))
+
+
+def _typed_history(df: pd.DataFrame) -> pd.DataFrame:
+    import pandas as pd  # noqa: PLC0415 - lazy pandas: see the note at the top
+
     for col in ("process", "value"):
         df[col] = df[col].astype(object)
     df["index"] = pd.to_numeric(df["index"], errors="coerce").astype("Int64")

@@ -113,6 +113,27 @@ def test_columnar_and_json_lines_load_the_same_frames(tmp_path, case, flush_ever
     assert columnar.end_s == text.end_s
 
 
+_OPS_CASES = {
+    "adds only (int processes, string values)": [_op(i, t=float(i)) for i in range(5)] + [_op(1, "ok", t=9.0)],
+    "no values at all": [_op(i, "invoke", "read", None, i, float(i)) for i in range(3)],
+    "values of every kind": [_op(0), _op(1, "info", "halt", {"a": [1, None]}, "nemesis", 1.0),
+                             _op(2, "ok", "read", [1, "x", 2.5, True], 7, 2.0), _op(3, "fail", "add", 3, 0, 3.0),
+                             _op(4, "ok", "read", 2 ** 70, 1, 4.0), _op(5, "info", "add", float("nan"), 1, 5.0)],
+}
+
+
+@pytest.mark.parametrize("flush_every", [1, 2, None])
+@pytest.mark.parametrize("case", sorted(_OPS_CASES))
+def test_a_columnar_history_is_the_frame_its_records_make(tmp_path, case, flush_every):
+    """The history frame of a columnar run, built from its columns (no dict a record), equals the
+    JSON lines' one, dtype for dtype and value for value, whatever the ops hold."""
+    ops = _OPS_CASES[case]
+    text = load_run(_record(tmp_path / "jsonl", "jsonl", ops, []))
+    columnar = load_run(_record(tmp_path / "arrow", "arrow", ops, [], flush_every))
+    assert_same_frames(text, columnar)
+    assert len(columnar.history) == len(ops)
+
+
 def _outcome(run) -> tuple:
     a = analyse(run)
     v = a.verdict
