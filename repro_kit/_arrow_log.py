@@ -61,8 +61,7 @@ __all__ = ["HISTORY_ARROW", "EVENTS_ARROW", "ARROW_BATCH_ROWS", "LogWriter", "en
            "load", "export_jsonl"]
 
 _JSON = {b"repro_kit": b"json"}
-_INT64 = (-(1 << 63), (1 << 63) - 1)
-_INT64_MIN, _INT64_MAX = _INT64
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 _EXACT = 1 << 53  # kit counts beyond this go through float64 in the JSON lines' reader: stored as JSON
 _KIT = {
     "events": {"time": float, "observer": str, "kind": str, "node_id": str,
@@ -93,7 +92,7 @@ _NONE, _ABSENT_T, _JSON_T = type(None), _Absent, _Json
 def _kept(value: Any) -> Any:
     """What a buffered record holds: plain values as they are, anything else as its JSON text now."""
     t = type(value)
-    if value is None or t is str or t is float or t is bool or (t is int and _INT64[0] <= value <= _INT64[1]):
+    if value is None or t is str or t is float or t is bool or (t is int and _INT64_MIN <= value <= _INT64_MAX):
         return value
     return _Json(_dumps(value))
 

@@ -215,12 +215,7 @@ class Device:
         for k, note in enumerate(texts):
             pk = self.new_id()
             instructions += create_node(pk, note, self.owner_id, is_root=False)
-            if self.tree == "parent":
-                instructions.append({"op": "Update", "table": "Node", "object": pk, "field": "parent", "value": root,
-                                     "is_default": False})
-            else:
-                instructions.append({"op": "ArrayInsert", "table": "Node", "object": root, "field": "children",
-                                     "index": k, "value": pk, "prior_size": k})
+            instructions.append(self._under(root, pk, k))
         self._write(instructions, validate=False)
         return root
 
@@ -231,16 +226,19 @@ class Device:
             raise RuntimeError("the user has no root node yet")
         pk = self.new_id()
         ins = create_node(pk, text, self.owner_id, is_root=False)
-        if self.tree == "parent":
-            ins.append({"op": "Update", "table": "Node", "object": pk, "field": "parent", "value": root,
-                        "is_default": False})
-            self._write(ins, validate=False)
-            return pk
-        size = len(self.state["Node"][root]["children"])
-        ins.append({"op": "ArrayInsert", "table": "Node", "object": root, "field": "children",
-                    "index": size, "value": pk, "prior_size": size})
+        size = 0 if self.tree == "parent" else len(self.state["Node"][root]["children"])
+        ins.append(self._under(root, pk, size))
         self._write(ins, validate=False)
         return pk
+
+    def _under(self, root: str, pk: str, size: int) -> dict[str, Any]:
+        """The instruction that puts note `pk` under `root` as this device's tree links them: its
+        parent pointer, or an append to the root's children (`size` long before it)."""
+        if self.tree == "parent":
+            return {"op": "Update", "table": "Node", "object": pk, "field": "parent", "value": root,
+                    "is_default": False}
+        return {"op": "ArrayInsert", "table": "Node", "object": root, "field": "children",
+                "index": size, "value": pk, "prior_size": size}
 
     def erase_owned(self) -> int:
         """Delete every node of this owner (the original tool's Reset)."""
