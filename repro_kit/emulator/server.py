@@ -9,6 +9,7 @@ subscribed to the owners it touches (flexible sync scopes each device to its
 from __future__ import annotations
 
 import bisect
+import collections
 import random
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, overload
@@ -130,6 +131,7 @@ class SyncServer:
         self._on_integrated: list[Callable[[int, int, dict[str, Any]], None]] = []
         self.trace_listeners: list[TraceListener] = []
         self.notes: dict[int, dict[str, Any]] = {}  # version -> what the server knows of it (re-import batch)
+        self._packs: collections.deque[Packed] = collections.deque()
 
     @property
     def version(self) -> int:
@@ -190,10 +192,12 @@ class SyncServer:
         ot.apply(self.state, merged, validate=False)
         self._note_owners(merged)
         self.history.append((peer, merged))
+        packs = self._packs
+        packs.append(Packed.of(merged["instructions"]))
         if version > COMPILED_KEPT:
             older = self.history[version - COMPILED_KEPT - 1][1]
             ot.release(older)
-            older["instructions"] = Packed.of(older["instructions"])
+            older["instructions"] = packs.popleft()
         versions_of = self._versions_of
         if merged is not changeset:  # (what nothing met comes back as it was: its objects are known)
             keys = {(ins["table"], ins["object"]) for ins in merged["instructions"]}
