@@ -215,7 +215,13 @@ class ModelDelivery(Delivery):
                     receive(version, origin, changeset, note)
 
     def run_until(self, t: float) -> None:
-        run_until(self.env, t)
+        if not self.hold:
+            run_until(self.env, t)
+            return
+        try:  # a ModelEnvironment: `run_until`'s checks hold (made when this delivery was), its flush is ours
+            _run_inlined(self.env, t)
+        finally:
+            self.flush()
 
 
 _GC_LOCK = threading.Lock()

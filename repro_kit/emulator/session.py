@@ -15,6 +15,7 @@ import contextlib
 import copy
 import dataclasses
 import functools
+import gc
 import math
 import random
 import threading
@@ -164,7 +165,10 @@ class EmulatedWorld:
         if not self.realtime:
             with self.lock:
                 if t > self.env.now:
-                    with relaxed_gc(pause=True):
+                    if gc.isenabled():
+                        with relaxed_gc(pause=True):
+                            self.delivery.run_until(t)
+                    else:  # paused already (a fleet, `uninterrupted`): a driver waits once per step
                         self.delivery.run_until(t)
             return
         while True:
