@@ -182,9 +182,11 @@ class Device:
         self._link.drain()  # acting: what is due reaches the device first
         return self._write(instructions, validate=True)
 
-    def _write(self, instructions: list[dict[str, Any]], validate: bool) -> dict[str, Any]:
+    def _write(self, instructions: list[dict[str, Any]], validate: bool, appended: str | None = None) -> dict[str, Any]:
         """`write`; `validate=False` for the device's own operations, whose instructions are right by
-        construction (made from the state they apply to, after what was due reached it)."""
+        construction (made from the state they apply to, after what was due reached it). `appended`:
+        the write only made this note of the owner's and put it last under the root (`add_to_root`),
+        so the view after it is the view before it and the note (no scan of the root's children)."""
         changeset = ot.Changeset(origin=self.peer, timestamp=self.clock_ms(), instructions=instructions)
         before = self._view() if self.listeners else None
         self._apply(changeset, validate=validate)
@@ -193,7 +195,10 @@ class Device:
             self._created_by[id(changeset)] = created
         self.pending.append(changeset)
         if before is not None:
-            self._notify(before, batch=None, touched=[i["object"] for i in instructions])
+            if appended is not None:
+                self._notify(before, batch=None, after=([*before[0], appended], {*before[1], appended}))
+            else:
+                self._notify(before, batch=None, touched=[i["object"] for i in instructions])
         self._send_next()
         return changeset
 
@@ -228,7 +233,7 @@ class Device:
         ins = create_node(pk, text, self.owner_id, is_root=False)
         size = 0 if self.tree == "parent" else len(self.state["Node"][root]["children"])
         ins.append(self._under(root, pk, size))
-        self._write(ins, validate=False)
+        self._write(ins, validate=False, appended=pk)
         return pk
 
     def _under(self, root: str, pk: str, size: int) -> dict[str, Any]:
@@ -333,15 +338,17 @@ class Device:
         return self.visible_children(self.root_id()), {pk for pk, obj in self.state["Node"].items()
                                                        if obj.get("owner_id") == owner}
 
-    def _notify(self, before: tuple[list[str], set[str]], batch: int | None, touched: list[str] | None = None) -> None:
+    def _notify(self, before: tuple[list[str], set[str]], batch: int | None, touched: list[str] | None = None,
+                after: tuple[list[str], set[str]] | None = None) -> None:
         """Tell the listeners what the change did to the view. `touched`: every object the change
-        could have changed (a local write's, a download's), whose owner alone is looked at again."""
+        could have changed (a local write's, a download's), whose owner alone is looked at again;
+        `after`: the view after the change, known (an append's)."""
         self._seen = None
-        if touched is None:
+        if after is None and touched is None:
             after = self._view()
-        else:
+        elif after is None:
             table, owner, owned = self.state["Node"], self.owner_id, set(before[1])
-            for pk in touched:
+            for pk in touched or ():
                 obj = table.get(pk)
                 if obj is not None and obj.get("owner_id") == owner:
                     owned.add(pk)
