@@ -131,7 +131,9 @@ class SyncServer:
         self._on_integrated: list[Callable[[int, int, dict[str, Any]], None]] = []
         self.trace_listeners: list[TraceListener] = []
         self.notes: dict[int, dict[str, Any]] = {}  # version -> what the server knows of it (re-import batch)
-        self._packs: collections.deque[Packed] = collections.deque()
+        # (version, its instructions packed as it was integrated), from version COMPILED_KEPT + 1 on, until
+        # its compiled form is released: reading them back 4,096 versions later found them cold in memory
+        self._packs: collections.deque[tuple[int, Packed]] = collections.deque()
 
     @property
     def version(self) -> int:
@@ -192,12 +194,14 @@ class SyncServer:
         ot.apply(self.state, merged, validate=False)
         self._note_owners(merged)
         self.history.append((peer, merged))
-        packs = self._packs
-        packs.append(Packed.of(merged["instructions"]))
         if version > COMPILED_KEPT:
-            older = self.history[version - COMPILED_KEPT - 1][1]
+            packs = self._packs  # a long history: this entry packed now, while its instructions are in the cache
+            packs.append((version, Packed.of(merged["instructions"])))
+            older_version = version - COMPILED_KEPT
+            older = self.history[older_version - 1][1]
             ot.release(older)
-            older["instructions"] = packs.popleft()
+            older["instructions"] = (packs.popleft()[1] if packs[0][0] == older_version
+                                     else Packed.of(older["instructions"]))
         versions_of = self._versions_of
         if merged is not changeset:  # (what nothing met comes back as it was: its objects are known)
             keys = {(ins["table"], ins["object"]) for ins in merged["instructions"]}
