@@ -107,6 +107,11 @@ class Packed(Sequence[dict[str, Any]]):
         return repr(list(self))
 
 
+def _objects_of(changeset: dict[str, Any]) -> set[tuple[str, str]]:
+    """The (table, pk) of `changeset`'s instructions, read from them (no compiled form made for this)."""
+    return {(ins["table"], ins["object"]) for ins in changeset["instructions"]}
+
+
 #: The Packed last read by index and its instructions (one tuple: replaced whole, so a thread reads a pair).
 _LAST_READ: list[tuple[Any, list[dict[str, Any]]]] = [(None, [])]
 
@@ -181,7 +186,7 @@ class SyncServer:
         version = self.version + 1
         keys = ot.kept_objects(changeset)
         if keys is None:
-            keys = {(ins["table"], ins["object"]) for ins in changeset["instructions"]}
+            keys = _objects_of(changeset)
         met = self._concurrent(keys, base_version, peer)
         trace = None
         if self.trace_listeners:
@@ -204,7 +209,7 @@ class SyncServer:
                                      else Packed.of(older["instructions"]))
         versions_of = self._versions_of
         if merged is not changeset:  # (what nothing met comes back as it was: its objects are known)
-            keys = {(ins["table"], ins["object"]) for ins in merged["instructions"]}
+            keys = _objects_of(merged)
         for key in keys:
             listed = versions_of.get(key)
             if listed is None:
