@@ -1079,13 +1079,18 @@ def test_02_panel_a_whole_session_in_real_time(panel):
     deploy = panel.click("Deploy schema change")
     deployed = panel.wait_line(r"Deployed the optional field \w+ \(array<string>\) at ([\d.]+) s: successful\.",
                                deploy, "the deploy's line, on the run's clock")
-    due = float(deployed[1]) + PANEL_RESYNC_S
-    first = panel.wait_for(lambda s: re.search(rf"Waiting: translation halted since {re.escape(deployed[1])} s; "
-                                               rf"re-import due at {due:.1f} s \(in 0:(\d\d)\)", s["status"]),
+    # the halt on the run's clock: since the deploy, due PANEL_RESYNC_S later. Each time is shown
+    # rounded to 0.1 s from its own exact value (the halt's record comes a moment after the deploy's
+    # line), so each is compared within that rounding, not as the text the deploy's line rounds to.
+    first = panel.wait_for(lambda s: re.search(r"Waiting: translation halted since ([\d.]+) s; "
+                                               r"re-import due at ([\d.]+) s \(in 0:(\d\d)\)", s["status"]),
                            "the countdown to the re-import in the status")
-    later = panel.wait_for(lambda s: (m := re.search(r"\(in 0:(\d\d)\)", s["status"])) and int(m[1]) < int(first[1])
+    since, due = float(first[1]), float(first[2])
+    assert abs(since - float(deployed[1])) <= 0.15, (deployed[0], first[0])
+    assert abs(due - since - PANEL_RESYNC_S) <= 0.15, first[0]
+    later = panel.wait_for(lambda s: (m := re.search(r"\(in 0:(\d\d)\)", s["status"])) and int(m[1]) < int(first[3])
                            and m, "the countdown going down")
-    assert int(later[1]) < int(first[1])
+    assert int(later[1]) < int(first[3])
     shots.append(_stage(panel, "deployed_countdown"))
 
     # the log follows its newest line ...
