@@ -101,25 +101,51 @@ class Driver:
     def listen(self, record: Record) -> None:
         """One history record, written to the run (times relative to the run's start)."""
         with self._lock:
-            t = round(record.time - self.t0, 6)  # `rel`, inlined: a fleet records millions
-            if isinstance(record, Event):
-                line = record.line()  # a new dict in the written order: the recorder's to take
-                line["time"] = t
-                self.rec.event(line, take=True)
-            elif isinstance(record, Op):
-                self._op(record, t)
-            elif isinstance(record, Nemesis):
-                value = record.value
-                if record.f == "deploy":
-                    if record.type == "invoke":
-                        self.deploys += 1
-                        self._by_hand = not self.deploying  # not the schedule's: a deploy by hand
-                    if self._by_hand and isinstance(value, dict):
-                        value = {**value, "manual": True}
-                self.halted = {"halt": True, "resume": False}.get(record.f, self.halted)
-                self.rec.op(process="nemesis", type=record.type, f=record.f, value=value, time=t)
-            elif isinstance(record, Trace):
-                self.rec.trace({**record.fields, "time": t})
+            self._record(record)
+
+    def listen_all(self, records: list[Record]) -> None:
+        """Several records at once, in order (a device notification's events): each as `listen`
+        writes it, the events handed to the recorder together (`RunRecorder.event_all`)."""
+        events = getattr(self.rec, "event_all", None)
+        with self._lock:
+            if events is None:
+                for record in records:
+                    self._record(record)
+                return
+            t0, lines = self.t0, []
+            for record in records:
+                if type(record) is Event:
+                    line = record.line()  # as `_record` makes it
+                    line["time"] = round(record.time - t0, 6)
+                    lines.append(line)
+                    continue
+                if lines:
+                    events(lines, take=True)
+                    lines = []
+                self._record(record)
+            if lines:
+                events(lines, take=True)
+
+    def _record(self, record: Record) -> None:
+        t = round(record.time - self.t0, 6)  # `rel`, inlined: a fleet records millions
+        if isinstance(record, Event):
+            line = record.line()  # a new dict in the written order: the recorder's to take
+            line["time"] = t
+            self.rec.event(line, take=True)
+        elif isinstance(record, Op):
+            self._op(record, t)
+        elif isinstance(record, Nemesis):
+            value = record.value
+            if record.f == "deploy":
+                if record.type == "invoke":
+                    self.deploys += 1
+                    self._by_hand = not self.deploying  # not the schedule's: a deploy by hand
+                if self._by_hand and isinstance(value, dict):
+                    value = {**value, "manual": True}
+            self.halted = {"halt": True, "resume": False}.get(record.f, self.halted)
+            self.rec.op(process="nemesis", type=record.type, f=record.f, value=value, time=t)
+        elif isinstance(record, Trace):
+            self.rec.trace({**record.fields, "time": t})
 
     def _op(self, op: Op, t: float) -> None:
         if op.f == "add" and op.value is not None:

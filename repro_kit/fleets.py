@@ -237,7 +237,7 @@ class _Fleet:
         """Write, deploy and settle; every record into `rec`; returns the run's figures."""
         p, world = self.p, self.world
         driver = Driver(world, rec, progress=progress)
-        unsubscribe = world.history(driver.listen, atlas=False, trace=False, baseline=False)
+        unsubscribe = world.history(driver.listen, atlas=False, trace=False, baseline=False, batch=driver.listen_all)
         try:
             driver.run(self.steps(driver))
             last_write = max((max(p.write_times(s.user.process), default=0.0) for s in self.sessions), default=0.0)

@@ -158,3 +158,36 @@ def test_a_stream_is_safe_to_subscribe_to_from_several_threads():
     assert all(h == [1] for h in heard) and not stream
     with pytest.raises(ValueError, match="listener"):
         stream.subscribe(None)
+
+
+def test_a_batch_listener_hears_each_notifications_events_together_and_the_same_records():
+    """`EmulatedWorld.history(batch=...)` (a fleet's recorder): a device notification's events in one
+    call, in order; everything else one by one; together exactly what a plain listener hears."""
+    import random
+
+    from repro_kit.emulator.params import EmulatorParams
+    from repro_kit.emulator.session import EmulatedSession, EmulatedWorld
+
+    world = EmulatedWorld("production", "replace", rng=random.Random(3), params=EmulatorParams(resync_delay_s=5.0))
+    world.tag_users = True  # (a fleet's: each event says its user)
+    sessions = [EmulatedSession.join(world, f"user-{k}", k) for k in range(2)]
+    for session in sessions:
+        session.device.create_tree(["a", "b"])
+    world.settle(step_s=1.0)
+    plain, calls = [], []
+    world.history(plain.append, atlas=False, trace=False, baseline=False)
+    world.history(lambda r: calls.append([r]), atlas=False, trace=False, baseline=False, batch=calls.append)
+    for k in range(3):
+        for session in sessions:
+            world.write(session.user, session.device, f"note {k}")
+        world.wait_until(world.now() + 1.0)
+    world.deploy("tags", "array<string>")
+    world.write(sessions[0].user, sessions[0].device, "during the halt")
+    world.settle(step_s=1.0)
+    assert [r for call in calls for r in call] == plain
+    notes = [call for call in calls if isinstance(call[0], Event)]
+    assert notes and all(call[-1].kind == "counts" and len({(e.time, e.fields["user"]) for e in call}) == 1
+                         for call in notes)
+    assert any(len(call) > 1 for call in notes) and any(e.kind == "leave" for call in notes for e in call)
+    with pytest.raises(ValueError, match="batch"):
+        world.history(plain.append, batch="not a function")

@@ -54,6 +54,31 @@ def test_a_line_handed_over_is_written_as_a_checked_one(tmp_path: Path, fmt: str
     assert a.events.equals(b.events) and len(a.events) == 2 and a.end_s == b.end_s == 2.0
 
 
+@pytest.mark.parametrize("fmt", ["jsonl", "arrow"])
+@pytest.mark.parametrize("take", [True, False])
+def test_events_appended_together_are_recorded_as_one_by_one(tmp_path: Path, fmt: str, take: bool) -> None:
+    """`event_all` (a device notification's events at once) writes what `event` would for each, in
+    order, with the same counts and end; JSON lines are on disk when it returns."""
+    events = [{"time": 1.5, "observer": "device", "kind": "doc_insert", "node_id": "n1", "user": 3},
+              {"time": 1.5, "observer": "device", "kind": "enter", "node_id": "n1", "user": 3},
+              {"time": 1.5, "observer": "device", "kind": "counts", "root_children": 1, "nodes_total": 2, "user": 3}]
+    together, apart = tmp_path / "together", tmp_path / "apart"
+    with RunRecorder(together, {"backend": "emulator"}, format=fmt) as rec:
+        assert rec.event_all([], take=take) == []
+        lines = rec.event_all([dict(e) for e in events], take=take)
+        assert lines == events
+        if fmt == "jsonl":
+            assert [json.loads(l) for l in (together / EVENTS_FILE).read_text().splitlines()] == events
+    with RunRecorder(apart, {"backend": "emulator"}, format=fmt) as rec:
+        for event in events:
+            rec.event(dict(event), take=take)
+    a, b = load_run(together), load_run(apart)
+    assert a.events.equals(b.events) and len(a.events) == 3 and a.end_s == b.end_s == 1.5
+    assert a.meta["records"] == b.meta["records"]
+    with RunRecorder(tmp_path / "bad", format=fmt) as rec, pytest.raises(ValueError, match="observer"):
+        rec.event_all([{"time": 1.0, "kind": "enter"}])
+
+
 def test_finish_adds_extra_meta(tmp_path: Path) -> None:
     rec = RunRecorder(tmp_path, {"mode": "production"})
     rec.event({"time": 12.5, "observer": "atlas", "kind": "poll", "root_children": 1, "nodes_total": 2})

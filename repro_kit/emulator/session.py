@@ -65,6 +65,7 @@ class _Subscription:
     processes: frozenset[int] | None
     atlas: bool
     trace: bool
+    batch: Callable[[list[Record]], None] | None = None
 
     def wants(self, process: int) -> bool:
         return self.processes is None or process in self.processes
@@ -255,11 +256,16 @@ class EmulatedWorld:
 
     # -- the history stream ------------------------------------------------------------------------
     def history(self, listener: Listener, *, processes: frozenset[int] | None = None, atlas: bool = True,
-                trace: bool = True, baseline: bool = True) -> Callable[[], None]:
+                trace: bool = True, baseline: bool = True,
+                batch: Callable[[list[Record]], None] | None = None) -> Callable[[], None]:
         """Follow the world: ops, nemesis and device events of the users whose processes are in
         `processes` (None: all), Atlas's events of those users (`atlas`), the merge's trace
-        (`trace`). `baseline`: first their current views and any halt under way."""
-        sub = _Subscription(listener, processes, atlas, trace)
+        (`trace`). `baseline`: first their current views and any halt under way. `batch`: called
+        instead of `listener` with the events of one device notification at once, in order (a
+        recorder appends them under one lock: a fleet records millions)."""
+        if batch is not None and not callable(batch):
+            raise ValueError(f"batch: must be callable, got {type(batch).__name__}")
+        sub = _Subscription(listener, processes, atlas, trace, batch)
         with self.lock:
             self.catch_up()
             if baseline:
@@ -343,8 +349,15 @@ class EmulatedWorld:
             user.unobserve = None
 
     def _on_device_note(self, user: _User, note: Notification) -> None:
-        for event in self._tag(events_of(note), user):
-            self._emit(event, user.process)
+        events = self._tag(events_of(note), user)
+        process = user.process
+        for sub in self._subs:  # `_emit` of each event, with a subscription's batch listener called once
+            if sub.processes is None or process in sub.processes:
+                if sub.batch is not None:
+                    sub.batch(list(events))  # (its own list: a listener may keep it)
+                else:
+                    for event in events:
+                        sub.listener(event)
 
     def _on_ack(self, user: _User, pk: str, t: float) -> None:
         if pk in user.pending:
