@@ -13,10 +13,12 @@ notes orphaned, the users affected, how long the halt lasted (it grows with the 
 the re-import covers in batches) and when each loss became visible, in a sentence a post-mortem
 can quote: "this deploy orphaned N notes of M users".
 
-A fleet can be split into `partitions` run side by side (each its own server over its users'
-part of the collection, its re-import starting where the previous partitions' batches end, so
-the halt and every user's place in it stay what one server would give), on any
-`concurrent.futures.Executor`, a Dask cluster's included.
+A fleet can be split into `partitions` run side by side, on any `concurrent.futures.Executor`, a
+Dask cluster's included: an approximation of one server. Each partition is its own server over
+its users' part of the collection, its re-import batches interleaved with the other partitions'
+over the span one server's would take (`_partition_schedules`), so the halt, the notes orphaned
+and the span of the losses agree within a few batches; one user's loss time does not (the order
+of the users' roots in the collection follows the latency draws, which differ by partition).
 """
 
 from __future__ import annotations
@@ -275,24 +277,27 @@ class _Fleet:
         return True
 
 
-def _partition_delays(p: FleetParams, parts: list[tuple[int, int]]) -> list[float]:
-    """Each partition's re-import starts where the batches of the partitions before it end:
-    the documents of one server's collection, split in order."""
+def _partition_schedules(p: FleetParams, parts: list[tuple[int, int]]) -> list[tuple[float, float]]:
+    """Each partition's re-import as (delay, batch interval): its batches interleaved with the other
+    partitions' over the span one server's batches would take. One server re-imports its collection
+    in order: every user's root and notes (the bootstrap), then the notes written before the
+    snapshot; so every partition's roots come back over the same first stretch, and the halt ends
+    when the whole collection is back."""
     ep = p.params
     synced_by = (p.deploy_at_s or 0.0) - ep.upload_latency_s - ep.translator_lag_s  # in Atlas at the snapshot
-    delays, before = [], 0
-    for first, count in parts:
-        batches_before = math.ceil(before / ep.resync_batch_size) if before else 0
-        delays.append(ep.resync_delay_s + batches_before * ep.resync_batch_interval_s)
-        for user in range(first, first + count):  # the root, the notes, and the writes Atlas had at the snapshot
-            before += 1 + p.notes_per_user + sum(1 for t in p.write_times(user) if t < synced_by)
-    return delays
+    docs = [sum(1 + p.notes_per_user + sum(1 for t in p.write_times(user) if t < synced_by)
+                for user in range(first, first + count)) for first, count in parts]
+    total = sum(docs)
+    return [(ep.resync_delay_s + k * ep.resync_batch_interval_s,
+             ep.resync_batch_interval_s * total / max(1, n)) for k, n in enumerate(docs)]
 
 
-def _run_partition(p: FleetParams, first: int, count: int, delay: float) -> dict[str, Any]:
+def _run_partition(p: FleetParams, first: int, count: int, schedule: tuple[float, float]) -> dict[str, Any]:
     """One partition, start to end, in this process (a worker's task): the collector paused as in
     `fleet`, and the partition's world collected before its records go back."""
-    part = dataclasses.replace(p, params=dataclasses.replace(p.params, resync_delay_s=delay))
+    delay, interval = schedule
+    part = dataclasses.replace(p, params=dataclasses.replace(p.params, resync_delay_s=delay,
+                                                             resync_batch_interval_s=interval))
     with _collector_paused():
         records = _partition_records(part, first, count)
         gc.collect()
@@ -313,13 +318,13 @@ def _partition_records(part: FleetParams, first: int, count: int) -> dict[str, A
 def _run_partitions(p: FleetParams, partitions: int, rec: Any, executor: Executor | None) -> dict[str, Any]:
     size = -(-p.users // partitions)
     parts = [(first, min(size, p.users - first)) for first in range(0, p.users, size)]
-    delays = _partition_delays(p, parts)
+    schedules = _partition_schedules(p, parts)
     own = None
     if executor is None:
         own = executor = ProcessPoolExecutor(max_workers=min(len(parts), os.cpu_count() or 1))
     try:
-        futures = [executor.submit(_run_partition, p, first, count, delay)
-                   for (first, count), delay in zip(parts, delays)]
+        futures = [executor.submit(_run_partition, p, first, count, schedule)
+                   for (first, count), schedule in zip(parts, schedules)]
         results = [f.result() for f in futures]
     finally:
         if own is not None:
