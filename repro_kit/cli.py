@@ -195,7 +195,8 @@ _FLEET_INPUTS: dict[str, tuple[str, Any, Any, str]] = {
     "resync_batch_size": ("--batch-size", _integer, 20, "documents per re-import batch (default 20)"),
     "seed": ("--seed", _integer, 0, "seed (default 0)"),
     "partitions": ("--partitions", _integer, 1,
-                   "split the users over this many servers run in parallel processes (default 1)"),
+                   "split the users over this many servers run in parallel processes, an approximation of one "
+                   "server: totals agree, single users' loss times do not (default 1)"),
 }
 
 
