@@ -72,6 +72,8 @@ _MEMORY_CAP_BYTES = 64 << 30
 #: Records a fleet's columnar recording buffers before it appends them as one Arrow batch per log
 #: (a few tens of MiB at most: 10,000 users record about 1.7 million records, in ~35 batches).
 _FLUSH_EVERY = 50_000
+#: The observer whose view a fleet's losses are timed by: each user's own device.
+_DEVICE_OBSERVER = "device"
 #: Seconds between checks whether the re-import is done and every view agrees.
 _SETTLE_STEP_S = 5.0
 
@@ -597,15 +599,18 @@ def load_fleet(path: str | os.PathLike[str] | Analysis) -> FleetAnalysis:
 
 
 def by_user(a: Analysis) -> FleetAnalysis:
-    """The one analysis of a fleet run grouped by user (vectorised joins, no loop per user)."""
-    h = a.run.history
+    """The one analysis of a fleet run grouped by user: vectorised over the analysis's own columns
+    (the history's and the lifecycle's arrays; no DataFrame of the whole history or lifecycle, no
+    loop per user), joined by node code."""
+    h = a._history
     deploys = a.nemesis("deploy")
     halts, resumes = a.nemesis("halt"), a.nemesis("resume")
     halt = (halts[0][0], resumes[-1][0] if resumes else None) if halts else None
-    adds = h[(h["f"].astype(object) == "add").to_numpy(bool)]
-    invokes = adds[(adds["type"].astype(object) == "invoke").to_numpy(bool)]
+    invokes = np.flatnonzero(h.rows("add", "invoke"))
+    writer = h.process[invokes].astype(int)
+    write_time = h.time[invokes]
     in_halt_end = halt[1] if halt is not None and halt[1] is not None else a.run.end_s
-    written = pd.DataFrame({"user": invokes["process"].astype(int).to_numpy(), "time": invokes["time"].to_numpy(float)})
+    written = pd.DataFrame({"user": writer, "time": write_time})
     written["in_halt"] = ((written["time"] >= halt[0]) & (written["time"] <= in_halt_end)) if halt is not None \
         else False
     per_user = written.groupby("user").agg(notes_written=("time", "size"), notes_written_in_halt=("in_halt", "sum"))
@@ -613,19 +618,7 @@ def by_user(a: Analysis) -> FleetAnalysis:
     final = pd.DataFrame({"user": np.fromiter((int(u) for u in reads), int, len(reads)),
                           "root_children": [len(v.get("children") or ()) for v in reads.values()],
                           "nodes_total": [int(v.get("nodes_total") or 0) for v in reads.values()]})
-    owner = pd.DataFrame({"node_id": invokes["node_id"].astype(str).to_numpy(),
-                          "user": invokes["process"].astype(int).to_numpy()}).drop_duplicates("node_id")
-    life = a.lifecycle
-    device = life[(life["observer"].astype(str) == "device").to_numpy(bool)]
-    lost_at = pd.DataFrame({"node_id": device["node_id"].astype(str).to_numpy(),
-                            "lost_at_s": device["lost_at"].to_numpy()})
-    losses = pd.DataFrame({"node_id": pd.Series(a.verdict.orphaned, dtype=object)})
-    losses = losses.merge(owner, on="node_id", how="left")
-    written_at = pd.DataFrame({"node_id": invokes["node_id"].astype(str).to_numpy(),
-                               "written_at_s": invokes["time"].to_numpy(float)})
-    written_at = written_at.groupby("node_id", as_index=False).min()
-    losses = losses.merge(lost_at, on="node_id", how="left").merge(written_at, on="node_id", how="left")
-    losses = losses[["user", "node_id", "lost_at_s", "written_at_s"]]
+    losses = _losses(a, [str(v) for v in h.node_id[invokes]], writer, write_time)
     by_loss = losses.groupby("user").agg(orphaned=("node_id", "size"), first_loss_at_s=("lost_at_s", "min"))
     users = final.set_index("user").join(per_user).join(by_loss)
     users = users.fillna({"notes_written": 0, "notes_written_in_halt": 0, "orphaned": 0}).reset_index()
@@ -638,9 +631,38 @@ def by_user(a: Analysis) -> FleetAnalysis:
     if not isinstance(batches, int):
         batches = sum(int(v.get("batches", 0)) for _t, v in resumes if isinstance(v, dict))
     losses["user"] = losses["user"].astype("Int64")
-    return FleetAnalysis(analysis=a, users=users, losses=losses.reset_index(drop=True), halt=halt, batches=int(batches),
+    return FleetAnalysis(analysis=a, users=users, losses=losses, halt=halt, batches=int(batches),
                          deploy_at_s=deploys[0][0] if deploys else None,
                          last_write_at_s=float(written["time"].max()) if len(written) else None)
+
+
+def _losses(a: Analysis, ids: list[str], writer: np.ndarray, write_time: np.ndarray) -> pd.DataFrame:
+    """One row per orphaned note, in the verdict's order: its user (who first invoked its add), when
+    the user's device showed it leave (its lifecycle's lost_at) and when it was first written."""
+    orphaned = list(a.verdict.orphaned)
+    coded, life = a._coded, a._life
+    code_of = {node: i for i, node in enumerate(coded.nodes.tolist())}
+    n = len(coded.nodes)
+    # per node code: the first add's user, the earliest add, the device's lost_at (NaN: none)
+    codes = np.fromiter((code_of.get(node, -1) for node in ids), np.int64, len(ids))
+    known = np.flatnonzero(codes >= 0)
+    user_of = np.full(n, np.nan)
+    added, first = np.unique(codes[known], return_index=True)  # a node's first add names its user
+    user_of[added] = writer[known[first]]
+    written_at = np.full(n, np.inf)
+    np.fmin.at(written_at, codes[known], write_time[known])  # (fmin: a missing time is skipped, as min skips it)
+    written_at[np.isinf(written_at)] = np.nan
+    lost_at = np.full(n, np.nan)
+    device = life["observer"] == coded.obs_index.get(_DEVICE_OBSERVER, -1)
+    lost_at[life["node"][device]] = life["lost_at"][device]
+    rows = np.fromiter((code_of.get(node, -1) for node in orphaned), np.int64, len(orphaned))
+    found = rows >= 0
+
+    def at(column: np.ndarray) -> np.ndarray:
+        return np.where(found, column[rows], np.nan)
+
+    return pd.DataFrame({"user": at(user_of), "node_id": pd.Series(orphaned, dtype=object),
+                         "lost_at_s": at(lost_at), "written_at_s": at(written_at)})
 
 
 def halt_growth(runs: list[FleetAnalysis]) -> str:
