@@ -42,3 +42,24 @@ def test_duplicate_insert_and_unknown_operator_are_errors():
         c.insert_one({"_id": "a"})
     with pytest.raises(ValueError, match=r"\$regex"):
         list(c.find({"_id": {"$regex": "a"}}))
+
+
+def test_a_primary_key_put_is_an_upserting_replace_of_a_handed_over_document():
+    """`put` (the translator's write) leaves the collection and the change feed as
+    `replace_one({"_id": ...}, doc, upsert=True, take=True)` does, and its own feed hears nothing."""
+    by_put, by_replace = AtlasCollection(), AtlasCollection()
+    heard: dict[str, list] = {"put": [], "replace": []}
+    by_put.watch(heard["put"].append)
+    by_replace.watch(heard["replace"].append)
+    own: list = []
+    by_put.watch(own.append, ignore_source="translator")
+    for doc in ({"_id": "a", "children": []}, {"_id": "b", "children": ["x"]}, {"_id": "a", "children": ["b"]}):
+        handed = dict(doc)
+        by_put.put(handed, source="translator")
+        by_replace.replace_one({"_id": doc["_id"]}, dict(doc), upsert=True, source="translator", take=True)
+        assert by_put.get(doc["_id"]) is handed  # taken, not copied
+    assert list(by_put.find({})) == list(by_replace.find({})) == [{"_id": "a", "children": ["b"]},
+                                                                  {"_id": "b", "children": ["x"]}]
+    strip = [{k: v for k, v in ch.items() if k != "_seq"} for ch in heard["put"]]
+    assert strip == [{k: v for k, v in ch.items() if k != "_seq"} for ch in heard["replace"]]
+    assert [ch["operationType"] for ch in heard["put"]] == ["insert", "insert", "replace"] and own == []

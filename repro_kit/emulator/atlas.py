@@ -73,7 +73,10 @@ class AtlasCollection:
         return lambda: self._listeners.remove(entry) if entry in self._listeners else None
 
     def _emit(self, op: str, _id: Any, source: str | None) -> None:
-        targets = [listener for listener, ignored in self._listeners if source is None or source != ignored]
+        listeners = self._listeners
+        if len(listeners) == 1 and source is not None and listeners[0][1] == source:
+            return  # (the usual case: the writer's own feed, which ignores its own writes)
+        targets = [listener for listener, ignored in listeners if source is None or source != ignored]
         if not targets:
             return
         doc = self._docs.get(_id)
@@ -142,6 +145,15 @@ class AtlasCollection:
         self._docs[_id] = new
         self._emit("replace", _id, source)
         return 1
+
+    def put(self, doc: dict[str, Any], *, source: str | None = None) -> None:
+        """`replace_one({"_id": doc["_id"]}, doc, upsert=True, take=True)` by primary key alone: the
+        translator's write of a document it built for this (hundreds of thousands in a fleet)."""
+        _id = doc["_id"]
+        docs = self._docs
+        op = "replace" if _id in docs else "insert"
+        docs[_id] = doc
+        self._emit(op, _id, source)
 
     def update_one(self, filter: dict[str, Any], update: dict[str, Any], *, source: str | None = None) -> int:
         target = next(iter(self._matching(filter)), None)

@@ -120,7 +120,7 @@ class Translator:
             if obj is None:
                 self.atlas.delete_one({"_id": pk}, source=SOURCE)  # primary-key lookups: no scan
             else:
-                self.atlas.replace_one({"_id": pk}, self._document(obj), upsert=True, source=SOURCE, take=True)
+                self.atlas.put(self._document(obj), source=SOURCE)  # (the object's _id is its pk: a primary-key write)
 
     def _document(self, obj: dict[str, Any]) -> dict[str, Any]:
         table = self.mirror["Node"]
