@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lab bench clean
+.PHONY: demo test lab bench compiled clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +27,14 @@ lab: $(STAMP)
 	$(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) --ServerApp.root_dir=. \
 		--LabApp.default_url=/lab/tree/notebooks
 
+# Measures the compiled build (made first, in build/compiled, where this machine can) or else pure Python.
 bench: $(STAMP)
 	$(PY) -m benchmarks
 
+# The optional compiled build of the model's hot modules (mypyc; needs a C compiler and the Python headers):
+# REPRO_KIT_COMPILED=build/compiled in the environment makes the kit use it, until the sources change.
+compiled: $(STAMP)
+	$(PY) -c "import sys; from repro_kit._compiled import main; sys.exit(main(['build/compiled']))"
+
 clean:
-	rm -rf $(VENV) reports/ runs/
+	rm -rf $(VENV) reports/ runs/ build/

@@ -15,12 +15,22 @@ import platform
 from pathlib import Path
 from typing import Any
 
-__all__ = ["row", "format_table", "write_results", "ROW_KEYS", "MODULES"]
+__all__ = ["row", "format_table", "write_results", "ROW_KEYS", "MODULES", "COMPILED_DIR", "build_in_use"]
 
 #: Benchmark modules in the order `python -m benchmarks` runs them.
 MODULES = ("virtual_time", "sweep_scenarios", "scale", "fleet_users", "analysis", "fresh_process", "realtime")
 
 ROW_KEYS = ("figure", "value", "unit", "target", "met", "details")
+#: Where `make compiled` and `python -m benchmarks` keep the compiled build (`repro_kit._compiled`).
+COMPILED_DIR = Path(__file__).resolve().parent.parent / "build" / "compiled"
+
+
+def build_in_use() -> str:
+    """"compiled (mypyc)" when this process's repro_kit takes its modules from a compiled build
+    (`REPRO_KIT_COMPILED`), else "pure Python" (the reference)."""
+    from repro_kit import _compiled  # noqa: PLC0415 - imported when asked: the harness loads the kit late
+
+    return "compiled (mypyc)" if _compiled.active() else "pure Python"
 
 
 def row(figure: str, value: float | None, unit: str, target: str, met: bool | None, **details: Any) -> dict[str, Any]:
@@ -53,7 +63,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 
 def machine() -> dict[str, Any]:
-    return {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()}
+    return {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
+            "build": build_in_use()}
 
 
 def write_results(rows: list[dict[str, Any]], path: str | Path) -> Path:

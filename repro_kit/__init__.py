@@ -10,9 +10,13 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-from repro_kit._history import Event, Nemesis, Notification, Op, Trace
-from repro_kit._session import DeployResult, Info, Session, View
-from repro_kit.client import connect
+from repro_kit import _compiled
+
+_compiled.activate(__path__)  # REPRO_KIT_COMPILED: the modules from a compiled build (before any is imported)
+
+from repro_kit._history import Event, Nemesis, Notification, Op, Trace  # noqa: E402
+from repro_kit._session import DeployResult, Info, Session, View  # noqa: E402
+from repro_kit.client import connect  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+from pathlib import Path
 
 import pytest
 
@@ -94,10 +95,44 @@ def test_smoke_sizes_never_fail_on_speed_but_full_runs_do(monkeypatch, tmp_path,
     out = str(tmp_path / "r.json")
     assert main(["--smoke", "--only", "virtual_time", "--out", out]) == 0
     assert "not judged" in capsys.readouterr().err
-    assert main(["--only", "virtual_time", "--out", out]) == 1
+    assert main(["--only", "virtual_time", "--build", "pure", "--out", out]) == 1
     assert "MISSED TARGET: virtual time" in capsys.readouterr().err
     monkeypatch.setattr(module, "run", lambda **_: 1 / 0)
     assert main(["--smoke", "--only", "virtual_time", "--out", out]) == 1
+
+
+def test_full_sizes_measure_the_compiled_build_where_one_can_be_made(monkeypatch, tmp_path, capsys):
+    """`make bench` measures the compiled build (made if need be) in a process that uses it; where
+    none can be made it measures pure Python and says why, unless the compiled one was required."""
+    import subprocess
+
+    import benchmarks.__main__ as harness
+    import benchmarks.virtual_time as module
+    from repro_kit import _compiled
+
+    monkeypatch.setattr(module, "run", lambda **_: [row("virtual time: report scenario", 2e3, "x real time",
+                                                          ">= 1,000x", True)])
+    out = str(tmp_path / "r.json")
+    started = []
+    monkeypatch.setattr(_compiled, "ensure", lambda where, **_: Path(where))
+    monkeypatch.setattr(subprocess, "run", lambda args, env, **_: started.append((args, env)) or
+                        subprocess.CompletedProcess(args, 0))
+    assert harness.main(["--only", "virtual_time", "--out", out]) == 0
+    ((args, env),) = started
+    assert args[1:] == ["-m", "benchmarks", "--only", "virtual_time", "--out", out, "--build", "compiled"]
+    assert env[_compiled.ENV] == str(harness.COMPILED_DIR)
+
+    def cannot(where, **_):
+        raise RuntimeError("the mypyc build failed: gcc: not found")
+
+    monkeypatch.setattr(_compiled, "ensure", cannot)
+    assert harness.main(["--only", "virtual_time", "--out", out]) == 0  # measured in pure Python
+    err = capsys.readouterr().err
+    assert "no compiled build (the mypyc build failed: gcc: not found); measuring pure Python" in err
+    assert "build: pure Python" in err
+    assert json.loads(Path(out).read_text())["machine"]["build"] == "pure Python"
+    assert harness.main(["--only", "virtual_time", "--build", "compiled", "--out", out]) == 4
+    assert len(started) == 1
 
 
 def test_the_outcome_hashes_name_every_run_and_repeat_exactly():

@@ -57,7 +57,7 @@ class TimedCall:
     def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
         self.fn = fn
         self.args = args
-        self.callbacks = _FIRE
+        self.callbacks: tuple[Callable[[TimedCall], None], ...] | None = _FIRE  # SimPy's `step` sets it None
 
 
 def _fire(event: TimedCall) -> None:
@@ -84,6 +84,9 @@ class ModelEnvironment(simpy.Environment):
     """A virtual-time SimPy environment that remembers the heap entry of the event it fired
     last (`fired_before`), however it is run (`run_until`, `run` or `step`), and has its
     delivery apply what is due whenever a run or step returns."""
+
+    # mypyc: fields `EmulatedWorld.close` deletes (a compiled class has no __dict__ to clear)
+    __deletable__ = ("_rk_fired", "_rk_flush")
 
     _rk_fired: tuple[Any, ...] = (float("-inf"),)
     _rk_flush: Callable[[], None] | None = None
@@ -152,6 +155,9 @@ class _ModelPort(Port):
 class ModelDelivery(Delivery):
     """The world's delivery on an environment with SimPy's heap: calls and downloads pushed
     with `Environment.schedule`'s keys; on a `ModelEnvironment`, downloads held in ports."""
+
+    # mypyc: fields `EmulatedWorld.close` deletes (a compiled class has no __dict__ to clear)
+    __deletable__ = ("queue", "eids", "hold", "held", "_held_most")
 
     def __init__(self, env: simpy.Environment) -> None:
         super().__init__(env)

@@ -57,6 +57,9 @@ def _matches(doc: dict[str, Any], flt: dict[str, Any]) -> bool:
 class AtlasCollection:
     """Documents keyed by `_id` (strings here; UUIDs in a real Atlas), in insertion order."""
 
+    # mypyc: fields `EmulatedWorld.close` deletes (a compiled class has no __dict__ to clear)
+    __deletable__ = ("name", "_docs", "_listeners", "_clock", "_seq")
+
     def __init__(self, name: str = "Node") -> None:
         self.name = name
         self._docs: dict[Any, dict[str, Any]] = {}

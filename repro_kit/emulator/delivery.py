@@ -73,6 +73,9 @@ class Port:
 class Delivery:
     """Timed calls and downloads on a SimPy environment, through its public API."""
 
+    # mypyc: fields `EmulatedWorld.close` deletes (a compiled class has no __dict__ to clear)
+    __deletable__ = ("env",)
+
     def __init__(self, env: simpy.Environment) -> None:
         self.env = env
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import simpy
 
@@ -36,6 +36,11 @@ _UUID_V4 = (0x8000 << 48) | (4 << 76)
 
 
 class Device:
+    # mypyc: fields `EmulatedWorld.close` deletes (a compiled class has no __dict__ to clear)
+    __deletable__ = ("tree", "env", "server", "peer", "owner_id", "rng", "upload_latency_s", "clock_skew_ms",
+                     "state", "server_version", "inflight", "pending", "listeners", "trace_listeners",
+                     "ack_listeners", "acked", "_created_by", "_last_ts", "_root", "_seen", "_link")
+
     def __init__(
         self,
         env: simpy.Environment,
@@ -212,7 +217,8 @@ class Device:
         """A root and one child note per text (in order), in one transaction; returns the root's id.
         (A fleet's users hold theirs before its run starts: a user's notes as one write.) The texts
         are the only input: checked here, the rest is made right."""
-        if not isinstance(text, str) or not all(isinstance(t, str) for t in texts):
+        # (read as objects: a mypyc-compiled build checks a str-typed value as it is read, with a TypeError)
+        if not isinstance(text, str) or not all(isinstance(t, str) for t in cast(Sequence[object], texts)):
             raise ValueError("texts: the root's and every note's text must be a string")
         self._link.drain()
         root = self.new_id()

@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import copy
 import operator
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
+
+from repro_kit._mypyc import mypyc_attr
 
 __all__ = ["Changeset", "Effects", "Frozen", "owned", "LIST_FIELDS", "COLUMN_DEFAULTS", "rule_name", "validate",
            "order_key", "apply", "apply_trusted", "objects", "kept_objects", "owner_candidates", "subset", "transform",
@@ -53,6 +55,9 @@ Instruction = dict[str, Any]
 ChangesetDict = dict[str, Any]
 State = dict[str, dict[str, dict[str, Any]]]
 Key = tuple[int, int]
+#: A public function's input it checks itself (ValueError naming the problem): any value may come.
+#: (So typed, a compiled build, `repro_kit._compiled`, leaves the check to the function as well.)
+Checked = Any
 Tracer = Callable[[dict[str, Any]], None]
 #: What may change which object is an owner's root: (erases an object?, pks that may be a root
 #: after the changeset, pks whose isRoot it only sets false).
@@ -155,7 +160,7 @@ def _validate_state(state: Any, name: str = "state") -> None:
 # --------------------------------------------------------------------------- apply
 
 
-def order_key(changeset: ChangesetDict) -> Key:
+def order_key(changeset: Checked) -> Key:
     """(timestamp, origin): the higher key is the "last writer" (realm-core's Discriminant)."""
     _validate_changeset(changeset, "changeset")
     return (changeset["timestamp"], changeset["origin"])
@@ -219,16 +224,6 @@ _SET, _SET_ELEMENT, _INSERT, _CREATE, _ERASE, _ARRAY_ERASE, _CLEAR, _INSERT_RUN 
 _TRUE, _FALSE, _OWNER = 1, 2, 4  # what a changeset's updates set of an object's isRoot and owner_id
 
 
-class Changeset(dict[str, Any]):
-    """A changeset the emulator made (a dict like any other) that keeps what is computed about
-    it once for every peer that applies or merges it: its compiled steps, root effects and
-    objects (`_Compiled`). Its instructions must not change once it has been applied or
-    merged; a plain dict is compiled afresh on each use, and nothing about it is kept."""
-
-    __slots__ = ("compiled",)
-    compiled: _Compiled
-
-
 class _Compiled:
     """What one changeset's peers share: `steps` (what `apply_trusted` runs) and the index of the
     first instruction of each (`starts`), `effects` (erases an object?, pks it may make a root,
@@ -279,19 +274,11 @@ def _root_bit(field: str, value: Any) -> int:
     return _OWNER if field == "owner_id" else _TRUE if value else _FALSE
 
 
-def _derived(source: _Compiled, old: list[Instruction], new: list[Instruction | None], dropped: bool) -> _Derived:
+def _derived(source: _Compiled, old: Sequence[Instruction], new: list[Instruction | None], dropped: bool) -> _Derived:
     """The compiled form of `old` rebased into `new` (aligned with `old`: None where an instruction
     was discarded, another dict where the merge moved it; `dropped` whether one was), from
     `source`, `old`'s, its steps made on first need (`_Derived`)."""
-    out = _Derived.__new__(_Derived)
-    erases, rooting, unrooting = source.effects
-    # A merge that only moved indices leaves the effects as they were. One that dropped an isRoot
-    # update may have kept an owner_id one: every pk the source may root or unroot may then be a root.
-    out.effects = (erases, rooting | unrooting, frozenset()) if dropped and unrooting else source.effects
-    out.objects = source.objects
-    out.positions = None if dropped else source.positions  # indices stay where nothing was dropped
-    out.source = (source, old, new)
-    return out
+    return _Derived(source, old, new, dropped)
 
 
 class _Derived(_Compiled):
@@ -302,7 +289,20 @@ class _Derived(_Compiled):
     changesets are a device's own, never applied again there: they never need steps."""
 
     __slots__ = ("source",)
-    source: tuple[_Compiled, list[Instruction], list[Instruction | None]]
+    __deletable__ = ("source",)  # mypyc: `make` deletes it
+    source: tuple[_Compiled, Sequence[Instruction], list[Instruction | None]]
+
+    def __init__(self, source: _Compiled, old: Sequence[Instruction], new: list[Instruction | None],
+                 dropped: bool) -> None:
+        """`_derived` (an `__init__` of its own rather than `__new__` alone: a mypyc-compiled
+        class's `__new__` runs `__init__`)."""
+        erases, rooting, unrooting = source.effects
+        # A merge that only moved indices leaves the effects as they were. One that dropped an isRoot
+        # update may have kept an owner_id one: every pk the source may root or unroot may then be a root.
+        self.effects = (erases, rooting | unrooting, frozenset()) if dropped and unrooting else source.effects
+        self.objects = source.objects
+        self.positions = None if dropped else source.positions  # indices stay where nothing was dropped
+        self.source = (source, old, new)
 
     def __getattr__(self, name: str) -> Any:  # only for a slot not set yet: `steps`, `starts`
         if name not in ("steps", "starts"):
@@ -315,9 +315,10 @@ class _Derived(_Compiled):
         source, old, new = self.source
         steps: list[tuple[Any, ...]] = []
         starts: list[int] = []
+        source_steps = _steps_of(source)
         bounds = [*source.starts, len(old)]
         at = 0
-        for k, step in enumerate(source.steps):
+        for k, step in enumerate(source_steps):
             begin, end = bounds[k], bounds[k + 1]
             first = new[begin]
             if first is old[begin] and (end - begin == 1
@@ -338,6 +339,30 @@ class _Derived(_Compiled):
             at += len(part)
         self.steps, self.starts = steps, starts
         del self.source  # made: what it was made from may go
+
+
+# A Python class in a mypyc build (a compiled dict subclass has no attributes: `compiled` needs its slot),
+# defined after `_Compiled`, its annotation (mypyc sets a Python class's annotations to the classes).
+@mypyc_attr(native_class=False)
+class Changeset(dict[str, Any]):
+    """A changeset the emulator made (a dict like any other) that keeps what is computed about
+    it once for every peer that applies or merges it: its compiled steps, root effects and
+    objects (`_Compiled`). Its instructions must not change once it has been applied or
+    merged; a plain dict is compiled afresh on each use, and nothing about it is kept."""
+
+    __slots__ = ("compiled",)
+    compiled: _Compiled
+
+
+def _steps_of(compiled: _Compiled) -> list[tuple[Any, ...]]:
+    """`compiled.steps`, a `_Derived`'s made if not yet: in Python `__getattr__` makes them; a
+    mypyc-compiled class reads its slots natively, without `__getattr__`, and raises AttributeError."""
+    try:
+        return compiled.steps
+    except AttributeError:
+        assert isinstance(compiled, _Derived)
+        compiled.make()
+        return compiled.steps
 
 
 def _compiled(changeset: ChangesetDict) -> _Compiled:
@@ -420,8 +445,9 @@ def subset(changeset: ChangesetDict, keep: Callable[[str], bool]) -> ChangesetDi
     steps: list[tuple[Any, ...]] = []
     starts: list[int] = []
     kept: list[Instruction] = []
+    source_steps = _steps_of(source)
     bounds = [*source.starts, len(instructions)]
-    for k, step in enumerate(source.steps):
+    for k, step in enumerate(source_steps):
         if keep(step[2]):
             starts.append(len(kept))
             steps.append(step)
@@ -443,7 +469,7 @@ def _frozen(pk: str, assigned: tuple[tuple[str, Any, bool], ...]) -> Frozen:
     return Frozen(template)
 
 
-def _compile(instructions: list[Instruction]) -> tuple[list[tuple[Any, ...]], list[int]]:
+def _compile(instructions: Sequence[Instruction]) -> tuple[list[tuple[Any, ...]], list[int]]:
     """(code, table, pk, field, index, value) per step, and the index of each step's first
     instruction; a CreateObject followed by plain Updates of the same object becomes one step
     carrying those fields, in their order, and ArrayInserts at consecutive indices of one list one
@@ -479,7 +505,7 @@ def _compile(instructions: list[Instruction]) -> tuple[list[tuple[Any, ...]], li
     return out, starts
 
 
-def _create_step(instructions: list[Instruction], i: int) -> tuple[tuple[Any, ...], int]:
+def _create_step(instructions: Sequence[Instruction], i: int) -> tuple[tuple[Any, ...], int]:
     """The step of the CreateObject at `i` and the plain Updates of its object after it; the next index."""
     table, pk = instructions[i]["table"], instructions[i]["object"]
     fields: list[tuple[str, Any, bool]] = []
@@ -495,7 +521,7 @@ def _create_step(instructions: list[Instruction], i: int) -> tuple[tuple[Any, ..
     return (_CREATE, table, pk, [None, None], None, tuple(fields)), i
 
 
-def _insert_step(instructions: list[Instruction], i: int) -> tuple[tuple[Any, ...], int]:
+def _insert_step(instructions: Sequence[Instruction], i: int) -> tuple[tuple[Any, ...], int]:
     """The step of the ArrayInsert at `i` and those at the next indices of its list after it; the next index."""
     instr = instructions[i]
     table, pk, field, index = instr["table"], instr["object"], instr["field"], instr["index"]
@@ -533,7 +559,11 @@ def apply_trusted(state: State, changeset: ChangesetDict) -> Effects:
         compiled = changeset.compiled  # type: ignore[attr-defined]  # (`_compiled`, inlined: the hot path)
     except AttributeError:
         compiled = _compiled(changeset)
-    for code, table, pk, field, index, value in compiled.steps:
+    try:
+        steps = compiled.steps
+    except AttributeError:  # a `_Derived`'s, not made yet, in a mypyc-compiled build (`_steps_of`)
+        steps = _steps_of(compiled)
+    for code, table, pk, field, index, value in steps:
         objects = state.get(table)
         if objects is None:
             objects = state[table] = {}
@@ -602,7 +632,7 @@ def objects(changeset: ChangesetDict) -> set[tuple[str, str]]:
 def owner_candidates(changeset: ChangesetDict) -> list[str]:
     """The pks whose owner `changeset` may set, read from its steps (fewer than its instructions):
     those it creates, and those whose owner_id it updates (in order; one may come twice)."""
-    return [pk for code, _table, pk, field, _index, _value in _compiled(changeset).steps
+    return [pk for code, _table, pk, field, _index, _value in _steps_of(_compiled(changeset))
             if code == _CREATE or field == "owner_id"]
 
 
@@ -619,7 +649,7 @@ def root_effects(changeset: ChangesetDict) -> Effects:
     return _compiled(changeset).effects
 
 
-def apply(state: State, changeset: ChangesetDict, *, validate: bool = True) -> State:
+def apply(state: Checked, changeset: Checked, *, validate: bool = True) -> State:
     """Apply `changeset` to `state` in place and return `state`.
 
     All or nothing: a bad changeset (out-of-range index, prior_size that does not
@@ -636,7 +666,7 @@ def apply(state: State, changeset: ChangesetDict, *, validate: bool = True) -> S
     return state
 
 
-def visible(state: State) -> State:
+def visible(state: Checked) -> State:
     """A deep copy of `state` whose lists hide dangling links (pks of missing objects)."""
     _validate_state(state)
     out: State = {}
@@ -821,11 +851,15 @@ class _Silent:
     """The tracer of an untraced pass: its `merge` is `_merge` itself, recording nothing."""
 
     __slots__ = ()
-    merge = staticmethod(_merge)
 
     def meeting(self, n: int) -> _Silent:
         """The tracer for the pass's `n`th changeset."""
         return self
+
+    def merger(self) -> Callable[[Instruction, Key, Instruction, Key], tuple[Instruction | None, Instruction | None]]:
+        """The merge to run: `_merge` itself here (a method, not a class attribute: a mypyc-compiled
+        class reads a class attribute as an instance field, which would hide `_Recorder.merge`)."""
+        return _merge
 
 
 class _Recorder(_Silent):
@@ -852,6 +886,9 @@ class _Recorder(_Silent):
     def _told(self, record: dict[str, Any]) -> None:
         self.trace(self.n, record)
 
+    def merger(self) -> Callable[[Instruction, Key, Instruction, Key], tuple[Instruction | None, Instruction | None]]:
+        return self.merge
+
 
 _SILENT = _Silent()
 
@@ -860,7 +897,7 @@ def _tracer(trace: Callable[[int, dict[str, Any]], None] | None) -> _Silent:
     return _SILENT if trace is None else _Recorder(trace)
 
 
-def transform(a: ChangesetDict, b: ChangesetDict, *, validate: bool = True,
+def transform(a: Checked, b: Checked, *, validate: bool = True,
               trace: Tracer | None = None) -> tuple[ChangesetDict, ChangesetDict]:
     """Rebase two concurrent changesets past each other: returns (a after b, b after a).
 
@@ -921,7 +958,7 @@ def _pass(a: ChangesetDict, others: list[ChangesetDict], want_others: bool, trac
         ys: list[Instruction | None] = list(b["instructions"])
         y_own: set[int] = set()
         dropped = _meet(xs, x_own, ys, y_own, (ka, (b["timestamp"], b["origin"])),
-                        _cells(_positions(compiled, a), by_object), len(by_object) == 1, tracer.meeting(n).merge)
+                        _cells(_positions(compiled, a), by_object), len(by_object) == 1, tracer.meeting(n).merger())
         x_dropped = x_dropped or dropped[0]
         out.append((_rebuilt(b, ys, dropped[1]) if y_own else b) if want_others else None)
     if xs is None or not x_own:
@@ -998,7 +1035,7 @@ def _positions(compiled: _Compiled, changeset: ChangesetDict) -> dict[tuple[str,
     return positions
 
 
-def _index(instructions: list[Instruction], only: set[tuple[str, str]] | None = None
+def _index(instructions: Sequence[Instruction], only: set[tuple[str, str]] | None = None
            ) -> dict[tuple[str, str], list[int]]:
     """Positions of `instructions` by object (of the objects in `only`, if given)."""
     positions: dict[tuple[str, str], list[int]] = {}
@@ -1042,7 +1079,7 @@ def _note(trace: Tracer, side: str, before: Instruction, after: Instruction | No
                "instruction": before, "after": dict(after), "by": other})
 
 
-def rebase(changeset: ChangesetDict, entries: list[ChangesetDict], *, validate: bool = True,
+def rebase(changeset: Checked, entries: Checked, *, validate: bool = True,
            trace: Callable[[int, dict[str, Any]], None] | None = None) -> ChangesetDict:
     """`changeset` transformed past each of `entries` in turn (a server integrating an upload).
 
@@ -1055,7 +1092,7 @@ def rebase(changeset: ChangesetDict, entries: list[ChangesetDict], *, validate: 
     return _pass(changeset, entries, False, _tracer(trace))[0]
 
 
-def converge(state: State, changesets: list[ChangesetDict]) -> State:
+def converge(state: Checked, changesets: Checked) -> State:
     """The visible state every peer reaches once the server has integrated `changesets`.
 
     Each changeset is based on `state` and concurrent with the others; the server

@@ -16,6 +16,7 @@ from typing import Any, overload
 
 import simpy
 
+from repro_kit._mypyc import mypyc_attr
 from repro_kit.emulator import ot
 from repro_kit.emulator.delivery import Delivery, Port, Receive
 
@@ -30,6 +31,7 @@ COMPILED_KEPT = 4096
 TraceListener = Callable[[dict[str, Any]], None]
 
 
+@mypyc_attr(native_class=False)  # a compiled dict subclass has no attributes: `changeset`, `server` need their slots
 class _Views(dict):
     """One changeset as each owner's devices see it (filtered to the owner's objects), made on
     first need: what `Delivery.send` looks up for each port."""
@@ -117,6 +119,11 @@ _LAST_READ: list[tuple[Any, list[dict[str, Any]]]] = [(None, [])]
 
 
 class SyncServer:
+    # mypyc: fields `EmulatedWorld.close` deletes (a compiled class has no __dict__ to clear)
+    __deletable__ = ("env", "delivery", "rng", "download_latency_s", "jitter", "history", "state", "owner_of",
+                     "_ports", "_versions_of", "_by_owner", "_owner_targets", "_on_integrated", "trace_listeners",
+                     "notes", "_packs")
+
     def __init__(self, env: simpy.Environment, rng: random.Random, download_latency_s: float, jitter: float,
                  delivery: Delivery | None = None) -> None:
         """`delivery`: how calls and downloads are scheduled (the world's; by default one event

@@ -148,7 +148,16 @@ class EmulatedWorld:
             self.devices, self.users, self._subs, self._unmerge = [], {}, (), []
             self._unwatch_atlas = None
             for part in parts:
-                vars(part).clear()
+                names = getattr(type(part), "__mypyc_attrs__", None)  # a mypyc-compiled class's fields
+                if names is None:
+                    vars(part).clear()
+                    continue
+                for name in names:  # (no __dict__ but its own: those listed in its `__deletable__` go)
+                    if name == "__dict__":
+                        vars(part).clear()
+                    else:
+                        with contextlib.suppress(AttributeError):  # not deletable, or not set
+                            delattr(part, name)
 
     # -- time ----------------------------------------------------------------------------------
     def now(self) -> float:

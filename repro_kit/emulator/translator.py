@@ -41,6 +41,11 @@ _PLAIN = frozenset({str, int, float, bool, type(None)})  # what `clone` returns 
 
 
 class Translator:
+    # mypyc: fields `EmulatedWorld.close` deletes (a compiled class has no __dict__ to clear)
+    __deletable__ = ("env", "server", "atlas", "encoding", "lag_s", "mirror", "applied_version", "_mirrored",
+                     "_touched", "_halt_base", "halted", "_flush_scheduled", "_held_atlas_changes", "_last_ts",
+                     "nemesis_listeners", "halt", "_reimport_due", "_reimport", "_generation", "resumes")
+
     def __init__(
         self,
         env: simpy.Environment,
