@@ -20,15 +20,18 @@ import sys
 import warnings
 from pathlib import Path
 
-__all__ = ["ENV", "MODULES", "STAMP", "activate", "active", "build", "ensure", "main", "source_digest", "problem"]
+__all__ = ["ENV", "MODULES", "STAMP", "activate", "extend", "active", "build", "ensure", "main", "source_digest",
+           "problem"]
 
 #: The environment variable naming the build to use.
 ENV = "REPRO_KIT_COMPILED"
-#: The modules compiled (the fleet's profile: the model, the columnar log and the driver). `session`
-#: and `recording` stay Python (mypyc rejects or changes what they do), and so does `_history`: its
-#: records are the kit's public types, which stay plain dataclasses.
+#: The modules compiled (the fleet's profile: the model and the columnar log). `session` and
+#: `recording` stay Python (mypyc rejects or changes what they do), and so do `_history` and `driver`:
+#: public records and functions (`run_test`) whose inputs they check themselves (a compiled function
+#: converts or rejects an argument of another type at the call: `writes=True` became 1).
 MODULES = ("emulator/ot.py", "emulator/server.py", "emulator/device.py", "emulator/_scheduling.py",
-           "emulator/translator.py", "emulator/atlas.py", "emulator/delivery.py", "_arrow_log.py", "driver.py")
+           "emulator/translator.py", "emulator/atlas.py", "emulator/delivery.py", "_arrow_log.py")
+
 #: The build's stamp, in DIR: the digest of the sources, the interpreter's extension suffix.
 STAMP = "BUILD.json"
 
@@ -74,7 +77,8 @@ def problem(where: str | os.PathLike[str]) -> str | None:
 def activate(package_path: list[str]) -> str | None:
     """Put the build named by `REPRO_KIT_COMPILED` first on `package_path` (the package's
     `__path__`, from `repro_kit/__init__.py` before it imports anything); returns its directory,
-    or None when none is asked for or it is refused (a warning says why)."""
+    or None when none is asked for or it is refused (a warning says why). The build holds the
+    compiled modules alone: every other module, and the package's data, come from here."""
     where = os.environ.get(ENV)
     if not where:
         return None
@@ -88,6 +92,12 @@ def activate(package_path: list[str]) -> str | None:
     os.environ[ENV] = str(root)  # (absolute: a process this one starts elsewhere finds the same build)
     _ACTIVE[:] = [str(root)]
     return str(root)
+
+
+def extend(subpackage_path: list[str], name: str) -> None:
+    """A subpackage's part of `activate` (its `__init__` calls it): the build's folder for it first."""
+    if _ACTIVE:
+        subpackage_path.insert(0, str(Path(_ACTIVE[0]) / "repro_kit" / name))
 
 
 def active() -> str | None:
@@ -137,7 +147,12 @@ def build(dest: str | os.PathLike[str], *, quiet: bool = False) -> Path:
         tail = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-5:]
         shutil.rmtree(work, ignore_errors=True)
         raise RuntimeError("the mypyc build failed: " + " | ".join(tail))
-    shutil.rmtree(work / "build", ignore_errors=True)  # the generated C and objects
+    for scratch in ("build", ".mypy_cache", "pyproject.toml"):  # the generated C and objects, mypy's cache
+        path = work / scratch
+        shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+    compiled = {(work / "repro_kit" / m[:-3]).with_name(Path(m).stem + _suffix()) for m in MODULES}
+    for path in [p for p in (work / "repro_kit").rglob("*") if p.is_file() and p not in compiled]:
+        path.unlink()  # the sources: what is not compiled comes from the package itself (`activate`)
     (work / STAMP).write_text(json.dumps({
         "digest": digest, "suffix": _suffix(), "python": sys.version.split()[0], "modules": list(MODULES),
         "seconds": round(time.monotonic() - started, 1)}, indent=2) + "\n", encoding="utf-8")

@@ -95,10 +95,18 @@ def built() -> Path:
 
 
 def test_the_compiled_build_is_used_when_asked_for(built):
-    done = _python(SHOW_BUILD, built)
-    assert done.returncode == 0, done.stderr
-    active, ot_file = done.stdout.split()
-    assert Path(active) == built and ot_file.endswith(_compiled._suffix()) and Path(ot_file).is_relative_to(built)
+    """Its compiled modules, and every other module (and the package's data) from the package itself."""
+    done = _python(SHOW_BUILD + "; import repro_kit.emulator.session as s, repro_kit._notebooks as n, os;"
+                   " print(s.__file__); print(n.__file__); print(os.environ['REPRO_KIT_COMPILED'])",
+                   built.relative_to(REPO))
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    active, ot_file, session_file, notebooks_file, variable = done.stdout.split()
+    assert Path(active) == built == Path(variable)  # made absolute for the processes it starts
+    assert ot_file.endswith(_compiled._suffix()) and Path(ot_file).is_relative_to(built)
+    assert Path(session_file) == REPO / "repro_kit" / "emulator" / "session.py"
+    assert Path(notebooks_file) == REPO / "repro_kit" / "_notebooks.py"
+    kept = sorted(p.relative_to(built).as_posix() for p in built.rglob("*") if p.is_file())
+    assert all(name.endswith(".so") or name == _compiled.STAMP for name in kept), kept
 
 
 def test_the_compiled_build_gives_the_pure_outcomes(built):
