@@ -360,7 +360,12 @@ class EmulatedWorld:
     def _on_device_note(self, user: _User, note: Notification) -> None:
         events = self._tag(events_of(note), user)
         process = user.process
-        for sub in self._subs:  # `_emit` of each event, with a subscription's batch listener called once
+        subs = self._subs
+        if not any(sub.batch is not None for sub in subs):  # each event to every listener in turn (`_emit`)
+            for event in events:
+                self._emit(event, process)
+            return
+        for sub in subs:  # a subscription with a batch listener gets the notification's events in one call
             if sub.processes is None or process in sub.processes:
                 if sub.batch is not None:
                     sub.batch(list(events))  # (its own list: a listener may keep it)
