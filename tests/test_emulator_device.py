@@ -233,3 +233,31 @@ def test_ids_are_the_version_4_uuids_of_the_devices_generator():
         pk = device.new_id()
         assert pk == str(uuid.UUID(int=same.getrandbits(128), version=4))
         assert uuid.UUID(pk).version == 4 and uuid.UUID(pk).variant == uuid.RFC_4122
+
+
+def test_an_observed_append_notifies_what_the_diff_of_the_two_views_gives():
+    """`add_to_root` on an observed device tells its listeners exactly what `notification` finds
+    between the view before and after the append (made without the diff), with other devices'
+    downloads and removals of notes in between."""
+    from repro_kit._history import notification
+
+    env, server, a, b = pair()
+    a.create_root()
+    env.run(until=1)
+    notes = []
+    a.observe(notes.append)
+
+    def view():
+        return list(a.visible_children(a.root_id())), set(a.owned_ids())
+
+    for i in range(6):
+        before = view()
+        a.add_to_root(f"a{i}")
+        assert notes[-1] == notification(env.now, "device", before, view())
+        b.add_to_root(f"b{i}")
+        if i == 3:  # a removal downloaded: the view the next append starts from shrank
+            b.write([{"op": "ArrayErase", "table": "Node", "object": b.root_id(), "field": "children", "index": 0,
+                      "prior_size": len(b.state["Node"][b.root_id()]["children"])}])
+        env.run(until=env.now + 0.3)
+        assert a._view() == view()  # the view the device keeps while observed is its view
+    assert len(notes) > 6 and any(n.left for n in notes)  # the downloads were notified too, the removal among them

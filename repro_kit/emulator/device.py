@@ -201,7 +201,7 @@ class Device:
         self.pending.append(changeset)
         if before is not None:
             if appended is not None:
-                self._notify(before, batch=None, after=([*before[0], appended], {*before[1], appended}))
+                self._notify_append(before, appended)
             else:
                 self._notify(before, batch=None, touched=[i["object"] for i in instructions])
         self._send_next()
@@ -343,6 +343,22 @@ class Device:
         owner = self.owner_id
         return self.visible_children(self.root_id()), {pk for pk, obj in self.state["Node"].items()
                                                        if obj.get("owner_id") == owner}
+
+    def _notify_append(self, before: tuple[list[str], set[str]], pk: str) -> None:
+        """`_notify` of an append (`add_to_root`): the view after it is the view before it with `pk` last
+        under the root and among the owner's documents, so the notification is what `notification` finds
+        between the two, made without the diff, and the view grows in place (a view is this device's own:
+        `_view` makes new lists and sets, and a notification keeps tuples)."""
+        children, docs = before
+        entered = () if pk in children else (pk,)
+        inserted = () if pk in docs else (pk,)
+        children.append(pk)
+        docs.add(pk)
+        self._seen = before
+        note = Notification(time=self.env.now, observer="device", root_children=len(children), nodes_total=len(docs),
+                            entered=entered, inserted=inserted)
+        for listener in self.listeners:
+            listener(note)
 
     def _notify(self, before: tuple[list[str], set[str]], batch: int | None, touched: list[str] | None = None,
                 after: tuple[list[str], set[str]] | None = None) -> None:
