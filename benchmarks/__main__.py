@@ -30,6 +30,11 @@ def main(argv: list[str] | None = None) -> int:
     build = args.build or ("pure" if args.smoke else "auto")
     if build != "pure" and build_in_use() == "pure Python":
         return _in_compiled_build(argv, required=build == "compiled")
+    if build == "pure" and build_in_use() != "pure Python":  # (REPRO_KIT_COMPILED set around us)
+        from repro_kit import _compiled  # noqa: PLC0415
+
+        env = {k: v for k, v in os.environ.items() if k != _compiled.ENV}
+        return subprocess.run([sys.executable, "-m", "benchmarks", *argv], env=env).returncode
     print(f"build: {build_in_use()}", file=sys.stderr, flush=True)
     rows = []
     for name in args.only or MODULES:

@@ -4,12 +4,12 @@ Why: a 10,000-user fleet spends ~70% of its time in the emulator's pure Python (
 compiles those modules, unchanged, to C extensions (~1.3x on the fleet, outcomes identical).
 The pure-Python modules stay the reference: a build is made from them and is used only when asked.
 
-`make compiled` (`repro_kit._compiled.main(["build/compiled"])`) copies the package
-to DIR, compiles `MODULES` there (mypy's mypyc, a C compiler and the Python headers needed) and
-stamps it with the digest of the sources it was made from. With `REPRO_KIT_COMPILED=DIR` in the
-environment, `import repro_kit` takes its modules from DIR (`activate`); a build of other sources
-(the checkout changed since) or for another interpreter is refused with a warning, and the
-pure-Python modules are used.
+`make compiled` (`repro_kit._compiled.main(["build/compiled"])`) compiles `MODULES` in a copy
+of the package (mypy's mypyc, a C compiler and the Python headers needed), keeps only the
+extension modules in DIR and stamps it with the digest of the sources they were made from. With
+`REPRO_KIT_COMPILED=DIR` in the environment, `import repro_kit` takes those modules from DIR and
+every other one from the package (`activate`); a build of other sources (the checkout changed
+since) or for another interpreter is refused with a warning, and the pure-Python modules are used.
 """
 
 from __future__ import annotations
