@@ -44,15 +44,11 @@ def source_digest(package: Path = _PACKAGE) -> str:
     import hashlib  # noqa: PLC0415 - here, not at `import repro_kit`: only a process asking for a build pays
 
     h = hashlib.sha256()
-    for path in sorted(p for p in package.rglob("*") if p.is_file() and _is_source(p, package)):
+    for path in sorted(p for p in package.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+                       and p.suffix not in (".so", ".pyd")):
         h.update(path.relative_to(package).as_posix().encode() + b"\0")
         h.update(path.read_bytes() + b"\0")
     return h.hexdigest()
-
-
-def _is_source(path: Path, package: Path) -> bool:
-    parts = path.relative_to(package).parts
-    return "__pycache__" not in parts and "build" not in parts[:1] and not path.name.endswith((".so", ".pyd", ".c"))
 
 
 def problem(where: str | os.PathLike[str]) -> str | None:
@@ -147,9 +143,9 @@ def build(dest: str | os.PathLike[str], *, quiet: bool = False) -> Path:
         tail = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-5:]
         shutil.rmtree(work, ignore_errors=True)
         raise RuntimeError("the mypyc build failed: " + " | ".join(tail))
-    for scratch in ("build", ".mypy_cache", "pyproject.toml"):  # the generated C and objects, mypy's cache
-        path = work / scratch
-        shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+    shutil.rmtree(work / "build", ignore_errors=True)  # the generated C and objects
+    shutil.rmtree(work / ".mypy_cache", ignore_errors=True)
+    (work / "pyproject.toml").unlink(missing_ok=True)
     compiled = {(work / "repro_kit" / m[:-3]).with_name(Path(m).stem + _suffix()) for m in MODULES}
     for path in [p for p in (work / "repro_kit").rglob("*") if p.is_file() and p not in compiled]:
         path.unlink()  # the sources: what is not compiled comes from the package itself (`activate`)

@@ -81,6 +81,7 @@ class Driver:
                  realtime: bool = False, progress: Any = None) -> None:
         self.clock = clock
         self.rec = recorder
+        self._event_all = getattr(recorder, "event_all", None)  # several events at once (`listen_all`), if it can
         self.control = control
         self.realtime = realtime
         self.progress = progress
@@ -106,18 +107,16 @@ class Driver:
     def listen_all(self, records: list[Record]) -> None:
         """Several records at once, in order (a device notification's events): each as `listen`
         writes it, the events handed to the recorder together (`RunRecorder.event_all`)."""
-        events = getattr(self.rec, "event_all", None)
+        events = self._event_all
         with self._lock:
             if events is None:
                 for record in records:
                     self._record(record)
                 return
-            t0, lines = self.t0, []
+            lines = []
             for record in records:
                 if type(record) is Event:
-                    line = record.line()  # as `_record` makes it
-                    line["time"] = round(record.time - t0, 6)
-                    lines.append(line)
+                    lines.append(self._event_line(record))
                     continue
                 if lines:
                     events(lines, take=True)
@@ -126,13 +125,18 @@ class Driver:
             if lines:
                 events(lines, take=True)
 
+    def _event_line(self, event: Event) -> dict[str, Any]:
+        """The event's line, its time relative to the run: a new dict in the written order, the recorder's to take."""
+        line = event.line()
+        line["time"] = round(event.time - self.t0, 6)  # `rel`, inlined: a fleet records millions
+        return line
+
     def _record(self, record: Record) -> None:
-        t = round(record.time - self.t0, 6)  # `rel`, inlined: a fleet records millions
         if isinstance(record, Event):
-            line = record.line()  # a new dict in the written order: the recorder's to take
-            line["time"] = t
-            self.rec.event(line, take=True)
-        elif isinstance(record, Op):
+            self.rec.event(self._event_line(record), take=True)
+            return
+        t = round(record.time - self.t0, 6)  # `rel`, inlined
+        if isinstance(record, Op):
             self._op(record, t)
         elif isinstance(record, Nemesis):
             value = record.value
